@@ -1,0 +1,113 @@
+"""Invariants of the one router: straight-through from one draw, deterministic eval, tau checks."""
+import pytest
+import torch
+from hypothesis import given, strategies as st
+
+from zoo import routing
+from zoo.blocks.router import Router
+from zoo.ops.dispatch import pack_rows, unpack_rows
+from zoo.ops.gating import gumbel_straight_through, load_balance_loss
+from zoo.specs import RouterSpec
+
+
+@given(st.integers(1, 6), st.integers(2, 4), st.floats(0.1, 10.0), st.integers(0, 2**16))
+def test_gumbel_hard_is_one_hot_and_gradient_is_soft_from_same_draw(b, c, tau, seed):
+    logits = (torch.randn(b, c, generator=torch.Generator().manual_seed(seed)) * 5).requires_grad_()
+    g = torch.Generator().manual_seed(seed + 1)
+    weights, decisions, soft = gumbel_straight_through(logits, tau, generator=g)
+    # forward value is the hard one-hot; soft sums to one
+    assert torch.equal(weights.detach(), torch.nn.functional.one_hot(decisions, c).float())
+    assert torch.allclose(soft.sum(-1), torch.ones(b), atol=1e-6)
+    assert torch.equal(decisions, soft.argmax(-1))  # hard comes from *this* soft draw
+    # the gradient is the soft sample's gradient (same draw, replayed with the same generator)
+    upstream = torch.randn(b, c)
+    (weights * upstream).sum().backward()
+    grad_st = logits.grad.clone()
+    logits.grad = None
+    _, _, soft2 = gumbel_straight_through(logits, tau, generator=torch.Generator().manual_seed(seed + 1))
+    (soft2 * upstream).sum().backward()
+    assert torch.allclose(grad_st, logits.grad, atol=1e-6)
+
+
+@given(st.floats(0.1, 10.0))
+def test_gumbel_is_finite_under_bf16_and_extreme_logits(tau):
+    logits = torch.tensor([[1e4, -1e4, 0.0], [float("1e30"), 0.0, -1e30]]).to(torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        w, d, soft = gumbel_straight_through(logits, tau)
+    assert torch.isfinite(w).all() and torch.isfinite(soft).all()
+    assert w.dtype == torch.float32
+
+
+@pytest.mark.parametrize("tau", [0.0, -1.0, float("nan")])
+def test_tau_must_be_positive(tau):
+    r = Router(4, ("a", "b"), "sample")
+    with pytest.raises(ValueError, match="tau"):
+        r.set_tau(tau)
+    with pytest.raises(ValueError, match="tau"):
+        routing.set_tau(torch.nn.Sequential(r), tau)
+    with pytest.raises(ValueError, match="tau"):
+        RouterSpec(tau=tau)
+    with pytest.raises(ValueError, match="tau"):
+        gumbel_straight_through(torch.zeros(2, 2), tau)
+
+
+@given(st.integers(1, 8), st.integers(0, 1000))
+def test_eval_decisions_are_deterministic_and_per_item(b, seed):
+    torch.manual_seed(seed)
+    r = Router(6, ("x", "y", "z"), "token", RouterSpec(zero_init=False)).eval()
+    feats = torch.randn(b, 5, 6)
+    d1 = r(feats).decisions
+    d2 = r(feats).decisions
+    assert torch.equal(d1, d2)
+    perm = torch.randperm(b)
+    assert torch.equal(r(feats[perm]).decisions, d1[perm])
+    assert torch.equal(r(feats[:1]).decisions, d1[:1])
+    rec = routing.trace(torch.nn.Sequential(r))[0]
+    assert rec.granularity == "token" and rec.choices == ("x", "y", "z") and rec["decisions"].shape == (1, 5)
+
+
+def test_binary_router_is_alpha_threshold():
+    r = Router(3, ("ssm", "attention"), "patch", RouterSpec(mode="hard", zero_init=False)).eval()
+    x = torch.randn(2, 7, 3)
+    route = r(x)
+    alpha = route.probs[..., 1]
+    assert torch.equal(route.decisions, (alpha > 0.5).long())
+
+
+def test_force_and_execution_restore_state():
+    m = torch.nn.Sequential(Router(4, ("conv", "trans", "both"), "sample"))
+    with routing.force(m, "both"), routing.execution(m, "dense"):
+        route = m[0](torch.randn(3, 4))
+        assert (route.decisions == 2).all() and route.sparse is False
+    assert m[0].forced is None and m[0].execution is None
+    with pytest.raises(ValueError, match="choices"):
+        with routing.force(m, "nope"):
+            pass
+    with pytest.raises(ValueError, match="execution mode"):
+        with routing.execution(m, "fast"):
+            pass
+
+
+def test_load_balance_minimal_at_uniform_and_follows_routes_taken():
+    probs = torch.full((100, 2), 0.5)
+    uniform = load_balance_loss(probs, torch.arange(100) % 2)
+    collapsed = load_balance_loss(torch.tensor([[0.9, 0.1]]).repeat(100, 1), torch.zeros(100, dtype=torch.long))
+    assert uniform == pytest.approx(1.0) and collapsed > uniform
+    # same probabilities, different routes actually taken -> different f, different loss
+    p = torch.tensor([[0.7, 0.3]]).repeat(100, 1)
+    a = load_balance_loss(p, torch.zeros(100, dtype=torch.long))
+    b = load_balance_loss(p, torch.ones(100, dtype=torch.long))
+    assert a == pytest.approx(1.4) and b == pytest.approx(0.6)
+
+
+@given(st.integers(1, 4), st.integers(1, 9), st.integers(0, 999))
+def test_pack_unpack_round_trip_keeps_order(b, n, seed):
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.rand(b, n, generator=g) < 0.5
+    x = torch.randn(b, n, 3, generator=g)
+    packed = pack_rows(mask)
+    rows = torch.take_along_dim(x, packed.index.unsqueeze(-1), dim=1)
+    for i in range(b):
+        assert torch.equal(rows[i][packed.valid[i]], x[i][mask[i]])
+    out = unpack_rows(torch.zeros_like(x), packed, rows)
+    assert torch.equal(out, x * mask.unsqueeze(-1))

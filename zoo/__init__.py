@@ -1,0 +1,18 @@
+"""Routing-aware model zoo: hybrid networks that choose, per sample, patch or token,
+which expensive branch to run, and really skip the branches they did not choose.
+
+    import zoo
+    model = zoo.create_model("eshvision_s", num_classes=10)
+    zoo.list_models("dhvn_*")
+    with zoo.routing.execution(model, "dense"): ...
+    zoo.routing.trace(model)
+"""
+from . import routing
+from .registry import (UnknownModelError, build_model, create_model, is_model, list_models,
+                       model_info, register_model, resolve_spec)
+from .specs import Spec
+from . import models  # noqa: F401  (registers every variant, and bridges them into timm/mmengine)
+
+__all__ = ["create_model", "list_models", "model_info", "register_model", "resolve_spec",
+           "build_model", "is_model", "UnknownModelError", "Spec", "routing"]
+__version__ = "0.1.0"

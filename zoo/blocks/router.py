@@ -1,0 +1,171 @@
+"""The one gate/router of the zoo, used at sample, patch and token granularity.
+
+A `Router` turns item features into a `Route`: integer decisions, branch weights whose
+forward value is the decision taken (one-hot) and whose gradient is the soft probability,
+and a flag telling the routed block whether to execute sparsely. After every forward it
+keeps a detached `RouteRecord`, which `zoo.routing.trace(model)` collects.
+
+Granularity only changes the shape of the items: (B, C) features give (B,) decisions for
+per-sample routing; (B, N, C) give (B, N) for patches or tokens.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..ops.gating import (
+    choice_shares, gumbel_straight_through, load_balance_loss, routing_entropy, straight_through,
+)
+from ..specs import RouterSpec
+
+__all__ = ["Router", "Route", "RouteRecord", "GRANULARITIES", "EXECUTION_MODES"]
+
+GRANULARITIES = ("sample", "patch", "token")
+EXECUTION_MODES = ("sparse", "dense")
+
+Policy = Union[int, Callable[["Router", torch.Size], torch.Tensor]]
+
+
+@dataclass
+class RouteRecord:
+    """What one router decided in the last forward (detached, on the model's device)."""
+    layer: str
+    granularity: str
+    choices: tuple
+    decisions: torch.Tensor   # (B,) or (B, N) integer choice indices
+    probs: torch.Tensor       # (..., len(choices)) noise-free probabilities softmax(logits / tau)
+
+    def shares(self) -> dict:
+        s = choice_shares(self.decisions, len(self.choices))
+        return {c: float(v) for c, v in zip(self.choices, s)}
+
+    def entropy(self) -> float:
+        return routing_entropy(self.decisions, len(self.choices))
+
+    def load_balance(self) -> float:
+        return float(load_balance_loss(self.probs.float(), self.decisions))
+
+    def __getitem__(self, key):  # records read as mappings too: rec["decisions"]
+        return getattr(self, key)
+
+
+@dataclass
+class Route:
+    """A router's output as the routed block consumes it."""
+    choices: tuple
+    decisions: torch.Tensor
+    weights: torch.Tensor     # forward value: one-hot (hard) or probs (soft); gradient: probs
+    probs: torch.Tensor       # differentiable noise-free probabilities, for auxiliary losses
+    sparse: bool              # True: compute each branch only for its own items
+
+    def index(self, name: str) -> int:
+        return self.choices.index(name)
+
+    def mask(self, *names: str) -> torch.Tensor:
+        """Items whose decision is any of `names`."""
+        m = torch.zeros_like(self.decisions, dtype=torch.bool)
+        for n in names:
+            m |= self.decisions == self.index(n)
+        return m
+
+    def weight(self, name: str) -> torch.Tensor:
+        return self.weights[..., self.index(name)]
+
+
+class Router(nn.Module):
+    """Gate: features -> per-item logits over `choices` -> a `Route`.
+
+    Training (mode="gumbel"): one Gumbel draw, straight-through. mode="hard": straight-through
+    on the noise-free probabilities. mode="soft": the probabilities weight every branch.
+    Eval: argmax of the logits, no noise, so an item's decision depends on that item alone.
+
+    `binary=True` gives one logit s for `choices[1]` against a fixed 0 for `choices[0]`, so
+    probs[..., 1] = sigmoid(s): ESH-Vision's alpha, and argmax is "alpha > 0.5".
+    """
+
+    def __init__(self, in_features: int, choices: Sequence[str], granularity: str,
+                 spec: RouterSpec = RouterSpec(), layer: str = "", binary: bool = False,
+                 extra_features: int = 0):
+        super().__init__()
+        if granularity not in GRANULARITIES:
+            raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+        if binary and len(choices) != 2:
+            raise ValueError("a binary router needs exactly two choices")
+        self.choices = tuple(choices)
+        self.granularity = granularity
+        self.spec = spec
+        self.layer = layer
+        self.binary = binary
+        n_in = in_features + extra_features
+        n_out = 1 if binary else len(self.choices)
+        if spec.hidden:
+            self.net = nn.Sequential(nn.Linear(n_in, spec.hidden), nn.GELU(), nn.Linear(spec.hidden, n_out))
+        else:
+            self.net = nn.Sequential(nn.Linear(n_in, n_out))
+        if spec.zero_init:
+            nn.init.zeros_(self.net[-1].weight)
+            nn.init.zeros_(self.net[-1].bias)
+        self.register_buffer("tau", torch.tensor(float(spec.tau)))
+        self.execution: Optional[str] = None  # None: dense in training, sparse at eval
+        self.forced: Optional[Policy] = None
+        self.last: Optional[RouteRecord] = None
+
+    def set_tau(self, tau: float) -> None:
+        tau = float(tau)
+        if not tau > 0:
+            raise ValueError(f"temperature tau must be > 0, got {tau}")
+        self.tau.fill_(tau)
+
+    def is_sparse(self) -> bool:
+        if self.spec.mode == "soft" and self.forced is None:
+            return False  # a continuous merge needs every branch
+        if self.execution is not None:
+            return self.execution == "sparse"
+        return not self.training
+
+    def logits(self, feats: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=feats.device.type, enabled=False):
+            out = self.net(feats.float()).clamp(-self.spec.logit_clamp, self.spec.logit_clamp)
+        if self.binary:
+            out = torch.cat([torch.zeros_like(out), out], dim=-1)
+        return out
+
+    def forward(self, feats: torch.Tensor) -> Route:
+        expected = 2 if self.granularity == "sample" else 3
+        if feats.dim() != expected:
+            raise ValueError(f"{self.granularity} router expects {expected}-D features, got {tuple(feats.shape)}")
+        logits = self.logits(feats)
+        tau = float(self.tau)
+        probs = torch.softmax(logits / tau, dim=-1)
+        n = len(self.choices)
+        if self.forced is not None:
+            decisions = self._forced_decisions(logits.shape[:-1], logits.device)
+            weights = F.one_hot(decisions, n).float()
+        elif self.spec.mode == "soft":
+            decisions, weights = probs.argmax(dim=-1), probs
+        elif self.training and self.spec.mode == "gumbel":
+            weights, decisions, _ = gumbel_straight_through(logits, tau, self.spec.logit_clamp)
+        elif self.training:
+            weights, decisions = straight_through(probs)
+        else:
+            decisions = logits.argmax(dim=-1)
+            weights = F.one_hot(decisions, n).float()
+        self.last = RouteRecord(self.layer, self.granularity, self.choices,
+                                decisions.detach(), probs.detach())
+        return Route(self.choices, decisions, weights, probs, self.is_sparse())
+
+    def _forced_decisions(self, shape: torch.Size, device) -> torch.Tensor:
+        if callable(self.forced):
+            decisions = self.forced(self, shape).to(device=device, dtype=torch.long)
+            if decisions.shape != shape:
+                raise ValueError(f"policy for {self.layer} returned {tuple(decisions.shape)}, expected {tuple(shape)}")
+            return decisions
+        return torch.full(shape, int(self.forced), dtype=torch.long, device=device)
+
+    def extra_repr(self) -> str:
+        return (f"layer={self.layer!r}, granularity={self.granularity}, choices={self.choices}, "
+                f"mode={self.spec.mode}")

@@ -1,0 +1,37 @@
+"""Make every zoo entry point visible to timm and mmengine as soon as it is registered.
+
+timm:     timm.create_model("dhvn_tiny"), timm.list_models("dhvn_*")
+mmengine: MODELS.build(dict(type="dhvn_tiny", num_classes=10)) — registered in mmengine's
+          root MODELS registry under the zoo's own names (no prefix: zoo names do not collide
+          with mmengine's, and a config then reads exactly like a create_model call).
+"""
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+__all__ = ["register_everywhere"]
+
+
+def _register_timm(fn: Callable) -> None:
+    from timm.models import _registry as timm_registry
+    from timm.models import register_model as timm_register_model
+
+    if timm_registry._model_entrypoints.get(fn.__name__) is fn:
+        return
+    timm_register_model(fn)
+
+
+def _register_mmengine(fn: Callable) -> None:
+    from mmengine.registry import MODELS
+
+    @functools.wraps(fn)
+    def build(**kwargs):
+        return fn(pretrained=kwargs.pop("pretrained", False), **kwargs)
+
+    MODELS.register_module(name=fn.__name__, module=build, force=True)
+
+
+def register_everywhere(fn: Callable) -> None:
+    _register_timm(fn)
+    _register_mmengine(fn)

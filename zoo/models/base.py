@@ -1,0 +1,174 @@
+"""What every zoo model shares: the timm vision contract and the causal-LM contract.
+
+Families subclass `ZooVisionModel` or `ZooCausalLM`, set `family`, and implement
+`forward_features` (vision) or `forward` (LM) plus `aux_losses()`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
+
+import torch
+import torch.nn as nn
+
+from ..specs import Spec
+
+__all__ = ["VisionSpec", "LMSpec", "ZooVisionModel", "ZooCausalLM",
+           "IMAGENET_DEFAULT_MEAN", "IMAGENET_DEFAULT_STD"]
+
+IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class VisionSpec(Spec):
+    num_classes: int = 1000
+    in_chans: int = 3
+    img_size: int = 224
+    mean: Tuple[float, ...] = IMAGENET_DEFAULT_MEAN
+    std: Tuple[float, ...] = IMAGENET_DEFAULT_STD
+    drop_rate: float = 0.0
+
+    def __post_init__(self):
+        for name in ("num_classes", "in_chans", "img_size"):
+            if int(getattr(self, name)) < (0 if name == "num_classes" else 1):
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        # an in_chans override keeps RGB statistics meaningful: one grey value per channel
+        for name in ("mean", "std"):
+            stats = tuple(float(v) for v in getattr(self, name))
+            if len(stats) != self.in_chans:
+                stats = (sum(stats) / len(stats),) * self.in_chans
+            object.__setattr__(self, name, stats)
+
+
+@dataclass(frozen=True)
+class LMSpec(Spec):
+    vocab_size: int = 49152
+    max_seq_len: int = 1024
+
+    def __post_init__(self):
+        if self.vocab_size < 2 or self.max_seq_len < 1:
+            raise ValueError(f"vocab_size must be >= 2 and max_seq_len >= 1, got "
+                             f"{self.vocab_size}, {self.max_seq_len}")
+
+
+class _ZooModel(nn.Module):
+    family: str = ""
+    task: str = ""
+
+    @classmethod
+    def routing_of(cls, spec: Spec) -> str:
+        """'sample', 'patch', 'token' or 'static' for a spec of this class."""
+        raise NotImplementedError
+
+    def aux_losses(self) -> Dict[str, torch.Tensor]:
+        """Unweighted auxiliary losses of the last forward (empty for static models)."""
+        return {}
+
+
+class ZooVisionModel(_ZooModel):
+    task = "image-classification"
+    #: total downsampling of forward_features; inputs must be divisible by it
+    stride: int = 1
+
+    def __init__(self, spec: VisionSpec):
+        super().__init__()
+        self.spec = spec
+        self.num_classes = spec.num_classes
+        self.in_chans = spec.in_chans
+        self.drop_rate = spec.drop_rate
+        self.global_pool = "avg"
+
+    @classmethod
+    def default_input_size(cls, spec: VisionSpec) -> tuple:
+        return (spec.in_chans, spec.img_size, spec.img_size)
+
+    @property
+    def default_cfg(self) -> dict:
+        cfg = dict(
+            input_size=self.default_input_size(self.spec), mean=tuple(self.spec.mean),
+            std=tuple(self.spec.std), num_classes=self.num_classes, first_conv=self.first_conv,
+            classifier="head", architecture=type(self).__name__.lower(), interpolation="bicubic",
+            crop_pct=0.875,
+        )
+        pool = self.pool_size()
+        if pool is not None:
+            cfg["pool_size"] = pool
+        return cfg
+
+    @property
+    def pretrained_cfg(self) -> dict:
+        return self.default_cfg
+
+    first_conv: str = "stem.0"
+
+    def pool_size(self) -> Optional[tuple]:
+        s = self.spec.img_size // self.stride
+        return (s, s) if self.stride > 1 else None
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """One-line ValueErrors for inputs the model cannot take, before any shape error inside."""
+        if x.dim() != 4:
+            raise ValueError(f"{type(self).__name__} expects (B, C, H, W) images, got shape {tuple(x.shape)}")
+        if x.shape[1] != self.in_chans:
+            raise ValueError(f"{type(self).__name__} expects {self.in_chans} input channels "
+                             f"(in_chans={self.in_chans}), got {x.shape[1]}")
+        H, W = x.shape[-2:]
+        if H % self.stride or W % self.stride:
+            raise ValueError(f"{type(self).__name__} needs image sides divisible by its stride "
+                             f"{self.stride}, got {H}x{W}")
+
+    # head: pooled features -> (dropout) -> linear classifier, as in timm
+    def _build_head(self, num_features: int) -> None:
+        self.num_features = self.head_hidden_size = num_features
+        self.head_drop = nn.Dropout(self.drop_rate)
+        self.head = nn.Linear(num_features, self.num_classes) if self.num_classes > 0 else nn.Identity()
+
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
+        if global_pool is not None and global_pool not in ("avg", ""):
+            raise ValueError(f"global_pool must be 'avg' or '', got {global_pool!r}")
+        if global_pool is not None:
+            self.global_pool = global_pool
+        self.num_classes = num_classes
+        device = next(self.parameters()).device
+        self.head = (nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()).to(device)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> unpooled features (B, num_features, h, w)."""
+        raise NotImplementedError
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        if self.global_pool == "avg":
+            x = x.mean(dim=(-2, -1))
+        x = self.head_drop(x)
+        return x if pre_logits else self.head(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+class ZooCausalLM(_ZooModel):
+    task = "causal-lm"
+
+    def __init__(self, spec: LMSpec):
+        super().__init__()
+        self.spec = spec
+        self.vocab_size = spec.vocab_size
+        self.max_seq_len = spec.max_seq_len
+
+    @classmethod
+    def default_input_size(cls, spec: LMSpec) -> tuple:
+        return (spec.max_seq_len,)
+
+    def check_input(self, input_ids: torch.Tensor) -> None:
+        if input_ids.dim() != 2 or input_ids.dtype not in (torch.long, torch.int32, torch.int64):
+            raise ValueError(f"{type(self).__name__} expects (B, T) integer token ids, got "
+                             f"{tuple(input_ids.shape)} {input_ids.dtype}")
+        if input_ids.shape[1] > self.max_seq_len:
+            raise ValueError(f"sequence length {input_ids.shape[1]} exceeds max_seq_len={self.max_seq_len}")
+        if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= self.vocab_size):
+            raise ValueError(f"token ids must lie in [0, {self.vocab_size}), got "
+                             f"[{int(input_ids.min())}, {int(input_ids.max())}]")

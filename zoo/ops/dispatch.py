@@ -1,0 +1,64 @@
+"""Gather/scatter over routed items: how sparse execution skips unchosen work.
+
+Two shapes of dispatch cover every family:
+
+* flat items (samples, or patches/tokens that need no sequence context):
+  `select_items` + `index_select` on the flattened batch, results put back with `index_copy`.
+* per-sequence packing (queries that still attend over their own sequence, recurrences that
+  must keep order): `pack_rows` moves each sequence's chosen items to the front, in order,
+  padded to the longest count; `unpack_rows` writes the results back.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+__all__ = ["select_items", "gather_items", "scatter_items", "Packed", "pack_rows", "unpack_rows"]
+
+
+def select_items(mask: torch.Tensor) -> torch.Tensor:
+    """Flat indices of the True items of `mask` (any shape), for index_select/index_copy."""
+    return mask.reshape(-1).nonzero(as_tuple=False).squeeze(1)
+
+
+def gather_items(x: torch.Tensor, index: torch.Tensor, item_dims: int = 1) -> torch.Tensor:
+    """Select items of `x` whose first `item_dims` dims are flattened into one."""
+    flat = x.reshape(-1, *x.shape[item_dims:])
+    return flat.index_select(0, index)
+
+
+def scatter_items(out: torch.Tensor, index: torch.Tensor, values: torch.Tensor,
+                  item_dims: int = 1) -> torch.Tensor:
+    """Out-of-place index_copy of `values` into the items of `out` (autograd-safe)."""
+    flat = out.reshape(-1, *out.shape[item_dims:])
+    return flat.index_copy(0, index, values.to(flat.dtype)).reshape(out.shape)
+
+
+class Packed(NamedTuple):
+    index: torch.Tensor   # (B, M) position of each packed item in its sequence
+    valid: torch.Tensor   # (B, M) False for padding at the end of a short row
+    counts: torch.Tensor  # (B,) number of chosen items per row
+
+
+def pack_rows(mask: torch.Tensor) -> Packed:
+    """Per-row positions of the True entries of a (B, N) mask, kept in order, padded at the end.
+
+    Padding repeats the row's last position (or 0) so gathers stay in range; `valid` marks it.
+    Order is preserved, so a causal computation over the packed row stays causal.
+    """
+    B, N = mask.shape
+    counts = mask.sum(dim=1)
+    M = int(counts.max()) if B > 0 else 0
+    # a stable sort of ~mask puts the chosen positions first, in their original order
+    order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices[:, :M]
+    valid = torch.arange(M, device=mask.device).unsqueeze(0) < counts.unsqueeze(1)
+    return Packed(order, valid, counts)
+
+
+def unpack_rows(out: torch.Tensor, packed: Packed, values: torch.Tensor) -> torch.Tensor:
+    """Write packed `values` (B, M, ...) back into `out` (B, N, ...) at the packed positions."""
+    B, N = out.shape[:2]
+    offsets = (torch.arange(B, device=out.device) * N).unsqueeze(1)
+    flat_index = (packed.index + offsets)[packed.valid]
+    return scatter_items(out, flat_index, values[packed.valid], item_dims=2)

@@ -1,0 +1,76 @@
+"""Pure functions behind the one router: straight-through Gumbel-softmax and routing statistics."""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "straight_through", "gumbel_straight_through", "load_balance_loss", "routing_entropy",
+    "choice_shares",
+]
+
+
+def _check_tau(tau: float | torch.Tensor) -> float:
+    tau = float(tau)
+    if not tau > 0 or not math.isfinite(tau):
+        raise ValueError(f"temperature tau must be a finite number > 0, got {tau}")
+    return tau
+
+
+def straight_through(soft: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward value is the one-hot argmax of `soft`; the gradient is `soft`'s.
+
+    Returns (weights, decisions). Because `hard` and `soft` come from the *same* tensor,
+    the gradient belongs to the decision that was taken (the original DHVN drew twice).
+    """
+    decisions = soft.argmax(dim=-1)
+    hard = F.one_hot(decisions, soft.shape[-1]).to(soft.dtype)
+    return hard - soft.detach() + soft, decisions
+
+
+def gumbel_straight_through(logits: torch.Tensor, tau: float, clamp: float = 15.0,
+                            generator: Optional[torch.Generator] = None
+                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One Gumbel draw, in fp32 with clamped logits: returns (weights, decisions, soft).
+
+    soft = softmax((logits + g) / tau); hard = one_hot(argmax soft); weights = hard - soft.detach() + soft.
+    fp32 and clamping keep every value finite for tau in [0.1, 10] even under bf16 autocast.
+    """
+    tau = _check_tau(tau)
+    with torch.autocast(device_type=logits.device.type, enabled=False):
+        logits = logits.float().clamp(-clamp, clamp)
+        u = torch.rand(logits.shape, device=logits.device, generator=generator)
+        tiny = torch.finfo(torch.float32).tiny
+        g = -torch.log(-torch.log(u.clamp(tiny, 1.0 - 1e-7)))
+        soft = torch.softmax((logits + g) / tau, dim=-1)
+        weights, decisions = straight_through(soft)
+    return weights, decisions, soft
+
+
+def choice_shares(decisions: torch.Tensor, num_choices: int) -> torch.Tensor:
+    """Fraction of items that took each choice (the routes actually taken)."""
+    counts = torch.bincount(decisions.reshape(-1), minlength=num_choices).float()
+    return counts / counts.sum().clamp_min(1.0)
+
+
+def load_balance_loss(probs: torch.Tensor, decisions: torch.Tensor) -> torch.Tensor:
+    """Switch-Transformer balance loss N * sum_i f_i * P_i.
+
+    f_i comes from `decisions` (the routes actually taken, not a noise-free argmax);
+    P_i is the mean router probability, which carries the gradient. It equals 1 at a
+    uniform split and grows towards N as routing collapses onto one choice.
+    """
+    num_choices = probs.shape[-1]
+    f = choice_shares(decisions, num_choices).to(probs.dtype)
+    p = probs.reshape(-1, num_choices).mean(dim=0)
+    return num_choices * (f * p).sum()
+
+
+def routing_entropy(decisions: torch.Tensor, num_choices: int) -> float:
+    """Entropy (nats) of the distribution of choices taken; 0 means every item took one choice."""
+    shares = choice_shares(decisions, num_choices)
+    nz = shares[shares > 0]
+    return float(-(nz * nz.log()).sum())

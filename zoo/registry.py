@@ -1,0 +1,129 @@
+"""timm-style registry: entry-point functions named after their variant.
+
+    @register_model
+    def dhvn_tiny(pretrained=False, **kwargs):
+        return build_model(DHVN, DHVNSpec(...), pretrained, **kwargs)
+
+The function's name is the public name. `build_model` applies overrides to the variant's
+spec (an unknown key is a TypeError naming the valid ones) and builds the model class from
+the edited spec, so `create_model(name, **kw)` equals `Cls(spec.replace(**kw))`.
+Registering also bridges the entry point into timm's and mmengine's registries.
+"""
+from __future__ import annotations
+
+import contextvars
+import difflib
+import fnmatch
+from typing import Callable, Dict, Iterable, Optional, Sequence, Tuple, Union
+
+import torch
+
+from .specs import Spec
+
+__all__ = ["register_model", "create_model", "list_models", "model_info", "resolve_spec",
+           "build_model", "UnknownModelError", "is_model"]
+
+_ENTRYPOINTS: Dict[str, Callable] = {}
+_INFO_CACHE: Dict[str, dict] = {}
+_SPEC_ONLY = contextvars.ContextVar("zoo_spec_only", default=False)
+# keyword arguments timm.create_model passes to every entry point
+_TIMM_FACTORY_KEYS = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir", "device", "dtype")
+
+
+class UnknownModelError(KeyError):
+    """Raised for a name that is not registered; the message lists the closest names."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+def register_model(fn: Callable) -> Callable:
+    name = fn.__name__
+    _ENTRYPOINTS[name] = fn
+    _INFO_CACHE.pop(name, None)
+    from . import bridges  # late import: bridges import this module
+    bridges.register_everywhere(fn)
+    return fn
+
+
+def is_model(name: str) -> bool:
+    return name in _ENTRYPOINTS
+
+
+def _entrypoint(name: str) -> Callable:
+    try:
+        return _ENTRYPOINTS[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, list(_ENTRYPOINTS), n=5, cutoff=0.5)
+        hint = f"; closest: {', '.join(close)}" if close else f"; see zoo.list_models()"
+        raise UnknownModelError(f"unknown model {name!r}{hint}") from None
+
+
+class _Resolved(Exception):
+    """Carries (class, spec) out of an entry point called in spec-only mode."""
+
+    def __init__(self, model_cls, spec):
+        super().__init__(model_cls.__name__)
+        self.model_cls, self.spec = model_cls, spec
+
+
+def build_model(model_cls, spec: Spec, pretrained: bool = False, **overrides):
+    """The one place variants are built. Called by every entry point."""
+    overrides = {k: v for k, v in overrides.items() if k not in _TIMM_FACTORY_KEYS}
+    if pretrained:
+        raise ValueError(f"no pretrained weights are published for {model_cls.__name__}; "
+                         "train with `python -m harness run` and load the checkpoint")
+    spec = spec.replace(**overrides)
+    if _SPEC_ONLY.get():
+        raise _Resolved(model_cls, spec)
+    return model_cls(spec)
+
+
+def resolve_spec(name: str, **overrides) -> Tuple[type, Spec]:
+    """(model class, spec) a call to create_model(name, **overrides) would build, without building."""
+    fn = _entrypoint(name)
+    token = _SPEC_ONLY.set(True)
+    try:
+        fn(pretrained=False, **overrides)
+    except _Resolved as r:
+        return r.model_cls, r.spec
+    finally:
+        _SPEC_ONLY.reset(token)
+    raise RuntimeError(f"entry point {name} does not build through zoo.registry.build_model")
+
+
+def create_model(name: str, pretrained: bool = False, **overrides) -> torch.nn.Module:
+    return _entrypoint(name)(pretrained=pretrained, **overrides)
+
+
+def _tags(name: str) -> dict:
+    cls, spec = resolve_spec(name)
+    return dict(family=cls.family, task=cls.task, routing=cls.routing_of(spec))
+
+
+def list_models(filter: Union[str, Sequence[str]] = "*", exclude_filters: Iterable[str] = (),
+                tags: Optional[dict] = None) -> list:
+    patterns = [filter] if isinstance(filter, str) else list(filter)
+    if isinstance(exclude_filters, str):
+        exclude_filters = [exclude_filters]
+    names = [n for n in _ENTRYPOINTS if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+    names = [n for n in names if not any(fnmatch.fnmatchcase(n, p) for p in exclude_filters)]
+    if tags:
+        names = [n for n in names if all(_tags(n).get(k) == v for k, v in tags.items())]
+    return sorted(names)
+
+
+def model_info(name: str) -> dict:
+    """Plain-dict description of a variant; params are counted on the meta device (no memory)."""
+    if name not in _INFO_CACHE:
+        cls, spec = resolve_spec(name)
+        with torch.device("meta"):
+            model = cls(spec)
+        tags = _tags(name)
+        _INFO_CACHE[name] = dict(
+            name=name, family=tags["family"], task=tags["task"], routing=tags["routing"],
+            tags=tags, spec=spec.to_dict(), default_input_size=cls.default_input_size(spec),
+            params=sum(p.numel() for p in model.parameters()),
+        )
+    info = _INFO_CACHE[name]
+    return {**info, "tags": dict(info["tags"]), "spec": dict(info["spec"])}
