@@ -1,0 +1,167 @@
+"""The results store: one JSON object per line, appended by the harness, read by the leaderboard.
+
+A results file is JSON Lines (``results/<suite>.jsonl`` by convention). Each line is one run,
+written with sorted keys and no NaN/Infinity (non-finite floats become ``null``, so a diverged
+run is still recorded and shows up as a missing value instead of vanishing).
+
+Record schema (the harness writes it; only ``REQUIRED_FIELDS`` are enforced):
+
+    model       str   registered model name, e.g. "convnext_atto"                   (required)
+    suite       str   benchmark suite, e.g. "mnist5k"                               (required)
+    seed        int   training seed                                                 (required)
+    metrics     dict  evaluation metrics                                            (required)
+                      image-classification: top1, top5 (percent, 0-100), loss
+                      causal-lm: loss (nats/token), perplexity, bits_per_byte
+    task        str   "image-classification" or "causal-lm"
+    routing     dict  router layer name -> {"granularity": str, "choices": [str, ...],
+                      "share": {choice: fraction 0-1}, "entropy": float (nats),
+                      "load_balance": float}; {} for a static model
+    throughput  dict  samples_per_s (classification) or tokens_per_s (LM),
+                      batch_size, threads, device, dtype
+    flops       dict | null   null until FLOP counting lands; then executed_gflops and
+                      dense_gflops (both per sample: one image / one sequence) and
+                      saved (fraction 0-1 of dense FLOPs skipped by routing)
+    params      int   parameter count
+    train       dict  epochs, iters, wall_s, lr, batch_size
+    config      dict  resolved (the fully resolved config dict) and sha256 (of it)
+    env         dict  git_sha, git_dirty, python, torch, timm, mmengine, device, cpu, threads
+    command     list  argv that reproduces the run
+    created     str   UTC ISO 8601 time the record was written, e.g. "2024-05-01T12:00:00Z"
+
+Why a lock *and* a single write: O_APPEND alone keeps small writes whole on local disks, but
+not large lines or network filesystems; the lock makes "one process writes at a time" explicit.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, List, Tuple, Union
+
+from filelock import FileLock
+
+__all__ = ["REQUIRED_FIELDS", "TASKS", "append_record", "read_records", "record_problems"]
+
+REQUIRED_FIELDS = ("model", "suite", "seed", "metrics")
+TASKS = ("image-classification", "causal-lm")
+
+PathLike = Union[str, os.PathLike]
+
+
+def _jsonable(obj: Any, where: str = "record") -> Any:
+    """A copy of `obj` that json.dumps accepts with allow_nan=False.
+
+    Non-finite floats become None. Numpy/torch scalars are unwrapped with .item() because the
+    harness naturally hands those over; anything else unknown is an error, not a silent str().
+    """
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            if not isinstance(k, str):
+                raise TypeError(f"{where}: key {k!r} is not a string")
+            out[k] = _jsonable(v, f"{where}.{k}")
+        return out
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    item = getattr(obj, "item", None)
+    if callable(item):
+        return _jsonable(item(), where)
+    raise TypeError(f"{where}: {type(obj).__name__} is not JSON-serialisable")
+
+
+def record_problems(record: Any) -> List[str]:
+    """Why `record` is not a usable result record (empty list when it is)."""
+    if not isinstance(record, dict):
+        return [f"not a JSON object ({type(record).__name__})"]
+    missing = [k for k in REQUIRED_FIELDS if k not in record]
+    if missing:
+        return ["missing required keys: " + ", ".join(missing)]
+    problems = []
+    for key in ("model", "suite"):
+        if not isinstance(record[key], str) or not record[key]:
+            problems.append(f"{key} must be a non-empty string, got {record[key]!r}")
+    if not isinstance(record["seed"], int) or isinstance(record["seed"], bool):
+        problems.append(f"seed must be an integer, got {record['seed']!r}")
+    if not isinstance(record["metrics"], dict):
+        problems.append(f"metrics must be an object, got {type(record['metrics']).__name__}")
+    return problems
+
+
+def append_record(path: PathLike, record: dict) -> None:
+    """Append `record` as one line to the JSONL file at `path`, safely across processes.
+
+    Raises ValueError for a record the reader would reject, so bad data fails at the writer.
+    """
+    record = _jsonable(record)
+    problems = record_problems(record)
+    if problems:
+        raise ValueError(f"refusing to append an invalid record: {'; '.join(problems)}")
+    line = json.dumps(record, sort_keys=True, allow_nan=False) + "\n"
+    data = line.encode("utf-8")
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        with open(path, "ab") as f:
+            # A writer killed mid-line leaves no trailing newline; start on a fresh line so
+            # only the torn line is malformed, not ours too.
+            if f.tell() > 0 and not _ends_with_newline(path):
+                data = b"\n" + data
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
+
+
+def _reject_constant(name: str) -> None:
+    # The writer never emits NaN/Infinity; one in the file was hand-edited or foreign.
+    raise ValueError(f"non-finite number {name} (not valid JSON)")
+
+
+def read_records(path: PathLike, label: str | None = None) -> Tuple[List[dict], List[str]]:
+    """Read every valid record of a JSONL results file.
+
+    Returns (records, problems). Each malformed line is skipped and reported as
+    "<label>:<lineno>: <reason>" (label defaults to str(path); line numbers start at 1).
+    Blank lines are ignored. A missing file is simply empty: no run has written to it yet.
+    """
+    path = Path(path)
+    label = str(path) if label is None else label
+    if not path.exists():
+        return [], []
+    records, problems = [], []
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                problems.append(f"{label}:{lineno}: not UTF-8 ({e.reason})")
+                continue
+            if not text.strip():
+                continue
+            try:
+                record = json.loads(text, parse_constant=_reject_constant)
+            except json.JSONDecodeError as e:
+                problems.append(f"{label}:{lineno}: invalid JSON ({e.msg} at column {e.colno})")
+                continue
+            except ValueError as e:
+                problems.append(f"{label}:{lineno}: {e}")
+                continue
+            reasons = record_problems(record)
+            if reasons:
+                problems.append(f"{label}:{lineno}: {'; '.join(reasons)}")
+                continue
+            records.append(record)
+    return records, problems
