@@ -1,0 +1,88 @@
+"""The timm model contract for every vision model, and the LM contract for every LM.
+
+Parametrised over `zoo.list_models`, so a new variant is checked the day it is registered.
+"""
+import math
+
+import pytest
+import torch
+
+import zoo
+
+VISION = zoo.list_models(tags={"task": "image-classification"})
+LMS = zoo.list_models(tags={"task": "causal-lm"})
+LARGE = {n for n in VISION + LMS if zoo.model_info(n)["params"] > 60e6}
+
+
+def _small_size(model) -> int:
+    s = model.stride
+    return s * max(1, math.ceil(32 / s))
+
+
+def _build(name, **kw):
+    torch.manual_seed(0)
+    return zoo.create_model(name, **kw)
+
+
+@pytest.mark.parametrize("name", VISION)
+def test_timm_contract(name):
+    in_chans = 2
+    model = _build(name, num_classes=7, in_chans=in_chans).eval()
+    size = _small_size(model)
+    x = torch.randn(2, in_chans, size, size)
+    assert model.num_classes == 7 and model.num_features > 0
+    feats = model.forward_features(x)
+    assert feats.dim() == 4 and feats.shape[:2] == (2, model.num_features)
+    assert model.forward_head(feats, pre_logits=True).shape == (2, model.num_features)
+    assert model(x).shape == (2, 7)
+    cfg = model.default_cfg
+    assert cfg is model.pretrained_cfg or cfg == model.pretrained_cfg
+    for key in ("input_size", "mean", "std", "first_conv", "classifier"):
+        assert key in cfg, key
+    assert cfg["input_size"][0] == in_chans and len(cfg["mean"]) == in_chans
+    first = model.get_submodule(cfg["first_conv"])
+    assert getattr(first, "in_channels", in_chans) == in_chans
+    assert model.get_submodule(cfg["classifier"]) is model.get_classifier()
+    model.reset_classifier(3)
+    assert model(x).shape == (2, 3) and model.num_classes == 3
+    model.reset_classifier(0)
+    assert model(x).shape == (2, model.num_features)
+
+
+@pytest.mark.parametrize("name", [n for n in VISION if n not in LARGE])
+def test_every_parameter_gets_a_finite_gradient(name):
+    model = _build(name, num_classes=4, in_chans=1).train()
+    size = _small_size(model)
+    x = torch.randn(3, 1, size, size)
+    loss = model(x).logsumexp(-1).mean()
+    for v in model.aux_losses().values():
+        loss = loss + v
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing, f"no/non-finite gradient for {missing[:8]}"
+
+
+@pytest.mark.parametrize("name", VISION)
+def test_bad_vision_input_is_one_line_value_error(name):
+    model = _build(name, in_chans=3).eval()
+    size = _small_size(model)
+    with pytest.raises(ValueError, match="3 input channels") as e:
+        model(torch.randn(1, 4, size, size))
+    assert "\n" not in str(e.value)
+    if model.stride > 1:
+        with pytest.raises(ValueError, match="divisible") as e:
+            model(torch.randn(1, 3, size + 1, size))
+        assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("name", [n for n in LMS if n not in LARGE] + ["exp11_dynamic"])
+def test_lm_contract(name):
+    model = _build(name, vocab_size=97, max_seq_len=24).eval()
+    ids = torch.randint(0, 97, (2, 24))
+    logits = model(ids)
+    assert logits.shape == (2, 24, 97) and torch.isfinite(logits).all()
+    assert isinstance(model.aux_losses(), dict)
+    with pytest.raises(ValueError, match="token ids"):
+        model(torch.full((1, 4), 97))
+    with pytest.raises(ValueError, match="max_seq_len"):
+        model(torch.zeros(1, 25, dtype=torch.long))
