@@ -1,0 +1,332 @@
+"""Exp11: per-token GDN / softmax routing in a small causal LM."""
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+import zoo
+from zoo import routing
+from zoo.blocks.causal_attention import CausalSelfAttention
+from zoo.blocks.gdn import GatedDeltaNet, ShortConv
+from zoo.models.exp11 import Exp11, Exp11Spec
+from zoo.ops.delta_rule import naive_recurrent_gated_delta_rule
+from zoo.ops.dispatch import pack_rows
+from zoo.ops.gating import load_balance_loss
+from zoo.specs import AttentionSpec, GDNSpec
+
+# small enough for many forwards; chunk 8 so sequences span several delta-rule chunks,
+# random router init so eval routes are mixed
+TINY = dict(vocab_size=64, max_seq_len=48, hidden=32, gdn=dict(num_heads=2, chunk_size=8),
+            attn=dict(num_heads=2), mlp=dict(hidden=64), router=dict(zero_init=False))
+VARIANTS = ["exp11_baseline", "exp11_dynamic", "exp11_baseline_tiny", "exp11_dynamic_tiny"]
+
+
+def make(name="exp11_dynamic_tiny", seed=0, **overrides):
+    torch.manual_seed(seed)
+    return zoo.create_model(name, **{**TINY, **overrides})
+
+
+def decisions(model):
+    return [rec.decisions for rec in routing.trace(model)]
+
+
+# ----------------------------------------------------------------------------- registry, spec
+
+def test_variants_registered_with_honest_tags():
+    assert set(VARIANTS) <= set(zoo.list_models("exp11*"))
+    for name in VARIANTS:
+        info = zoo.model_info(name)
+        assert info["family"] == "exp11" and info["task"] == "causal-lm"
+        assert info["routing"] == ("token" if "dynamic" in name else "static")
+    # tied embeddings: the 49152 x 768 table is counted once
+    assert 70e6 < zoo.model_info("exp11_baseline")["params"] < 85e6
+
+
+def test_spec_round_trip_and_validation():
+    spec = zoo.resolve_spec("exp11_dynamic_tiny")[1]
+    assert Exp11Spec.from_dict(spec.to_dict()) == spec
+    with pytest.raises(ValueError, match="layer 0"):
+        Exp11Spec(layers=("routed", "gdn"))
+    with pytest.raises(ValueError, match="layers"):
+        Exp11Spec(layers=("gdn", "mamba"))
+    with pytest.raises(TypeError, match="valid keys"):
+        zoo.create_model("exp11_dynamic_tiny", hiden=3)
+
+
+def test_builds_on_meta_and_ties_embeddings():
+    with torch.device("meta"):
+        model = Exp11(Exp11Spec(layers=("gdn", "routed", "softmax")))
+    assert model.lm_head.weight is model.embed.weight
+    untied = zoo.create_model("exp11_baseline_tiny", tie_embeddings=False)
+    assert untied.lm_head.weight is not untied.embed.weight
+
+
+# ----------------------------------------------------------------------------- blocks
+
+def test_short_conv_with_everything_visible_is_the_plain_causal_conv():
+    torch.manual_seed(0)
+    conv = ShortConv(6, 4)
+    x = torch.randn(2, 11, 6)
+    torch.testing.assert_close(conv(x, torch.ones(2, 11, dtype=torch.bool)), conv(x), atol=1e-6, rtol=0)
+
+
+@settings(max_examples=10)
+@given(st.integers(0, 2**31 - 1), st.integers(1, 30))
+def test_gdn_on_visible_tokens_equals_gdn_on_the_packed_subsequence(seed, T):
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    gdn = GatedDeltaNet(16, GDNSpec(num_heads=2, chunk_size=8)).eval()
+    x = torch.randn(1, T, 16, generator=g)
+    visible = torch.rand(1, T, generator=g) < 0.6
+    visible[0, -1] = True  # the packed reference needs at least one token
+    out, state = gdn(x, visible=visible, output_final_state=True)
+    ref, ref_state = gdn(x[visible].unsqueeze(0), output_final_state=True)
+    torch.testing.assert_close(out[visible].unsqueeze(0), ref, atol=1e-5, rtol=0)
+    torch.testing.assert_close(state, ref_state, atol=1e-5, rtol=0)
+
+
+def test_invisible_token_leaves_gdn_state_unchanged():
+    torch.manual_seed(0)
+    gdn = GatedDeltaNet(16, GDNSpec(num_heads=2, chunk_size=4)).eval()
+    x = torch.randn(1, 9, 16)
+    visible = torch.ones(1, 9, dtype=torch.bool)
+    visible[0, 5] = False
+    _, before = gdn(x[:, :5], output_final_state=True)
+    _, after = gdn(x[:, :6], visible=visible[:, :6], output_final_state=True)
+    torch.testing.assert_close(after, before, atol=1e-6, rtol=0)
+    # whatever the invisible token holds, no visible token's output changes
+    y = x.clone()
+    y[0, 5] = 100 * torch.randn(16)
+    vis_out = gdn(x, visible=visible)[visible]
+    torch.testing.assert_close(gdn(y, visible=visible)[visible], vis_out, atol=1e-6, rtol=0)
+
+
+def test_gdn_state_matches_naive_delta_rule_reference():
+    # the mixer's recurrence is the op's: check its final state against the token loop
+    torch.manual_seed(1)
+    gdn = GatedDeltaNet(16, GDNSpec(num_heads=2, chunk_size=4)).eval()
+    x = torch.randn(2, 10, 16)
+    out, state = gdn(x, output_final_state=True)
+    qkv = torch.nn.functional.silu(gdn.conv(gdn.qkv_proj(x)))
+    q, k, v = qkv.split([16, 16, 16], dim=-1)
+    q = torch.nn.functional.normalize(q.reshape(2, 10, 2, 8), dim=-1)
+    k = torch.nn.functional.normalize(k.reshape(2, 10, 2, 8), dim=-1)
+    beta = torch.sigmoid(gdn.b_proj(x))
+    g = -gdn.A_log.exp() * torch.nn.functional.softplus(gdn.a_proj(x) + gdn.dt_bias)
+    _, ref = naive_recurrent_gated_delta_rule(q, k, v.reshape(2, 10, 2, 8), g, beta,
+                                              output_final_state=True)
+    torch.testing.assert_close(state, ref, atol=1e-5, rtol=0)
+
+
+@settings(max_examples=10)
+@given(st.integers(0, 2**31 - 1), st.integers(1, 3), st.integers(1, 20))
+def test_attention_queries_subset_equals_full_attention(seed, B, T):
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    attn = CausalSelfAttention(16, AttentionSpec(num_heads=2, qkv_bias=False, rope=True))
+    x = torch.randn(B, T, 16, generator=g)
+    mask = torch.rand(B, T, generator=g) < 0.5
+    packed = pack_rows(mask)
+    full = attn(x)
+    part = attn(x, queries=packed)
+    for b in range(B):
+        n = int(packed.counts[b])
+        torch.testing.assert_close(part[b, :n], full[b, packed.index[b, :n]], atol=1e-5, rtol=0)
+
+
+# ----------------------------------------------------------------------------- causality
+
+def _forward(model, x, mode, seed):
+    torch.manual_seed(seed)  # the same Gumbel draw for both inputs in training
+    if mode == "train":
+        model.train()
+        ctx = routing.execution(model, "dense")
+    else:
+        model.eval()
+        ctx = routing.execution(model, mode)
+    with ctx, torch.no_grad():
+        return model(x), decisions(model)
+
+
+@pytest.mark.parametrize("mode", ["train", "sparse", "dense"])
+@settings(max_examples=6)
+@given(data=st.data())
+def test_causal_in_every_mode(mode, data):
+    model = make()
+    B = data.draw(st.integers(1, 3))
+    T = data.draw(st.integers(2, 40))
+    t = data.draw(st.integers(0, T - 2))
+    seed = data.draw(st.integers(0, 1000))
+    x = torch.randint(0, 64, (B, T), generator=torch.Generator().manual_seed(seed))
+    y = x.clone()
+    y[:, t + 1:] = torch.randint(0, 64, (B, T - t - 1))
+    lx, dx = _forward(model, x, mode, seed)
+    ly, dy = _forward(model, y, mode, seed)
+    torch.testing.assert_close(ly[:, :t + 1], lx[:, :t + 1], atol=1e-5, rtol=0)
+    for a, b in zip(dx, dy):
+        assert torch.equal(a[:, :t + 1], b[:, :t + 1])
+
+
+# ----------------------------------------------------------------------------- sparse == dense
+
+def _sparse_and_dense(model, x):
+    model.eval()
+    with torch.no_grad():
+        with routing.execution(model, "sparse"):
+            sparse, ds = model(x), decisions(model)
+        with routing.execution(model, "dense"):
+            dense, dd = model(x), decisions(model)
+    for a, b in zip(ds, dd):
+        assert torch.equal(a, b)
+    return sparse, dense
+
+
+@settings(max_examples=12)
+@given(st.integers(0, 2**31 - 1), st.integers(1, 4), st.integers(1, 48))
+def test_sparse_equals_dense_on_mixed_routes(seed, B, T):
+    model = make(seed=seed % 7)
+    x = torch.randint(0, 64, (B, T), generator=torch.Generator().manual_seed(seed))
+    sparse, dense = _sparse_and_dense(model, x)
+    torch.testing.assert_close(sparse, dense, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("choice", ["gdn", "softmax", "random"])
+@pytest.mark.parametrize("B", [1, 3])
+def test_sparse_equals_dense_forced(choice, B):
+    model = make()
+    x = torch.randint(0, 64, (B, 37), generator=torch.Generator().manual_seed(B))
+
+    def fixed_random(router, shape):  # the same draw in the sparse and the dense forward
+        g = torch.Generator().manual_seed(len(router.layer) + int(router.layer[-1]))
+        return (torch.rand(shape, generator=g) < 0.7).long()
+
+    policy = fixed_random if choice == "random" else choice
+    with routing.force(model, policy):
+        sparse, dense = _sparse_and_dense(model, x)
+        shares = [rec.shares() for rec in routing.trace(model)]
+    if choice != "random":
+        assert all(s[choice] == 1.0 for s in shares)
+    torch.testing.assert_close(sparse, dense, atol=1e-5, rtol=0)
+
+
+def test_sparse_equals_dense_with_a_row_that_has_no_gdn_token():
+    model = make()
+    x = torch.randint(0, 64, (3, 20), generator=torch.Generator().manual_seed(5))
+
+    def policy(router, shape):  # row 0 all softmax, row 1 all gdn, row 2 alternating
+        d = torch.zeros(shape, dtype=torch.long)
+        d[0] = 1
+        d[2, ::2] = 1
+        return d
+
+    with routing.force(model, policy):
+        sparse, dense = _sparse_and_dense(model, x)
+    torch.testing.assert_close(sparse, dense, atol=1e-5, rtol=0)
+
+
+def test_static_model_matches_routed_model_forced_to_the_same_plan():
+    dyn = make(layers=("gdn", "routed", "softmax"))
+    static = zoo.create_model("exp11_baseline_tiny", **{**TINY, "layers": ("gdn", "gdn", "softmax")})
+    own = static.state_dict()
+    for k, v in dyn.state_dict().items():  # routed layer 1's gdn mixer -> static layer 1's mixer
+        own[k.replace("layers.1.mixer.gdn.", "layers.1.mixer.")] = v
+    static.load_state_dict({k: v for k, v in own.items()}, strict=False)
+    x = torch.randint(0, 64, (2, 30))
+    static.eval(), dyn.eval()
+    with torch.no_grad(), routing.force(dyn, "gdn"):
+        torch.testing.assert_close(dyn(x), static(x), atol=1e-5, rtol=0)
+
+
+# ----------------------------------------------------------------------------- load balance
+
+def test_load_balance_uses_the_routes_taken():
+    model = make()
+    x = torch.randint(0, 64, (4, 32))
+    model.train()
+    logits = model(x)
+    recs = routing.trace(model)
+    expected = torch.stack([load_balance_loss(r.probs, r.decisions) for r in recs]).mean()
+    torch.testing.assert_close(model.aux_losses()["load_balance"], expected)
+    # forcing every token to gdn makes f = (1, 0): the loss is 2 * mean P(gdn)
+    with routing.force(model, "gdn"):
+        model(x)
+        recs = routing.trace(model)
+        forced = torch.stack([2 * r.probs[..., 0].mean() for r in recs]).mean()
+        torch.testing.assert_close(model.aux_losses()["load_balance"], forced)
+    assert logits.shape == (4, 32, 64)
+
+
+def test_baseline_has_no_aux_and_no_routers():
+    model = zoo.create_model("exp11_baseline_tiny", **TINY)
+    model(torch.randint(0, 64, (1, 8)))
+    assert model.aux_losses() == {} and routing.trace(model) == []
+
+
+# ----------------------------------------------------------------------------- training
+
+@pytest.mark.parametrize("name", ["exp11_dynamic_tiny", "exp11_baseline_tiny"])
+@pytest.mark.parametrize("mode", ["dense", "sparse"])
+def test_every_parameter_gets_a_finite_gradient(name, mode):
+    model = make(name)
+    model.train()
+    x = torch.randint(0, 64, (3, 40))
+    with routing.execution(model, mode):
+        logits = model(x)
+    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), x.flatten())
+    loss = loss + 0.1 * sum(model.aux_losses().values(), torch.zeros(()))
+    loss.backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None, pname
+        assert torch.isfinite(p.grad).all(), pname
+        assert p.grad.abs().sum() > 0, pname
+
+
+def test_dense_training_gives_the_router_gradient_from_both_mixers():
+    model = make()
+    model.train()
+    x = torch.randint(0, 64, (2, 24))
+    for r in routing.routers(model):
+        r.tau.fill_(1.0)
+    logits = model(x)
+    logits.square().mean().backward()  # no aux term: the gradient comes from the mixers only
+    for r in routing.routers(model):
+        assert r.net[-1].weight.grad.abs().sum() > 0
+
+
+# ----------------------------------------------------------------------------- inference
+
+def test_eval_is_deterministic_and_independent_of_batch_mates():
+    model = make().eval()
+    x = torch.randint(0, 64, (4, 33), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        a, da = model(x), decisions(model)
+        b, db = model(x), decisions(model)
+        assert torch.equal(a, b) and all(torch.equal(p, q) for p, q in zip(da, db))
+        for i in range(4):
+            alone, d1 = model(x[i:i + 1]), decisions(model)
+            torch.testing.assert_close(alone[0], a[i], atol=1e-5, rtol=0)
+            assert all(torch.equal(p[0], q[i]) for p, q in zip(d1, da))
+
+
+def test_trace_has_one_token_level_record_per_routed_layer():
+    model = make().eval()
+    with torch.no_grad():
+        model(torch.randint(0, 64, (3, 17)))
+    recs = routing.trace(model)
+    assert [r.layer for r in recs] == ["layers.1", "layers.2"]
+    for r in recs:
+        assert r.granularity == "token" and r.choices == ("gdn", "softmax")
+        assert r.decisions.shape == (3, 17) and r.probs.shape == (3, 17, 2)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (torch.tensor([[1, 64]]), "token ids"),
+    (torch.tensor([[-1, 3]]), "token ids"),
+    (torch.zeros(1, 49, dtype=torch.long), "max_seq_len"),
+    (torch.zeros(1, 4), "integer token ids"),
+    (torch.zeros(4, dtype=torch.long), r"\(B, T\)"),
+])
+def test_bad_input_is_a_one_line_value_error(bad, match):
+    model = make()
+    with pytest.raises(ValueError, match=match) as err:
+        model(bad)
+    assert "\n" not in str(err.value)

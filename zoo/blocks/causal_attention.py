@@ -1,0 +1,74 @@
+"""Causal softmax self-attention with RoPE, able to query for a subset of tokens only.
+
+Keys and values are always computed for every token: a token that asks a question still
+attends over the whole causal prefix, whatever the other tokens were routed to. Queries
+can be restricted to packed per-sequence positions (`zoo.ops.dispatch.pack_rows`); RoPE and
+the causal mask then use each query's *original* position, so a query at position t sees
+exactly the keys at positions <= t, as it would in the full computation.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..ops.dispatch import Packed
+from ..specs import AttentionSpec
+
+__all__ = ["apply_rope", "CausalSelfAttention"]
+
+
+def apply_rope(x: torch.Tensor, pos: torch.Tensor, theta: float = 10000.0) -> torch.Tensor:
+    """Rotary embedding (rotate-half form) of x (B, L, H, D) at integer positions pos (L,) or (B, L)."""
+    half = x.shape[-1] // 2
+    inv_freq = theta ** -(torch.arange(half, device=x.device, dtype=torch.float32) / half)
+    angles = pos.to(torch.float32).unsqueeze(-1) * inv_freq       # (..., L, half)
+    if angles.dim() == 2:
+        angles = angles.unsqueeze(0)
+    cos, sin = angles.cos().unsqueeze(2), angles.sin().unsqueeze(2)  # (B|1, L, 1, half)
+    x1, x2 = x.float().split(half, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1).to(x.dtype)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, dim: int, spec: AttentionSpec = AttentionSpec(num_heads=8, rope=True)):
+        super().__init__()
+        self.spec = spec
+        self.num_heads = H = spec.num_heads or max(1, dim // 64)
+        self.head_dim = D = spec.head_dim or dim // H
+        if spec.rope and D % 2:
+            raise ValueError(f"RoPE needs an even head_dim, got {D}")
+        # separate query and key/value projections: sparse execution projects queries only
+        # for the tokens that ask, but keys/values for all of them
+        self.q_proj = nn.Linear(dim, H * D, bias=spec.qkv_bias)
+        self.kv_proj = nn.Linear(dim, 2 * H * D, bias=spec.qkv_bias)
+        self.o_proj = nn.Linear(H * D, dim, bias=False)
+
+    def _rope(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        return apply_rope(x, pos, self.spec.rope_theta) if self.spec.rope else x
+
+    def forward(self, x: torch.Tensor, queries: Optional[Packed] = None) -> torch.Tensor:
+        """x (B, T, dim) -> (B, T, dim); with `queries`, outputs (B, M, dim) at queries.index."""
+        B, T, _ = x.shape
+        H, D = self.num_heads, self.head_dim
+        pos = torch.arange(T, device=x.device)
+        k, v = self.kv_proj(x).reshape(B, T, 2, H, D).unbind(2)
+        k = self._rope(k, pos).transpose(1, 2)
+        v = v.transpose(1, 2)
+        if queries is None:
+            q = self._rope(self.q_proj(x).reshape(B, T, H, D), pos).transpose(1, 2)
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            index = queries.index                                          # (B, M)
+            rows = torch.arange(B, device=x.device).unsqueeze(1)
+            q = self.q_proj(x[rows, index]).reshape(B, index.shape[1], H, D)
+            q = self._rope(q, index).transpose(1, 2)
+            # padding queries repeat a real position, so no mask row is ever empty
+            mask = pos.view(1, 1, T) <= index.unsqueeze(-1)                # (B, M, T)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.unsqueeze(1))
+        return self.o_proj(out.transpose(1, 2).reshape(B, -1, H * D))
+
+    def extra_repr(self) -> str:
+        return f"heads={self.num_heads}, head_dim={self.head_dim}, rope={self.spec.rope}"

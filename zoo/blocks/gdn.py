@@ -1,0 +1,120 @@
+"""Gated DeltaNet token mixer (flash-linear-attention formulation), with token visibility.
+
+    q, k, v = SiLU(causal depthwise conv_4(Linear(x)))       q, k L2-normalised per head
+    beta    = sigmoid(b_proj x)                              write strength per head
+    g       = -exp(A_log) * softplus(a_proj x + dt_bias)     log-decay per head
+    o       = gated_delta_rule(q, k, v, g, beta)             zoo.ops.delta_rule
+    out     = o_proj(RMSNorm(o) * SiLU(gate_proj x))         norm per head
+
+`visible` (B, T) bool lets a routed layer hide tokens from the mixer. An invisible token
+  * is not in anyone's short-conv window: the window of token t is the last conv_size - 1
+    *visible* tokens before t, then t itself;
+  * leaves the recurrent state exactly unchanged (g = 0 and beta = 0 at that step);
+  * still gets an output: a read-only query of the state left by the visible tokens before
+    it. The routed layer weights that output by zero in the forward pass, but the router's
+    straight-through gradient reads it.
+For visible tokens this is exactly the mixer run on the packed subsequence of visible tokens,
+which is what sparse execution does (it never computes the invisible tokens at all).
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..ops.delta_rule import chunk_gated_delta_rule
+from ..ops.dispatch import pack_rows
+from ..specs import GDNSpec
+
+__all__ = ["ShortConv", "GatedDeltaNet"]
+
+
+class ShortConv(nn.Module):
+    """Causal depthwise conv over time on (B, T, C) features, optionally skipping invisible tokens."""
+
+    def __init__(self, channels: int, size: int = 4):
+        super().__init__()
+        if size < 2:
+            raise ValueError(f"short conv size must be >= 2, got {size}")
+        self.size = size
+        self.weight = nn.Parameter(torch.empty(channels, 1, size))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+
+    def forward(self, x: torch.Tensor, visible: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if visible is None:
+            x = F.pad(x.transpose(1, 2), (self.size - 1, 0))
+            return F.conv1d(x, self.weight, groups=x.shape[1]).transpose(1, 2)
+        # Split the kernel: the last tap reads token t itself; the first size-1 taps read the
+        # packed visible tokens before t, i.e. the conv of the packed row at t's visible rank.
+        B, T, C = x.shape
+        packed = pack_rows(visible)
+        rows = torch.arange(B, device=x.device).unsqueeze(1)
+        seq = x[rows, packed.index]                                    # (B, M, C)
+        seq = F.pad(seq.transpose(1, 2), (self.size - 1, 0))           # (B, C, M + size - 1)
+        history = F.conv1d(seq, self.weight[..., :-1], groups=C)       # (B, C, M + 1)
+        rank = visible.long().cumsum(1) - visible.long()               # visible tokens before t
+        history = history.transpose(1, 2)[rows, rank]                  # (B, T, C)
+        return history + x * self.weight[:, 0, -1]
+
+
+class GatedDeltaNet(nn.Module):
+    def __init__(self, dim: int, spec: GDNSpec = GDNSpec()):
+        super().__init__()
+        self.spec = spec
+        self.num_heads = H = spec.num_heads
+        self.head_k_dim = K = spec.head_k_dim or dim // H
+        self.head_v_dim = V = spec.head_v_dim or K
+        self.key_dim, self.value_dim = H * K, H * V
+        # q, k and v are three Linears fused into one matmul; the depthwise conv is per channel
+        # anyway, so one conv over the concatenation equals three separate convs.
+        self.qkv_proj = nn.Linear(dim, 2 * self.key_dim + self.value_dim, bias=False)
+        self.conv = ShortConv(2 * self.key_dim + self.value_dim, spec.conv_size)
+        self.a_proj = nn.Linear(dim, H, bias=False)
+        self.b_proj = nn.Linear(dim, H, bias=False)
+        self.gate_proj = nn.Linear(dim, self.value_dim, bias=False)
+        self.A_log = nn.Parameter(torch.empty(H))
+        self.dt_bias = nn.Parameter(torch.empty(H))
+        self.o_norm = nn.RMSNorm(V, eps=1e-5)
+        self.o_proj = nn.Linear(self.value_dim, dim, bias=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Mamba-style decay init (A in [1, 16], dt log-uniform in [1e-3, 0.1]); fine on meta."""
+        with torch.no_grad():
+            self.A_log.copy_(torch.empty_like(self.A_log).uniform_(1.0, 16.0).log())
+            lo, hi = math.log(1e-3), math.log(0.1)
+            dt = (torch.rand_like(self.dt_bias) * (hi - lo) + lo).exp().clamp_min(1e-4)
+            self.dt_bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
+
+    def forward(self, x: torch.Tensor, visible: Optional[torch.Tensor] = None,
+                initial_state: Optional[torch.Tensor] = None, output_final_state: bool = False):
+        """x (B, T, dim) -> (B, T, dim); with output_final_state, also the (B, H, K, V) state."""
+        B, T, _ = x.shape
+        H, K, V = self.num_heads, self.head_k_dim, self.head_v_dim
+        qkv = F.silu(self.conv(self.qkv_proj(x), visible))
+        q, k, v = qkv.split([self.key_dim, self.key_dim, self.value_dim], dim=-1)
+        q = F.normalize(q.reshape(B, T, H, K), dim=-1)
+        k = F.normalize(k.reshape(B, T, H, K), dim=-1)
+        v = v.reshape(B, T, H, V)
+        beta = torch.sigmoid(self.b_proj(x))
+        g = -self.A_log.exp() * F.softplus(self.a_proj(x) + self.dt_bias)
+        if visible is not None:
+            keep = visible.unsqueeze(-1).to(g.dtype)
+            g, beta = g * keep, beta * keep
+        o, state = chunk_gated_delta_rule(q, k, v, g, beta, initial_state=initial_state,
+                                          output_final_state=output_final_state,
+                                          chunk_size=self.spec.chunk_size)
+        gate = self.gate_proj(x).reshape(B, T, H, V)
+        o = (self.o_norm(o) * F.silu(gate)).reshape(B, T, self.value_dim)
+        o = self.o_proj(o)
+        return (o, state) if output_final_state else o
+
+    def extra_repr(self) -> str:
+        return (f"heads={self.num_heads}, head_k_dim={self.head_k_dim}, head_v_dim={self.head_v_dim}, "
+                f"conv={self.spec.conv_size}, chunk={self.spec.chunk_size}")

@@ -1,0 +1,228 @@
+"""Exp11: a small causal LM that routes each token, per layer, to Gated DeltaNet or softmax attention.
+
+Every layer is pre-norm: x + mixer(RMSNorm(x)), then x + SwiGLU(RMSNorm(x)). The mixer plan is
+`spec.layers`: "gdn", "softmax" or "routed". The baseline is gdn, gdn, gdn, softmax; the dynamic
+model routes layers 1 and 2. Token embedding and LM head are tied (`tie_embeddings`).
+
+Routing. One zoo `Router` per routed layer (choices gdn/softmax, token granularity), all reading
+the RMS-normalised output of layer 0, so every decision is made after layer 0 (the seed's
+Linear(768 -> 2 layers x 2 choices) is exactly these routers side by side). A decision at token t
+depends only on tokens <= t. Training: straight-through Gumbel, one draw; eval: argmax, no noise.
+
+What a routed layer computes for a token, in both execution modes:
+  * softmax-routed token: a query at its own position over keys/values of EVERY token <= t
+    (keys/values are computed for all tokens, whatever their route);
+  * gdn-routed token: the GDN mixer over the subsequence of gdn-routed tokens only. A token
+    routed to softmax is invisible to that layer's GDN: it is not in the short-conv window of
+    later tokens, and it neither decays nor writes the state (g = 0, beta = 0).
+Sparse execution (default at eval) packs each sequence's tokens per branch (pack_rows), runs
+the GDN on its packed subsequences and the attention queries on their packed positions, and
+scatters back; the unchosen branch is never computed for a token. Dense execution (default in
+training) computes both branches for every token under the same semantics (the GDN reads an
+invisible token as a read-only query) and combines them with the straight-through weights, so
+the router's gradient sees both mixers. The two agree to float rounding.
+
+`aux_losses()` gives the Switch load-balance loss N * sum_i f_i P_i, averaged over routed layers,
+with f from the routes actually taken. `forward` returns logits only and never adds it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
+
+import torch
+import torch.nn as nn
+from timm.layers import Mlp, SwiGLU
+
+from ..blocks.causal_attention import CausalSelfAttention
+from ..blocks.gdn import GatedDeltaNet
+from ..blocks.router import Route, Router
+from ..ops.dispatch import gather_items, pack_rows, unpack_rows
+from ..ops.gating import load_balance_loss
+from ..registry import build_model, register_model
+from ..specs import AttentionSpec, GDNSpec, MlpSpec, RouterSpec
+from .base import LMSpec, ZooCausalLM
+
+__all__ = ["Exp11", "Exp11Spec"]
+
+MIXERS = ("gdn", "softmax", "routed")
+CHOICES = ("gdn", "softmax")
+
+
+@dataclass(frozen=True)
+class Exp11Spec(LMSpec):
+    hidden: int = 768
+    layers: Tuple[str, ...] = ("gdn", "gdn", "gdn", "softmax")
+    gdn: GDNSpec = GDNSpec(num_heads=12)
+    attn: AttentionSpec = AttentionSpec(num_heads=12, qkv_bias=False, rope=True)
+    mlp: MlpSpec = MlpSpec(act="swiglu", hidden=3072)
+    router: RouterSpec = RouterSpec(mode="gumbel")
+    tie_embeddings: bool = True
+    norm_eps: float = 1e-6
+
+    def __post_init__(self):
+        super().__post_init__()
+        bad = [m for m in self.layers if m not in MIXERS]
+        if bad or not self.layers:
+            raise ValueError(f"layers must be a non-empty plan of {MIXERS}, got {self.layers}")
+        if self.layers[0] == "routed":
+            raise ValueError("layer 0 cannot be routed: the routers read its output")
+        if self.mlp.act not in ("swiglu", "gelu"):
+            raise ValueError(f"mlp.act must be 'swiglu' or 'gelu', got {self.mlp.act!r}")
+
+
+def _gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """x (B, T, C), per-row positions index (B, M) -> (B, M, C)."""
+    B, T = x.shape[:2]
+    flat = (index + torch.arange(B, device=x.device).unsqueeze(1) * T).reshape(-1)
+    return gather_items(x, flat, item_dims=2).reshape(B, index.shape[1], *x.shape[2:])
+
+
+class RoutedMixer(nn.Module):
+    """Per token: Gated DeltaNet or causal softmax attention, as the route decides."""
+
+    def __init__(self, dim: int, spec: Exp11Spec):
+        super().__init__()
+        self.gdn = GatedDeltaNet(dim, spec.gdn)
+        self.attn = CausalSelfAttention(dim, spec.attn)
+
+    def forward(self, x: torch.Tensor, route: Route) -> torch.Tensor:
+        to_gdn = route.decisions == route.index("gdn")
+        if route.sparse:
+            y_gdn = self._sparse_gdn(x, to_gdn)
+            y_attn = self._sparse_attn(x, ~to_gdn)
+        else:
+            y_gdn = self.gdn(x, visible=to_gdn)
+            y_attn = self.attn(x)
+        w = route.weights.to(x.dtype)
+        return w[..., route.index("gdn"), None] * y_gdn + w[..., route.index("softmax"), None] * y_attn
+
+    def _sparse_gdn(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        packed = pack_rows(mask)
+        out = torch.zeros_like(x)
+        if packed.index.shape[1] == 0:
+            return out
+        # padding at the end of a short row runs after all of its real tokens: causal, harmless
+        return unpack_rows(out, packed, self.gdn(_gather_rows(x, packed.index)))
+
+    def _sparse_attn(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        packed = pack_rows(mask)
+        out = torch.zeros_like(x)
+        if packed.index.shape[1] == 0:
+            return out
+        return unpack_rows(out, packed, self.attn(x, queries=packed))
+
+
+class Exp11Block(nn.Module):
+    def __init__(self, kind: str, spec: Exp11Spec):
+        super().__init__()
+        dim = spec.hidden
+        self.kind = kind
+        self.norm1 = nn.RMSNorm(dim, eps=spec.norm_eps)
+        if kind == "gdn":
+            self.mixer = GatedDeltaNet(dim, spec.gdn)
+        elif kind == "softmax":
+            self.mixer = CausalSelfAttention(dim, spec.attn)
+        else:
+            self.mixer = RoutedMixer(dim, spec)
+        self.norm2 = nn.RMSNorm(dim, eps=spec.norm_eps)
+        hidden = spec.mlp.hidden or int(spec.mlp.ratio * dim)
+        if spec.mlp.act == "swiglu":
+            self.mlp = SwiGLU(dim, hidden, bias=False)
+        else:
+            self.mlp = Mlp(dim, hidden, bias=False)
+
+    def forward(self, x: torch.Tensor, route: Optional[Route] = None) -> torch.Tensor:
+        h = self.norm1(x)
+        x = x + (self.mixer(h, route) if self.kind == "routed" else self.mixer(h))
+        return x + self.mlp(self.norm2(x))
+
+
+class Exp11(ZooCausalLM):
+    family = "exp11"
+
+    def __init__(self, spec: Exp11Spec = Exp11Spec()):
+        super().__init__(spec)
+        dim = spec.hidden
+        self.num_features = dim
+        self.embed = nn.Embedding(spec.vocab_size, dim)
+        self.layers = nn.ModuleList([Exp11Block(kind, spec) for kind in spec.layers])
+        self.routed = [i for i, kind in enumerate(spec.layers) if kind == "routed"]
+        if self.routed:
+            self.router_norm = nn.RMSNorm(dim, eps=spec.norm_eps)
+            self.routers = nn.ModuleList([
+                Router(dim, CHOICES, "token", spec.router, layer=f"layers.{i}") for i in self.routed])
+        self.norm = nn.RMSNorm(dim, eps=spec.norm_eps)
+        self.lm_head = nn.Linear(dim, spec.vocab_size, bias=False)
+        if spec.tie_embeddings:
+            self.lm_head.weight = self.embed.weight
+        self._routes: Dict[int, Route] = {}
+        self._init_weights()
+
+    @classmethod
+    def routing_of(cls, spec: Exp11Spec) -> str:
+        return "token" if "routed" in spec.layers else "static"
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """(B, T) token ids -> (B, T, vocab) logits. Auxiliary losses: `aux_losses()`."""
+        self.check_input(input_ids)
+        x = self.embed(input_ids)
+        routes: Dict[int, Route] = {}
+        for i, block in enumerate(self.layers):
+            x = block(x, routes.get(i))
+            if i == 0 and self.routed:
+                feats = self.router_norm(x)
+                routes = {j: router(feats) for j, router in zip(self.routed, self.routers)}
+        self._routes = routes
+        return self.lm_head(self.norm(x))
+
+    def aux_losses(self) -> Dict[str, torch.Tensor]:
+        if not self._routes:
+            return {}
+        losses = [load_balance_loss(r.probs, r.decisions) for r in self._routes.values()]
+        return {"load_balance": torch.stack(losses).mean()}
+
+    def _init_weights(self) -> None:
+        """GPT-2 style normal(0.02) init, residual projections scaled by 1/sqrt(2 * depth).
+        Routers keep their own (zero) init; GDN decay parameters keep theirs. Fine on meta."""
+        in_router = {id(m) for r in getattr(self, "routers", []) for m in r.modules()}
+        residual_std = 0.02 / (2 * len(self.layers)) ** 0.5
+        for name, m in self.named_modules():
+            if id(m) in in_router:
+                continue
+            if isinstance(m, nn.Linear):
+                last = name.rsplit(".", 1)[-1]
+                nn.init.normal_(m.weight, std=residual_std if last in ("o_proj", "fc2") else 0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Embedding):
+                nn.init.normal_(m.weight, std=0.02)
+
+
+# ----------------------------------------------------------------------------- variants
+
+_BASELINE = ("gdn", "gdn", "gdn", "softmax")
+_DYNAMIC = ("gdn", "routed", "routed", "softmax")
+_TINY = dict(vocab_size=256, max_seq_len=256, hidden=128, gdn=GDNSpec(num_heads=4),
+             attn=AttentionSpec(num_heads=4, qkv_bias=False, rope=True),
+             mlp=MlpSpec(act="swiglu", hidden=384))
+
+
+@register_model
+def exp11_baseline(pretrained=False, **kwargs):
+    return build_model(Exp11, Exp11Spec(layers=_BASELINE), pretrained, **kwargs)
+
+
+@register_model
+def exp11_dynamic(pretrained=False, **kwargs):
+    return build_model(Exp11, Exp11Spec(layers=_DYNAMIC), pretrained, **kwargs)
+
+
+@register_model
+def exp11_baseline_tiny(pretrained=False, **kwargs):
+    return build_model(Exp11, Exp11Spec(layers=_BASELINE, **_TINY), pretrained, **kwargs)
+
+
+@register_model
+def exp11_dynamic_tiny(pretrained=False, **kwargs):
+    return build_model(Exp11, Exp11Spec(layers=_DYNAMIC, **_TINY), pretrained, **kwargs)
