@@ -1,0 +1,303 @@
+"""DHVN: per-sample Conv / Transformer / Both routing that really skips the unchosen branch."""
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+import zoo
+from zoo import routing
+from zoo.blocks.pooled_attention import TransformerBranch
+from zoo.models.dhvn import CHOICES, DHVN, DHVNSpec, HybridBlock
+from zoo.specs import AttentionSpec, MlpSpec
+
+IMG = 16  # two stages: stride 4, features at 8x8
+
+
+def make(name="dhvn_nano", seed=0, sharp_router=True, **overrides):
+    """A tiny model; `sharp_router` gives random, large router weights so routes are mixed."""
+    kw = dict(num_classes=5, in_chans=3, img_size=IMG)
+    kw.update(overrides)
+    torch.manual_seed(seed)
+    model = zoo.create_model(name, **kw)
+    if sharp_router:
+        for r in routing.routers(model):
+            torch.nn.init.normal_(r.net[-1].weight, std=3.0)
+            torch.nn.init.normal_(r.net[-1].bias, std=1.0)
+    return model.eval()
+
+
+def images(batch, seed=1, size=IMG, chans=3):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, chans, size, size, generator=g)
+
+
+def run(model, x, mode):
+    with torch.no_grad(), routing.execution(model, mode):
+        out = model(x)
+        decisions = [r.decisions.clone() for r in routing.trace(model)]
+    return out, decisions
+
+
+def assert_sparse_equals_dense(model, x):
+    dense, d_dec = run(model, x, "dense")
+    sparse, s_dec = run(model, x, "sparse")
+    for a, b in zip(d_dec, s_dec):
+        assert torch.equal(a, b)
+    torch.testing.assert_close(sparse, dense, atol=1e-5, rtol=0)
+    return d_dec
+
+
+# ----------------------------------------------------------------------------- sparse == dense
+
+@settings(max_examples=8)
+@given(batch=st.integers(1, 9), seed=st.integers(0, 2**16))
+def test_sparse_equals_dense_with_mixed_routes(batch, seed):
+    model = make(seed=seed % 7)
+    assert_sparse_equals_dense(model, images(batch, seed))
+
+
+def test_random_routes_really_are_mixed():
+    model = make()
+    decisions = assert_sparse_equals_dense(model, images(24))
+    taken = torch.cat(decisions)
+    assert set(taken.tolist()) == {0, 1, 2}, "the test model should exercise all three choices"
+
+
+@pytest.mark.parametrize("choice", CHOICES)
+@pytest.mark.parametrize("batch", [1, 4])
+def test_sparse_equals_dense_forced(choice, batch):
+    model = make()
+    with routing.force(model, choice):
+        decisions = assert_sparse_equals_dense(model, images(batch))
+    assert all((d == CHOICES.index(choice)).all() for d in decisions)
+
+
+@pytest.mark.parametrize("shares", [
+    {"conv": 0.5, "both": 0.5},            # no transformer-only samples
+    {"transformer": 0.5, "conv": 0.5},     # no "both": the fusion never runs
+    {"conv": 0.3, "transformer": 0.3, "both": 0.4},
+])
+def test_sparse_equals_dense_with_empty_groups(shares):
+    model = make()
+    x = images(7)
+    gen_seed = 3
+    with routing.force(model, routing.random_policy(shares, torch.Generator().manual_seed(gen_seed))):
+        dense, _ = run(model, x, "dense")
+    with routing.force(model, routing.random_policy(shares, torch.Generator().manual_seed(gen_seed))):
+        sparse, _ = run(model, x, "sparse")
+    torch.testing.assert_close(sparse, dense, atol=1e-5, rtol=0)
+
+
+def _branch_batches(model):
+    seen = {"conv": [], "transformer": [], "fuse": []}
+    hooks = []
+    for block in model.modules():
+        if isinstance(block, HybridBlock):
+            hooks.append(block.conv.register_forward_hook(lambda m, i, o: seen["conv"].append(i[0].shape[0])))
+            hooks.append(block.trans.register_forward_hook(lambda m, i, o: seen["transformer"].append(i[0].shape[0])))
+            hooks.append(block.fuse_norm.register_forward_hook(lambda m, i, o: seen["fuse"].append(i[0].shape[0])))
+    return seen, hooks
+
+
+def test_sparse_runs_each_branch_only_on_its_samples():
+    model = make()
+    x = images(10)
+    seen, hooks = _branch_batches(model)
+    with routing.execution(model, "sparse"), torch.no_grad():
+        model(x)
+    records = routing.trace(model)
+    for h in hooks:
+        h.remove()
+    want_conv = [int(((r.decisions == 0) | (r.decisions == 2)).sum()) for r in records]
+    want_trans = [int(((r.decisions == 1) | (r.decisions == 2)).sum()) for r in records]
+    want_fuse = [int((r.decisions == 2).sum()) for r in records]
+    assert seen["conv"] == [n for n in want_conv if n]
+    assert seen["transformer"] == [n for n in want_trans if n]
+    assert seen["fuse"] == [n for n in want_fuse if n]
+
+    seen, hooks = _branch_batches(model)
+    with routing.force(model, "conv"), torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    assert seen["transformer"] == [] and seen["fuse"] == [] and seen["conv"] == [10] * len(records)
+
+
+def test_dense_runs_every_branch_on_every_sample():
+    model = make()
+    seen, hooks = _branch_batches(model)
+    with routing.execution(model, "dense"), torch.no_grad():
+        model(images(6))
+    for h in hooks:
+        h.remove()
+    n = len(routing.trace(model))
+    assert seen == {"conv": [6] * n, "transformer": [6] * n, "fuse": [6] * n}
+
+
+# ----------------------------------------------------------------------------- batch independence
+
+@settings(max_examples=6)
+@given(seed=st.integers(0, 2**16))
+def test_sample_output_ignores_batch_mates(seed):
+    model = make(seed=seed % 5)
+    x = images(6, seed)
+    full = model(x)
+    perm = torch.randperm(6, generator=torch.Generator().manual_seed(seed))
+    torch.testing.assert_close(model(x[perm]), full[perm], atol=1e-5, rtol=0)
+    torch.testing.assert_close(model(x[2:3]), full[2:3], atol=1e-5, rtol=0)
+    others = torch.cat([x[:2], images(3, seed + 1)])
+    torch.testing.assert_close(model(others)[:2], full[:2], atol=1e-5, rtol=0)
+
+
+def test_inference_is_deterministic():
+    model = make()
+    x = images(5)
+    a, da = run(model, x, "sparse")
+    b, db = run(model, x, "sparse")
+    assert torch.equal(a, b) and all(torch.equal(p, q) for p, q in zip(da, db))
+
+
+# ----------------------------------------------------------------------------- training
+
+@pytest.mark.parametrize("name", ["dhvn_nano", "dhvn_nano_static"])
+def test_every_parameter_gets_a_finite_gradient(name):
+    model = make(name, sharp_router=False).train()
+    out = model(images(4))
+    loss = out.square().mean() + sum(model.aux_losses().values(), out.new_zeros(()))
+    loss.backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None, f"{pname} got no gradient"
+        assert torch.isfinite(p.grad).all(), f"{pname} has a non-finite gradient"
+        assert p.grad.abs().sum() > 0, f"{pname} has an all-zero gradient"
+
+
+def test_sparse_training_matches_dense_forward_and_reaches_the_router():
+    model = make().train()
+    x = images(6)
+    torch.manual_seed(11)  # the same Gumbel draws in both runs
+    with routing.execution(model, "dense"):
+        dense = model(x)
+    torch.manual_seed(11)
+    with routing.execution(model, "sparse"):
+        sparse = model(x)
+    torch.testing.assert_close(sparse, dense, atol=1e-5, rtol=0)
+    sparse.square().mean().backward()
+    for r in routing.routers(model):
+        assert r.net[-1].weight.grad is not None and r.net[-1].weight.grad.abs().sum() > 0
+
+
+def test_aux_losses():
+    model = make(sharp_router=False).train()
+    assert model.aux_losses() == {}
+    model(images(4))
+    aux = model.aux_losses()
+    assert set(aux) == {"gate_entropy", "load_balance"}
+    # zero-init gates are uniform: entropy log(3), balance exactly 1
+    assert aux["gate_entropy"].item() == pytest.approx(math.log(3), abs=1e-6)
+    assert aux["load_balance"].item() == pytest.approx(1.0, abs=1e-6)
+    assert aux["gate_entropy"].requires_grad and aux["load_balance"].requires_grad
+    static = make("dhvn_nano_static", sharp_router=False).train()
+    static(images(2))
+    assert static.aux_losses() == {}
+
+
+# ----------------------------------------------------------------------------- global attention
+
+def test_transformer_branch_is_global():
+    torch.manual_seed(0)
+    branch = TransformerBranch(8, 16, stride=2, depth=1, attn=AttentionSpec(head_dim=8, kv_pool=4),
+                               mlp=MlpSpec(ratio=2.0)).eval()
+    local = TransformerBranch(8, 16, stride=2, depth=0).eval()  # patchify + position conv only
+    x = torch.randn(1, 8, 32, 32)
+    y = x.clone()
+    y[..., :2, :2] += 5.0  # one corner patch
+    with torch.no_grad():
+        far = (branch(y) - branch(x))[..., -1, -1].abs().max()
+        far_local = (local(y) - local(x))[..., -1, -1].abs().max()
+    assert far_local == 0  # the test can tell local from global
+    assert far > 1e-3      # 16x16 tokens, pooled to 4x4 keys: the far corner still sees it
+
+
+def test_transformer_branch_is_exact_full_attention_on_small_grids():
+    torch.manual_seed(0)
+    attn = AttentionSpec(head_dim=8, kv_pool=7)
+    branch = TransformerBranch(8, 8, stride=1, depth=1, attn=attn).eval()
+    full = TransformerBranch(8, 8, stride=1, depth=1, attn=attn.replace(kv_pool=None)).eval()
+    full.load_state_dict(branch.state_dict())
+    x = torch.randn(2, 8, 7, 7)
+    torch.testing.assert_close(branch(x), full(x))
+
+
+# ----------------------------------------------------------------------------- contract
+
+def test_bad_input_is_a_one_line_value_error():
+    model = make()
+    with pytest.raises(ValueError, match="expects 3 input channels") as e:
+        model(torch.randn(1, 1, IMG, IMG))
+    assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="divisible by its stride 4, got 18x16") as e:
+        model(torch.randn(1, 3, 18, 16))
+    assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="widths and depths"):
+        zoo.create_model("dhvn_nano", depths=(1,))
+    with pytest.raises(ValueError, match="policy"):
+        zoo.create_model("dhvn_nano", policy="both_please")
+
+
+def test_timm_contract_and_stages():
+    model = make(img_size=32)
+    assert model.stride == 4 and model.num_features == 32
+    x = images(2, size=32)
+    feats = model.forward_features(x)
+    assert feats.shape == (2, 32, 16, 16)
+    assert model.default_cfg["pool_size"] == (16, 16)
+    assert model.forward_head(feats, pre_logits=True).shape == (2, 32)
+    assert model(x).shape == (2, 5)
+    model.reset_classifier(3)
+    assert model(x).shape == (2, 3)
+    three = make("dhvn_tiny", widths=(16, 16, 32), depths=(1, 1, 1), stem_width=8, decoder_depth=1)
+    assert three.stride == 8 and three(images(1)).shape == (1, 5)
+
+
+def test_trace_records_one_per_sample_decision_per_hybrid_block():
+    model = make()
+    model(images(3))
+    records = routing.trace(model)
+    assert [r.layer for r in records] == ["encoder.0", "encoder.1", "decoder.0"]
+    for r in records:
+        assert r.granularity == "sample" and r.choices == CHOICES
+        assert r.decisions.shape == (3,) and r.probs.shape == (3, 3)
+
+
+def test_static_model_has_no_router_and_runs_both():
+    model = make("dhvn_nano_static")
+    assert routing.routers(model) == [] and routing.trace(model) == []
+    assert DHVN.routing_of(model.spec) == "static"
+    assert zoo.model_info("dhvn_nano_static")["routing"] == "static"
+    assert zoo.model_info("dhvn_nano")["routing"] == "sample"
+    for policy in ("conv", "transformer"):
+        single = make(policy=policy)
+        assert single(images(2)).shape == (2, 5)
+
+
+def test_variant_sizes():
+    base = zoo.model_info("dhvn_base")["params"]
+    assert abs(base - 25.6e6) / 25.6e6 < 0.05, base  # the original's 25.6M
+    nano = zoo.model_info("dhvn_nano")
+    assert nano["spec"]["img_size"] == 224  # ImageNet defaults; MNIST runs override
+    nano_mnist = sum(p.numel() for p in zoo.create_model("dhvn_nano", num_classes=10, in_chans=1).parameters())
+    assert 100_000 <= nano_mnist <= 300_000, nano_mnist
+    sizes = [zoo.model_info(n)["params"] for n in ("dhvn_nano", "dhvn_tiny", "dhvn_small", "dhvn_base")]
+    assert sizes == sorted(sizes)
+    for n in ("nano", "tiny", "small", "base"):
+        routed, static = zoo.model_info(f"dhvn_{n}")["params"], zoo.model_info(f"dhvn_{n}_static")["params"]
+        with torch.device("meta"):
+            gates = sum(p.numel() for r in routing.routers(zoo.create_model(f"dhvn_{n}")) for p in r.parameters())
+        assert routed - static == gates > 0  # the routers are the only difference
+
+
+def test_spec_round_trips():
+    spec = DHVNSpec(widths=(8, 16), depths=(1, 1)).replace(router={"mode": "hard"})
+    assert spec.router.mode == "hard" and spec.num_stages == 2
+    assert DHVNSpec.from_dict(spec.to_dict()) == spec

@@ -1,0 +1,61 @@
+"""DHVN's conv branch: depthwise-separable residual blocks (3x3 dw, GN, ReLU, 1x1, GN).
+
+GroupNorm rather than BatchNorm so that a sample's output never depends on its batch mates,
+which per-sample routing needs (a gathered sub-batch must give the same result as the full one).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from ..specs import ConvBranchSpec
+
+__all__ = ["group_norm", "DepthwiseSeparableBlock", "ConvBranch"]
+
+
+def group_norm(channels: int, groups: int) -> nn.GroupNorm:
+    """GroupNorm with the largest group count <= `groups` that divides `channels`."""
+    return nn.GroupNorm(math.gcd(channels, groups), channels)
+
+
+class DepthwiseSeparableBlock(nn.Module):
+    """x -> ReLU(GN(pw(ReLU(GN(dw(x))))) + shortcut(x)); the dw conv carries the stride."""
+
+    def __init__(self, in_chs: int, out_chs: int, stride: int = 1, kernel_size: int = 3,
+                 groups: int = 8):
+        super().__init__()
+        self.dw = nn.Conv2d(in_chs, in_chs, kernel_size, stride, kernel_size // 2, groups=in_chs,
+                            bias=False)
+        self.norm1 = group_norm(in_chs, groups)
+        self.act = nn.ReLU(inplace=True)
+        self.pw = nn.Conv2d(in_chs, out_chs, 1, bias=False)
+        self.norm2 = group_norm(out_chs, groups)
+        if stride == 1 and in_chs == out_chs:
+            self.shortcut = nn.Identity()
+        else:
+            # average-pool before the projection so the shortcut sees every pixel, not every s-th
+            self.shortcut = nn.Sequential(
+                nn.AvgPool2d(stride) if stride > 1 else nn.Identity(),
+                nn.Conv2d(in_chs, out_chs, 1, bias=False),
+                group_norm(out_chs, groups),
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.act(self.norm1(self.dw(x)))
+        y = self.norm2(self.pw(y))
+        return self.act(y + self.shortcut(x))
+
+
+class ConvBranch(nn.Sequential):
+    """`spec.num_blocks` depthwise-separable blocks; the first changes width and stride."""
+
+    def __init__(self, in_chs: int, out_chs: int, stride: int = 1,
+                 spec: ConvBranchSpec = ConvBranchSpec()):
+        if spec.num_blocks < 1:
+            raise ValueError(f"conv branch needs num_blocks >= 1, got {spec.num_blocks}")
+        blocks = [DepthwiseSeparableBlock(in_chs, out_chs, stride, spec.kernel_size, spec.groups)]
+        blocks += [DepthwiseSeparableBlock(out_chs, out_chs, 1, spec.kernel_size, spec.groups)
+                   for _ in range(spec.num_blocks - 1)]
+        super().__init__(*blocks)

@@ -1,0 +1,279 @@
+"""DHVN: Dynamic Hybrid Vision Network, one Conv / Transformer / Both choice per sample per block.
+
+A U-Net used as a classifier (seed 000). A 3x3 stem, then encoder hybrid blocks that halve the
+resolution each, then decoder stages (upsample 2x, concat the encoder skip, 1x1 fuse, hybrid
+block at stride 1) back to the first encoder resolution (stride 2), mean pool, linear head.
+
+Each hybrid block has one per-sample Router over ("conv", "transformer", "both"), fed the
+globally pooled block input:
+  * conv:        two depthwise-separable residual blocks (`zoo.blocks.conv_branch`);
+  * transformer: 2x2 patchify (down blocks) + pre-norm layers whose attention is *global*:
+                 keys/values are average-pooled to a 7x7 grid (`zoo.blocks.pooled_attention`),
+                 so every position sees the whole image at linear cost. (The seed's branch was
+                 4x4 window attention only.)
+  * both:        GroupNorm(ReLU(a * conv + (1 - a) * trans)), a = 0.1 + 0.8 * sigmoid(p) per channel.
+
+Dense execution (training default) runs both branches and the fusion for every sample and
+mixes them with the straight-through weights, so every branch and the gate get a gradient.
+Sparse execution (eval default) runs the conv branch only on samples that chose conv or both,
+the transformer branch only on transformer or both, gathered with index_select and written
+back with index_copy; an empty group runs nothing.
+
+`policy` makes a static model: "both" is the traditional always-both hybrid (no router);
+"conv" / "transformer" build that branch alone.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..blocks.conv_branch import ConvBranch, group_norm
+from ..blocks.pooled_attention import TransformerBranch
+from ..blocks.router import Route, Router
+from ..ops.dispatch import gather_items, scatter_items, select_items
+from ..ops.gating import load_balance_loss
+from ..registry import build_model, register_model
+from ..specs import AttentionSpec, ConvBranchSpec, MlpSpec, RouterSpec
+from .base import VisionSpec, ZooVisionModel
+
+__all__ = ["DHVN", "DHVNSpec", "HybridBlock"]
+
+CHOICES = ("conv", "transformer", "both")
+CONV, TRANS, BOTH = range(3)
+
+
+@dataclass(frozen=True)
+class DHVNSpec(VisionSpec):
+    """The number of stages is len(widths): stride 2**len(widths), features at stride 2."""
+    stem_width: int = 64
+    widths: Tuple[int, ...] = (128, 256, 512)   # encoder block outputs, each at half resolution
+    depths: Tuple[int, ...] = (4, 6, 8)         # transformer layers per encoder block
+    decoder_depth: int = 2                       # transformer layers per decoder block
+    conv: ConvBranchSpec = ConvBranchSpec()
+    attn: AttentionSpec = AttentionSpec(head_dim=16, kv_pool=7)
+    mlp: MlpSpec = MlpSpec(ratio=2.0)
+    router: RouterSpec = RouterSpec()
+    policy: Optional[str] = None                 # None: routed; "conv"/"transformer"/"both": static
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.widths or len(self.widths) != len(self.depths):
+            raise ValueError(f"widths and depths need one entry per stage, got {self.widths} and {self.depths}")
+        if self.policy is not None and self.policy not in CHOICES:
+            raise ValueError(f"policy must be None or one of {CHOICES}, got {self.policy!r}")
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.widths)
+
+
+class HybridBlock(nn.Module):
+    """Conv / Transformer / Both, chosen per sample (or fixed by `policy`)."""
+
+    def __init__(self, in_chs: int, out_chs: int, stride: int, depth: int, spec: DHVNSpec,
+                 layer: str):
+        super().__init__()
+        self.policy = spec.policy
+        self.out_chs = out_chs
+        self.stride = stride
+        use_conv = spec.policy in (None, "conv", "both")
+        use_trans = spec.policy in (None, "transformer", "both")
+        self.conv = ConvBranch(in_chs, out_chs, stride, spec.conv) if use_conv else None
+        self.trans = TransformerBranch(in_chs, out_chs, stride, depth, spec.attn, spec.mlp) if use_trans else None
+        if spec.policy in (None, "both"):
+            self.mix_logit = nn.Parameter(torch.zeros(out_chs))
+            self.fuse_norm = group_norm(out_chs, spec.conv.groups)
+        self.router = Router(in_chs, CHOICES, "sample", spec.router, layer) if spec.policy is None else None
+        self.last_route: Optional[Route] = None
+
+    def fuse(self, c: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        a = (0.1 + 0.8 * torch.sigmoid(self.mix_logit)).to(c.dtype).view(1, -1, 1, 1)
+        return self.fuse_norm(F.relu(a * c + (1 - a) * t))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.router is None:
+            if self.policy == "conv":
+                return self.conv(x)
+            if self.policy == "transformer":
+                return self.trans(x)
+            return self.fuse(self.conv(x), self.trans(x))
+        route = self.router(x.mean(dim=(2, 3)))
+        self.last_route = route
+        w = route.weights.to(x.dtype)
+        if not route.sparse:
+            c, t = self.conv(x), self.trans(x)
+            b = self.fuse(c, t)
+            w = w.view(-1, 3, 1, 1, 1)
+            return w[:, CONV] * c + w[:, TRANS] * t + w[:, BOTH] * b
+        return self._sparse(x, route, w)
+
+    def _sparse(self, x: torch.Tensor, route: Route, w: torch.Tensor) -> torch.Tensor:
+        B, _, H, W = x.shape
+        out = x.new_zeros(B, self.out_chs, H // self.stride, W // self.stride)
+        only_c, only_t, both = (select_items(route.mask(n)) for n in CHOICES)
+        n_c, n_t, n_b = only_c.numel(), only_t.numel(), both.numel()
+        # conv runs on [conv-only | both] samples, transformer on [transformer-only | both]
+        c = self.conv(gather_items(x, torch.cat([only_c, both]))) if n_c + n_b else None
+        t = self.trans(gather_items(x, torch.cat([only_t, both]))) if n_t + n_b else None
+        # scaling by the (one-hot) weight taken keeps the straight-through gradient to the router
+        if n_c:
+            out = scatter_items(out, only_c, c[:n_c] * w[only_c, CONV].view(-1, 1, 1, 1))
+        if n_t:
+            out = scatter_items(out, only_t, t[:n_t] * w[only_t, TRANS].view(-1, 1, 1, 1))
+        if n_b:
+            fused = self.fuse(c[n_c:], t[n_t:])
+            out = scatter_items(out, both, fused * w[both, BOTH].view(-1, 1, 1, 1))
+        return out
+
+
+class DecoderStage(nn.Module):
+    """Upsample 2x, concat the encoder skip, 1x1 fuse, hybrid block at stride 1."""
+
+    def __init__(self, in_chs: int, skip_chs: int, out_chs: int, depth: int, spec: DHVNSpec,
+                 layer: str):
+        super().__init__()
+        self.fuse = nn.Sequential(
+            nn.Conv2d(in_chs + skip_chs, out_chs, 1, bias=False),
+            group_norm(out_chs, spec.conv.groups),
+            nn.ReLU(inplace=True),
+        )
+        self.block = HybridBlock(out_chs, out_chs, 1, depth, spec, layer)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+        return self.block(self.fuse(torch.cat([x, skip], dim=1)))
+
+
+class DHVN(ZooVisionModel):
+    family = "dhvn"
+    first_conv = "stem.0"
+    feature_stride = 2   # forward_features ends at the first encoder block's resolution
+
+    def __init__(self, spec: DHVNSpec):
+        super().__init__(spec)
+        # inputs must survive len(widths) halvings exactly for the skips to line up
+        self.stride = 2 ** spec.num_stages
+        self.stem = nn.Sequential(
+            nn.Conv2d(spec.in_chans, spec.stem_width, 3, padding=1, bias=False),
+            group_norm(spec.stem_width, spec.conv.groups),
+            nn.ReLU(inplace=True),
+        )
+        chs = (spec.stem_width,) + tuple(spec.widths)
+        self.encoder = nn.ModuleList([
+            HybridBlock(chs[i], chs[i + 1], 2, spec.depths[i], spec, f"encoder.{i}")
+            for i in range(spec.num_stages)])
+        # decoder.j climbs from the bottleneck towards widths[0]
+        self.decoder = nn.ModuleList([
+            DecoderStage(spec.widths[i + 1], spec.widths[i], spec.widths[i], spec.decoder_depth,
+                         spec, f"decoder.{j}")
+            for j, i in enumerate(reversed(range(spec.num_stages - 1)))])
+        self._build_head(spec.widths[0])
+        self._init_weights()
+
+    @classmethod
+    def routing_of(cls, spec: DHVNSpec) -> str:
+        return "static" if spec.policy is not None else "sample"
+
+    def pool_size(self) -> Optional[tuple]:
+        s = self.spec.img_size // self.feature_stride
+        return (s, s)
+
+    def hybrid_blocks(self) -> List[HybridBlock]:
+        return [m for m in self.modules() if isinstance(m, HybridBlock)]
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        x = self.stem(x)
+        skips = []
+        for block in self.encoder:
+            x = block(x)
+            skips.append(x)
+        skips.pop()  # the bottleneck output is x itself
+        for stage in self.decoder:
+            x = stage(x, skips.pop())
+        return x
+
+    def aux_losses(self) -> Dict[str, torch.Tensor]:
+        routes = [b.last_route for b in self.hybrid_blocks() if b.last_route is not None]
+        if not routes:
+            return {}
+        # clamp keeps d/dp finite where a probability underflows at low temperature
+        entropy = [-(r.probs * r.probs.clamp_min(1e-12).log()).sum(-1).mean() for r in routes]
+        balance = [load_balance_loss(r.probs, r.decisions) for r in routes]
+        return {"gate_entropy": torch.stack(entropy).mean(), "load_balance": torch.stack(balance).mean()}
+
+    def _init_weights(self) -> None:
+        # routers keep their own (zero) init: a fresh gate is uniform over the three choices
+        skip = {id(m) for r in self.modules() if isinstance(r, Router) for m in r.modules()}
+        for m in self.modules():
+            if id(m) in skip:
+                continue
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Conv2d):
+                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+                nn.init.normal_(m.weight, 0.0, (2.0 / fan_out) ** 0.5)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+
+def _nano(**kw) -> DHVNSpec:
+    return DHVNSpec(stem_width=16, widths=(32, 64), depths=(1, 2), decoder_depth=1, **kw)
+
+
+def _tiny(**kw) -> DHVNSpec:
+    return DHVNSpec(stem_width=32, widths=(64, 128, 256), depths=(2, 4, 6), decoder_depth=2, **kw)
+
+
+def _small(**kw) -> DHVNSpec:
+    return DHVNSpec(stem_width=48, widths=(96, 192, 384), depths=(3, 5, 7), decoder_depth=2, **kw)
+
+
+def _base(**kw) -> DHVNSpec:
+    return DHVNSpec(stem_width=64, widths=(128, 256, 512), depths=(4, 6, 8), decoder_depth=4, **kw)
+
+
+@register_model
+def dhvn_nano(pretrained=False, **kwargs):
+    return build_model(DHVN, _nano(), pretrained, **kwargs)
+
+
+@register_model
+def dhvn_nano_static(pretrained=False, **kwargs):
+    return build_model(DHVN, _nano(policy="both"), pretrained, **kwargs)
+
+
+@register_model
+def dhvn_tiny(pretrained=False, **kwargs):
+    return build_model(DHVN, _tiny(), pretrained, **kwargs)
+
+
+@register_model
+def dhvn_tiny_static(pretrained=False, **kwargs):
+    return build_model(DHVN, _tiny(policy="both"), pretrained, **kwargs)
+
+
+@register_model
+def dhvn_small(pretrained=False, **kwargs):
+    return build_model(DHVN, _small(), pretrained, **kwargs)
+
+
+@register_model
+def dhvn_small_static(pretrained=False, **kwargs):
+    return build_model(DHVN, _small(policy="both"), pretrained, **kwargs)
+
+
+@register_model
+def dhvn_base(pretrained=False, **kwargs):
+    return build_model(DHVN, _base(), pretrained, **kwargs)
+
+
+@register_model
+def dhvn_base_static(pretrained=False, **kwargs):
+    return build_model(DHVN, _base(policy="both"), pretrained, **kwargs)
