@@ -301,3 +301,23 @@ def test_spec_round_trips():
     spec = DHVNSpec(widths=(8, 16), depths=(1, 1)).replace(router={"mode": "hard"})
     assert spec.router.mode == "hard" and spec.num_stages == 2
     assert DHVNSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_deepcopy_after_a_training_forward():
+    import copy
+    model = make(sharp_router=False).train()
+    model(images(2))
+    clone = copy.deepcopy(model)  # EMA helpers copy models mid-training
+    assert clone.aux_losses() == {} and set(model.aux_losses()) == {"gate_entropy", "load_balance"}
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, clone.state_dict()[k])
+
+
+def test_bf16_autocast_runs_both_modes():
+    model = make()
+    x = images(4)
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+        dense, _ = run(model, x, "dense")
+        sparse, _ = run(model, x, "sparse")
+    assert torch.isfinite(dense).all() and torch.isfinite(sparse).all()
+    torch.testing.assert_close(sparse.float(), dense.float(), atol=0.1, rtol=0.05)  # bf16 rounding

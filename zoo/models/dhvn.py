@@ -71,6 +71,17 @@ class DHVNSpec(VisionSpec):
         return len(self.widths)
 
 
+class _LastRoute:
+    """The last forward's Route, kept for aux_losses(). Its tensors belong to the autograd graph,
+    which deepcopy (EMA, timm) and pickle refuse, so copies start empty instead."""
+
+    def __init__(self):
+        self.route: Optional[Route] = None
+
+    def __reduce__(self):
+        return _LastRoute, ()
+
+
 class HybridBlock(nn.Module):
     """Conv / Transformer / Both, chosen per sample (or fixed by `policy`)."""
 
@@ -88,7 +99,11 @@ class HybridBlock(nn.Module):
             self.mix_logit = nn.Parameter(torch.zeros(out_chs))
             self.fuse_norm = group_norm(out_chs, spec.conv.groups)
         self.router = Router(in_chs, CHOICES, "sample", spec.router, layer) if spec.policy is None else None
-        self.last_route: Optional[Route] = None
+        self._last = _LastRoute()
+
+    @property
+    def last_route(self) -> Optional[Route]:
+        return self._last.route
 
     def fuse(self, c: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         a = (0.1 + 0.8 * torch.sigmoid(self.mix_logit)).to(c.dtype).view(1, -1, 1, 1)
@@ -102,7 +117,7 @@ class HybridBlock(nn.Module):
                 return self.trans(x)
             return self.fuse(self.conv(x), self.trans(x))
         route = self.router(x.mean(dim=(2, 3)))
-        self.last_route = route
+        self._last.route = route
         w = route.weights.to(x.dtype)
         if not route.sparse:
             c, t = self.conv(x), self.trans(x)
