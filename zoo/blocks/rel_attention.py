@@ -1,0 +1,84 @@
+"""Global multi-head self-attention with a Swin-style relative position bias.
+
+Every patch of a stage attends to every patch of that stage; the bias for an offset
+(dy, dx) comes from a learned table over the stage grid. Queries may be a subset of the
+patches (per-image packed positions, from `zoo.ops.dispatch.pack_rows`): keys and values
+still cover the whole image, and each query gets its own row of the bias. That is what
+lets a routed block pay the query / output cost only for the patches routed to attention.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["RelPosAttention", "relative_position_index"]
+
+
+def relative_position_index(h: int, w: int, grid: Tuple[int, int], device=None) -> torch.Tensor:
+    """(h*w, h*w) index into a ((2*gh-1) * (2*gw-1))-row table, for an h x w grid inside `grid`."""
+    gh, gw = grid
+    ys, xs = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
+    ys, xs = ys.reshape(-1), xs.reshape(-1)
+    dy = ys[:, None] - ys[None, :] + (gh - 1)
+    dx = xs[:, None] - xs[None, :] + (gw - 1)
+    return dy * (2 * gw - 1) + dx
+
+
+class RelPosAttention(nn.Module):
+    """q/k/v from one `qkv` Linear (split by weight slices, so q can be computed for a subset)."""
+
+    def __init__(self, dim: int, num_heads: int, grid: Tuple[int, int], qkv_bias: bool = True):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} must be divisible by num_heads {num_heads}")
+        self.dim, self.num_heads, self.head_dim = dim, num_heads, dim // num_heads
+        self.grid = (int(grid[0]), int(grid[1]))
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.relative_position_bias_table = nn.Parameter(
+            torch.zeros((2 * self.grid[0] - 1) * (2 * self.grid[1] - 1), num_heads))
+
+    def init_weights(self) -> None:
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+
+    def _linear(self, x: torch.Tensor, part: slice) -> torch.Tensor:
+        bias = self.qkv.bias[part] if self.qkv.bias is not None else None
+        return F.linear(x, self.qkv.weight[part], bias)
+
+    def kv(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N, D) -> (B, N, 2D): keys and values of every patch."""
+        return self._linear(x, slice(self.dim, 3 * self.dim))
+
+    def bias(self, hw: Tuple[int, int], query_pos: Optional[torch.Tensor], device) -> torch.Tensor:
+        """(heads, N, N), or (B, heads, M, N) rows for packed query positions (B, M)."""
+        h, w = hw
+        if h > self.grid[0] or w > self.grid[1]:
+            raise ValueError(f"a {h}x{w} patch grid exceeds the {self.grid[0]}x{self.grid[1]} grid "
+                             "the relative position table was built for (raise img_size)")
+        index = relative_position_index(h, w, self.grid, device)
+        if query_pos is not None:
+            index = index[query_pos]                                     # (B, M, N)
+        table = self.relative_position_bias_table[index]                 # (..., N, heads)
+        return table.movedim(-1, -3)
+
+    def attend(self, xq: torch.Tensor, kv: torch.Tensor, hw: Tuple[int, int],
+               query_pos: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """xq (B, M, D) queries (at `query_pos` (B, M), or all N patches in order when None),
+        kv (B, N, 2D) -> (B, M, D) after the output projection."""
+        B, M, _ = xq.shape
+        N = kv.shape[1]
+        q = self._linear(xq, slice(0, self.dim)).view(B, M, self.num_heads, self.head_dim).transpose(1, 2)
+        k, v = kv.view(B, N, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        bias = self.bias(hw, query_pos, xq.device).to(q.dtype)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        return self.proj(out.transpose(1, 2).reshape(B, M, self.dim))
+
+    def forward(self, x: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
+        """Plain global attention over all patches of (B, N, D)."""
+        return self.attend(x, self.kv(x), hw)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, num_heads={self.num_heads}, grid={self.grid}"

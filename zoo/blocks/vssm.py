@@ -1,0 +1,114 @@
+"""Bidirectional vision state-space mixer (Mamba-1 selective scan over the patch sequence).
+
+    x, z = in_proj(n)                       (expand: d_inner = expand * dim)
+    per scan direction: u = SiLU(causal depthwise conv(x)); dt, B, C = x_proj(u)
+                        delta = softplus(dt_proj(dt)); y_d = selective_scan(u, delta, A, B, C, D)
+    y = mean over directions;  out = out_proj(y * SiLU(z))
+
+Directions are orders of the patch grid: row-major forward and reverse (directions=2), plus
+column-major forward and reverse (directions=4). All directions share one set of weights, as
+in the seed (its parameter counts, 19.9M / 153M / 545M, are those of shared weights), and are
+scanned together as one batch of sequences.
+
+The module is split in two on purpose, for routed execution: `scan` runs over every patch
+(the recurrence needs the whole sequence, and it is the cheap linear path), while `gate`
+(the z half of in_proj, the gating and out_proj) can run on just the patches that use it.
+"""
+from __future__ import annotations
+
+import math
+from typing import Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..ops.selective_scan import selective_scan
+from ..specs import SSMSpec
+
+__all__ = ["BidirectionalVSSM"]
+
+
+def _to_order(x: torch.Tensor, direction: int) -> torch.Tensor:
+    """(B, h, w, C) grid -> (B, L, C) sequence in scan `direction`'s order."""
+    B, h, w, C = x.shape
+    seq = x.reshape(B, h * w, C) if direction < 2 else x.transpose(1, 2).reshape(B, h * w, C)
+    return seq.flip(1) if direction % 2 else seq
+
+
+def _from_order(seq: torch.Tensor, direction: int, hw: Tuple[int, int]) -> torch.Tensor:
+    """Inverse of `_to_order`, back to row-major (B, L, C)."""
+    h, w = hw
+    if direction % 2:
+        seq = seq.flip(1)
+    if direction >= 2:
+        B, L, C = seq.shape
+        seq = seq.view(B, w, h, C).transpose(1, 2).reshape(B, L, C)
+    return seq
+
+
+class _SelectiveScan(nn.Module):
+    def __init__(self, d_inner: int, d_state: int, d_conv: int, dt_rank: int):
+        super().__init__()
+        self.d_state, self.dt_rank = d_state, dt_rank
+        self.conv1d = nn.Conv1d(d_inner, d_inner, d_conv, groups=d_inner, padding=d_conv - 1)
+        self.x_proj = nn.Linear(d_inner, dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(dt_rank, d_inner, bias=True)
+        self.A_log = nn.Parameter(torch.zeros(d_inner, d_state))
+        self.D = nn.Parameter(torch.ones(d_inner))
+
+    @torch.no_grad()
+    def init_weights(self, dt_min: float = 1e-3, dt_max: float = 0.1) -> None:
+        """Mamba's init: A = -(1..d_state), D = 1, softplus(dt bias) log-uniform in [dt_min, dt_max]."""
+        d_inner = self.D.shape[0]
+        a = torch.arange(1, self.d_state + 1, dtype=torch.float32, device=self.A_log.device)
+        self.A_log.copy_(a.log().expand(d_inner, -1))
+        self.D.fill_(1.0)
+        nn.init.uniform_(self.dt_proj.weight, -self.dt_rank ** -0.5, self.dt_rank ** -0.5)
+        u = torch.rand(d_inner, device=self.dt_proj.bias.device)
+        dt = torch.exp(u * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp_min(1e-4)
+        self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, L, d_inner) sequences, each in its scan order -> y (B, L, d_inner), D skip included."""
+        L = x.shape[1]
+        u = F.silu(self.conv1d(x.transpose(1, 2))[..., :L].transpose(1, 2))  # causal along the order
+        dt, B, C = self.x_proj(u).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        delta = F.softplus(self.dt_proj(dt))
+        A = -torch.exp(self.A_log.float())
+        return selective_scan(u, delta, A, B, C, self.D)
+
+
+class BidirectionalVSSM(nn.Module):
+    def __init__(self, dim: int, spec: SSMSpec = SSMSpec()):
+        super().__init__()
+        if spec.kind != "mamba1":
+            raise ValueError(f"BidirectionalVSSM supports SSMSpec.kind='mamba1', got {spec.kind!r}")
+        if spec.directions not in (2, 4):
+            raise ValueError(f"SSMSpec.directions must be 2 or 4, got {spec.directions}")
+        self.dim = dim
+        self.d_inner = spec.expand * dim
+        dt_rank = spec.dt_rank or math.ceil(dim / 16)
+        self.in_proj = nn.Linear(dim, 2 * self.d_inner, bias=False)
+        self.num_directions = spec.directions
+        self.core = _SelectiveScan(self.d_inner, spec.d_state, spec.d_conv, dt_rank)
+        self.out_proj = nn.Linear(self.d_inner, dim, bias=False)
+
+    def init_weights(self) -> None:
+        self.core.init_weights()
+
+    def scan(self, n: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
+        """(B, N, dim) row-major patches -> y (B, N, d_inner): the recurrence over every patch."""
+        B, N, _ = n.shape
+        x = F.linear(n, self.in_proj.weight[:self.d_inner]).view(B, *hw, self.d_inner)
+        seqs = torch.cat([_to_order(x, i) for i in range(self.num_directions)])
+        ys = self.core(seqs).chunk(self.num_directions)
+        return torch.stack([_from_order(y, i, hw) for i, y in enumerate(ys)]).mean(0)
+
+    def gate(self, y: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        """y (..., d_inner), n (..., dim) of the same patches -> out_proj(y * SiLU(z))."""
+        z = F.linear(n, self.in_proj.weight[self.d_inner:])
+        return self.out_proj(y * F.silu(z))
+
+    def forward(self, n: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
+        return self.gate(self.scan(n, hw), n)

@@ -1,0 +1,330 @@
+"""ESH-Vision: per-patch routing between a bidirectional SSM and global attention, with ACT.
+
+Seed 001, rebuilt. Each hybrid block:
+
+    n = LN(x);  alpha = sigmoid(router([n; H]))          H: pixel-entropy prior of the patch
+    a = LN(MHSA(n) + n);  s = LN(VSSM(n) + n)
+    hard (default): out = x + [alpha > 0.5] a + [alpha <= 0.5] s   (straight-through on alpha)
+    soft (seed):    out = x + alpha a + (1 - alpha) s
+    out = out + FFN(LN(out));  then ACT: attention patches with alpha > 0.7 ponder
+
+Sparse execution (eval default, hard mode) skips the work a patch did not choose:
+
+* attention: queries, the output projection and the LN are computed only for attention
+  patches (packed per image); keys and values come from every patch of the image, so an
+  attention patch still sees the whole image.
+* SSM: the scan runs over every patch of an image that has at least one SSM patch, because
+  the recurrence needs the whole sequence: the x half of in_proj, the conv, x_proj, dt_proj
+  and the scan itself. The z half of in_proj, the gating, out_proj and the LN run only for SSM
+  patches. An attention patch receives nothing from the SSM at its own position; its pixels
+  still feed the SSM state that the SSM patches after it read.
+* images without any attention (or SSM) patch skip that branch altogether.
+* router, FFN and the patch merges run for every patch; ACT re-computes only pondering patches.
+
+Dense execution (training default) computes both branches for every patch and combines them
+with the route weights; for the same weights it equals sparse execution.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Tuple
+
+import torch
+import torch.nn as nn
+from timm.layers import Mlp, SwiGLU
+
+from ..blocks.act import ACTPonder
+from ..blocks.rel_attention import RelPosAttention
+from ..blocks.router import Route, Router
+from ..blocks.vssm import BidirectionalVSSM
+from ..ops.dispatch import gather_items, pack_rows, scatter_items, select_items, unpack_rows
+from ..ops.entropy import patch_entropy, pool_entropy, unnormalize
+from ..registry import build_model, register_model
+from ..specs import ACTSpec, AttentionSpec, MlpSpec, RouterSpec, SSMSpec
+from .base import VisionSpec, ZooVisionModel
+
+__all__ = ["ESHVision", "ESHVisionSpec", "alpha_variance_loss"]
+
+
+@dataclass(frozen=True)
+class ESHVisionSpec(VisionSpec):
+    patch_size: int = 16
+    embed_dim: int = 128
+    depths: Tuple[int, ...] = (2, 3, 3)
+    num_heads: Tuple[int, ...] = (2, 4, 4)
+    entropy_bins: int = 32
+    # hidden=None: the seed's MLP router, max(dim / 4, 32) wide
+    router: RouterSpec = RouterSpec(mode="hard")
+    attention: AttentionSpec = AttentionSpec(rel_pos_bias=True)
+    ssm: SSMSpec = SSMSpec()
+    mlp: MlpSpec = MlpSpec()
+    act: ACTSpec = ACTSpec()
+
+    def __post_init__(self):
+        super().__post_init__()
+        if len(self.depths) != len(self.num_heads) or not self.depths:
+            raise ValueError(f"depths {self.depths} and num_heads {self.num_heads} need one entry per stage")
+        for i, heads in enumerate(self.num_heads):
+            if (self.embed_dim << i) % heads:
+                raise ValueError(f"stage {i} dim {self.embed_dim << i} is not divisible by {heads} heads")
+        if self.img_size % self.patch_size:
+            raise ValueError(f"img_size {self.img_size} must be divisible by patch_size {self.patch_size}")
+        att = self.attention
+        if att.rope or att.kv_pool or att.num_heads or att.head_dim or not att.rel_pos_bias:
+            raise ValueError("ESH-Vision attention is global with a relative position bias; heads come "
+                             "from num_heads per stage (set only attention.qkv_bias)")
+
+
+def alpha_variance_loss(alphas) -> torch.Tensor:
+    """Minus the mean, over blocks and images, of the spatial variance of alpha (B, N) per block.
+
+    The seed's -Var(alpha) over everything is also maximised by whole blocks going all-0 or
+    all-1; per image and per block, a collapsed block has zero variance and earns nothing.
+    """
+    return -torch.stack([a.float().var(dim=1, unbiased=False).mean() for a in alphas]).mean()
+
+
+class PatchMerging(nn.Module):
+    """Swin-style 2x2 merge: (B, h, w, C) -> (B, ceil(h/2), ceil(w/2), 2C); odd sides are zero-padded."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(4 * dim)
+        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, h, w, C = x.shape
+        x = nn.functional.pad(x, (0, 0, 0, w % 2, 0, h % 2))
+        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=-1)
+        return self.reduction(self.norm(x))
+
+
+class ESHBlock(nn.Module):
+    def __init__(self, dim: int, num_heads: int, grid: Tuple[int, int], spec: ESHVisionSpec, layer: str):
+        super().__init__()
+        router_spec = spec.router if spec.router.hidden else spec.router.replace(hidden=max(dim // 4, 32))
+        self.norm1 = nn.LayerNorm(dim)
+        self.router = Router(dim, ("ssm", "attention"), "patch", router_spec, layer=layer,
+                             binary=True, extra_features=1)
+        self.attn = RelPosAttention(dim, num_heads, grid, spec.attention.qkv_bias)
+        self.norm_attn = nn.LayerNorm(dim)
+        self.ssm = BidirectionalVSSM(dim, spec.ssm)
+        self.norm_ssm = nn.LayerNorm(dim)
+        self.norm2 = nn.LayerNorm(dim)
+        hidden = spec.mlp.hidden or int(dim * spec.mlp.ratio)
+        self.mlp = SwiGLU(dim, hidden) if spec.mlp.act == "swiglu" else Mlp(dim, hidden)
+        self.act = ACTPonder(dim, spec.act) if spec.act.enabled else None
+        self.ponder_threshold = spec.act.threshold
+
+    def forward(self, x: torch.Tensor, entropy: torch.Tensor, hw: Tuple[int, int]):
+        """x (B, N, D), entropy (B, N) -> (out, alpha (B, N), ponder cost (B, N) or None)."""
+        n = self.norm1(x)
+        route = self.router(torch.cat([n, entropy.unsqueeze(-1).to(n.dtype)], dim=-1))
+        alpha = route.probs[..., 1]
+        mixed = self._mix_sparse(x, n, route, hw) if route.sparse else self._mix_dense(x, n, route, hw)
+        out = mixed + self.mlp(self.norm2(mixed))
+        if self.act is None:
+            return out, alpha, None
+        ponder = route.mask("attention") & (alpha > self.ponder_threshold)
+        res = self.act(out, ponder, _PonderStep(self, hw))
+        return res.output, alpha, res.ponder_cost
+
+    def _mix_dense(self, x, n, route: Route, hw):
+        a = self.norm_attn(self.attn(n, hw) + n)
+        s = self.norm_ssm(self.ssm(n, hw) + n)
+        w = route.weights.to(x.dtype)
+        return x + w[..., 1:2] * a + w[..., 0:1] * s
+
+    def _mix_sparse(self, x, n, route: Route, hw):
+        B, N, D = x.shape
+        update = torch.zeros_like(x)
+        weights = route.weights.to(x.dtype).reshape(B * N, 2)
+        attn_mask = route.mask("attention")
+        ssm_mask = ~attn_mask
+        if bool(attn_mask.any()):
+            images = select_items(attn_mask.any(dim=1))
+            n_img = n.index_select(0, images)
+            packed = pack_rows(attn_mask.index_select(0, images))
+            nq = torch.gather(n_img, 1, packed.index.unsqueeze(-1).expand(-1, -1, D))
+            a = self.attn.attend(nq, self.attn.kv(n_img), hw, packed.index)
+            a = self.norm_attn(a + nq)[packed.valid]
+            index = (images.unsqueeze(1) * N + packed.index)[packed.valid]
+            update = scatter_items(update, index, a * weights[index, 1:2], item_dims=2)
+        if bool(ssm_mask.any()):
+            images = select_items(ssm_mask.any(dim=1))
+            n_img = n.index_select(0, images)
+            y = self.ssm.scan(n_img, hw)
+            local = select_items(ssm_mask.index_select(0, images))
+            n_items = gather_items(n_img, local, item_dims=2)
+            s = self.norm_ssm(self.ssm.gate(gather_items(y, local, item_dims=2), n_items) + n_items)
+            index = select_items(ssm_mask)  # same items, same order, indexed in the full batch
+            update = scatter_items(update, index, s * weights[index, 0:1], item_dims=2)
+        return x + update
+
+
+class _PonderStep:
+    """One ACT step for the packed pondering patches: the block's attention path + FFN.
+
+    Queries are the pondering patches; keys/values are the current states of all patches of
+    the image. Only rows that changed since the last step get new keys/values.
+    """
+
+    def __init__(self, block: ESHBlock, hw):
+        self.block, self.hw = block, hw
+        self.kv = None
+        self.changed = None
+
+    def __call__(self, states: torch.Tensor, packed) -> torch.Tensor:
+        blk = self.block
+        D = states.shape[-1]
+
+        def take(t, p):
+            return torch.gather(t, 1, p.index.unsqueeze(-1).expand(-1, -1, t.shape[-1]))
+
+        if self.kv is None:
+            self.kv = blk.attn.kv(blk.norm1(states))
+        else:
+            rows = blk.attn.kv(blk.norm1(take(states, self.changed)))
+            self.kv = unpack_rows(self.kv, self.changed, rows)
+        s = take(states, packed)
+        nq = blk.norm1(s)
+        s = s + blk.norm_attn(blk.attn.attend(nq, self.kv, self.hw, packed.index) + nq)
+        self.changed = packed
+        return s + blk.mlp(blk.norm2(s))
+
+
+class ESHVision(ZooVisionModel):
+    family = "eshvision"
+    first_conv = "patch_embed.0"
+
+    def __init__(self, spec: ESHVisionSpec = ESHVisionSpec()):
+        super().__init__(spec)
+        # merges pad odd grids, so only the patch size constrains the input
+        self.stride = spec.patch_size
+        self.patch_embed = nn.Sequential(
+            nn.Conv2d(spec.in_chans, spec.embed_dim, spec.patch_size, stride=spec.patch_size))
+        self.embed_norm = nn.LayerNorm(spec.embed_dim)
+        grid = spec.img_size // spec.patch_size
+        self.stages = nn.ModuleList()
+        for i, (depth, heads) in enumerate(zip(spec.depths, spec.num_heads)):
+            dim = spec.embed_dim << i
+            if i > 0:
+                grid = (grid + 1) // 2
+            stage = nn.Module()
+            stage.downsample = PatchMerging(dim // 2) if i > 0 else nn.Identity()
+            stage.blocks = nn.ModuleList(
+                ESHBlock(dim, heads, (grid, grid), spec, layer=f"stages.{i}.blocks.{j}") for j in range(depth))
+            self.stages.append(stage)
+        self.final_grid = grid
+        self.norm = nn.LayerNorm(dim)
+        self._build_head(dim)
+        self._last_aux: Dict[str, torch.Tensor] = {}
+        self._init_weights()
+
+    @classmethod
+    def routing_of(cls, spec: ESHVisionSpec) -> str:
+        return "patch"
+
+    def pool_size(self):
+        return (self.final_grid, self.final_grid)
+
+    def check_input(self, x: torch.Tensor) -> None:
+        super().check_input(x)
+        if max(x.shape[-2:]) > self.spec.img_size:
+            raise ValueError(f"{type(self).__name__} takes images up to {self.spec.img_size}x{self.spec.img_size} "
+                             f"(img_size, sizes its position bias), got {x.shape[-2]}x{x.shape[-1]}")
+
+    def entropy_prior(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised images -> (B, h, w) stage-0 pixel-entropy prior of the raw pixels."""
+        pixels = unnormalize(x, self.spec.mean, self.spec.std)
+        return patch_entropy(pixels, self.spec.patch_size, self.spec.entropy_bins)
+
+    def forward_dict(self, x: torch.Tensor) -> dict:
+        self.check_input(x)
+        entropy = ent = self.entropy_prior(x)
+        t = self.embed_norm(self.patch_embed(x).permute(0, 2, 3, 1))
+        alphas, costs = [], []
+        for i, stage in enumerate(self.stages):
+            if i > 0:
+                t, ent = stage.downsample(t), pool_entropy(ent)
+            B, h, w, D = t.shape
+            seq, e = t.reshape(B, h * w, D), ent.reshape(B, h * w)
+            for blk in stage.blocks:
+                seq, alpha, cost = blk(seq, e, (h, w))
+                alphas.append(alpha)
+                if cost is not None:
+                    costs.append(cost.mean())
+            t = seq.view(B, h, w, D)
+        features = self.norm(t).permute(0, 3, 1, 2)
+        ponder = torch.stack(costs).mean() if costs else features.new_zeros(())
+        self._last_aux = {"alpha_variance": alpha_variance_loss(alphas)}
+        if costs:
+            self._last_aux["ponder"] = ponder
+        return dict(features=features, logits=self.forward_head(features), ponder_cost=ponder,
+                    alphas=alphas, entropy=entropy)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_dict(x)["features"]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_dict(x)["logits"]
+
+    def aux_losses(self) -> Dict[str, torch.Tensor]:
+        return dict(self._last_aux)
+
+    @torch.no_grad()
+    def _init_weights(self) -> None:
+        # routers keep their own (zero) init: alpha starts at 0.5 for every patch
+        in_router = {id(m) for mod in self.modules() if isinstance(mod, Router) for m in mod.modules()}
+        for m in self.modules():
+            if id(m) in in_router:
+                continue
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        for m in self.modules():
+            if hasattr(m, "init_weights") and m is not self:
+                m.init_weights()
+
+
+_MNIST = dict(img_size=28, in_chans=1, num_classes=10, mean=(0.1307,), std=(0.3081,), patch_size=4)
+
+
+@register_model
+def eshvision_xs(pretrained=False, **kwargs):
+    return build_model(ESHVision, ESHVisionSpec(**_MNIST, embed_dim=32, depths=(1, 2), num_heads=(1, 2)),
+                       pretrained, **kwargs)
+
+
+@register_model
+def eshvision_xs_soft(pretrained=False, **kwargs):
+    return build_model(ESHVision, ESHVisionSpec(**_MNIST, embed_dim=32, depths=(1, 2), num_heads=(1, 2),
+                                             router=RouterSpec(mode="soft")), pretrained, **kwargs)
+
+
+@register_model
+def eshvision_s(pretrained=False, **kwargs):
+    return build_model(ESHVision, ESHVisionSpec(embed_dim=128, depths=(2, 3, 3), num_heads=(2, 4, 4)),
+                       pretrained, **kwargs)
+
+
+@register_model
+def eshvision_s_soft(pretrained=False, **kwargs):
+    return build_model(ESHVision, ESHVisionSpec(embed_dim=128, depths=(2, 3, 3), num_heads=(2, 4, 4),
+                                             router=RouterSpec(mode="soft")), pretrained, **kwargs)
+
+
+@register_model
+def eshvision_m(pretrained=False, **kwargs):
+    return build_model(ESHVision, ESHVisionSpec(embed_dim=256, depths=(3, 6, 6), num_heads=(4, 8, 8)),
+                       pretrained, **kwargs)
+
+
+@register_model
+def eshvision_l(pretrained=False, **kwargs):
+    return build_model(ESHVision, ESHVisionSpec(embed_dim=384, depths=(4, 8, 10), num_heads=(6, 12, 12)),
+                       pretrained, **kwargs)
