@@ -1,0 +1,19 @@
+"""Benchmark harness: train and evaluate zoo and timm models on suites with mmengine runners.
+
+    python -m harness list 'dhvn_*'
+    python -m harness run --models 'dhvn_*' --suite mnist5k --seeds 0 1 2
+    python -m harness leaderboard [--check]
+    python -m harness embedded          # the README job, about 15 minutes on 2 CPU cores
+
+Importing the package registers its datasets, model wrappers, hooks and metrics in
+mmengine's registries, so the configs under harness/configs can name them by `type=`.
+"""
+from . import checkpoint, hooks, metrics, models, suites  # noqa: F401  (registration)
+from .errors import HarnessError
+
+__all__ = ["HarnessError", "main"]
+
+
+def main(argv=None):
+    from .cli import main as _main
+    return _main(argv)

@@ -1,0 +1,245 @@
+"""`python -m harness {list,run,leaderboard,embedded}`.
+
+Every user mistake ends as one line on stderr, `harness: error: ...`, and exit status 2,
+before any work where it can be detected up front, and never with a partial record.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import List, Optional, Sequence
+
+from .errors import HarnessError
+
+__all__ = ["main", "build_parser"]
+
+DEFAULT_RESULTS_DIR = os.path.join("leaderboard", "results")
+DEFAULT_LEADERBOARD = os.path.join("leaderboard", "LEADERBOARD.md")
+
+
+def _dict_action():
+    from mmengine.config import DictAction
+    return DictAction
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m harness",
+        description="Train and evaluate zoo and timm models on benchmark suites with mmengine runners, "
+                    "append results, and regenerate the leaderboard.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,run,leaderboard,embedded}")
+
+    p = sub.add_parser("list", help="list models (with family, task, routing, params) and suites",
+                       description="List zoo models matching PATTERNs (fnmatch; default all) and the suites. "
+                                   "Any timm model also works as timm:NAME.")
+    p.add_argument("patterns", nargs="*", metavar="PATTERN", default=["*"])
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("run", help="train (unless --eval-only), evaluate and record models on a suite",
+                       description="For each matched model and seed: train, evaluate, append a record to "
+                                   "the results store.",
+                       epilog="Examples:\n  python -m harness run --models 'dhvn_*' --suite mnist5k --seeds 0 1 2\n"
+                              "  python -m harness run --models timm:deit_tiny_patch16_224 --suite mnist5k "
+                              "--model-kwargs patch_size=4\n"
+                              "  python -m harness run --models dhvn_nano --suite imagenet --data-root /data/imagenet",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", required=True, metavar="PAT",
+                   help="zoo names or fnmatch patterns (quote them), or timm:NAME for timm's own models")
+    p.add_argument("--suite", required=True, help="benchmark suite (see `python -m harness list`)")
+    p.add_argument("--epochs", type=int, help="train for this many epochs (epoch-based loop)")
+    p.add_argument("--max-iters", type=int, help="train for this many iterations (iteration-based loop)")
+    p.add_argument("--batch-size", type=int, help="training batch size")
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed (default: 0)")
+    p.add_argument("--work-dir", help="checkpoints and logs (default: work_dirs/<suite>/<model>/seed<seed>; "
+                                      "with several runs, <work-dir>/<model>/seed<seed>)")
+    p.add_argument("--data-root", help="dataset location for suites that need one")
+    p.add_argument("--cfg-options", nargs="+", action=_dict_action(), default={}, metavar="KEY=VALUE",
+                   help="override config keys, e.g. train_dataloader.num_workers=2")
+    p.add_argument("--model-kwargs", nargs="+", action=_dict_action(), default={}, metavar="KEY=VALUE",
+                   help="model constructor overrides, e.g. patch_size=4 (img_size/in_chans/max_seq_len "
+                        "also reshape the data)")
+    p.add_argument("--eval-only", action="store_true", help="skip training; evaluate --checkpoint")
+    p.add_argument("--checkpoint", help="weights to evaluate (--eval-only) or to start training from")
+    p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CKPT",
+                   help="continue training from the latest checkpoint in the work dir (or from CKPT)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--amp", action="store_true", help="mixed precision (AmpOptimWrapper; bf16 on CPU)")
+    p.add_argument("--results", help="results store (default: leaderboard/results/<suite>.jsonl)")
+    p.add_argument("--no-record", action="store_true", help="do not append to the results store")
+    p.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none",
+                   help="distributed launcher, e.g. under torchrun: --launcher pytorch")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("leaderboard", help="regenerate leaderboard/LEADERBOARD.md from the results store",
+                       description="Regenerate the markdown leaderboard from <results-dir>/*.jsonl.")
+    p.add_argument("--check", action="store_true",
+                   help="exit 1 if the committed file differs from what would be generated")
+    p.add_argument("--results-dir", default=DEFAULT_RESULTS_DIR)
+    p.add_argument("--out", default=DEFAULT_LEADERBOARD)
+    p.set_defaults(func=cmd_leaderboard)
+
+    p = sub.add_parser("embedded", help="the README job: small variants of every family on the embedded suites",
+                       description="Train and evaluate the small variants of all three families (dynamic and "
+                                   "static) and timm peers on mnist5k/pydocs with one budget, then regenerate "
+                                   "the leaderboard.")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--results-dir", default=DEFAULT_RESULTS_DIR)
+    p.add_argument("--out", default=DEFAULT_LEADERBOARD)
+    p.add_argument("--dry-run", action="store_true", help="print the commands without running them")
+    p.set_defaults(func=cmd_embedded)
+    return parser
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_list(args) -> int:
+    import zoo
+    from tabulate import tabulate
+    from .suites import SUITES
+
+    names = zoo.list_models(args.patterns)
+    rows = []
+    for n in names:
+        info = zoo.model_info(n)
+        rows.append([n, info["family"], info["task"], info["routing"], f"{info['params']:,}"])
+    if rows:
+        print(tabulate(rows, headers=["model", "family", "task", "routing", "params"]))
+    else:
+        print(f"no zoo model matches {' '.join(args.patterns)}")
+    print("\n(any timm model also works as timm:NAME, e.g. timm:resnet18)\n")
+    print(tabulate([[s.name, s.task, s.description] for s in SUITES.values()],
+                   headers=["suite", "task", "data"]))
+    return 0
+
+
+def _resolve_device(requested: str) -> str:
+    import torch
+    if requested == "cpu":
+        return "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise HarnessError("--device cuda was requested but no CUDA device is available")
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _run_command(argv: Sequence[str], model: str, seed: int) -> List[str]:
+    """argv that reproduces one (model, seed) run of this invocation."""
+    out, skip = ["python", "-m", "harness"], False
+    for tok in argv:
+        if skip and not tok.startswith("--"):
+            continue
+        skip = False
+        if tok in ("--models", "--seeds", "--results", "--no-record") or tok.startswith(
+                ("--models=", "--seeds=", "--results=")):
+            skip = "=" not in tok and tok != "--no-record"
+            continue
+        out.append(tok)
+    return out + ["--models", model, "--seeds", str(seed)]
+
+
+def cmd_run(args, argv: Sequence[str] = ()) -> int:
+    if args.device == "cpu":
+        # before anything initialises CUDA, so mmengine's get_device() sees none
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    from .run import RunOptions, build_config, check_tasks, preflight, resolve_models, run_one
+    from .suites import get_suite
+
+    suite = get_suite(args.suite)
+    models = resolve_models(args.models)
+    check_tasks(models, suite)
+    if args.eval_only and not args.checkpoint:
+        raise HarnessError("--eval-only needs --checkpoint PATH")
+    if args.eval_only and len(models) > 1:
+        raise HarnessError(f"--eval-only evaluates one checkpoint; the patterns matched {len(models)} models")
+    for flag in ("epochs", "max_iters", "batch_size"):
+        v = getattr(args, flag)
+        if v is not None and v < 1:
+            raise HarnessError(f"--{flag.replace('_', '-')} must be >= 1, got {v}")
+    if suite.needs_root and not args.data_root and not args.cfg_options:
+        raise HarnessError(f"suite {suite.name} needs --data-root: {suite.layout}")
+    device = _resolve_device(args.device)
+    many = len(models) * len(args.seeds) > 1
+    results = args.results or os.path.join(DEFAULT_RESULTS_DIR, f"{suite.name}.jsonl")
+
+    plans = []
+    for model in models:
+        for seed in args.seeds:
+            work_dir = args.work_dir
+            if work_dir and many:
+                work_dir = os.path.join(work_dir, model.replace(":", "-"), f"seed{seed}")
+            opts = RunOptions(epochs=args.epochs, max_iters=args.max_iters, batch_size=args.batch_size,
+                              lr=args.lr, work_dir=work_dir, data_root=args.data_root,
+                              cfg_options=dict(args.cfg_options), model_kwargs=dict(args.model_kwargs),
+                              eval_only=args.eval_only, checkpoint=args.checkpoint, resume=args.resume,
+                              device=device, amp=args.amp, launcher=args.launcher, results=results)
+            plans.append((model, seed, opts, build_config(suite, model, seed, opts, device)))
+    # data problems surface before the first model trains
+    num_classes = preflight(plans[0][3], suite)
+    for model, seed, opts, cfg in plans:
+        if cfg.model["arch_kwargs"].get("num_classes", 0) is None:
+            cfg.model["arch_kwargs"]["num_classes"] = num_classes
+
+    from mmengine.dist import is_main_process
+    for model, seed, opts, cfg in plans:
+        record = run_one(cfg, suite, model, seed, opts, _run_command(argv, model, seed), device)
+        if record is None:
+            print(f"harness: {model} seed {seed} stopped after {cfg.stop_after}; continue with --resume "
+                  f"(work dir {cfg.work_dir})")
+            continue
+        _print_summary(record)
+        if not args.no_record and is_main_process():
+            from leaderboard.store import append_record
+            append_record(results, record)
+            print(f"harness: appended {model} seed {seed} to {results}")
+    return 0
+
+
+def _print_summary(record: dict) -> None:
+    m = record["metrics"]
+    if record["task"] == "causal-lm":
+        main_metric = f"loss {m['loss']:.4f} ppl {m['perplexity']:.3f} bpb {m['bits_per_byte']:.4f}"
+    else:
+        main_metric = f"top1 {m['top1']:.2f}% top5 {m['top5']:.2f}% loss {m['loss']:.4f}"
+    tp = record["throughput"]
+    rate = next((f"{v:.1f} {k.replace('_per_s', '')}/s" for k, v in tp.items() if k.endswith("_per_s")), "")
+    mix = "; ".join(f"{layer}: " + " ".join(f"{c}={s:.2f}" for c, s in r["share"].items())
+                    for layer, r in record["routing"].items())
+    print(f"harness: {record['model']} seed {record['seed']} on {record['suite']}: {main_metric}, {rate}"
+          + (f", routing {mix}" if mix else ""))
+
+
+def cmd_leaderboard(args, argv=()) -> int:
+    from leaderboard.render import check_leaderboard, write_leaderboard
+    if args.check:
+        ok = check_leaderboard(args.results_dir, args.out)
+        if not ok:
+            print(f"harness: {args.out} is out of date; run `python -m harness leaderboard`", file=sys.stderr)
+            return 1
+        print(f"harness: {args.out} is up to date")
+        return 0
+    write_leaderboard(args.results_dir, args.out)
+    print(f"harness: wrote {args.out}")
+    return 0
+
+
+def cmd_embedded(args, argv=()) -> int:
+    from .embedded import run_embedded
+    return run_embedded(args)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    try:
+        code = args.func(args, argv) if args.func is not cmd_list else args.func(args)
+    except HarnessError as e:
+        print(f"harness: error: {e}", file=sys.stderr)
+        raise SystemExit(2)
+    except KeyboardInterrupt:
+        print("harness: interrupted; no record written for the unfinished run", file=sys.stderr)
+        raise SystemExit(130)
+    if code:
+        raise SystemExit(code)
+    return 0

@@ -1,0 +1,41 @@
+# Runtime shared by every suite: hooks, logging, TensorBoard, randomness, launcher.
+default_scope = 'mmengine'
+
+default_hooks = dict(
+    runtime_info=dict(type='RuntimeInfoHook'),
+    timer=dict(type='IterTimerHook'),
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+    logger=dict(type='LoggerHook', interval=20),  # the training progress line, with ETA
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    # one checkpoint per epoch (or per `interval` iters in iteration mode), only the last kept
+    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=1, save_last=True),
+)
+
+custom_hooks = [
+    dict(type='NaNGuardHook'),
+    dict(type='SafeCheckpointHook'),  # checkpoints that load with weights_only=True
+    dict(type='EvalProgressHook'),
+    # Gumbel temperature of every router; a no-op for static and timm models
+    dict(type='TauScheduleHook', start=1.0, end=0.5, schedule='cosine'),
+    dict(type='AuxWeightScheduleHook', schedules=dict()),
+]
+
+# `stop_after=dict(epochs=N)` ends this session after N epochs with the schedule unchanged;
+# `--resume` then continues it (the harness adds a StopAfterHook for it).
+stop_after = None
+
+env_cfg = dict(
+    cudnn_benchmark=False,
+    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
+    dist_cfg=dict(backend='gloo'),  # the CLI picks nccl when running on CUDA
+)
+
+visualizer = dict(type='Visualizer',
+                  vis_backends=[dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')])
+log_processor = dict(type='LogProcessor', window_size=20, by_epoch=True)
+log_level = 'INFO'
+
+load_from = None
+resume = False
+launcher = 'none'
+randomness = dict(seed=0, deterministic=False, diff_rank_seed=False)

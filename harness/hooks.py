@@ -1,0 +1,184 @@
+"""Training hooks mmengine lacks: Gumbel temperature and auxiliary-weight schedules, a NaN
+guard, an interruption point for resumable sessions, and an eval progress bar.
+
+mmengine's parameter schedulers only reach optimiser param_groups, so the routing
+temperature and the loss weights get hooks of their own. Both are pure functions of the
+iteration count (restart-safe by construction) and also store their state in checkpoint meta.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, Optional
+
+import torch
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmengine.registry import HOOKS
+
+from .errors import HarnessError
+
+__all__ = ["TauScheduleHook", "AuxWeightScheduleHook", "NaNGuardHook", "StopAfterHook",
+           "EvalProgressHook", "tau_at", "ramp_weight"]
+
+
+def _unwrap(model):
+    return model.module if is_model_wrapper(model) else model
+
+
+def _progress(runner) -> float:
+    """Fraction of training done before the current iteration: 0 at the first, 1 at the last."""
+    return min(runner.iter / max(runner.max_iters - 1, 1), 1.0)
+
+
+def tau_at(progress: float, start: float, end: float, schedule: str) -> float:
+    if schedule == "cosine":
+        return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    if schedule == "exponential":
+        return start * (end / start) ** progress
+    if schedule == "constant":
+        return start
+    raise ValueError(f"tau schedule must be 'cosine', 'exponential' or 'constant', got {schedule!r}")
+
+
+def ramp_weight(progress: float, value: float, begin: float = 0.0, end: float = 0.0) -> float:
+    """0 before `begin`, a linear ramp to `value` until `end`, then `value` (fractions of training)."""
+    if progress < begin:
+        return 0.0
+    if progress >= end:
+        return value
+    return value * (progress - begin) / (end - begin)
+
+
+@HOOKS.register_module()
+class TauScheduleHook(Hook):
+    """Sets every router's Gumbel temperature before each training iteration."""
+    priority = "ABOVE_NORMAL"
+
+    def __init__(self, start: float = 1.0, end: float = 0.5, schedule: str = "cosine"):
+        if not (start > 0 and end > 0):
+            raise ValueError(f"tau start and end must be > 0, got {start}, {end}")
+        tau_at(0.0, start, end, schedule)  # validates the name now, not mid-run
+        self.start, self.end, self.schedule = float(start), float(end), schedule
+        self.tau: Optional[float] = None
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        import zoo
+        self.tau = tau_at(_progress(runner), self.start, self.end, self.schedule)
+        zoo.routing.set_tau(runner.model, self.tau)
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        checkpoint.setdefault("meta", {})["tau_schedule"] = dict(
+            tau=self.tau, start=self.start, end=self.end, schedule=self.schedule)
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        import zoo
+        state = checkpoint.get("meta", {}).get("tau_schedule")
+        if state and state.get("tau") is not None:
+            self.tau = float(state["tau"])
+            zoo.routing.set_tau(runner.model, self.tau)
+
+
+@HOOKS.register_module()
+class AuxWeightScheduleHook(Hook):
+    """Schedules auxiliary-loss weights, e.g. ESH's ponder weight:
+    schedules=dict(ponder=dict(value=0.01, begin=0.3, end=0.6)) keeps it 0 for the first 30%
+    of training, then ramps linearly to 0.01 at 60%. Unscheduled weights stay constant."""
+    priority = "ABOVE_NORMAL"
+
+    def __init__(self, schedules: Optional[Dict[str, dict]] = None):
+        self.schedules = {k: dict(v) for k, v in (schedules or {}).items()}
+        for name, s in self.schedules.items():
+            if "value" not in s or s.get("end", 0.0) < s.get("begin", 0.0):
+                raise ValueError(f"aux weight schedule {name!r} needs value and begin <= end, got {s}")
+        self.weights: Dict[str, float] = {}
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        model, p = _unwrap(runner.model), _progress(runner)
+        for name, s in self.schedules.items():
+            self.weights[name] = ramp_weight(p, **s)
+            model.aux_weights[name] = self.weights[name]
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        checkpoint.setdefault("meta", {})["aux_weights"] = dict(_unwrap(runner.model).aux_weights)
+
+
+@HOOKS.register_module()
+class NaNGuardHook(Hook):
+    """Stops training at the first non-finite loss, naming the iteration and the term."""
+    priority = "HIGHEST"
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        if not outputs:
+            return
+        bad = {k: float(v) for k, v in outputs.items()
+               if isinstance(v, torch.Tensor) and v.numel() == 1 and not torch.isfinite(v).item()}
+        if bad:
+            terms = ", ".join(f"{k}={v}" for k, v in bad.items())
+            raise HarnessError(f"non-finite loss at iteration {runner.iter + 1} (epoch {runner.epoch + 1}): "
+                               f"{terms}; training stopped, no result recorded (try a lower --lr)")
+
+
+@HOOKS.register_module()
+class StopAfterHook(Hook):
+    """Ends a session early while keeping the full schedule, so `--resume` continues it exactly
+    (set through the config key `stop_after=dict(epochs=N)` or `dict(iters=N)`)."""
+    priority = "LOWEST"
+
+    def __init__(self, epochs: Optional[int] = None, iters: Optional[int] = None):
+        self.epochs, self.iters, self.fired = epochs, iters, False
+
+    def _stop(self, runner) -> None:
+        runner.train_loop.stop_training = True
+        self.fired = True
+
+    def after_train_epoch(self, runner) -> None:
+        # called before the loop advances runner.epoch, hence + 1
+        if self.epochs is not None and runner.epoch + 1 >= self.epochs:
+            self._stop(runner)
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        # called before the loop advances runner.iter, hence + 1
+        if self.iters is not None and runner.iter + 1 >= self.iters:
+            self._stop(runner)
+
+
+@HOOKS.register_module()
+class EvalProgressHook(Hook):
+    """A progress bar over evaluation batches (training progress is the LoggerHook's ETA line)."""
+    priority = "LOW"
+
+    def __init__(self):
+        self.bar = None
+
+    def _start(self, runner, loader) -> None:
+        from mmengine.dist import is_main_process
+        from mmengine.utils import ProgressBar
+        self.bar = ProgressBar(len(loader)) if is_main_process() else None
+
+    def _step(self) -> None:
+        if self.bar is not None:
+            self.bar.update()
+
+    def _end(self) -> None:
+        if self.bar is not None:
+            self.bar.file.write("\n")
+            self.bar.file.flush()
+        self.bar = None
+
+    def before_test_epoch(self, runner) -> None:
+        self._start(runner, runner.test_dataloader)
+
+    def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        self._step()
+
+    def after_test_epoch(self, runner, metrics=None) -> None:
+        self._end()
+
+    def before_val_epoch(self, runner) -> None:
+        self._start(runner, runner.val_dataloader)
+
+    def after_val_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        self._step()
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        self._end()

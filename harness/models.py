@@ -1,0 +1,165 @@
+"""mmengine `BaseModel` wrappers: one for image classifiers, one for causal LMs.
+
+Both wrap a network built by name: a zoo variant (`dhvn_nano`) or a timm model
+(`timm:resnet18`). mode="loss" returns the task loss plus each *weighted* auxiliary term of
+the zoo model as its own `loss_<name>` key, so mmengine sums them for the update and logs
+each one. mode="predict" returns per-item results for the metrics, computed from the task
+loss only: evaluation never includes auxiliary terms.
+"""
+from __future__ import annotations
+
+import time
+from typing import Dict, List, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModel
+from mmengine.registry import MODELS
+
+from .errors import HarnessError
+
+__all__ = ["ZooClassifier", "ZooLM", "build_network", "TIMM_PREFIX", "routing_stats"]
+
+TIMM_PREFIX = "timm:"
+
+
+def build_network(arch: str, **kwargs) -> nn.Module:
+    """A zoo variant by name, or `timm:NAME`. kwargs are the suite's and the user's overrides."""
+    if arch.startswith(TIMM_PREFIX):
+        import timm
+
+        name = arch[len(TIMM_PREFIX):]
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("mean", "std")}  # zoo-only metadata
+        try:
+            return timm.create_model(name, pretrained=False, **kwargs)
+        except TypeError as e:
+            # convnets take no img_size; ViTs need it. Only retry when that is the complaint.
+            if "img_size" in kwargs and "img_size" in str(e):
+                kwargs.pop("img_size")
+                return timm.create_model(name, pretrained=False, **kwargs)
+            raise
+    import zoo
+    return zoo.create_model(arch, **kwargs)
+
+
+def routing_stats(net: nn.Module) -> Dict[str, dict]:
+    """Per router of the last forward, per sample: choice counts and summed probabilities.
+
+    Kept per sample so the metric can average over exactly the eval set (and across ranks).
+    """
+    import zoo
+
+    out = {}
+    for rec in zoo.routing.trace(net):
+        n = len(rec.choices)
+        dec = rec.decisions.reshape(rec.decisions.shape[0], -1)          # (B, items)
+        probs = rec.probs.float().reshape(dec.shape[0], -1, n)          # (B, items, n)
+        counts = F.one_hot(dec, n).sum(dim=1).float()                    # (B, n)
+        out[rec.layer] = dict(granularity=rec.granularity, choices=tuple(rec.choices),
+                              counts=counts.cpu(), prob_sums=probs.sum(dim=1).cpu())
+    return out
+
+
+class _Wrapper(BaseModel):
+    def __init__(self, arch: str, arch_kwargs: Optional[dict] = None, aux_weights: Optional[dict] = None,
+                 data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None):
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        self.arch = arch
+        self.net = build_network(arch, **dict(arch_kwargs or {}))
+        # read by AuxWeightScheduleHook, which changes them during training
+        self.aux_weights: Dict[str, float] = {k: float(v) for k, v in (aux_weights or {}).items()}
+
+    def init_weights(self):
+        pass  # the zoo and timm initialise their models at construction; do not re-initialise
+
+    def aux_terms(self) -> Dict[str, torch.Tensor]:
+        aux = self.net.aux_losses() if hasattr(self.net, "aux_losses") else {}
+        missing = sorted(set(aux) - set(self.aux_weights))
+        if missing:
+            raise HarnessError(
+                f"{self.arch} returns auxiliary loss(es) {missing} without a weight in model.aux_weights "
+                f"(configured: {sorted(self.aux_weights)}); set e.g. --cfg-options model.aux_weights.{missing[0]}=0.01")
+        return {f"loss_{k}": self.aux_weights[k] * v for k, v in aux.items() if self.aux_weights[k] != 0}
+
+    def _timed_forward(self, inputs: torch.Tensor):
+        if inputs.is_cuda:
+            torch.cuda.synchronize(inputs.device)
+        t0 = time.perf_counter()
+        out = self.net(inputs)
+        if inputs.is_cuda:
+            torch.cuda.synchronize(inputs.device)
+        return out, time.perf_counter() - t0
+
+    def _per_item(self, inputs: torch.Tensor, logits: torch.Tensor, seconds: float, extra: dict) -> List[dict]:
+        B = inputs.shape[0]
+        routing = routing_stats(self.net)
+        dtype = str(logits.dtype).replace("torch.", "")
+        items = []
+        for i in range(B):
+            item = {k: v[i] for k, v in extra.items()}
+            item.update(seconds=seconds / B, device=inputs.device.type, dtype=dtype,
+                        routing={layer: dict(granularity=r["granularity"], choices=r["choices"],
+                                             counts=r["counts"][i], prob_sums=r["prob_sums"][i])
+                                 for layer, r in routing.items()})
+            items.append(item)
+        return items
+
+
+@MODELS.register_module()
+class ZooClassifier(_Wrapper):
+    """inputs (B, C, H, W), data_samples (B,) labels."""
+
+    def __init__(self, *args, label_smoothing: float = 0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.label_smoothing = label_smoothing
+
+    def forward(self, inputs, data_samples=None, mode: str = "tensor"):
+        if mode == "tensor":
+            return self.net(inputs)
+        if mode == "loss":
+            logits = self.net(inputs)
+            losses = {"loss_ce": F.cross_entropy(logits.float(), data_samples, label_smoothing=self.label_smoothing)}
+            losses.update(self.aux_terms())
+            return losses
+        if mode == "predict":
+            logits, seconds = self._timed_forward(inputs)
+            logits = logits.float()
+            k = min(5, logits.shape[-1])
+            topk = logits.topk(k, dim=-1).indices
+            hits = topk == data_samples[:, None]
+            extra = dict(loss=F.cross_entropy(logits, data_samples, reduction="none").cpu(),
+                         top1=hits[:, 0].cpu(), top5=hits.any(dim=-1).cpu())
+            return self._per_item(inputs, logits, seconds, extra)
+        raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
+
+
+def _logits(out) -> torch.Tensor:
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, dict):
+        return out["logits"]
+    return out.logits
+
+
+@MODELS.register_module()
+class ZooLM(_Wrapper):
+    """inputs (B, T) token ids, data_samples (B, T) next-token targets."""
+
+    def forward(self, inputs, data_samples=None, mode: str = "tensor"):
+        if mode == "tensor":
+            return _logits(self.net(inputs))
+        if mode == "loss":
+            logits = _logits(self.net(inputs)).float()
+            losses = {"loss_lm": F.cross_entropy(logits.flatten(0, 1), data_samples.flatten())}
+            losses.update(self.aux_terms())
+            return losses
+        if mode == "predict":
+            out, seconds = self._timed_forward(inputs)
+            logits = _logits(out).float()
+            nll = F.cross_entropy(logits.transpose(1, 2), data_samples, reduction="none")  # (B, T)
+            extra = dict(nll_sum=nll.sum(dim=1).double().cpu(),
+                         tokens=torch.full((inputs.shape[0],), inputs.shape[1]))
+            return self._per_item(inputs, logits, seconds, extra)
+        raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
+

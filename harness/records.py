@@ -1,0 +1,87 @@
+"""The results record: what ran, on what, with which config, and what it measured.
+
+Everything here is measured or looked up; nothing is estimated. `flops` stays null until
+the FLOP-counting issue lands.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+from functools import lru_cache
+from typing import List, Optional
+
+import torch
+
+__all__ = ["build_record", "config_sha256", "env_info", "git_state", "cpu_model", "jsonable_config"]
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# results and the generated page change during a benchmark run; they do not make code dirty
+_NOT_CODE = (":!leaderboard/results", ":!leaderboard/LEADERBOARD.md")
+
+
+def jsonable_config(cfg_dict: dict) -> dict:
+    """The resolved config as plain JSON types (tuples become lists, like a JSON round trip)."""
+    return json.loads(json.dumps(cfg_dict, sort_keys=True, default=str))
+
+
+def config_sha256(resolved: dict) -> str:
+    return hashlib.sha256(json.dumps(resolved, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def git_state(root: str = REPO_ROOT) -> dict:
+    def git(*args) -> Optional[str]:
+        try:
+            return subprocess.run(["git", "-C", root, *args], capture_output=True, text=True,
+                                  timeout=20, check=True).stdout
+        except (OSError, subprocess.SubprocessError):
+            return None
+    sha = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--", ".", *_NOT_CODE)
+    return dict(git_sha=sha.strip() if sha else None,
+                git_dirty=None if status is None else bool(status.strip()))
+
+
+@lru_cache(maxsize=1)
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def env_info(device: str) -> dict:
+    import mmengine
+    import timm
+    info = git_state()
+    info.update(python=platform.python_version(), torch=torch.__version__, timm=timm.__version__,
+                mmengine=mmengine.__version__, device=device, cpu=cpu_model(),
+                threads=torch.get_num_threads())
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def build_record(*, model: str, suite: str, seed: int, task: str, metrics: dict, routing: dict,
+                 throughput: dict, params: int, train: dict, resolved_config: dict, command: List[str],
+                 device: str, data: Optional[dict] = None) -> dict:
+    return dict(
+        model=model, suite=suite, seed=int(seed), task=task, metrics=metrics, routing=routing,
+        throughput=throughput,
+        flops=None,  # filled by the FLOP-counting issue; never estimated here
+        params=int(params), train=train,
+        config=dict(resolved=resolved_config, sha256=config_sha256(resolved_config)),
+        env=env_info(device), data=data or {}, command=list(command), created=utc_now(),
+    )

@@ -1,0 +1,271 @@
+"""From (suite, model, seed, options) to an mmengine config, a Runner, and a results record.
+
+The suite's config file holds every choice; this module only applies the command-line
+overrides to it, checks what can be checked before any work starts, and hands the resolved
+config to `Runner.from_cfg`. Training, evaluation, checkpoints and logging are mmengine's.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import fnmatch
+import itertools
+import os
+import time
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence
+
+import torch
+from mmengine.config import Config
+
+from . import checkpoint as ckpt_mod
+from .errors import HarnessError
+from .models import TIMM_PREFIX
+from .records import build_record, jsonable_config
+from .suites import Suite, get_suite
+
+__all__ = ["RunOptions", "resolve_models", "model_task", "build_config", "run_one", "default_work_dir",
+           "preflight"]
+
+IMAGE_TASK = "image-classification"
+# model overrides that also shape the data: one value for both
+_SHARED_KEYS = ("img_size", "in_chans", "max_seq_len")
+_run_counter = itertools.count()
+
+
+@dataclass
+class RunOptions:
+    epochs: Optional[int] = None
+    max_iters: Optional[int] = None
+    batch_size: Optional[int] = None
+    lr: Optional[float] = None
+    work_dir: Optional[str] = None
+    data_root: Optional[str] = None
+    cfg_options: dict = field(default_factory=dict)
+    model_kwargs: dict = field(default_factory=dict)
+    eval_only: bool = False
+    checkpoint: Optional[str] = None
+    resume: Optional[str] = None      # None, "auto" (latest in work dir) or a checkpoint path
+    device: Optional[str] = None
+    amp: bool = False
+    launcher: str = "none"
+    results: Optional[str] = None
+
+
+# ---------------------------------------------------------------- model names
+
+
+def _timm_names(pattern: str) -> List[str]:
+    import timm
+    return timm.list_models(pattern) if any(c in pattern for c in "*?[") else (
+        [pattern] if timm.is_model(pattern) else [])
+
+
+def resolve_models(patterns: Sequence[str]) -> List[str]:
+    """Zoo names / fnmatch patterns and timm:NAME (patterns too), in order, without repeats."""
+    import zoo
+    names: List[str] = []
+    for pat in patterns:
+        if pat.startswith(TIMM_PREFIX):
+            found = [TIMM_PREFIX + n for n in _timm_names(pat[len(TIMM_PREFIX):])]
+            pool = [TIMM_PREFIX + n for n in _close_pool_timm(pat[len(TIMM_PREFIX):])]
+        else:
+            found = zoo.list_models(pat)
+            pool = zoo.list_models()
+        if not found:
+            close = difflib.get_close_matches(pat, pool, n=5, cutoff=0.4)
+            stem = pat.split(":")[-1].strip("*?[]").split("_")[0]
+            close += [n for n in pool if stem and stem in n and n not in close][: 5 - len(close)]
+            hint = f"; closest: {', '.join(close)}" if close else "; see `python -m harness list`"
+            raise HarnessError(f"no model matches {pat!r}{hint}")
+        names += [n for n in found if n not in names]
+    return names
+
+
+def _close_pool_timm(name: str) -> List[str]:
+    import timm
+    stem = name.strip("*?[]")[:4]
+    return timm.list_models(f"{stem}*") if stem else []
+
+
+def model_task(name: str) -> str:
+    if name.startswith(TIMM_PREFIX):
+        return IMAGE_TASK
+    import zoo
+    return zoo.model_info(name)["task"]
+
+
+def check_tasks(names: Sequence[str], suite: Suite) -> None:
+    for n in names:
+        task = model_task(n)
+        if task != suite.task:
+            raise HarnessError(f"{n} is a {task} model and cannot run on suite {suite.name} "
+                               f"({suite.task}); pick a {suite.task} model (`python -m harness list`)")
+
+
+def default_work_dir(suite: str, model: str, seed: int) -> str:
+    return os.path.join("work_dirs", suite, model.replace(":", "-").replace("/", "-"), f"seed{seed}")
+
+
+# ---------------------------------------------------------------- config
+
+
+def _datasets(cfg: Config):
+    for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        loader = cfg.get(key)
+        if loader:
+            yield key, loader["dataset"]
+
+
+def _set_budget(cfg: Config, epochs: Optional[int], max_iters: Optional[int]) -> None:
+    if epochs is not None and max_iters is not None:
+        raise HarnessError("give --epochs or --max-iters, not both")
+    if epochs is not None:
+        cfg.train_cfg = dict(type="EpochBasedTrainLoop", max_epochs=int(epochs), val_interval=10**9)
+    if max_iters is not None:
+        cfg.train_cfg = dict(type="IterBasedTrainLoop", max_iters=int(max_iters), val_interval=10**9)
+        cfg.log_processor["by_epoch"] = False
+        cfg.default_hooks["checkpoint"].update(by_epoch=False, interval=int(max_iters))
+        cfg.default_hooks["logger"]["log_metric_by_epoch"] = False
+
+
+def _finalize_schedule(cfg: Config) -> None:
+    """Fill `end=None` (end of training) and make the schedulers match the train loop type."""
+    by_epoch = cfg.train_cfg.get("type", "EpochBasedTrainLoop") == "EpochBasedTrainLoop"
+    total = cfg.train_cfg["max_epochs"] if by_epoch else cfg.train_cfg["max_iters"]
+    for s in cfg.get("param_scheduler") or []:
+        if not by_epoch and s.get("by_epoch", True):
+            s["by_epoch"] = False
+            s.pop("convert_to_iter_based", None)
+        if s.get("end") is None:
+            s["end"] = total
+        if "T_max" in s and s["T_max"] is None:
+            s["T_max"] = s["end"] - s.get("begin", 0)
+
+
+def _set_device(cfg: Config, device: str, amp: bool) -> None:
+    cfg.env_cfg["dist_cfg"]["backend"] = "nccl" if device.startswith("cuda") else "gloo"
+    if amp:
+        ow = cfg.optim_wrapper
+        ow["type"] = "AmpOptimWrapper"
+        # CPU autocast is bfloat16-only; on CUDA bf16 also needs no loss scaling
+        ow["dtype"] = "bfloat16" if device == "cpu" or torch.cuda.is_bf16_supported() else "float16"
+        cfg.test_cfg["fp16"] = True
+
+
+def build_config(suite: Suite, model: str, seed: int, opts: RunOptions, device: str) -> Config:
+    cfg = Config.fromfile(suite.config)
+    if opts.cfg_options:
+        cfg.merge_from_dict(copy.deepcopy(opts.cfg_options))
+    cfg.model["arch"] = model
+    _set_budget(cfg, opts.epochs, opts.max_iters)
+    if opts.batch_size is not None:
+        cfg.train_dataloader["batch_size"] = int(opts.batch_size)
+    if opts.lr is not None:
+        cfg.optim_wrapper["optimizer"]["lr"] = float(opts.lr)
+    if opts.data_root is not None:
+        for _, ds in _datasets(cfg):
+            if "root" in ds:
+                ds["root"] = opts.data_root
+    kwargs = dict(cfg.model.get("arch_kwargs") or {})
+    kwargs.update(opts.model_kwargs)
+    cfg.model["arch_kwargs"] = kwargs
+    for key in _SHARED_KEYS:
+        if key in opts.model_kwargs:
+            for _, ds in _datasets(cfg):
+                if key in ds:
+                    ds[key] = opts.model_kwargs[key]
+    stop = cfg.get("stop_after")
+    if stop:
+        cfg.custom_hooks.append(dict(type="StopAfterHook", **stop))
+        if stop.get("iters") and cfg.train_cfg.get("type") == "IterBasedTrainLoop":
+            cfg.default_hooks["checkpoint"]["interval"] = int(stop["iters"])
+    _finalize_schedule(cfg)
+    _set_device(cfg, device, opts.amp)
+    cfg.randomness["seed"] = int(seed)
+    cfg.launcher = opts.launcher
+    cfg.work_dir = opts.work_dir or default_work_dir(suite.name, model, seed)
+    cfg.experiment_name = f"{suite.name}-{model.replace(':', '-')}-s{seed}-{time.strftime('%Y%m%d_%H%M%S')}-{next(_run_counter)}"
+    cfg.load_from = None
+    cfg.resume = False
+    if opts.eval_only:
+        cfg.load_from = opts.checkpoint
+    elif opts.resume:
+        cfg.resume = True
+        cfg.load_from = None if opts.resume == "auto" else opts.resume
+    elif opts.checkpoint:
+        cfg.load_from = opts.checkpoint  # fine-tune from these weights
+    return cfg
+
+
+def preflight(cfg: Config, suite: Suite) -> Optional[int]:
+    """Build the training dataset once, so a bad data root fails before any model is built.
+    Returns the number of classes the data defines (ImageFolder trees, CIFAR), if any."""
+    from mmengine.registry import DATASETS
+    ds_cfg = copy.deepcopy(cfg.test_dataloader["dataset"])
+    dataset = DATASETS.build(ds_cfg)
+    if len(dataset) == 0:
+        raise HarnessError(f"suite {suite.name}: the eval split is empty")
+    return getattr(dataset, "num_classes", None)
+
+
+# ---------------------------------------------------------------- running
+
+
+def _unwrap(model):
+    from mmengine.model import is_model_wrapper
+    return model.module if is_model_wrapper(model) else model
+
+
+def _metric(runner, cls_name: str):
+    for m in runner.test_loop.evaluator.metrics:
+        if type(m).__name__ == cls_name:
+            return m
+    return None
+
+
+def run_one(cfg: Config, suite: Suite, model: str, seed: int, opts: RunOptions, command: List[str],
+            device: str) -> Optional[dict]:
+    """Train (unless eval-only), evaluate, and return the results record.
+    Returns None when the session was stopped early by `stop_after` (nothing to record)."""
+    from mmengine.runner import Runner
+
+    ckpt_mod.install_safe_globals()
+    if opts.eval_only or opts.checkpoint:
+        ckpt_mod.load_checkpoint_file(opts.checkpoint)  # corrupt/foreign: fail before building
+    resolved = jsonable_config(cfg.to_dict())
+    runner = Runner.from_cfg(cfg)
+    try:
+        net_model = _unwrap(runner.model)
+        if opts.checkpoint and (opts.eval_only or not opts.resume):
+            ckpt_mod.check_checkpoint(opts.checkpoint, net_model, arch=model)
+        wall = None
+        if not opts.eval_only:
+            t0 = time.perf_counter()
+            runner.train()
+            wall = time.perf_counter() - t0
+            stop = next((h for h in runner.hooks if type(h).__name__ == "StopAfterHook"), None)
+            if stop is not None and stop.fired:
+                return None
+        metrics = runner.test()
+        routing = _metric(runner, "RoutingMetric").summary if _metric(runner, "RoutingMetric") else {}
+        tp = dict(_metric(runner, "ThroughputMetric").summary) if _metric(runner, "ThroughputMetric") else {}
+        tp["batch_size"] = cfg.test_dataloader["batch_size"]
+        task_metrics = {k: v for k, v in metrics.items() if "/" not in k}
+        loop = runner.train_loop if not opts.eval_only else None
+        train = dict(epochs=(loop.epoch if loop is not None else None),
+                     iters=(loop.iter if loop is not None else None),
+                     wall_s=wall, lr=cfg.optim_wrapper["optimizer"]["lr"],
+                     batch_size=cfg.train_dataloader["batch_size"],
+                     loop=cfg.train_cfg.get("type"), amp=bool(opts.amp))
+        if opts.eval_only:
+            train.update(eval_only=True, checkpoint=opts.checkpoint)
+        test_ds = runner.test_dataloader.dataset
+        data = {k: v for k, v in getattr(test_ds, "metainfo", {}).items() if k != "classes"}
+        data["test_items"] = len(test_ds)
+        params = sum(p.numel() for p in net_model.net.parameters())
+        return build_record(model=model, suite=suite.name, seed=seed, task=suite.task, metrics=task_metrics,
+                            routing=routing, throughput=tp, params=params, train=train,
+                            resolved_config=resolved, command=command, device=device, data=data)
+    finally:
+        runner.visualizer.close()
