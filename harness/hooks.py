@@ -18,7 +18,7 @@ from mmengine.registry import HOOKS
 from .errors import HarnessError
 
 __all__ = ["TauScheduleHook", "AuxWeightScheduleHook", "NaNGuardHook", "StopAfterHook",
-           "EvalProgressHook", "tau_at", "ramp_weight"]
+           "EvalProgressHook", "RNGStateHook", "tau_at", "ramp_weight"]
 
 
 def _unwrap(model):
@@ -100,6 +100,41 @@ class AuxWeightScheduleHook(Hook):
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         checkpoint.setdefault("meta", {})["aux_weights"] = dict(_unwrap(runner.model).aux_weights)
+
+
+@HOOKS.register_module()
+class RNGStateHook(Hook):
+    """Saves the torch / numpy / python RNG states in checkpoints and restores them on resume,
+    so Gumbel noise, dropout and augmentation continue exactly where an interrupted run left
+    off (mmengine restores weights, optimiser, schedulers and data order, not the RNGs).
+    Stored as tensors and plain Python values, so loading needs no extra allowlisted globals."""
+    priority = "VERY_LOW"
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        import random
+
+        import numpy as np
+        name, keys, pos, has_gauss, cached = np.random.get_state()
+        state = dict(torch=torch.get_rng_state(), python=random.getstate(),
+                     numpy=(name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
+                            float(cached)))
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        checkpoint.setdefault("meta", {})["rng_state"] = state
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        import random
+
+        import numpy as np
+        state = checkpoint.get("meta", {}).get("rng_state")
+        if not state or not getattr(runner, "_resume", False):
+            return  # only a resumed training run continues the random streams
+        torch.set_rng_state(state["torch"])
+        random.setstate(tuple(state["python"][:1]) + (tuple(state["python"][1]),) + tuple(state["python"][2:]))
+        name, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
 
 
 @HOOKS.register_module()

@@ -103,15 +103,20 @@ class ThroughputMetric(BaseMetric):
             raise ValueError(f"unit must be 'samples' or 'tokens', got {unit!r}")
         self.unit, self.batch_size = unit, batch_size
         self.summary: dict = {}
+        self._batches = 0
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
+        self._batches += 1
         for s in data_samples:
             n = int(s["tokens"]) if self.unit == "tokens" else 1
-            self.results.append((float(s["seconds"]), n, s["device"], s["dtype"]))
+            # the first batch pays one-time costs (allocator, kernel selection): not steady state
+            self.results.append((float(s["seconds"]), n, s["device"], s["dtype"], self._batches == 1))
 
     def compute_metrics(self, results: List[tuple]) -> Dict[str, float]:
-        seconds = sum(r[0] for r in results)
-        rate = sum(r[1] for r in results) / seconds if seconds > 0 else float("nan")
+        self._batches = 0
+        steady = [r for r in results if not r[4]] or results
+        seconds = sum(r[0] for r in steady)
+        rate = sum(r[1] for r in steady) / seconds if seconds > 0 else float("nan")
         key = f"{self.unit}_per_s"
         self.summary = {key: rate, "batch_size": self.batch_size, "threads": torch.get_num_threads(),
                         "device": results[0][2] if results else None,

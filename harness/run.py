@@ -156,7 +156,10 @@ def _set_device(cfg: Config, device: str, amp: bool) -> None:
 def build_config(suite: Suite, model: str, seed: int, opts: RunOptions, device: str) -> Config:
     cfg = Config.fromfile(suite.config)
     if opts.cfg_options:
-        cfg.merge_from_dict(copy.deepcopy(opts.cfg_options))
+        try:
+            cfg.merge_from_dict(copy.deepcopy(opts.cfg_options))
+        except (TypeError, KeyError, ValueError) as e:
+            raise HarnessError(f"--cfg-options: {str(e).splitlines()[0]}") from None
     cfg.model["arch"] = model
     _set_budget(cfg, opts.epochs, opts.max_iters)
     if opts.batch_size is not None:
@@ -175,7 +178,7 @@ def build_config(suite: Suite, model: str, seed: int, opts: RunOptions, device: 
             for _, ds in _datasets(cfg):
                 if key in ds:
                     ds[key] = opts.model_kwargs[key]
-    stop = cfg.get("stop_after")
+    stop = {k: v for k, v in (cfg.get("stop_after") or {}).items() if v is not None}
     if stop:
         cfg.custom_hooks.append(dict(type="StopAfterHook", **stop))
         if stop.get("iters") and cfg.train_cfg.get("type") == "IterBasedTrainLoop":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -60,11 +60,16 @@ class Mnist5k(Dataset):
     num_classes, in_chans, img_size = 10, 1, 28
     mean, std = MNIST_MEAN, MNIST_STD
 
-    def __init__(self, split: str = "train"):
+    def __init__(self, split: str = "train", limit: Optional[int] = None):
+        """limit: keep `limit` evenly spaced items of the split (quick checks and tests)."""
         if split not in ("train", "test"):
             raise ValueError(f"mnist5k split must be 'train' or 'test', got {split!r}")
         self.split = split
         self.images, self.labels = _load()[split]
+        if limit is not None and limit < len(self.labels):
+            # evenly spaced, so a small subset still holds every class (the split is label-sorted)
+            keep = torch.linspace(0, len(self.labels) - 1, limit).round().long()
+            self.images, self.labels = self.images[keep], self.labels[keep]
         self.metainfo = dict(classes=tuple(str(i) for i in range(10)))
 
     def __len__(self) -> int:

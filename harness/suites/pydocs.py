@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import platform
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 from mmengine.registry import DATASETS
@@ -58,12 +58,13 @@ class PyDocs(Dataset):
 
     vocab_size = 256
 
-    def __init__(self, split: str = "train", max_seq_len: int = 256):
+    def __init__(self, split: str = "train", max_seq_len: int = 256, limit: Optional[int] = None):
+        """limit: keep only the first `limit` windows (quick checks and tests)."""
         if split not in ("train", "test"):
             raise ValueError(f"pydocs split must be 'train' or 'test', got {split!r}")
         c = corpus()
         self.split, self.max_seq_len = split, max_seq_len
-        self.windows = byte_windows(c["data"][split], max_seq_len)
+        self.windows = byte_windows(c["data"][split], max_seq_len)[:limit]
         self.metainfo = dict(python=c["python"], corpus_sha256=c["sha256"], corpus_bytes=c["bytes"],
                              split_topics=len(c["topics"][split]), tokens="bytes")
 

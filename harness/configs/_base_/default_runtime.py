@@ -14,15 +14,16 @@ default_hooks = dict(
 custom_hooks = [
     dict(type='NaNGuardHook'),
     dict(type='SafeCheckpointHook'),  # checkpoints that load with weights_only=True
+    dict(type='RNGStateHook'),  # --resume continues the random streams exactly
     dict(type='EvalProgressHook'),
     # Gumbel temperature of every router; a no-op for static and timm models
     dict(type='TauScheduleHook', start=1.0, end=0.5, schedule='cosine'),
     dict(type='AuxWeightScheduleHook', schedules=dict()),
 ]
 
-# `stop_after=dict(epochs=N)` ends this session after N epochs with the schedule unchanged;
-# `--resume` then continues it (the harness adds a StopAfterHook for it).
-stop_after = None
+# `stop_after.epochs=N` (or `.iters=N`) ends this session after N epochs with the schedule
+# unchanged; `--resume` then continues it (the harness adds a StopAfterHook for it).
+stop_after = dict(epochs=None, iters=None)
 
 env_cfg = dict(
     cudnn_benchmark=False,
