@@ -100,10 +100,10 @@ def _sparse_dense(model, x):
     return sparse, dense
 
 
-@given(st.integers(0, 2**16), st.integers(1, 4), st.sampled_from([2, 4]))
-@settings(max_examples=6)
-def test_sparse_equals_dense_with_mixed_routes(seed, batch, directions):
-    model = mix_routers(tiny(ssm=dict(directions=directions)), seed)
+@given(st.integers(0, 2**16), st.integers(1, 4), st.sampled_from([2, 4]), st.sampled_from(["mamba1", "ssd"]))
+@settings(max_examples=8)
+def test_sparse_equals_dense_with_mixed_routes(seed, batch, directions, kind):
+    model = mix_routers(tiny(ssm=dict(directions=directions, kind=kind, head_dim=8)), seed)
     sparse, dense = _sparse_dense(model, images(batch, seed=seed))
     assert torch.allclose(sparse["logits"], dense["logits"], atol=1e-5)
     assert torch.allclose(sparse["features"], dense["features"], atol=1e-5)
@@ -274,10 +274,10 @@ def test_soft_variant_is_the_seed_merge_and_agrees_in_train_and_eval():
 
 # ----------------------------------------------------------------------------- training
 
-@pytest.mark.parametrize("name, mixed", [("eshvision_xs", False), ("eshvision_xs", True),
-                                         ("eshvision_xs_soft", False)])
-def test_every_parameter_gets_a_finite_gradient(name, mixed):
-    model = tiny(name)
+@pytest.mark.parametrize("name, mixed, kind", [("eshvision_xs", False, "mamba1"), ("eshvision_xs", True, "mamba1"),
+                                               ("eshvision_xs_soft", False, "mamba1"), ("eshvision_xs", True, "ssd")])
+def test_every_parameter_gets_a_finite_gradient(name, mixed, kind):
+    model = tiny(name, ssm=dict(kind=kind, head_dim=8))
     if mixed:
         mix_routers(model, 6)
     model.train()

@@ -8,7 +8,8 @@
 Directions are orders of the patch grid: row-major forward and reverse (directions=2), plus
 column-major forward and reverse (directions=4). All directions share one set of weights, as
 in the seed (its parameter counts, 19.9M / 153M / 545M, are those of shared weights), and are
-scanned together as one batch of sequences.
+scanned together as one batch of sequences. SSMSpec.kind="ssd" swaps the per-channel decay
+for one decay per head (Mamba-2), which runs as a chunked matmul scan (`ssd_scan`).
 
 The module is split in two on purpose, for routed execution: `scan` runs over every patch
 (the recurrence needs the whole sequence, and it is the cheap linear path), while `gate`
@@ -23,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..ops.selective_scan import selective_scan
+from ..ops.selective_scan import selective_scan, ssd_scan
 from ..specs import SSMSpec
 
 __all__ = ["BidirectionalVSSM"]
@@ -48,24 +49,36 @@ def _from_order(seq: torch.Tensor, direction: int, hw: Tuple[int, int]) -> torch
 
 
 class _SelectiveScan(nn.Module):
-    def __init__(self, d_inner: int, d_state: int, d_conv: int, dt_rank: int):
+    """conv -> SiLU -> (dt, B, C) -> scan. kind="mamba1": a decay per channel and state entry;
+    kind="ssd": one decay per head of `head_dim` channels (Mamba-2's chunked matmul form)."""
+
+    def __init__(self, d_inner: int, d_state: int, d_conv: int, dt_rank: int, kind: str = "mamba1",
+                 head_dim: int = 32):
         super().__init__()
-        self.d_state, self.dt_rank = d_state, dt_rank
+        if kind == "ssd" and d_inner % head_dim:
+            raise ValueError(f"SSMSpec.kind='ssd' needs d_inner {d_inner} divisible by head_dim {head_dim}")
+        self.kind, self.d_state, self.dt_rank = kind, d_state, dt_rank
+        n_decay = d_inner // head_dim if kind == "ssd" else d_inner
         self.conv1d = nn.Conv1d(d_inner, d_inner, d_conv, groups=d_inner, padding=d_conv - 1)
         self.x_proj = nn.Linear(d_inner, dt_rank + 2 * d_state, bias=False)
-        self.dt_proj = nn.Linear(dt_rank, d_inner, bias=True)
-        self.A_log = nn.Parameter(torch.zeros(d_inner, d_state))
+        self.dt_proj = nn.Linear(dt_rank, n_decay, bias=True)
+        self.A_log = nn.Parameter(torch.zeros(n_decay, d_state) if kind == "mamba1" else torch.zeros(n_decay))
         self.D = nn.Parameter(torch.ones(d_inner))
 
     @torch.no_grad()
     def init_weights(self, dt_min: float = 1e-3, dt_max: float = 0.1) -> None:
-        """Mamba's init: A = -(1..d_state), D = 1, softplus(dt bias) log-uniform in [dt_min, dt_max]."""
-        d_inner = self.D.shape[0]
-        a = torch.arange(1, self.d_state + 1, dtype=torch.float32, device=self.A_log.device)
-        self.A_log.copy_(a.log().expand(d_inner, -1))
+        """Mamba's init: A = -(1..d_state) per channel (ssd: heads spread over -1..-16), D = 1,
+        softplus(dt bias) log-uniform in [dt_min, dt_max]."""
+        n_decay = self.dt_proj.out_features
+        device = self.A_log.device
+        if self.kind == "mamba1":
+            a = torch.arange(1, self.d_state + 1, dtype=torch.float32, device=device).expand(n_decay, -1)
+        else:
+            a = torch.linspace(1, 16, n_decay, device=device)
+        self.A_log.copy_(a.log())
         self.D.fill_(1.0)
         nn.init.uniform_(self.dt_proj.weight, -self.dt_rank ** -0.5, self.dt_rank ** -0.5)
-        u = torch.rand(d_inner, device=self.dt_proj.bias.device)
+        u = torch.rand(n_decay, device=self.dt_proj.bias.device)
         dt = torch.exp(u * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp_min(1e-4)
         self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
 
@@ -76,14 +89,15 @@ class _SelectiveScan(nn.Module):
         dt, B, C = self.x_proj(u).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = F.softplus(self.dt_proj(dt))
         A = -torch.exp(self.A_log.float())
-        return selective_scan(u, delta, A, B, C, self.D)
+        scan = selective_scan if self.kind == "mamba1" else ssd_scan
+        return scan(u, delta, A, B, C, self.D)
 
 
 class BidirectionalVSSM(nn.Module):
     def __init__(self, dim: int, spec: SSMSpec = SSMSpec()):
         super().__init__()
-        if spec.kind != "mamba1":
-            raise ValueError(f"BidirectionalVSSM supports SSMSpec.kind='mamba1', got {spec.kind!r}")
+        if spec.kind not in ("mamba1", "ssd"):
+            raise ValueError(f"SSMSpec.kind must be 'mamba1' or 'ssd', got {spec.kind!r}")
         if spec.directions not in (2, 4):
             raise ValueError(f"SSMSpec.directions must be 2 or 4, got {spec.directions}")
         self.dim = dim
@@ -91,7 +105,7 @@ class BidirectionalVSSM(nn.Module):
         dt_rank = spec.dt_rank or math.ceil(dim / 16)
         self.in_proj = nn.Linear(dim, 2 * self.d_inner, bias=False)
         self.num_directions = spec.directions
-        self.core = _SelectiveScan(self.d_inner, spec.d_state, spec.d_conv, dt_rank)
+        self.core = _SelectiveScan(self.d_inner, spec.d_state, spec.d_conv, dt_rank, spec.kind, spec.head_dim)
         self.out_proj = nn.Linear(self.d_inner, dim, bias=False)
 
     def init_weights(self) -> None:

@@ -37,7 +37,7 @@ from ..blocks.act import ACTPonder
 from ..blocks.rel_attention import RelPosAttention
 from ..blocks.router import Route, Router
 from ..blocks.vssm import BidirectionalVSSM
-from ..ops.dispatch import gather_items, pack_rows, scatter_items, select_items, unpack_rows
+from ..ops.dispatch import Packed, gather_items, pack_rows, scatter_items, select_items, unpack_rows
 from ..ops.entropy import patch_entropy, pool_entropy, unnormalize
 from ..registry import build_model, register_model
 from ..specs import ACTSpec, AttentionSpec, MlpSpec, RouterSpec, SSMSpec
@@ -82,6 +82,11 @@ def alpha_variance_loss(alphas) -> torch.Tensor:
     all-1; per image and per block, a collapsed block has zero variance and earns nothing.
     """
     return -torch.stack([a.float().var(dim=1, unbiased=False).mean() for a in alphas]).mean()
+
+
+def _take(x: torch.Tensor, packed: Packed) -> torch.Tensor:
+    """(B, N, C) -> (B, M, C): each image's packed patches."""
+    return torch.gather(x, 1, packed.index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
 
 
 class PatchMerging(nn.Module):
@@ -136,7 +141,7 @@ class ESHBlock(nn.Module):
         return x + w[..., 1:2] * a + w[..., 0:1] * s
 
     def _mix_sparse(self, x, n, route: Route, hw):
-        B, N, D = x.shape
+        B, N, _ = x.shape
         update = torch.zeros_like(x)
         weights = route.weights.to(x.dtype).reshape(B * N, 2)
         attn_mask = route.mask("attention")
@@ -145,7 +150,7 @@ class ESHBlock(nn.Module):
             images = select_items(attn_mask.any(dim=1))
             n_img = n.index_select(0, images)
             packed = pack_rows(attn_mask.index_select(0, images))
-            nq = torch.gather(n_img, 1, packed.index.unsqueeze(-1).expand(-1, -1, D))
+            nq = _take(n_img, packed)
             a = self.attn.attend(nq, self.attn.kv(n_img), hw, packed.index)
             a = self.norm_attn(a + nq)[packed.valid]
             index = (images.unsqueeze(1) * N + packed.index)[packed.valid]
@@ -174,19 +179,14 @@ class _PonderStep:
         self.kv = None
         self.changed = None
 
-    def __call__(self, states: torch.Tensor, packed) -> torch.Tensor:
+    def __call__(self, states: torch.Tensor, packed: Packed) -> torch.Tensor:
         blk = self.block
-        D = states.shape[-1]
-
-        def take(t, p):
-            return torch.gather(t, 1, p.index.unsqueeze(-1).expand(-1, -1, t.shape[-1]))
-
         if self.kv is None:
             self.kv = blk.attn.kv(blk.norm1(states))
         else:
-            rows = blk.attn.kv(blk.norm1(take(states, self.changed)))
+            rows = blk.attn.kv(blk.norm1(_take(states, self.changed)))
             self.kv = unpack_rows(self.kv, self.changed, rows)
-        s = take(states, packed)
+        s = _take(states, packed)
         nq = blk.norm1(s)
         s = s + blk.norm_attn(blk.attn.attend(nq, self.kv, self.hw, packed.index) + nq)
         self.changed = packed
@@ -236,7 +236,7 @@ class ESHVision(ZooVisionModel):
 
     def entropy_prior(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised images -> (B, h, w) stage-0 pixel-entropy prior of the raw pixels."""
-        pixels = unnormalize(x, self.spec.mean, self.spec.std)
+        pixels = unnormalize(x.float(), self.spec.mean, self.spec.std)
         return patch_entropy(pixels, self.spec.patch_size, self.spec.entropy_bins)
 
     def forward_dict(self, x: torch.Tensor) -> dict:
