@@ -62,11 +62,14 @@ def test_builds_on_meta_and_ties_embeddings():
 
 # ----------------------------------------------------------------------------- blocks
 
-def test_short_conv_with_everything_visible_is_the_plain_causal_conv():
+def test_short_conv_is_a_causal_depthwise_conv_and_all_visible_changes_nothing():
     torch.manual_seed(0)
     conv = ShortConv(6, 4)
     x = torch.randn(2, 11, 6)
-    torch.testing.assert_close(conv(x, torch.ones(2, 11, dtype=torch.bool)), conv(x), atol=1e-6, rtol=0)
+    ref = torch.nn.functional.conv1d(torch.nn.functional.pad(x.transpose(1, 2), (3, 0)),
+                                     conv.weight.unsqueeze(1), groups=6).transpose(1, 2)
+    torch.testing.assert_close(conv(x), ref, atol=1e-6, rtol=0)
+    torch.testing.assert_close(conv(x, torch.ones(2, 11, dtype=torch.bool)), ref, atol=1e-6, rtol=0)
 
 
 @settings(max_examples=10)
@@ -106,14 +109,8 @@ def test_gdn_state_matches_naive_delta_rule_reference():
     gdn = GatedDeltaNet(16, GDNSpec(num_heads=2, chunk_size=4)).eval()
     x = torch.randn(2, 10, 16)
     out, state = gdn(x, output_final_state=True)
-    qkv = torch.nn.functional.silu(gdn.conv(gdn.qkv_proj(x)))
-    q, k, v = qkv.split([16, 16, 16], dim=-1)
-    q = torch.nn.functional.normalize(q.reshape(2, 10, 2, 8), dim=-1)
-    k = torch.nn.functional.normalize(k.reshape(2, 10, 2, 8), dim=-1)
-    beta = torch.sigmoid(gdn.b_proj(x))
-    g = -gdn.A_log.exp() * torch.nn.functional.softplus(gdn.a_proj(x) + gdn.dt_bias)
-    _, ref = naive_recurrent_gated_delta_rule(q, k, v.reshape(2, 10, 2, 8), g, beta,
-                                              output_final_state=True)
+    q, k, v, g, beta, _ = gdn.features(x)
+    ref_out, ref = naive_recurrent_gated_delta_rule(q, k, v, g, beta, output_final_state=True)
     torch.testing.assert_close(state, ref, atol=1e-5, rtol=0)
 
 

@@ -62,8 +62,8 @@ class CausalSelfAttention(nn.Module):
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
             index = queries.index                                          # (B, M)
-            rows = torch.arange(B, device=x.device).unsqueeze(1)
-            q = self.q_proj(x[rows, index]).reshape(B, index.shape[1], H, D)
+            xq = x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+            q = self.q_proj(xq).reshape(B, index.shape[1], H, D)
             q = self._rope(q, index).transpose(1, 2)
             # padding queries repeat a real position, so no mask row is ever empty
             mask = pos.view(1, 1, T) <= index.unsqueeze(-1)                # (B, M, T)

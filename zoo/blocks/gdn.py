@@ -32,6 +32,22 @@ from ..specs import GDNSpec
 __all__ = ["ShortConv", "GatedDeltaNet"]
 
 
+def _l2norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    # x / sqrt(sum x^2 + eps) as in fla; cheaper forward and backward than F.normalize
+    return x * torch.rsqrt(x.pow(2).sum(-1, keepdim=True) + eps)
+
+
+def _taps(xp: torch.Tensor, weight: torch.Tensor, length: int) -> torch.Tensor:
+    """out[:, r] = sum_i weight[:, i] * xp[:, r + i] for r < length; xp (B, L, C), weight (C, n).
+
+    A few shifted multiply-adds: on CPU this is much faster than a depthwise conv1d, whose
+    backward is slow, and it keeps the channels-last layout (no transposes)."""
+    out = xp[:, :length] * weight[:, 0]
+    for i in range(1, weight.shape[1]):
+        out = out + xp[:, i:i + length] * weight[:, i]
+    return out
+
+
 class ShortConv(nn.Module):
     """Causal depthwise conv over time on (B, T, C) features, optionally skipping invisible tokens."""
 
@@ -40,27 +56,26 @@ class ShortConv(nn.Module):
         if size < 2:
             raise ValueError(f"short conv size must be >= 2, got {size}")
         self.size = size
-        self.weight = nn.Parameter(torch.empty(channels, 1, size))
+        self.weight = nn.Parameter(torch.empty(channels, size))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        bound = 1.0 / math.sqrt(self.size)  # nn.Conv1d's default for a depthwise kernel
+        nn.init.uniform_(self.weight, -bound, bound)
 
     def forward(self, x: torch.Tensor, visible: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if visible is None:
-            x = F.pad(x.transpose(1, 2), (self.size - 1, 0))
-            return F.conv1d(x, self.weight, groups=x.shape[1]).transpose(1, 2)
-        # Split the kernel: the last tap reads token t itself; the first size-1 taps read the
-        # packed visible tokens before t, i.e. the conv of the packed row at t's visible rank.
         B, T, C = x.shape
-        packed = pack_rows(visible)
-        rows = torch.arange(B, device=x.device).unsqueeze(1)
-        seq = x[rows, packed.index]                                    # (B, M, C)
-        seq = F.pad(seq.transpose(1, 2), (self.size - 1, 0))           # (B, C, M + size - 1)
-        history = F.conv1d(seq, self.weight[..., :-1], groups=C)       # (B, C, M + 1)
+        if visible is None:
+            return _taps(F.pad(x, (0, 0, self.size - 1, 0)), self.weight, T)
+        # Split the kernel: the last tap reads token t itself; the first size-1 taps read the
+        # visible tokens before t, i.e. a conv of the packed visible row at t's visible rank.
+        index = pack_rows(visible).index                                # (B, M)
+        seq = x.gather(1, index.unsqueeze(-1).expand(-1, -1, C))        # (B, M, C)
+        seq = F.pad(seq, (0, 0, self.size - 1, 0))
+        history = _taps(seq, self.weight[:, :-1], index.shape[1] + 1)  # (B, M + 1, C)
         rank = visible.long().cumsum(1) - visible.long()               # visible tokens before t
-        history = history.transpose(1, 2)[rows, rank]                  # (B, T, C)
-        return history + x * self.weight[:, 0, -1]
+        history = history.gather(1, rank.unsqueeze(-1).expand(-1, -1, C))
+        return history + x * self.weight[:, -1]
 
 
 class GatedDeltaNet(nn.Module):
@@ -71,13 +86,12 @@ class GatedDeltaNet(nn.Module):
         self.head_k_dim = K = spec.head_k_dim or dim // H
         self.head_v_dim = V = spec.head_v_dim or K
         self.key_dim, self.value_dim = H * K, H * V
-        # q, k and v are three Linears fused into one matmul; the depthwise conv is per channel
-        # anyway, so one conv over the concatenation equals three separate convs.
-        self.qkv_proj = nn.Linear(dim, 2 * self.key_dim + self.value_dim, bias=False)
-        self.conv = ShortConv(2 * self.key_dim + self.value_dim, spec.conv_size)
-        self.a_proj = nn.Linear(dim, H, bias=False)
-        self.b_proj = nn.Linear(dim, H, bias=False)
-        self.gate_proj = nn.Linear(dim, self.value_dim, bias=False)
+        # q, k, v, the output gate and the a/b gate logits are six Linears of the same input,
+        # fused into one matmul (the narrow a/b projections alone are slow, skinny matmuls).
+        # The depthwise conv is per channel, so one conv over q|k|v equals three separate ones.
+        self.splits = (2 * self.key_dim + self.value_dim, self.value_dim, H, H)
+        self.in_proj = nn.Linear(dim, sum(self.splits), bias=False)
+        self.conv = ShortConv(self.splits[0], spec.conv_size)
         self.A_log = nn.Parameter(torch.empty(H))
         self.dt_bias = nn.Parameter(torch.empty(H))
         self.o_norm = nn.RMSNorm(V, eps=1e-5)
@@ -92,27 +106,31 @@ class GatedDeltaNet(nn.Module):
             dt = (torch.rand_like(self.dt_bias) * (hi - lo) + lo).exp().clamp_min(1e-4)
             self.dt_bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
 
+    def features(self, x: torch.Tensor, visible: Optional[torch.Tensor] = None):
+        """The delta rule's inputs q, k (B,T,H,K), v (B,T,H,V), g, beta (B,T,H), and the gate (B,T,H,V)."""
+        B, T, _ = x.shape
+        H, K, V = self.num_heads, self.head_k_dim, self.head_v_dim
+        qkv, gate, a, b = self.in_proj(x).split(self.splits, dim=-1)
+        qkv = F.silu(self.conv(qkv, visible))
+        q, k, v = qkv.split([self.key_dim, self.key_dim, self.value_dim], dim=-1)
+        q = _l2norm(q.reshape(B, T, H, K))
+        k = _l2norm(k.reshape(B, T, H, K))
+        beta = torch.sigmoid(b)
+        g = -self.A_log.exp() * F.softplus(a + self.dt_bias)
+        if visible is not None:
+            keep = visible.unsqueeze(-1).to(g.dtype)
+            g, beta = g * keep, beta * keep
+        return q, k, v.reshape(B, T, H, V), g, beta, gate.reshape(B, T, H, V)
+
     def forward(self, x: torch.Tensor, visible: Optional[torch.Tensor] = None,
                 initial_state: Optional[torch.Tensor] = None, output_final_state: bool = False):
         """x (B, T, dim) -> (B, T, dim); with output_final_state, also the (B, H, K, V) state."""
         B, T, _ = x.shape
-        H, K, V = self.num_heads, self.head_k_dim, self.head_v_dim
-        qkv = F.silu(self.conv(self.qkv_proj(x), visible))
-        q, k, v = qkv.split([self.key_dim, self.key_dim, self.value_dim], dim=-1)
-        q = F.normalize(q.reshape(B, T, H, K), dim=-1)
-        k = F.normalize(k.reshape(B, T, H, K), dim=-1)
-        v = v.reshape(B, T, H, V)
-        beta = torch.sigmoid(self.b_proj(x))
-        g = -self.A_log.exp() * F.softplus(self.a_proj(x) + self.dt_bias)
-        if visible is not None:
-            keep = visible.unsqueeze(-1).to(g.dtype)
-            g, beta = g * keep, beta * keep
+        q, k, v, g, beta, gate = self.features(x, visible)
         o, state = chunk_gated_delta_rule(q, k, v, g, beta, initial_state=initial_state,
                                           output_final_state=output_final_state,
                                           chunk_size=self.spec.chunk_size)
-        gate = self.gate_proj(x).reshape(B, T, H, V)
-        o = (self.o_norm(o) * F.silu(gate)).reshape(B, T, self.value_dim)
-        o = self.o_proj(o)
+        o = self.o_proj((self.o_norm(o) * F.silu(gate)).reshape(B, T, self.value_dim))
         return (o, state) if output_final_state else o
 
     def extra_repr(self) -> str:
