@@ -244,14 +244,26 @@ def test_model_ponder_step_gets_only_pondering_patches(monkeypatch):
     assert calls == expected       # one step per block with ponderers, given only those
 
 
-def test_train_dense_forward_equals_eval_sparse_forward():
+@pytest.mark.parametrize("forced", [None, "attention", "checkerboard"])
+def test_train_dense_forward_equals_eval_sparse_forward(forced):
     """Same ACT and same routing in training and at eval (hard mode is noise-free)."""
+    import contextlib
+
+    def checkerboard(router, shape):
+        d = torch.zeros(shape, dtype=torch.long)
+        d[:, ::2] = 1
+        return d
     model = mix_routers(tiny(), 4)
     x = images(3, seed=4)
+    policy = checkerboard if forced == "checkerboard" else forced
+    ctx = (lambda: routing.force(model, policy)) if forced else contextlib.nullcontext
     model.train()
-    train_out = model.forward_dict(x)
+    with ctx():
+        train_out = model.forward_dict(x)
+    assert not any(r.is_sparse() for r in routing.routers(model))
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), ctx():
+        assert all(r.is_sparse() for r in routing.routers(model))
         eval_out = model.forward_dict(x)
     assert torch.allclose(train_out["logits"], eval_out["logits"], atol=1e-5)
     assert torch.allclose(train_out["ponder_cost"], eval_out["ponder_cost"], atol=1e-5)
