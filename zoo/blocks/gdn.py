@@ -37,15 +37,11 @@ def _l2norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return x * torch.rsqrt(x.pow(2).sum(-1, keepdim=True) + eps)
 
 
-def _taps(xp: torch.Tensor, weight: torch.Tensor, length: int) -> torch.Tensor:
-    """out[:, r] = sum_i weight[:, i] * xp[:, r + i] for r < length; xp (B, L, C), weight (C, n).
-
-    A few shifted multiply-adds: on CPU this is much faster than a depthwise conv1d, whose
-    backward is slow, and it keeps the channels-last layout (no transposes)."""
-    out = xp[:, :length] * weight[:, 0]
-    for i in range(1, weight.shape[1]):
-        out = out + xp[:, i:i + length] * weight[:, i]
-    return out
+def _causal_conv(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Causal depthwise conv over time: x (B, L, C), weight (C, n) -> (B, L, C)."""
+    n = weight.shape[1]
+    x = F.pad(x.transpose(1, 2), (n - 1, 0))
+    return F.conv1d(x, weight.unsqueeze(1), groups=weight.shape[0]).transpose(1, 2)
 
 
 class ShortConv(nn.Module):
@@ -66,13 +62,13 @@ class ShortConv(nn.Module):
     def forward(self, x: torch.Tensor, visible: Optional[torch.Tensor] = None) -> torch.Tensor:
         B, T, C = x.shape
         if visible is None:
-            return _taps(F.pad(x, (0, 0, self.size - 1, 0)), self.weight, T)
+            return _causal_conv(x, self.weight)
         # Split the kernel: the last tap reads token t itself; the first size-1 taps read the
         # visible tokens before t, i.e. a conv of the packed visible row at t's visible rank.
         index = pack_rows(visible).index                                # (B, M)
         seq = x.gather(1, index.unsqueeze(-1).expand(-1, -1, C))        # (B, M, C)
-        seq = F.pad(seq, (0, 0, self.size - 1, 0))
-        history = _taps(seq, self.weight[:, :-1], index.shape[1] + 1)  # (B, M + 1, C)
+        # history[:, r] = sum_i weight[:, i] * seq[:, r - size + 1 + i] over the first size-1 taps
+        history = _causal_conv(F.pad(seq, (0, 0, 1, 0)), self.weight[:, :-1])  # (B, M + 1, C)
         rank = visible.long().cumsum(1) - visible.long()               # visible tokens before t
         history = history.gather(1, rank.unsqueeze(-1).expand(-1, -1, C))
         return history + x * self.weight[:, -1]
