@@ -321,6 +321,7 @@ def test_trace_has_one_token_level_record_per_routed_layer():
     (torch.zeros(1, 49, dtype=torch.long), "max_seq_len"),
     (torch.zeros(1, 4), "integer token ids"),
     (torch.zeros(4, dtype=torch.long), r"\(B, T\)"),
+    (torch.zeros(2, 0, dtype=torch.long), "at least one token"),
 ])
 def test_bad_input_is_a_one_line_value_error(bad, match):
     model = make()

@@ -6,6 +6,8 @@
     o       = gated_delta_rule(q, k, v, g, beta)             zoo.ops.delta_rule
     out     = o_proj(RMSNorm(o) * SiLU(gate_proj x))         norm per head
 
+(q/k/v, gate, a and b projections are one fused Linear, `in_proj`, split after the matmul.)
+
 `visible` (B, T) bool lets a routed layer hide tokens from the mixer. An invisible token
   * is not in anyone's short-conv window: the window of token t is the last conv_size - 1
     *visible* tokens before t, then t itself;
@@ -33,7 +35,7 @@ __all__ = ["ShortConv", "GatedDeltaNet"]
 
 
 def _l2norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    # x / sqrt(sum x^2 + eps) as in fla; cheaper forward and backward than F.normalize
+    # fla's l2norm: x / sqrt(sum x^2 + eps), smooth at x = 0 (F.normalize clamps the norm)
     return x * torch.rsqrt(x.pow(2).sum(-1, keepdim=True) + eps)
 
 

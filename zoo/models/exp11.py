@@ -166,6 +166,9 @@ class Exp11(ZooCausalLM):
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         """(B, T) token ids -> (B, T, vocab) logits. Auxiliary losses: `aux_losses()`."""
         self.check_input(input_ids)
+        if input_ids.shape[1] == 0:
+            raise ValueError(f"{type(self).__name__} needs at least one token per sequence, got shape "
+                             f"{tuple(input_ids.shape)}")
         x = self.embed(input_ids)
         routes: Dict[int, Route] = {}
         for i, block in enumerate(self.layers):
