@@ -50,7 +50,7 @@ def assert_sparse_equals_dense(model, x):
 
 # ----------------------------------------------------------------------------- sparse == dense
 
-@settings(max_examples=8)
+@settings(max_examples=6)
 @given(batch=st.integers(1, 9), seed=st.integers(0, 2**16))
 def test_sparse_equals_dense_with_mixed_routes(batch, seed):
     model = make(seed=seed % 7)

@@ -16,10 +16,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import Mlp, SwiGLU
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..specs import AttentionSpec, MlpSpec
 
 __all__ = ["PooledAttention", "PooledTransformerLayer", "TransformerBranch"]
+
+# Routed blocks see a different sub-batch size on almost every call. cuDNN attention builds a
+# graph per new shape (~1 ms each on an H100), which made a randomly routed dhvn_base 2.3x
+# slower than dense; the flash / memory-efficient kernels run any shape at once and are as
+# fast here. CUDA only: on CPU torch's own choice stands.
+_CUDA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
 
 
 def _num_heads(dim: int, spec: AttentionSpec) -> int:
@@ -55,7 +62,11 @@ class PooledAttention(nn.Module):
         q = self.q(x).view(B, N, self.num_heads, self.head_dim).transpose(1, 2)
         kv = self.kv(self.kv_norm(kv_in)).view(B, -1, 2, self.num_heads, self.head_dim)
         k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)
-        out = F.scaled_dot_product_attention(q, k, v)
+        if q.is_cuda:
+            with sdpa_kernel(_CUDA_BACKENDS):
+                out = F.scaled_dot_product_attention(q, k, v)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v)
         return self.proj(out.transpose(1, 2).reshape(B, N, C))
 
 
