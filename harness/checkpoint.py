@@ -69,11 +69,13 @@ def load_checkpoint_file(path: str) -> dict:
     except IsADirectoryError:
         raise HarnessError(f"checkpoint {path} is a directory, expected a .pth file") from None
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "Unsupported global" in str(e) or "weights_only" in str(e).lower():
+        text = str(e)
+        reason = text.split("WeightsUnpickler error:", 1)[-1].strip().splitlines()[0] if text.strip() else ""
+        reason = reason.split(" Please use")[0].split(" Check the documentation")[0]
+        if "Unsupported global" in text or "allowlisted" in text:
             raise HarnessError(f"checkpoint {path} is not a harness/mmengine checkpoint: it stores objects "
-                               f"that are not allowed to load safely ({first})") from None
-        raise HarnessError(f"checkpoint {path} is corrupt or not a torch checkpoint ({first})") from None
+                               f"that are not allowed to load safely ({reason})") from None
+        raise HarnessError(f"checkpoint {path} is corrupt or not a torch checkpoint ({reason})") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise HarnessError(f"checkpoint {path} is corrupt or not a torch checkpoint ({first})") from None

@@ -160,6 +160,9 @@ def build_config(suite: Suite, model: str, seed: int, opts: RunOptions, device: 
             cfg.merge_from_dict(copy.deepcopy(opts.cfg_options))
         except (TypeError, KeyError, ValueError) as e:
             raise HarnessError(f"--cfg-options: {str(e).splitlines()[0]}") from None
+    for key in ("model", "train_cfg", "optim_wrapper", "train_dataloader", "test_dataloader"):
+        if not isinstance(cfg.get(key), dict):
+            raise HarnessError(f"config key {key} must be a dict, got {cfg.get(key)!r} (check --cfg-options)")
     cfg.model["arch"] = model
     _set_budget(cfg, opts.epochs, opts.max_iters)
     if opts.batch_size is not None:

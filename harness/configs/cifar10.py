@@ -1,0 +1,33 @@
+# cifar10: torchvision's CIFAR-10 under --data-root (downloaded there when online).
+_base_ = ['./_base_/default_runtime.py', './_base_/schedule_adamw_cosine.py']
+
+suite = 'cifar10'
+task = 'image-classification'
+mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+
+model = dict(
+    type='ZooClassifier',
+    arch=None,
+    arch_kwargs=dict(num_classes=10, in_chans=3, img_size=32, mean=mean, std=std),
+    aux_weights=dict(load_balance=0.5, ponder=0.01, alpha_variance=0.1, gate_entropy=0.01),
+    label_smoothing=0.0,
+    data_preprocessor=dict(type='BaseDataPreprocessor'),
+)
+
+train_dataloader = dict(
+    batch_size=128, num_workers=2, persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    collate_fn=dict(type='default_collate'),
+    dataset=dict(type='Cifar', root=None, name=suite, split='train'),
+)
+test_dataloader = dict(
+    batch_size=500, num_workers=2, persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    collate_fn=dict(type='default_collate'),
+    dataset=dict(type='Cifar', root=None, name=suite, split='test'),
+)
+test_evaluator = [dict(type='ClassificationMetric'), dict(type='RoutingMetric'),
+                  dict(type='ThroughputMetric', unit='samples')]
+
+train_cfg = dict(max_epochs=50)
+optim_wrapper = dict(optimizer=dict(lr=2e-3, weight_decay=0.05))

@@ -1,0 +1,135 @@
+"""Every bad input ends as one line on stderr, exit status 2, no traceback, and no record."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from harness_testutils import TINY_MODEL, assert_one_line_error, read_jsonl, run_cli, tiny_run_args
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_pattern_matching_nothing_lists_close_names(tmp_path, capsys):
+    code, _, err = run_cli(tiny_run_args(tmp_path, model="dhvn_nan"), capsys)
+    assert_one_line_error(code, err, "no model matches 'dhvn_nan'", "closest:", "dhvn_nano")
+    assert not (tmp_path / "results.jsonl").exists()
+
+
+def test_unknown_timm_model(tmp_path, capsys):
+    code, _, err = run_cli(tiny_run_args(tmp_path, model="timm:resnet1234"), capsys)
+    assert_one_line_error(code, err, "no model matches 'timm:resnet1234'", "timm:resnet")
+
+
+def test_unknown_suite_lists_suites(tmp_path, capsys):
+    code, _, err = run_cli(["run", "--models", TINY_MODEL, "--suite", "mnist", "--results",
+                            str(tmp_path / "r.jsonl")], capsys)
+    assert_one_line_error(code, err, "unknown suite 'mnist'", "mnist5k", "pydocs", "imagenet")
+
+
+def test_task_mismatch_is_refused_before_any_work(tmp_path, capsys):
+    code, out, err = run_cli(["run", "--models", "exp11_dynamic_tiny", "--suite", "mnist5k",
+                              "--work-dir", str(tmp_path / "w"), "--results", str(tmp_path / "r.jsonl")], capsys)
+    assert_one_line_error(code, err, "exp11_dynamic_tiny is a causal-lm model", "mnist5k")
+    assert not (tmp_path / "w").exists()  # no runner was built
+    code, _, err = run_cli(["run", "--models", "timm:resnet18", "--suite", "pydocs",
+                            "--results", str(tmp_path / "r.jsonl")], capsys)
+    assert_one_line_error(code, err, "timm:resnet18 is a image-classification model", "pydocs")
+
+
+@pytest.mark.parametrize("suite", ["imagenet", "imagefolder"])
+def test_missing_data_root(tmp_path, capsys, suite):
+    code, _, err = run_cli(["run", "--models", TINY_MODEL, "--suite", suite], capsys)
+    assert_one_line_error(code, err, "needs --data-root", "train/")
+    missing = tmp_path / "nope"
+    code, _, err = run_cli(["run", "--models", TINY_MODEL, "--suite", suite, "--data-root", str(missing),
+                            "--results", str(tmp_path / "r.jsonl")], capsys)
+    assert_one_line_error(code, err, str(missing), "does not exist", "ImageFolder")
+
+
+def test_empty_data_root(tmp_path, capsys):
+    (tmp_path / "data" / "train" / "cat").mkdir(parents=True)
+    (tmp_path / "data" / "val" / "cat").mkdir(parents=True)
+    code, _, err = run_cli(["run", "--models", TINY_MODEL, "--suite", "imagenet", "--data-root",
+                            str(tmp_path / "data"), "--results", str(tmp_path / "r.jsonl")], capsys)
+    assert_one_line_error(code, err, "no images under", str(tmp_path / "data" / "train"))
+    code, _, err = run_cli(["run", "--models", TINY_MODEL, "--suite", "imagenet", "--data-root",
+                            str(tmp_path), "--results", str(tmp_path / "r.jsonl")], capsys)
+    assert_one_line_error(code, err, "no train/ and val/ folders under", str(tmp_path))
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_missing_text_root(tmp_path, capsys):
+    (tmp_path / "corpus").mkdir()
+    code, _, err = run_cli(["run", "--models", "exp11_baseline_tiny", "--suite", "text", "--data-root",
+                            str(tmp_path / "corpus"), "--results", str(tmp_path / "r.jsonl")], capsys)
+    assert_one_line_error(code, err, "no train*.txt and val*.txt files in", str(tmp_path / "corpus"))
+
+
+def test_corrupt_checkpoint(tmp_path, capsys):
+    bad = tmp_path / "epoch_1.pth"
+    bad.write_bytes(b"\x80\x04 this is not a checkpoint" * 10)
+    code, _, err = run_cli(tiny_run_args(tmp_path, "--eval-only", "--checkpoint", str(bad)), capsys)
+    assert_one_line_error(code, err, "is corrupt or not a torch checkpoint", str(bad))
+    assert not (tmp_path / "results.jsonl").exists()
+    code, _, err = run_cli(tiny_run_args(tmp_path, "--eval-only", "--checkpoint", str(tmp_path / "missing.pth")),
+                           capsys)
+    assert_one_line_error(code, err, "does not exist")
+
+
+class Payload:  # a class no allowlist names: what an untrusted pickle would carry
+    pass
+
+
+def test_foreign_checkpoints(tmp_path, capsys):
+    # weights of another architecture, in mmengine's layout
+    other = tmp_path / "other.pth"
+    torch.save({"meta": {}, "state_dict": torch.nn.Linear(3, 4).state_dict()}, other)
+    code, _, err = run_cli(tiny_run_args(tmp_path, "--eval-only", "--checkpoint", str(other)), capsys)
+    assert_one_line_error(code, err, "does not fit dhvn_nano", "missing keys")
+    # an object no allowlist covers: refused without unpickling it
+    unsafe = tmp_path / "unsafe.pth"
+    torch.save({"state_dict": {}, "payload": Payload()}, unsafe)
+    code, _, err = run_cli(tiny_run_args(tmp_path, "--eval-only", "--checkpoint", str(unsafe)), capsys)
+    assert_one_line_error(code, err, "not allowed to load safely")
+    # a plain tensor file is no mmengine checkpoint
+    plain = tmp_path / "plain.pth"
+    torch.save(torch.zeros(3), plain)
+    code, _, err = run_cli(tiny_run_args(tmp_path, "--eval-only", "--checkpoint", str(plain)), capsys)
+    assert_one_line_error(code, err, "not an mmengine checkpoint")
+    assert not (tmp_path / "results.jsonl").exists()
+
+
+def test_nan_loss_stops_and_names_the_iteration(tmp_path, capsys):
+    # an absurd learning rate blows the weights up after the first update
+    code, _, err = run_cli(tiny_run_args(tmp_path, "--max-iters", "6", "--lr", "1e30",
+                                         cfg=["optim_wrapper.clip_grad=None"]), capsys)
+    assert_one_line_error(code, err, "non-finite loss at iteration", "no result recorded")
+    assert read_jsonl(tmp_path / "results.jsonl") == []
+
+
+def test_bad_cfg_option(tmp_path, capsys):
+    code, _, err = run_cli(tiny_run_args(tmp_path, cfg=["train_cfg=3"]), capsys)
+    assert_one_line_error(code, err, "train_cfg must be a dict")
+    code, _, err = run_cli(tiny_run_args(tmp_path, cfg=["load_from.x=1"]), capsys)
+    assert_one_line_error(code, err, "--cfg-options")
+
+
+def test_subprocess_exit_status_and_no_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "harness", "run", "--models", "no_such_model_*",
+                           "--suite", "mnist5k", "--results", str(tmp_path / "r.jsonl")],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+    assert proc.stderr.startswith("harness: error: no model matches 'no_such_model_*'")
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_help_on_every_command(capsys):
+    for argv in (["--help"], ["list", "--help"], ["run", "--help"], ["leaderboard", "--help"],
+                 ["embedded", "--help"]):
+        code, out, _ = run_cli(argv, capsys)
+        assert code == 0 and "usage: python -m harness" in out
