@@ -353,13 +353,23 @@ def test_timm_contract_and_forward_dict_shapes():
 
 
 @pytest.mark.parametrize("shape, match", [
-    ((1, 3, 16, 16), "channels"), ((1, 1, 18, 16), "divisible"), ((1, 1, 24, 24), "up to"),
-    ((1, 16, 16), "expects"),
+    ((1, 3, 16, 16), "channels"), ((1, 1, 18, 16), "divisible"), ((1, 16, 16), "expects"),
 ])
 def test_bad_input_is_a_one_line_value_error(shape, match):
     with pytest.raises(ValueError, match=match) as err:
         tiny()(torch.zeros(shape))
     assert "\n" not in str(err.value)
+
+
+def test_relative_offsets_clip_beyond_the_trained_grid():
+    from zoo.blocks.rel_attention import relative_position_index
+    big = relative_position_index(7, 7, (4, 4))            # offsets up to 6, table up to 3
+    assert big.min() == 0 and big.max() == 7 * 7 - 1
+    same = relative_position_index(4, 4, (4, 4))
+    sub = torch.tensor([r * 7 + c for r in range(4) for c in range(4)])
+    assert torch.equal(big[sub][:, sub], same)             # offsets within the table are unchanged
+    model = tiny()                                         # img_size 16, fed 24x24 images
+    assert model(images(2, s=24)).shape == (2, 10)
 
 
 def test_bad_specs_are_rejected():

@@ -1,7 +1,8 @@
 """Global multi-head self-attention with a Swin-style relative position bias.
 
 Every patch of a stage attends to every patch of that stage; the bias for an offset
-(dy, dx) comes from a learned table over the stage grid. Queries may be a subset of the
+(dy, dx) comes from a learned table over the stage grid at the model's img_size (larger
+inputs clip their offsets to the table). Queries may be a subset of the
 patches (per-image packed positions, from `zoo.ops.dispatch.pack_rows`): keys and values
 still cover the whole image, and each query gets its own row of the bias. That is what
 lets a routed block pay the query / output cost only for the patches routed to attention.
@@ -18,12 +19,16 @@ __all__ = ["RelPosAttention", "relative_position_index"]
 
 
 def relative_position_index(h: int, w: int, grid: Tuple[int, int], device=None) -> torch.Tensor:
-    """(h*w, h*w) index into a ((2*gh-1) * (2*gw-1))-row table, for an h x w grid inside `grid`."""
+    """(h*w, h*w) index into a ((2*gh-1) * (2*gw-1))-row table for an h x w grid.
+
+    Offsets beyond the table's grid (an input larger than the model's img_size) are clipped to
+    its edge, as in Shaw et al.'s clipped relative positions: far-apart patches share a bias.
+    """
     gh, gw = grid
     ys, xs = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
     ys, xs = ys.reshape(-1), xs.reshape(-1)
-    dy = ys[:, None] - ys[None, :] + (gh - 1)
-    dx = xs[:, None] - xs[None, :] + (gw - 1)
+    dy = (ys[:, None] - ys[None, :]).clamp(-(gh - 1), gh - 1) + (gh - 1)
+    dx = (xs[:, None] - xs[None, :]).clamp(-(gw - 1), gw - 1) + (gw - 1)
     return dy * (2 * gw - 1) + dx
 
 
@@ -54,11 +59,7 @@ class RelPosAttention(nn.Module):
 
     def bias(self, hw: Tuple[int, int], query_pos: Optional[torch.Tensor], device) -> torch.Tensor:
         """(heads, N, N), or (B, heads, M, N) rows for packed query positions (B, M)."""
-        h, w = hw
-        if h > self.grid[0] or w > self.grid[1]:
-            raise ValueError(f"a {h}x{w} patch grid exceeds the {self.grid[0]}x{self.grid[1]} grid "
-                             "the relative position table was built for (raise img_size)")
-        index = relative_position_index(h, w, self.grid, device)
+        index = relative_position_index(*hw, self.grid, device)
         if query_pos is not None:
             index = index[query_pos]                                     # (B, M, N)
         table = self.relative_position_bias_table[index]                 # (..., N, heads)

@@ -228,12 +228,6 @@ class ESHVision(ZooVisionModel):
     def pool_size(self):
         return (self.final_grid, self.final_grid)
 
-    def check_input(self, x: torch.Tensor) -> None:
-        super().check_input(x)
-        if max(x.shape[-2:]) > self.spec.img_size:
-            raise ValueError(f"{type(self).__name__} takes images up to {self.spec.img_size}x{self.spec.img_size} "
-                             f"(img_size, sizes its position bias), got {x.shape[-2]}x{x.shape[-1]}")
-
     def entropy_prior(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised images -> (B, h, w) stage-0 pixel-entropy prior of the raw pixels."""
         pixels = unnormalize(x.float(), self.spec.mean, self.spec.std)
