@@ -19,14 +19,20 @@ Sparse execution (eval default, hard mode) skips the work a patch did not choose
   patches. An attention patch receives nothing from the SSM at its own position; its pixels
   still feed the SSM state that the SSM patches after it read.
 * images without any attention (or SSM) patch skip that branch altogether.
-* router, FFN and the patch merges run for every patch; ACT re-computes only pondering patches.
+* router, FFN and the patch merges run for every patch.
+
+ACT (same rule in training and at eval): a ponder step re-applies the block's attention path
+and FFN (shared weights, no new parameters besides the halting unit) to the pondering patches
+only, as queries over the current states of every patch of their image; images without
+pondering patches are left out, and after the first step only the changed rows get new
+keys/values. See `zoo.blocks.act` for the halting rule and ponder cost.
 
 Dense execution (training default) computes both branches for every patch and combines them
 with the route weights; for the same weights it equals sparse execution.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, Tuple
 
 import torch
