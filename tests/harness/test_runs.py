@@ -1,0 +1,162 @@
+"""End-to-end runs through the CLI: the record, determinism, resume, eval-only, imagenet layout."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+
+import pytest
+import torch
+
+from harness_testutils import TINY_DATA, TINY_MODEL, read_jsonl, run_cli, tiny_run_args
+
+RECORD_FIELDS = {"model", "suite", "seed", "task", "metrics", "routing", "throughput", "flops", "params",
+                 "train", "config", "env", "command", "created"}
+
+
+def test_record_fields(trained_checkpoint):
+    _, rec = trained_checkpoint
+    assert RECORD_FIELDS <= set(rec)
+    assert (rec["model"], rec["suite"], rec["seed"], rec["task"]) == (TINY_MODEL, "mnist5k", 0, "image-classification")
+    assert rec["flops"] is None  # FLOP counting is a later issue; never estimated
+    assert set(rec["metrics"]) == {"top1", "top5", "loss"}
+    assert 0 <= rec["metrics"]["top1"] <= rec["metrics"]["top5"] <= 100
+    import zoo
+    assert rec["params"] == sum(p.numel() for p in zoo.create_model(TINY_MODEL, num_classes=10, in_chans=1, img_size=28).parameters())
+    # routing: one entry per router, shares of the routes taken over the eval set
+    assert rec["routing"], "dhvn_nano routes per sample"
+    for layer, r in rec["routing"].items():
+        assert r["granularity"] == "sample" and r["choices"] == ["conv", "transformer", "both"]
+        assert sum(r["share"].values()) == pytest.approx(1.0)
+        assert 0 <= r["entropy"] <= torch.log(torch.tensor(3.0)).item() + 1e-6
+        assert r["load_balance"] >= 0
+    tp = rec["throughput"]
+    assert tp["samples_per_s"] > 0 and tp["batch_size"] == 30 and tp["device"] == "cpu"
+    assert tp["dtype"] == "float32" and tp["threads"] == torch.get_num_threads()
+    train = rec["train"]
+    assert train["epochs"] == 2 and train["iters"] == 8 and train["batch_size"] == 16 and train["wall_s"] > 0
+    assert train["lr"] == pytest.approx(2e-3)
+    resolved = rec["config"]["resolved"]
+    assert resolved["model"]["arch"] == TINY_MODEL and resolved["randomness"]["seed"] == 0
+    digest = hashlib.sha256(json.dumps(resolved, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    assert rec["config"]["sha256"] == digest
+    env = rec["env"]
+    for key in ("git_sha", "git_dirty", "python", "torch", "timm", "mmengine", "device", "cpu", "threads"):
+        assert key in env
+    assert env["torch"] == torch.__version__
+    cmd = rec["command"]
+    assert cmd[:4] == ["python", "-m", "harness", "run"] and cmd[-4:] == ["--models", TINY_MODEL, "--seeds", "0"]
+    created = dt.datetime.fromisoformat(rec["created"].replace("Z", "+00:00"))
+    assert created.tzinfo is not None and rec["created"].endswith("Z")
+
+
+def test_same_seed_same_metrics(tmp_path, capsys, trained_checkpoint):
+    _, first = trained_checkpoint
+    code, _, err = run_cli(tiny_run_args(tmp_path, "--epochs", "2"), capsys)
+    assert code == 0, err
+    (again,) = read_jsonl(tmp_path / "results.jsonl")
+    assert again["metrics"] == first["metrics"]
+    assert again["routing"] == first["routing"]
+    assert again["config"]["resolved"]["randomness"] == first["config"]["resolved"]["randomness"]
+
+
+def _state(path):
+    from harness.checkpoint import load_checkpoint_file
+    return load_checkpoint_file(str(path))
+
+
+def test_resume_equals_uninterrupted(tmp_path, capsys):
+    """2 epochs, stop; --resume to 3 epochs == 3 epochs straight (weights, tau, metrics)."""
+    full, split = tmp_path / "full", tmp_path / "split"
+    code, _, err = run_cli(tiny_run_args(full, "--epochs", "3", seed=5), capsys)
+    assert code == 0, err
+    code, out, err = run_cli(tiny_run_args(split, "--epochs", "3", seed=5, cfg=["stop_after.epochs=2"]), capsys)
+    assert code == 0, err
+    assert "stopped after" in out and read_jsonl(split / "results.jsonl") == []  # no record for a partial run
+    assert sorted(os.listdir(split / "work")).count("epoch_2.pth") == 1
+    saved = _state(split / "work" / "epoch_2.pth")["meta"]["tau_schedule"]
+    code, _, err = run_cli(tiny_run_args(split, "--epochs", "3", "--resume", seed=5), capsys)
+    assert code == 0, err
+    (a,), (b,) = read_jsonl(full / "results.jsonl"), read_jsonl(split / "results.jsonl")
+    assert a["metrics"] == b["metrics"] and a["routing"] == b["routing"]
+    assert a["train"]["iters"] == b["train"]["iters"] == 12
+    sa, sb = _state(full / "work" / "epoch_3.pth"), _state(split / "work" / "epoch_3.pth")
+    for k, v in sa["state_dict"].items():
+        assert torch.equal(v, sb["state_dict"][k]), k
+    # the temperature schedule continued exactly: same tau at the end, and the resumed run
+    # started from the tau the interrupted one had saved
+    assert sa["meta"]["tau_schedule"] == sb["meta"]["tau_schedule"]
+    assert saved["start"] == 1.0 and saved["end"] == 0.5 and 0.5 < saved["tau"] < 1.0
+    routers_tau = {k: float(v) for k, v in sb["state_dict"].items() if k.endswith(".tau")}
+    assert routers_tau and all(t == pytest.approx(sb["meta"]["tau_schedule"]["tau"]) for t in routers_tau.values())
+
+
+def test_eval_only_reproduces_the_trained_metrics(tmp_path, capsys, trained_checkpoint):
+    work, rec = trained_checkpoint
+    code, _, err = run_cli(tiny_run_args(tmp_path, "--eval-only", "--checkpoint", str(work / "epoch_2.pth")), capsys)
+    assert code == 0, err
+    (ev,) = read_jsonl(tmp_path / "results.jsonl")
+    assert ev["metrics"] == rec["metrics"]
+    assert ev["train"]["eval_only"] is True and ev["train"]["checkpoint"].endswith("epoch_2.pth")
+
+
+def _write_imagefolder(root, per_class=3):
+    from PIL import Image
+    from harness.suites.mnist5k import MNIST_MEAN, MNIST_STD, Mnist5k
+    for split, source in (("train", Mnist5k("train")), ("val", Mnist5k("test"))):
+        seen = {}
+        for img, label in zip(source.images, source.labels.tolist()):
+            if seen.get(label, 0) >= per_class:
+                continue
+            seen[label] = seen.get(label, 0) + 1
+            pixels = ((img[0] * MNIST_STD[0] + MNIST_MEAN[0]).clamp(0, 1) * 255).round().byte().numpy()
+            folder = root / split / f"digit{label}"
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels, mode="L").save(folder / f"{seen[label]}.png")
+
+
+def test_imagenet_suite_on_an_imagefolder_tree(tmp_path, capsys):
+    _write_imagefolder(tmp_path / "imagenet")
+    results = tmp_path / "imagenet.jsonl"
+    code, out, err = run_cli([
+        "run", "--models", "dhvn_nano*", "--suite", "imagenet", "--data-root", str(tmp_path / "imagenet"),
+        "--max-iters", "2", "--batch-size", "8", "--model-kwargs", "img_size=32",
+        "--work-dir", str(tmp_path / "w"), "--results", str(results),
+        "--cfg-options", "train_dataloader.num_workers=0", "test_dataloader.num_workers=0",
+        "train_dataloader.persistent_workers=False", "test_dataloader.persistent_workers=False",
+        "test_dataloader.batch_size=10"], capsys)
+    assert code == 0, err
+    recs = read_jsonl(results)
+    assert [r["model"] for r in recs] == ["dhvn_nano", "dhvn_nano_static"]
+    for r in recs:
+        assert r["suite"] == "imagenet" and set(r["metrics"]) == {"top1", "top5", "loss"}
+        # 10 classes from the folders, 32x32 RGB through timm's transforms
+        assert r["config"]["resolved"]["model"]["arch_kwargs"]["num_classes"] == 10
+        assert r["config"]["resolved"]["test_dataloader"]["dataset"]["img_size"] == 32
+        assert r["data"]["layout"] == "imagefolder" and r["data"]["test_items"] == 30
+    assert recs[1]["routing"] == {}  # the static form has no routers
+
+
+def test_timm_peer_and_lm_runs(tmp_path, capsys):
+    # a timm ViT adapted to 28x28 grey digits: the suite passes img_size and in_chans
+    code, _, err = run_cli(tiny_run_args(tmp_path, "--max-iters", "2", "--model-kwargs", "patch_size=4",
+                                         model="timm:test_vit"), capsys)
+    assert code == 0, err
+    (rec,) = read_jsonl(tmp_path / "results.jsonl")
+    assert rec["model"] == "timm:test_vit" and rec["routing"] == {} and rec["params"] > 0
+    lm = tmp_path / "lm.jsonl"
+    code, _, err = run_cli(["run", "--models", "exp11_dynamic_tiny", "--suite", "pydocs", "--max-iters", "2",
+                            "--batch-size", "2", "--model-kwargs", "max_seq_len=64", "--work-dir",
+                            str(tmp_path / "lmw"), "--results", str(lm), "--cfg-options",
+                            "test_dataloader.dataset.limit=8", "test_dataloader.batch_size=4"], capsys)
+    assert code == 0, err
+    (rec,) = read_jsonl(lm)
+    m = rec["metrics"]
+    assert set(m) == {"loss", "perplexity", "bits_per_byte"}
+    assert m["perplexity"] == pytest.approx(torch.tensor(m["loss"]).exp().item(), rel=1e-6)
+    assert m["bits_per_byte"] == pytest.approx(m["loss"] / torch.log(torch.tensor(2.0)).item(), rel=1e-6)
+    assert rec["throughput"]["tokens_per_s"] > 0
+    assert rec["data"]["python"] and len(rec["data"]["corpus_sha256"]) == 64
+    assert rec["config"]["resolved"]["test_dataloader"]["dataset"]["max_seq_len"] == 64
+    assert {r["granularity"] for r in rec["routing"].values()} == {"token"}
