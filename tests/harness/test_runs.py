@@ -160,3 +160,23 @@ def test_timm_peer_and_lm_runs(tmp_path, capsys):
     assert rec["data"]["python"] and len(rec["data"]["corpus_sha256"]) == 64
     assert rec["config"]["resolved"]["test_dataloader"]["dataset"]["max_seq_len"] == 64
     assert {r["granularity"] for r in rec["routing"].values()} == {"token"}
+
+
+def test_list_and_leaderboard_commands(tmp_path, capsys, trained_checkpoint):
+    code, out, _ = run_cli(["list", "dhvn_nano*", "exp11_*_tiny"], capsys)
+    assert code == 0
+    for text in ("dhvn_nano_static", "exp11_dynamic_tiny", "causal-lm", "token", "static", "mnist5k", "pydocs",
+                 "timm:NAME"):
+        assert text in out
+    _, rec = trained_checkpoint
+    from leaderboard.store import append_record
+    results, page = tmp_path / "results", tmp_path / "LEADERBOARD.md"
+    append_record(results / "mnist5k.jsonl", rec)
+    code, out, err = run_cli(["leaderboard", "--results-dir", str(results), "--out", str(page)], capsys)
+    assert code == 0, err
+    assert TINY_MODEL in page.read_text()
+    code, _, _ = run_cli(["leaderboard", "--check", "--results-dir", str(results), "--out", str(page)], capsys)
+    assert code == 0
+    page.write_text(page.read_text() + "\nhand edit\n")
+    code, _, err = run_cli(["leaderboard", "--check", "--results-dir", str(results), "--out", str(page)], capsys)
+    assert code == 1 and "out of date" in err
