@@ -91,10 +91,11 @@ class _Wrapper(BaseModel):
             torch.cuda.synchronize(inputs.device)
         return out, time.perf_counter() - t0
 
-    def _per_item(self, inputs: torch.Tensor, logits: torch.Tensor, seconds: float, extra: dict) -> List[dict]:
+    def _per_item(self, inputs: torch.Tensor, dtype: torch.dtype, seconds: float, extra: dict) -> List[dict]:
+        """dtype: what the network computed in (bfloat16/float16 under autocast)."""
         B = inputs.shape[0]
         routing = routing_stats(self.net)
-        dtype = str(logits.dtype).replace("torch.", "")
+        dtype = str(dtype).replace("torch.", "")
         items = []
         for i in range(B):
             item = {k: v[i] for k, v in extra.items()}
@@ -124,13 +125,13 @@ class ZooClassifier(_Wrapper):
             return losses
         if mode == "predict":
             logits, seconds = self._timed_forward(inputs)
-            logits = logits.float()
+            dtype, logits = logits.dtype, logits.float()
             k = min(5, logits.shape[-1])
             topk = logits.topk(k, dim=-1).indices
             hits = topk == data_samples[:, None]
             extra = dict(loss=F.cross_entropy(logits, data_samples, reduction="none").cpu(),
                          top1=hits[:, 0].cpu(), top5=hits.any(dim=-1).cpu())
-            return self._per_item(inputs, logits, seconds, extra)
+            return self._per_item(inputs, dtype, seconds, extra)
         raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
 
 
@@ -156,10 +157,10 @@ class ZooLM(_Wrapper):
             return losses
         if mode == "predict":
             out, seconds = self._timed_forward(inputs)
-            logits = _logits(out).float()
+            dtype, logits = _logits(out).dtype, _logits(out).float()
             nll = F.cross_entropy(logits.transpose(1, 2), data_samples, reduction="none")  # (B, T)
             extra = dict(nll_sum=nll.sum(dim=1).double().cpu(),
                          tokens=torch.full((inputs.shape[0],), inputs.shape[1]))
-            return self._per_item(inputs, logits, seconds, extra)
+            return self._per_item(inputs, dtype, seconds, extra)
         raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
 

@@ -147,10 +147,12 @@ def _set_device(cfg: Config, device: str, amp: bool) -> None:
     cfg.env_cfg["dist_cfg"]["backend"] = "nccl" if device.startswith("cuda") else "gloo"
     if amp:
         ow = cfg.optim_wrapper
-        ow["type"] = "AmpOptimWrapper"
-        # CPU autocast is bfloat16-only; on CUDA bf16 also needs no loss scaling
-        ow["dtype"] = "bfloat16" if device == "cpu" or torch.cuda.is_bf16_supported() else "float16"
-        cfg.test_cfg["fp16"] = True
+        if device == "cpu":  # mmengine's AmpOptimWrapper is GPU-only; CPU autocast is bfloat16
+            ow["type"] = "CPUAutocastOptimWrapper"
+        else:
+            ow["type"] = "AmpOptimWrapper"
+            ow["dtype"] = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        cfg.test_cfg["fp16"] = True  # autocast at eval too (bfloat16 on CPU)
 
 
 def build_config(suite: Suite, model: str, seed: int, opts: RunOptions, device: str) -> Config:

@@ -180,3 +180,12 @@ def test_list_and_leaderboard_commands(tmp_path, capsys, trained_checkpoint):
     page.write_text(page.read_text() + "\nhand edit\n")
     code, _, err = run_cli(["leaderboard", "--check", "--results-dir", str(results), "--out", str(page)], capsys)
     assert code == 1 and "out of date" in err
+
+
+def test_amp_on_cpu_trains_and_evaluates_in_bfloat16(tmp_path, capsys):
+    code, _, err = run_cli(tiny_run_args(tmp_path, "--max-iters", "2", "--amp"), capsys)
+    assert code == 0, err
+    (rec,) = read_jsonl(tmp_path / "results.jsonl")
+    assert rec["throughput"]["dtype"] == "bfloat16" and rec["train"]["amp"] is True
+    assert rec["config"]["resolved"]["optim_wrapper"]["type"] == "CPUAutocastOptimWrapper"
+    assert rec["metrics"]["loss"] == rec["metrics"]["loss"]  # finite, recorded
