@@ -11,7 +11,6 @@ import json
 import os
 import platform
 import subprocess
-import sys
 from functools import lru_cache
 from typing import List, Optional
 

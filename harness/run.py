@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import fnmatch
 import itertools
 import os
 import time
@@ -22,10 +21,10 @@ from . import checkpoint as ckpt_mod
 from .errors import HarnessError
 from .models import TIMM_PREFIX
 from .records import build_record, jsonable_config
-from .suites import Suite, get_suite
+from .suites import Suite
 
-__all__ = ["RunOptions", "resolve_models", "model_task", "build_config", "run_one", "default_work_dir",
-           "preflight"]
+__all__ = ["RunOptions", "resolve_models", "model_task", "check_tasks", "build_config", "run_one",
+           "default_work_dir", "preflight"]
 
 IMAGE_TASK = "image-classification"
 # model overrides that also shape the data: one value for both

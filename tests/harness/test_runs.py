@@ -9,7 +9,7 @@ import os
 import pytest
 import torch
 
-from harness_testutils import TINY_DATA, TINY_MODEL, read_jsonl, run_cli, tiny_run_args
+from harness_testutils import TINY_MODEL, read_jsonl, run_cli, tiny_run_args
 
 RECORD_FIELDS = {"model", "suite", "seed", "task", "metrics", "routing", "throughput", "flops", "params",
                  "train", "config", "env", "command", "created"}
