@@ -7,6 +7,7 @@ Each job is an ordinary `python -m harness run` command (printed, and recorded p
 """
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import time
@@ -56,4 +57,4 @@ def run_embedded(args) -> int:
         main(c)
     print(f"harness: embedded job trained and evaluated {sum(len(j[1]) for j in JOBS) * len(args.seeds)} "
           f"runs in {time.perf_counter() - t0:.0f} s")
-    return cmd_leaderboard(args)
+    return cmd_leaderboard(argparse.Namespace(check=False, results_dir=args.results_dir, out=args.out))
