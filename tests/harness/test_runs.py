@@ -189,3 +189,20 @@ def test_amp_on_cpu_trains_and_evaluates_in_bfloat16(tmp_path, capsys):
     assert rec["throughput"]["dtype"] == "bfloat16" and rec["train"]["amp"] is True
     assert rec["config"]["resolved"]["optim_wrapper"]["type"] == "CPUAutocastOptimWrapper"
     assert rec["metrics"]["loss"] == rec["metrics"]["loss"]  # finite, recorded
+
+
+def test_embedded_job_gives_every_model_of_a_suite_the_same_budget(capsys):
+    code, out, _ = run_cli(["embedded", "--dry-run"], capsys)
+    assert code == 0
+    cmds = [line.split() for line in out.splitlines() if line.startswith("python -m harness run")]
+    assert len(cmds) == 4
+
+    def budget(cmd):
+        return [cmd[cmd.index(flag) + 1] for flag in ("--max-iters", "--batch-size", "--lr")]
+    by_suite = {}
+    for cmd in cmds:
+        by_suite.setdefault(cmd[cmd.index("--suite") + 1], []).append(budget(cmd))
+        assert cmd[cmd.index("--seeds") + 1: cmd.index("--seeds") + 4] == ["0", "1", "2"]
+    assert set(by_suite) == {"mnist5k", "pydocs"}
+    for budgets in by_suite.values():
+        assert all(b == budgets[0] for b in budgets)
