@@ -143,7 +143,7 @@ def cmd_run(args, argv: Sequence[str] = ()) -> int:
     if args.device == "cpu":
         # before anything initialises CUDA, so mmengine's get_device() sees none
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
-    from .run import RunOptions, build_config, check_tasks, preflight, resolve_models, run_one
+    from .run import RunOptions, build_config, check_tasks, init_cpu_distributed, preflight, resolve_models, run_one
     from .suites import get_suite
 
     suite = get_suite(args.suite)
@@ -160,6 +160,7 @@ def cmd_run(args, argv: Sequence[str] = ()) -> int:
     if suite.needs_root and not args.data_root and not args.cfg_options:
         raise HarnessError(f"suite {suite.name} needs --data-root: {suite.layout}")
     device = _resolve_device(args.device)
+    init_cpu_distributed(args.launcher, device)
     many = len(models) * len(args.seeds) > 1
     results = args.results or os.path.join(DEFAULT_RESULTS_DIR, f"{suite.name}.jsonl")
 
@@ -188,8 +189,10 @@ def cmd_run(args, argv: Sequence[str] = ()) -> int:
             print(f"harness: {model} seed {seed} stopped after {cfg.stop_after}; continue with --resume "
                   f"(work dir {cfg.work_dir})")
             continue
+        if not is_main_process():
+            continue  # rank 0 reports and records; metrics are already gathered across ranks
         _print_summary(record)
-        if not args.no_record and is_main_process():
+        if not args.no_record:
             from leaderboard.store import append_record
             append_record(results, record)
             print(f"harness: appended {model} seed {seed} to {results}")

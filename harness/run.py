@@ -24,7 +24,7 @@ from .records import build_record, jsonable_config
 from .suites import Suite
 
 __all__ = ["RunOptions", "resolve_models", "model_task", "check_tasks", "build_config", "run_one",
-           "default_work_dir", "preflight"]
+           "default_work_dir", "preflight", "init_cpu_distributed"]
 
 IMAGE_TASK = "image-classification"
 # model overrides that also shape the data: one value for both
@@ -191,6 +191,12 @@ def build_config(suite: Suite, model: str, seed: int, opts: RunOptions, device: 
     _set_device(cfg, device, opts.amp)
     cfg.randomness["seed"] = int(seed)
     cfg.launcher = opts.launcher
+    if opts.launcher != "none":
+        # routed blocks may leave a branch unused in a step; DDP must not wait for its grads
+        cfg.find_unused_parameters = True
+        if device == "cpu":  # mmengine's default wrapper pins a CUDA device per rank
+            cfg.model_wrapper_cfg = dict(type="MMDistributedDataParallel", device_ids=None,
+                                         broadcast_buffers=False, find_unused_parameters=True)
     cfg.work_dir = opts.work_dir or default_work_dir(suite.name, model, seed)
     cfg.experiment_name = f"{suite.name}-{model.replace(':', '-')}-s{seed}-{time.strftime('%Y%m%d_%H%M%S')}-{next(_run_counter)}"
     cfg.load_from = None
@@ -203,6 +209,14 @@ def build_config(suite: Suite, model: str, seed: int, opts: RunOptions, device: 
     elif opts.checkpoint:
         cfg.load_from = opts.checkpoint  # fine-tune from these weights
     return cfg
+
+
+def init_cpu_distributed(launcher: str, device: str) -> None:
+    """mmengine's pytorch launcher calls torch.cuda.set_device; on CPU we start the gloo
+    process group ourselves (from torchrun's env), and the Runner then finds it initialised."""
+    import torch.distributed as dist
+    if launcher == "pytorch" and device == "cpu" and not dist.is_initialized():
+        dist.init_process_group(backend="gloo")
 
 
 def preflight(cfg: Config, suite: Suite) -> Optional[int]:
