@@ -133,18 +133,3 @@ def test_help_on_every_command(capsys):
                  ["embedded", "--help"]):
         code, out, _ = run_cli(argv, capsys)
         assert code == 0 and "usage: python -m harness" in out
-
-
-def test_torchrun_two_cpu_processes_write_one_record(tmp_path):
-    """DDP through mmengine's launcher (gloo on CPU) and DefaultSampler: one record, full eval set."""
-    results = tmp_path / "r.jsonl"
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
-         "-m", "harness", "run", "--models", TINY_MODEL, "--suite", "mnist5k", "--max-iters", "2",
-         "--batch-size", "8", "--launcher", "pytorch", "--results", str(results), "--work-dir",
-         str(tmp_path / "w"), "--cfg-options", "train_dataloader.dataset.limit=64",
-         "test_dataloader.dataset.limit=60", "test_dataloader.batch_size=10"],
-        capture_output=True, text=True, cwd=REPO, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    (rec,) = read_jsonl(results)
-    assert rec["data"]["test_items"] == 60 and rec["config"]["resolved"]["launcher"] == "pytorch"

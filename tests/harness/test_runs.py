@@ -5,12 +5,15 @@ import datetime as dt
 import hashlib
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from harness_testutils import TINY_MODEL, read_jsonl, run_cli, tiny_run_args
 
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RECORD_FIELDS = {"model", "suite", "seed", "task", "metrics", "routing", "throughput", "flops", "params",
                  "train", "config", "env", "command", "created"}
 
@@ -206,3 +209,18 @@ def test_embedded_job_gives_every_model_of_a_suite_the_same_budget(capsys):
     assert set(by_suite) == {"mnist5k", "pydocs"}
     for budgets in by_suite.values():
         assert all(b == budgets[0] for b in budgets)
+
+
+def test_torchrun_two_cpu_processes_write_one_record(tmp_path):
+    """DDP through mmengine's launcher (gloo on CPU) and DefaultSampler: one record, full eval set."""
+    results = tmp_path / "r.jsonl"
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+         "-m", "harness", "run", "--models", TINY_MODEL, "--suite", "mnist5k", "--max-iters", "2",
+         "--batch-size", "8", "--launcher", "pytorch", "--results", str(results), "--work-dir",
+         str(tmp_path / "w"), "--cfg-options", "train_dataloader.dataset.limit=64",
+         "test_dataloader.dataset.limit=60", "test_dataloader.batch_size=10"],
+        capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (rec,) = read_jsonl(results)
+    assert rec["data"]["test_items"] == 60 and rec["config"]["resolved"]["launcher"] == "pytorch"
