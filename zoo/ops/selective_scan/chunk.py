@@ -1,0 +1,246 @@
+"""Fast selective scans used by the models. Same contracts as `naive.py`.
+
+Mamba-1 (`selective_scan`), per-channel decay. A chunked closed form needs a
+(Q x Q) decay matrix per channel *and* state entry, i.e. Q times more exp and multiply
+work than the recurrence itself, which is why log-space chunked scans and Blelloch scans
+lose to a loop on CPU. So this stays a loop over time, with everything that does not
+depend on h computed ahead, vectorised over blocks of `block` tokens that fit in cache:
+
+    dA  = exp2(delta * A log2(e))      exp2 is ~3x cheaper than exp on this CPU and agrees
+                                        with exp(delta A) to a few fp32 ulps
+    dBu = (delta u) outer B
+    h_t = dBu_t + dA_t * h_{t-1}       the only sequential op: one in-place addcmul a token
+    y_t = C_t . h_t                    one batched (1 x N) @ (N x Dm) matmul per block
+
+The state is laid out (Bt, N, Dm) so that the last product is a fast matmul shape. The
+in-place loop cannot go through autograd, so `_SelectiveScan` carries its own backward:
+the same recurrence run backwards in time, gh_t = C_t gy_t + dA_{t+1} gh_{t+1}.
+
+SSD (`ssd_scan`), one scalar decay per head: the chunked matmul form. Within a chunk of
+length Q, with s_t the cumulative sum of a_t = delta_t[h] A[h] (all <= 0):
+
+    y_t = sum_{j<=t} exp(s_t - s_j) (C_t . B_j) delta_j x_j  +  exp(s_t) C_t . h0
+    h_next = exp(s_Q) h0 + sum_j exp(s_Q - s_j) delta_j x_j B_j^T
+
+All chunks are done at once with batched matmuls; only h0 is carried chunk to chunk.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
+
+from .naive import apply_skip_and_gate
+
+__all__ = ["selective_scan", "ssd_scan", "selective_scan_flops", "ssd_scan_flops"]
+
+_LOG2E = math.log2(math.e)
+# Decays are floored at e^-20: a term that small is < 2e-9 of its neighbours (below fp32
+# rounding), and the floor keeps subnormals, which make exp and matmul 10x slower, out.
+_LOG_FLOOR = -20.0
+
+
+def _exp_floor(log_decay):
+    """exp of a float64 log-decay (<= 0), in fp32, floored at e^-20."""
+    return log_decay.float().clamp(min=_LOG_FLOOR).exp()
+
+
+class _SelectiveScan(torch.autograd.Function):
+    """y_t = C_t . h_t with h_t = exp(dt_t A) h_{t-1} + dt_t u_t B_t, time-major, no skip/gate.
+
+    dt, u (L, Bt, Dm); A (Dm, N); B, C (L, Bt, N) -> y (L, Bt, Dm). The state is kept as
+    (Bt, N, Dm) so that C_t . h_t is a (1 x N) @ (N x Dm) product, which batched matmul does
+    ~9x faster than the (Dm x N) @ (N x 1) one. The backward pass is the same recurrence run
+    in reverse (gh_t = C_t gy_t + a_{t+1} gh_{t+1}), with the decays recomputed per block.
+    """
+
+    @staticmethod
+    def forward(ctx, dt, u, A, B, C, block):
+        L, Bt, Dm = u.shape
+        N = A.shape[1]
+        n_max = min(block, L)
+        A2 = (A * _LOG2E).t().contiguous()                       # (N, Dm): exp2(dt A2) = exp(dt A)
+        du = dt * u
+        keep = any(ctx.needs_input_grad)                          # backward needs every h_t
+        hs = u.new_empty(L if keep else n_max, Bt, N, Dm)
+        dA = u.new_empty(n_max, Bt, N, Dm)
+        y = u.new_empty(L, Bt, Dm)
+        h = u.new_zeros(Bt, N, Dm)
+        for s in range(0, L, block):
+            e = min(L, s + block)
+            n = e - s
+            a, buf = dA[:n], (hs[s:e] if keep else hs[:n])
+            torch.mul(dt[s:e, :, None, :], A2, out=a).exp2_()
+            torch.mul(du[s:e, :, None, :], B[s:e, :, :, None], out=buf)
+            buf[0].addcmul_(a[0], h)
+            for t in range(1, n):                                 # the only sequential work
+                buf[t].addcmul_(a[t], buf[t - 1])
+            torch.bmm(C[s:e].reshape(n * Bt, 1, N), buf.view(n * Bt, N, Dm),
+                      out=y[s:e].view(n * Bt, 1, Dm))
+            h = buf[n - 1] if keep else h.copy_(buf[n - 1])       # buf is overwritten next block
+        if keep:
+            ctx.save_for_backward(dt, u, A, B, C, hs)
+        ctx.block = block
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, gy):
+        dt, u, A, B, C, hs = ctx.saved_tensors
+        block = ctx.block
+        L, Bt, Dm = u.shape
+        N = A.shape[1]
+        n_max = min(block, L)
+        A_t = A.t().contiguous()
+        A2 = A_t * _LOG2E
+        du = dt * u
+        gy = gy.contiguous()
+        gdu, gdt = torch.empty_like(u), torch.empty_like(dt)
+        gB, gC = torch.empty_like(B), torch.empty_like(C)
+        gA_t = torch.zeros_like(A_t)
+        dA = u.new_empty(n_max, Bt, N, Dm)
+        gh = u.new_empty(n_max, Bt, N, Dm)
+        carry = u.new_zeros(Bt, N, Dm)                            # dA_{t+1} gh_{t+1}, block after
+        for s in reversed(range(0, L, block)):
+            e = min(L, s + block)
+            n = e - s
+            m = n * Bt
+            a, g = dA[:n], gh[:n]
+            torch.mul(dt[s:e, :, None, :], A2, out=a).exp2_()
+            torch.mul(gy[s:e, :, None, :], C[s:e, :, :, None], out=g)
+            g[n - 1].add_(carry)
+            for t in range(n - 2, -1, -1):
+                g[t].addcmul_(a[t + 1], g[t + 1])
+            carry = a[0] * g[0]
+            torch.bmm(hs[s:e].view(m, N, Dm), gy[s:e].reshape(m, Dm, 1), out=gC[s:e].view(m, N, 1))
+            torch.bmm(g.view(m, N, Dm), du[s:e].reshape(m, Dm, 1), out=gB[s:e].view(m, N, 1))
+            torch.bmm(B[s:e].reshape(m, 1, N), g.view(m, N, Dm), out=gdu[s:e].view(m, 1, Dm))
+            # Through a_t = exp(dt_t A): d/d(dt_t A) = gh_t * h_{t-1} * a_t.
+            g.mul_(a)
+            g[1:].mul_(hs[s:e - 1])
+            if s > 0:
+                g[0].mul_(hs[s - 1])
+            else:
+                g[0].zero_()
+            torch.sum(torch.mul(g, A_t, out=a), -2, out=gdt[s:e])
+            gA_t += torch.mul(g, dt[s:e, :, None, :], out=a).sum((0, 1))
+        gdt.addcmul_(gdu, u)
+        return gdt, gdu * dt, gA_t.t(), gB, gC, None
+
+
+def selective_scan(u, delta, A, B, C, D=None, z=None, reverse=False, block=16):
+    """Mamba-1 selective scan (see naive.naive_selective_scan for shapes). Returns (Bt, L, Dm).
+
+    `block` is the number of tokens whose decays are computed in one vectorised pass; 16
+    keeps the (block, Bt, N, Dm) buffers in cache at Bt=8, Dm=256, N=16.
+    """
+    dtype = u.dtype
+    u, delta, A, B, C = (x.float() for x in (u, delta, A, B, C))
+    z = None if z is None else z.float()
+    if reverse:
+        u, delta, B, C = (x.flip(1) for x in (u, delta, B, C))
+        z = None if z is None else z.flip(1)
+    tm = [x.transpose(0, 1).contiguous() for x in (delta, u, B, C)]
+    y = _SelectiveScan.apply(tm[0], tm[1], A, tm[2], tm[3], int(block)).transpose(0, 1)
+    y = apply_skip_and_gate(y, u, D, z)
+    if reverse:
+        y = y.flip(1)
+    return y.to(dtype)
+
+
+def ssd_scan(u, delta, A_head, B, C, D=None, z=None, reverse=False, head_dim=None, chunk_size=16):
+    """SSD scan, chunked matmul form (see naive.naive_ssd_scan for shapes). Returns (Bt, L, Dm).
+
+    u (Bt,L,Dm); delta (Bt,L,H); A_head (H,); B, C (Bt,L,N); D (Dm,); z (Bt,L,Dm); heads
+    are P = Dm // H consecutive channels. The intra-chunk product costs 2*Q*P per token
+    and head, so short chunks win on CPU: 16 was fastest at Bt=8, Dm=256, N=16.
+    """
+    dtype = u.dtype
+    u, delta, A_head, B, C = (x.float() for x in (u, delta, A_head, B, C))
+    z = None if z is None else z.float()
+    if reverse:
+        u, delta, B, C = (x.flip(1) for x in (u, delta, B, C))
+        z = None if z is None else z.flip(1)
+    Bt, L, Dm = u.shape
+    H = delta.shape[-1]
+    P = Dm // H
+    if head_dim is not None and head_dim != P:
+        raise ValueError(f"head_dim={head_dim} but Dm={Dm} and H={H} give {P}")
+    if P * H != Dm:
+        raise ValueError(f"Dm={Dm} is not a multiple of H={H}")
+    N = B.shape[-1]
+    Q = int(chunk_size)
+    pad = (-L) % Q
+    nc = (L + pad) // Q
+    if pad:  # padded tokens have delta=0: no decay and no input, so they change nothing
+        u_p, delta, B, C = (F.pad(t, (0, 0, 0, pad)) for t in (u, delta, B, C))
+    else:
+        u_p = u
+    # Channels-last chunks: (Bt, nc, Q, H, P). Only the intra-chunk product needs heads
+    # in front; the state products treat all Dm channels as one matrix dimension.
+    x = u_p.view(Bt, nc, Q, H, P)
+    dt = delta.view(Bt, nc, Q, H)
+    Bc, Cc = B.view(Bt, nc, Q, N), C.view(Bt, nc, Q, N)
+
+    # fp64 cumulative sums: s_t - s_j of two large sums loses |s| * 6e-8 in fp32.
+    s = (dt * A_head).double().cumsum(2)                           # (Bt, nc, Q, H)
+    s_h = s.transpose(2, 3)                                        # (Bt, nc, H, Q)
+    decay = _exp_floor(s_h[..., :, None] - s_h[..., None, :]).tril()   # (Bt, nc, H, Q, Q)
+    from_start = _exp_floor(s)                                     # exp(s_t), (Bt, nc, Q, H)
+    to_end = _exp_floor(s[:, :, -1:] - s)                          # exp(s_Q - s_j)
+    chunk_decay = from_start[:, :, -1]                             # (Bt, nc, H)
+
+    xd = x * dt[..., None]                                         # delta x
+    # Intra-chunk: per head, ((C B^T) * decay) @ (delta x); C B^T is shared by the heads.
+    CB = Cc @ Bc.transpose(-1, -2)                                 # (Bt, nc, Q, Q)
+    y = (CB[:, :, None] * decay) @ xd.transpose(2, 3)              # (Bt, nc, H, Q, P)
+    # Each chunk's own state, all channels at once: (delta x * to_end)^T @ B -> (Dm, N).
+    states = (xd * to_end[..., None]).view(Bt, nc, Q, Dm).transpose(-1, -2) @ Bc
+
+    # Carry the state across chunks (nc = L / chunk_size steps of one multiply-add).
+    h = u.new_zeros(Bt, H, P, N)
+    h0 = []
+    for c in range(nc):
+        h0.append(h)
+        h = torch.addcmul(states[:, c].view(Bt, H, P, N), h, chunk_decay[:, c, :, None, None])
+    h0 = torch.stack(h0, dim=1).view(Bt, nc, Dm, N)
+    y_carry = (Cc @ h0.transpose(-1, -2)).view(Bt, nc, Q, H, P) * from_start[..., None]
+    y = (y.transpose(2, 3) + y_carry).reshape(Bt, nc * Q, Dm)[:, :L]
+    y = apply_skip_and_gate(y, u, D, z)
+    if reverse:
+        y = y.flip(1)
+    return y.to(dtype)
+
+
+def selective_scan_flops(Bt, L, Dm, N):
+    """FLOPs of one Mamba-1 selective scan (either form; both do the same arithmetic).
+
+    Per token, channel and state entry (Bt*L*Dm*N of them), counting a multiply-add as 2:
+        delta * A            1
+        exp                  1   (counted as one op)
+        delta*u times B      1   (delta*u itself is Bt*L*Dm, counted below)
+        h = dA*h + dBu       2
+        y += C*h             2
+    total 7*Bt*L*Dm*N, plus Bt*L*Dm for delta*u. The D skip (2 per channel-token) and the
+    silu gate are left out: they are the same for every scan variant.
+    """
+    return 7 * Bt * L * Dm * N + Bt * L * Dm
+
+
+def ssd_scan_flops(Bt, L, Dm, N, H, chunk_size=16):
+    """Matmul FLOPs (2 x MACs) of `ssd_scan`'s chunked form.
+
+    With Q = chunk_size, nc = ceil(L / Q) chunks (padding counts), P = Dm // H:
+        C B^T per chunk (shared by heads)      2*Q*Q*N        * Bt*nc
+        intra-chunk (CB*decay) @ (delta x)     2*Q*Q*P        * Bt*H*nc
+        chunk states (x^T) @ B                 2*Q*P*N        * Bt*H*nc
+        C @ h0 (carried state into outputs)    2*Q*N*P        * Bt*H*nc
+        state carry h*decay + states           2*P*N          * Bt*H*nc
+    Elementwise work (decays, masks, exp) and the skip/gate are not counted.
+    """
+    Q = int(chunk_size)
+    nc = -(-L // Q)
+    P = Dm // H
+    return Bt * nc * (2 * Q * Q * N + H * (2 * Q * Q * P + 4 * Q * P * N + 2 * P * N))
