@@ -17,7 +17,7 @@ __all__ = ["JOBS", "VISION_BUDGET", "LM_BUDGET", "commands", "run_embedded"]
 
 # one budget per suite, shared by every model on it
 VISION_BUDGET = ["--max-iters", "150", "--batch-size", "32", "--lr", "2e-3"]
-LM_BUDGET = ["--max-iters", "150", "--batch-size", "8", "--lr", "2e-3"]
+LM_BUDGET = ["--max-iters", "150", "--batch-size", "8", "--lr", "1e-3"]
 
 JOBS = [
     # (suite, models, extra arguments)
