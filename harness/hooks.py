@@ -139,18 +139,25 @@ class RNGStateHook(Hook):
 
 @HOOKS.register_module()
 class NaNGuardHook(Hook):
-    """Stops training at the first non-finite loss, naming the iteration and the term."""
+    """Stops training at the first non-finite loss, or non-finite gradient norm (a finite loss
+    with NaN gradients poisons the weights one step before the loss shows it), naming the
+    iteration. Under fp16 loss scaling inf gradients are expected (the step is skipped), so
+    gradients are then not checked."""
     priority = "HIGHEST"
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        if not outputs:
-            return
-        bad = {k: float(v) for k, v in outputs.items()
+        where = f"at iteration {runner.iter + 1} (epoch {runner.epoch + 1})"
+        bad = {k: float(v.detach()) for k, v in (outputs or {}).items()
                if isinstance(v, torch.Tensor) and v.numel() == 1 and not torch.isfinite(v).item()}
         if bad:
             terms = ", ".join(f"{k}={v}" for k, v in bad.items())
-            raise HarnessError(f"non-finite loss at iteration {runner.iter + 1} (epoch {runner.epoch + 1}): "
-                               f"{terms}; training stopped, no result recorded (try a lower --lr)")
+            raise HarnessError(f"non-finite loss {where}: {terms}; training stopped, no result recorded "
+                               f"(try a lower --lr)")
+        buf = runner.message_hub.log_scalars.get("train/grad_norm")
+        scaled = getattr(getattr(runner, "optim_wrapper", None), "loss_scaler", None) is not None
+        if buf is not None and not scaled and not math.isfinite(float(buf.current())):
+            raise HarnessError(f"non-finite gradient norm ({float(buf.current())}) {where} with a finite loss; "
+                               f"training stopped, no result recorded (the model's backward overflowed)")
 
 
 @HOOKS.register_module()

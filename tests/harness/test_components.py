@@ -38,8 +38,11 @@ def test_ramp_weight_is_zero_then_monotone(p, q):
         assert w(p) <= w(q)
 
 
-def _runner(model, it, max_iters):
-    return SimpleNamespace(model=model, iter=it, max_iters=max_iters, epoch=0)
+def _runner(model, it, max_iters, grad_norm=None):
+    from mmengine.logging.history_buffer import HistoryBuffer
+    scalars = {} if grad_norm is None else {"train/grad_norm": HistoryBuffer([grad_norm], [1])}
+    return SimpleNamespace(model=model, iter=it, max_iters=max_iters, epoch=0,
+                           message_hub=SimpleNamespace(log_scalars=scalars))
 
 
 def test_tau_hook_sets_every_router_and_saves_its_state():
@@ -78,6 +81,10 @@ def test_nan_guard_names_the_iteration():
     with pytest.raises(HarnessError, match=r"non-finite loss at iteration 5 .*loss_ce=nan"):
         guard.after_train_iter(_runner(None, 4, 10), 4,
                                outputs={"loss": torch.tensor(float("nan")), "loss_ce": torch.tensor(float("nan"))})
+    # NaN gradients with a finite loss: caught one step before the loss would show it
+    guard.after_train_iter(_runner(None, 6, 10, grad_norm=1.5), 6, outputs={"loss": torch.tensor(1.0)})
+    with pytest.raises(HarnessError, match=r"non-finite gradient norm \(nan\) at iteration 7"):
+        guard.after_train_iter(_runner(None, 6, 10, grad_norm=float("nan")), 6, outputs={"loss": torch.tensor(1.0)})
 
 
 # ---------------------------------------------------------------- wrappers: aux in training only
