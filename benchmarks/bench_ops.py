@@ -4,7 +4,8 @@
     python benchmarks/bench_ops.py --ops delta --threads 1 --repeats 21
 
 For every case it prints the median (and min) wall time of the naive loop and of the fast
-form, the speedup of the medians, and the max abs difference of their outputs. Calls are
+form, the speedup of the medians, and the max abs difference of their outputs (next to the
+largest output magnitude, to read it as a relative error). Calls are
 interleaved (naive, fast, naive, fast, ...) so that a noisy neighbour slows both alike.
 Forward only unless --backward is given, which times forward + backward of a sum.
 """
@@ -106,7 +107,9 @@ def main(argv=None):
     print(f"{'case':66s} {'naive ms':>9s} {'fast ms':>8s} {'speedup':>8s} {'max|err|':>9s}")
     for name, naive, fast, args in cases(a.ops, a.chunk_sizes):
         with torch.no_grad():
-            err = (naive(*args) - fast(*args)).abs().max().item()
+            ref = naive(*args)
+            err = (ref - fast(*args)).abs().max().item()
+            scale = ref.abs().max().item()
         with torch.enable_grad() if a.backward else torch.no_grad():
             for _ in range(a.warmup):
                 timed(naive, args, a.backward), timed(fast, args, a.backward)
@@ -116,7 +119,8 @@ def main(argv=None):
                 tf.append(timed(fast, args, a.backward))
         mn, mf = statistics.median(tn), statistics.median(tf)
         print(f"{name:66s} {mn * 1e3:9.2f} {mf * 1e3:8.2f} {mn / mf:7.2f}x {err:9.1e}"
-              f"   (min {min(tn) * 1e3:.2f} / {min(tf) * 1e3:.2f})", flush=True)
+              f"   (min {min(tn) * 1e3:.2f} / {min(tf) * 1e3:.2f} ms; max|y| {scale:.1f})",
+              flush=True)
 
 
 if __name__ == "__main__":

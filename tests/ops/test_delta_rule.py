@@ -124,6 +124,17 @@ def test_gradients_match_naive():
         torch.testing.assert_close(b.grad, a.grad, atol=1e-4, rtol=1e-4)
 
 
+def test_non_contiguous_inputs():
+    q, k, v, g, beta, s0 = make_inputs(2, 19, 2, 8, 4, seed=6)
+    nc = [x.transpose(1, 2).contiguous().transpose(1, 2) for x in (q, k, v, g, beta)]
+    assert not nc[0].is_contiguous()
+    o_ref, s_ref = naive_recurrent_gated_delta_rule(q, k, v, g, beta, initial_state=s0,
+                                                    output_final_state=True)
+    o, s = chunk_gated_delta_rule(*nc, initial_state=s0, output_final_state=True, chunk_size=8)
+    torch.testing.assert_close(o, o_ref, **TOL)
+    torch.testing.assert_close(s, s_ref, **TOL)
+
+
 def test_dtype_round_trip():
     q, k, v, g, beta, _ = make_inputs(1, 9, 1, 8, 8, seed=4)
     args = [x.to(torch.bfloat16) for x in (q, k, v)] + [g, beta]

@@ -112,6 +112,19 @@ def test_gradients_match_naive(ssd):
         torch.testing.assert_close(b.grad, a.grad, atol=1e-4, rtol=1e-4)
 
 
+def test_non_contiguous_inputs():
+    # Models hand over views (e.g. channels-first conv outputs transposed back).
+    u, delta, A, B, C, D, z = make_inputs(2, 21, 4, 3, seed=6)
+    nc = [x.transpose(1, 2).contiguous().transpose(1, 2) for x in (u, delta, B, C, z)]
+    assert not nc[0].is_contiguous()
+    torch.testing.assert_close(selective_scan(nc[0], nc[1], A, nc[2], nc[3], D, nc[4]),
+                               naive_selective_scan(u, delta, A, B, C, D, z), **TOL)
+    u, delta, A, B, C, D, z = make_inputs(2, 21, 4, 3, seed=6, H=2)
+    nc = [x.transpose(1, 2).contiguous().transpose(1, 2) for x in (u, delta, B, C, z)]
+    torch.testing.assert_close(ssd_scan(nc[0], nc[1], A, nc[2], nc[3], D, nc[4], chunk_size=8),
+                               naive_ssd_scan(u, delta, A, B, C, D, z), **TOL)
+
+
 def test_dtype_round_trip():
     u, delta, A, B, C, D, z = make_inputs(1, 7, 4, 3, seed=5)
     y = selective_scan(u.to(torch.bfloat16), delta, A, B, C, D, z)

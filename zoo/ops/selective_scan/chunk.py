@@ -48,56 +48,59 @@ def _exp_floor(log_decay):
 
 
 class _SelectiveScan(torch.autograd.Function):
-    """y_t = C_t . h_t with h_t = exp(dt_t A) h_{t-1} + dt_t u_t B_t, time-major, no skip/gate.
+    """y_t = C_t . h_t with h_t = exp(dt_t A) h_{t-1} + dt_t u_t B_t; no skip or gate.
 
-    dt, u (L, Bt, Dm); A (Dm, N); B, C (L, Bt, N) -> y (L, Bt, Dm). The state is kept as
-    (Bt, N, Dm) so that C_t . h_t is a (1 x N) @ (N x Dm) product, which batched matmul does
-    ~9x faster than the (Dm x N) @ (N x 1) one. The backward pass is the same recurrence run
-    in reverse (gh_t = C_t gy_t + a_{t+1} gh_{t+1}), with the decays recomputed per block.
+    u, dt (Bt, L, Dm); A (Dm, N); B, C (Bt, L, N) -> y (Bt, L, Dm). Each block of tokens is
+    handled time-major in small buffers, (n, Bt, N, Dm), so every token's state is one
+    contiguous slab and C_t . h_t is a (1 x N) @ (N x Dm) product, a shape batched matmul
+    does ~9x faster than (Dm x N) @ (N x 1). The backward pass runs the same recurrence
+    backwards in time, gh_t = C_t gy_t + dA_{t+1} gh_{t+1}, recomputing dA per block.
     """
 
     @staticmethod
-    def forward(ctx, dt, u, A, B, C, block):
-        L, Bt, Dm = u.shape
+    def forward(ctx, u, dt, A, B, C, block):
+        Bt, L, Dm = u.shape
         N = A.shape[1]
         n_max = min(block, L)
         A2 = (A * _LOG2E).t().contiguous()                       # (N, Dm): exp2(dt A2) = exp(dt A)
-        du = dt * u
         keep = any(ctx.needs_input_grad)                          # backward needs every h_t
         hs = u.new_empty(L if keep else n_max, Bt, N, Dm)
         dA = u.new_empty(n_max, Bt, N, Dm)
-        y = u.new_empty(L, Bt, Dm)
+        du, yb = u.new_empty(n_max, Bt, Dm), u.new_empty(n_max, Bt, Dm)
+        y = torch.empty_like(u)
         h = u.new_zeros(Bt, N, Dm)
         for s in range(0, L, block):
             e = min(L, s + block)
             n = e - s
-            a, buf = dA[:n], (hs[s:e] if keep else hs[:n])
-            torch.mul(dt[s:e, :, None, :], A2, out=a).exp2_()
-            torch.mul(du[s:e, :, None, :], B[s:e, :, :, None], out=buf)
-            buf[0].addcmul_(a[0], h)
+            a, buf, d = dA[:n], (hs[s:e] if keep else hs[:n]), du[:n]
+            dt_b = dt[:, s:e].transpose(0, 1)                     # (n, Bt, Dm) views
+            torch.mul(dt_b[:, :, None, :], A2, out=a).exp2_()
+            torch.mul(dt_b, u[:, s:e].transpose(0, 1), out=d)
+            torch.mul(d[:, :, None, :], B[:, s:e].transpose(0, 1)[..., None], out=buf)
+            hb, ab = buf.unbind(0), a.unbind(0)                   # per-token views, made once
+            hb[0].addcmul_(ab[0], h)
             for t in range(1, n):                                 # the only sequential work
-                buf[t].addcmul_(a[t], buf[t - 1])
-            torch.bmm(C[s:e].reshape(n * Bt, 1, N), buf.view(n * Bt, N, Dm),
-                      out=y[s:e].view(n * Bt, 1, Dm))
-            h = buf[n - 1] if keep else h.copy_(buf[n - 1])       # buf is overwritten next block
+                hb[t].addcmul_(ab[t], hb[t - 1])
+            c_b = C[:, s:e].transpose(0, 1).reshape(n * Bt, 1, N)
+            torch.bmm(c_b, buf.view(n * Bt, N, Dm), out=yb[:n].view(n * Bt, 1, Dm))
+            y[:, s:e] = yb[:n].transpose(0, 1)
+            h = hb[n - 1] if keep else h.copy_(hb[n - 1])         # buf is overwritten next block
         if keep:
-            ctx.save_for_backward(dt, u, A, B, C, hs)
+            ctx.save_for_backward(u, dt, A, B, C, hs)
         ctx.block = block
         return y
 
     @staticmethod
     @once_differentiable
     def backward(ctx, gy):
-        dt, u, A, B, C, hs = ctx.saved_tensors
+        u, dt, A, B, C, hs = ctx.saved_tensors
         block = ctx.block
-        L, Bt, Dm = u.shape
+        Bt, L, Dm = u.shape
         N = A.shape[1]
         n_max = min(block, L)
         A_t = A.t().contiguous()
         A2 = A_t * _LOG2E
-        du = dt * u
-        gy = gy.contiguous()
-        gdu, gdt = torch.empty_like(u), torch.empty_like(dt)
+        gu, gdt = torch.empty_like(u), torch.empty_like(dt)
         gB, gC = torch.empty_like(B), torch.empty_like(C)
         gA_t = torch.zeros_like(A_t)
         dA = u.new_empty(n_max, Bt, N, Dm)
@@ -108,26 +111,32 @@ class _SelectiveScan(torch.autograd.Function):
             n = e - s
             m = n * Bt
             a, g = dA[:n], gh[:n]
-            torch.mul(dt[s:e, :, None, :], A2, out=a).exp2_()
-            torch.mul(gy[s:e, :, None, :], C[s:e, :, :, None], out=g)
+            dt_b, u_b = dt[:, s:e].transpose(0, 1), u[:, s:e].transpose(0, 1)
+            gy_b = gy[:, s:e].transpose(0, 1).reshape(m, Dm, 1)
+            B_b, C_b = B[:, s:e].transpose(0, 1), C[:, s:e].transpose(0, 1)
+            torch.mul(dt_b[:, :, None, :], A2, out=a).exp2_()
+            torch.mul(gy_b.view(n, Bt, 1, Dm), C_b[..., None], out=g)
             g[n - 1].add_(carry)
+            gb, ab = g.unbind(0), a.unbind(0)
             for t in range(n - 2, -1, -1):
-                g[t].addcmul_(a[t + 1], g[t + 1])
+                gb[t].addcmul_(ab[t + 1], gb[t + 1])
             carry = a[0] * g[0]
-            torch.bmm(hs[s:e].view(m, N, Dm), gy[s:e].reshape(m, Dm, 1), out=gC[s:e].view(m, N, 1))
-            torch.bmm(g.view(m, N, Dm), du[s:e].reshape(m, Dm, 1), out=gB[s:e].view(m, N, 1))
-            torch.bmm(B[s:e].reshape(m, 1, N), g.view(m, N, Dm), out=gdu[s:e].view(m, 1, Dm))
-            # Through a_t = exp(dt_t A): d/d(dt_t A) = gh_t * h_{t-1} * a_t.
+            gC[:, s:e] = torch.bmm(hs[s:e].view(m, N, Dm), gy_b).view(n, Bt, N).transpose(0, 1)
+            du_b = (dt_b * u_b).reshape(m, Dm, 1)
+            gB[:, s:e] = torch.bmm(g.view(m, N, Dm), du_b).view(n, Bt, N).transpose(0, 1)
+            gdu = torch.bmm(B_b.reshape(m, 1, N), g.view(m, N, Dm)).view(n, Bt, Dm)
+            gu[:, s:e] = (gdu * dt_b).transpose(0, 1)
+            # Through dA_t = exp(dt_t A): d/d(dt_t A) = gh_t * h_{t-1} * dA_t.
             g.mul_(a)
             g[1:].mul_(hs[s:e - 1])
             if s > 0:
                 g[0].mul_(hs[s - 1])
             else:
                 g[0].zero_()
-            torch.sum(torch.mul(g, A_t, out=a), -2, out=gdt[s:e])
-            gA_t += torch.mul(g, dt[s:e, :, None, :], out=a).sum((0, 1))
-        gdt.addcmul_(gdu, u)
-        return gdt, gdu * dt, gA_t.t(), gB, gC, None
+            gdt_b = torch.sum(torch.mul(g, A_t, out=a), -2).addcmul_(gdu, u_b)
+            gdt[:, s:e] = gdt_b.transpose(0, 1)
+            gA_t += torch.mul(g, dt_b[:, :, None, :], out=a).sum((0, 1))
+        return gu, gdt, gA_t.t(), gB, gC, None
 
 
 def selective_scan(u, delta, A, B, C, D=None, z=None, reverse=False, block=16):
@@ -137,13 +146,12 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, reverse=False, block=16):
     keeps the (block, Bt, N, Dm) buffers in cache at Bt=8, Dm=256, N=16.
     """
     dtype = u.dtype
-    u, delta, A, B, C = (x.float() for x in (u, delta, A, B, C))
+    u, delta, A, B, C = (x.float().contiguous() for x in (u, delta, A, B, C))
     z = None if z is None else z.float()
     if reverse:
         u, delta, B, C = (x.flip(1) for x in (u, delta, B, C))
         z = None if z is None else z.flip(1)
-    tm = [x.transpose(0, 1).contiguous() for x in (delta, u, B, C)]
-    y = _SelectiveScan.apply(tm[0], tm[1], A, tm[2], tm[3], int(block)).transpose(0, 1)
+    y = _SelectiveScan.apply(u, delta, A, B, C, int(block))
     y = apply_skip_and_gate(y, u, D, z)
     if reverse:
         y = y.flip(1)
@@ -180,9 +188,9 @@ def ssd_scan(u, delta, A_head, B, C, D=None, z=None, reverse=False, head_dim=Non
         u_p = u
     # Channels-last chunks: (Bt, nc, Q, H, P). Only the intra-chunk product needs heads
     # in front; the state products treat all Dm channels as one matrix dimension.
-    x = u_p.view(Bt, nc, Q, H, P)
-    dt = delta.view(Bt, nc, Q, H)
-    Bc, Cc = B.view(Bt, nc, Q, N), C.view(Bt, nc, Q, N)
+    x = u_p.reshape(Bt, nc, Q, H, P)
+    dt = delta.reshape(Bt, nc, Q, H)
+    Bc, Cc = B.reshape(Bt, nc, Q, N), C.reshape(Bt, nc, Q, N)
 
     # fp64 cumulative sums: s_t - s_j of two large sums loses |s| * 6e-8 in fp32.
     s = (dt * A_head).double().cumsum(2)                           # (Bt, nc, Q, H)
@@ -197,7 +205,7 @@ def ssd_scan(u, delta, A_head, B, C, D=None, z=None, reverse=False, head_dim=Non
     CB = Cc @ Bc.transpose(-1, -2)                                 # (Bt, nc, Q, Q)
     y = (CB[:, :, None] * decay) @ xd.transpose(2, 3)              # (Bt, nc, H, Q, P)
     # Each chunk's own state, all channels at once: (delta x * to_end)^T @ B -> (Dm, N).
-    states = (xd * to_end[..., None]).view(Bt, nc, Q, Dm).transpose(-1, -2) @ Bc
+    states = (xd * to_end[..., None]).reshape(Bt, nc, Q, Dm).transpose(-1, -2) @ Bc
 
     # Carry the state across chunks (nc = L / chunk_size steps of one multiply-add).
     h = u.new_zeros(Bt, H, P, N)

@@ -28,7 +28,7 @@ __all__ = ["naive_selective_scan", "naive_ssd_scan", "apply_skip_and_gate"]
 def apply_skip_and_gate(y, u, D=None, z=None):
     """y + D*u, then * silu(z); shared by every scan so they agree on the epilogue."""
     if D is not None:
-        y = y + u * D.float()
+        y = torch.addcmul(y, u, D.float())
     if z is not None:
         y = y * F.silu(z.float())
     return y
