@@ -60,11 +60,15 @@ class TauScheduleHook(Hook):
         tau_at(0.0, start, end, schedule)  # validates the name now, not mid-run
         self.start, self.end, self.schedule = float(start), float(end), schedule
         self.tau: Optional[float] = None
+        self._routers = None
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         import zoo
+        if self._routers is None:  # walk the module tree once, not every step
+            self._routers = zoo.routing.routers(runner.model)
         self.tau = tau_at(_progress(runner), self.start, self.end, self.schedule)
-        zoo.routing.set_tau(runner.model, self.tau)
+        for router in self._routers:
+            router.set_tau(self.tau)
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         checkpoint.setdefault("meta", {})["tau_schedule"] = dict(
