@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
 import time
 from typing import List
 
@@ -30,11 +31,13 @@ JOBS = [
 
 
 def commands(seeds: List[int], results_dir: str) -> List[List[str]]:
+    """One command per model, so a model that fails (e.g. a NaN) does not take the others down."""
     out = []
     for suite, models, extra in JOBS:
-        out.append(["run", "--suite", suite, "--models", *models, "--seeds", *map(str, seeds), *extra,
-                    "--work-dir", os.path.join("work_dirs", "embedded", suite),
-                    "--results", os.path.join(results_dir, f"{suite}.jsonl")])
+        for model in models:
+            out.append(["run", "--suite", suite, "--models", model, "--seeds", *map(str, seeds), *extra,
+                        "--work-dir", os.path.join("work_dirs", "embedded", suite),
+                        "--results", os.path.join(results_dir, f"{suite}.jsonl")])
     return out
 
 
@@ -53,8 +56,17 @@ def run_embedded(args) -> int:
             shutil.move(path, path + ".bak")
             print(f"harness: moved the previous {path} to {path}.bak")
     t0 = time.perf_counter()
+    failed = []
     for c in cmds:
-        main(c)
-    print(f"harness: embedded job trained and evaluated {sum(len(j[1]) for j in JOBS) * len(args.seeds)} "
-          f"runs in {time.perf_counter() - t0:.0f} s")
-    return cmd_leaderboard(argparse.Namespace(check=False, results_dir=args.results_dir, out=args.out))
+        try:
+            main(c)
+        except SystemExit as e:  # main already printed the one-line reason
+            if e.code:
+                failed.append(c[c.index("--models") + 1])
+    print(f"harness: embedded job ran {len(cmds)} commands ({sum(len(j[1]) for j in JOBS) * len(args.seeds)} "
+          f"runs) in {time.perf_counter() - t0:.0f} s")
+    code = cmd_leaderboard(argparse.Namespace(check=False, results_dir=args.results_dir, out=args.out))
+    if failed:
+        print(f"harness: embedded job failed for {', '.join(failed)} (see the errors above)", file=sys.stderr)
+        return 1
+    return code

@@ -198,7 +198,7 @@ def test_embedded_job_gives_every_model_of_a_suite_the_same_budget(capsys):
     code, out, _ = run_cli(["embedded", "--dry-run"], capsys)
     assert code == 0
     cmds = [line.split() for line in out.splitlines() if line.startswith("python -m harness run")]
-    assert len(cmds) == 4
+    assert len(cmds) == 8  # one per model
 
     def budget(cmd):
         return [cmd[cmd.index(flag) + 1] for flag in ("--max-iters", "--batch-size", "--lr")]
