@@ -158,6 +158,36 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, reverse=False, block=16):
     return y.to(dtype)
 
 
+def _ssd_chunks(x, dt, A_head, Bc, Cc, h):
+    """SSD over a run of chunks: x (Bt,nc,Q,H,P), dt (Bt,nc,Q,H), Bc, Cc (Bt,nc,Q,N), h the
+    state (Bt,H,P,N) entering the first chunk. Returns y (Bt,nc,Q,H,P) and the state after."""
+    Bt, nc, Q, H, P = x.shape
+    Dm = H * P
+    # fp64 cumulative sums: s_t - s_j of two large sums loses |s| * 6e-8 in fp32.
+    s = (dt * A_head).double().cumsum(2)                           # (Bt, nc, Q, H)
+    s_h = s.transpose(2, 3)                                        # (Bt, nc, H, Q)
+    decay = _exp_floor(s_h[..., :, None] - s_h[..., None, :]).tril()   # (Bt, nc, H, Q, Q)
+    from_start = _exp_floor(s)                                     # exp(s_t), (Bt, nc, Q, H)
+    to_end = _exp_floor(s[:, :, -1:] - s)                          # exp(s_Q - s_j)
+    chunk_decay = from_start[:, :, -1]                             # (Bt, nc, H)
+
+    xd = x * dt[..., None]                                         # delta x
+    # Intra-chunk: per head, ((C B^T) * decay) @ (delta x); C B^T is shared by the heads.
+    CB = Cc @ Bc.transpose(-1, -2)                                 # (Bt, nc, Q, Q)
+    y = (CB[:, :, None] * decay) @ xd.transpose(2, 3)              # (Bt, nc, H, Q, P)
+    # Each chunk's own state, all channels at once: (delta x * to_end)^T @ B -> (Dm, N).
+    states = (xd * to_end[..., None]).reshape(Bt, nc, Q, Dm).transpose(-1, -2) @ Bc
+
+    # Carry the state across chunks (one multiply-add per chunk).
+    h0 = []
+    for c in range(nc):
+        h0.append(h)
+        h = torch.addcmul(states[:, c].view(Bt, H, P, -1), h, chunk_decay[:, c, :, None, None])
+    h0 = torch.stack(h0, dim=1).view(Bt, nc, Dm, -1)
+    y_carry = (Cc @ h0.transpose(-1, -2)).view(Bt, nc, Q, H, P) * from_start[..., None]
+    return y.transpose(2, 3) + y_carry, h
+
+
 def ssd_scan(u, delta, A_head, B, C, D=None, z=None, reverse=False, head_dim=None, chunk_size=16):
     """SSD scan, chunked matmul form (see naive.naive_ssd_scan for shapes). Returns (Bt, L, Dm).
 
@@ -186,36 +216,19 @@ def ssd_scan(u, delta, A_head, B, C, D=None, z=None, reverse=False, head_dim=Non
         u_p, delta, B, C = (F.pad(t, (0, 0, 0, pad)) for t in (u, delta, B, C))
     else:
         u_p = u
-    # Channels-last chunks: (Bt, nc, Q, H, P). Only the intra-chunk product needs heads
-    # in front; the state products treat all Dm channels as one matrix dimension.
-    x = u_p.reshape(Bt, nc, Q, H, P)
+    x = u_p.reshape(Bt, nc, Q, H, P)                               # channels-last chunks
     dt = delta.reshape(Bt, nc, Q, H)
     Bc, Cc = B.reshape(Bt, nc, Q, N), C.reshape(Bt, nc, Q, N)
-
-    # fp64 cumulative sums: s_t - s_j of two large sums loses |s| * 6e-8 in fp32.
-    s = (dt * A_head).double().cumsum(2)                           # (Bt, nc, Q, H)
-    s_h = s.transpose(2, 3)                                        # (Bt, nc, H, Q)
-    decay = _exp_floor(s_h[..., :, None] - s_h[..., None, :]).tril()   # (Bt, nc, H, Q, Q)
-    from_start = _exp_floor(s)                                     # exp(s_t), (Bt, nc, Q, H)
-    to_end = _exp_floor(s[:, :, -1:] - s)                          # exp(s_Q - s_j)
-    chunk_decay = from_start[:, :, -1]                             # (Bt, nc, H)
-
-    xd = x * dt[..., None]                                         # delta x
-    # Intra-chunk: per head, ((C B^T) * decay) @ (delta x); C B^T is shared by the heads.
-    CB = Cc @ Bc.transpose(-1, -2)                                 # (Bt, nc, Q, Q)
-    y = (CB[:, :, None] * decay) @ xd.transpose(2, 3)              # (Bt, nc, H, Q, P)
-    # Each chunk's own state, all channels at once: (delta x * to_end)^T @ B -> (Dm, N).
-    states = (xd * to_end[..., None]).reshape(Bt, nc, Q, Dm).transpose(-1, -2) @ Bc
-
-    # Carry the state across chunks (nc = L / chunk_size steps of one multiply-add).
+    # Segments of 256 tokens keep every intermediate in cache (at L=784 that halves the
+    # time); h is carried from one segment to the next exactly as from chunk to chunk.
+    seg = max(1, 256 // Q)
     h = u.new_zeros(Bt, H, P, N)
-    h0 = []
-    for c in range(nc):
-        h0.append(h)
-        h = torch.addcmul(states[:, c].view(Bt, H, P, N), h, chunk_decay[:, c, :, None, None])
-    h0 = torch.stack(h0, dim=1).view(Bt, nc, Dm, N)
-    y_carry = (Cc @ h0.transpose(-1, -2)).view(Bt, nc, Q, H, P) * from_start[..., None]
-    y = (y.transpose(2, 3) + y_carry).reshape(Bt, nc * Q, Dm)[:, :L]
+    ys = []
+    for c0 in range(0, nc, seg):
+        c1 = min(nc, c0 + seg)
+        y_seg, h = _ssd_chunks(x[:, c0:c1], dt[:, c0:c1], A_head, Bc[:, c0:c1], Cc[:, c0:c1], h)
+        ys.append(y_seg)
+    y = torch.cat(ys, dim=1).reshape(Bt, nc * Q, Dm)[:, :L]
     y = apply_skip_and_gate(y, u, D, z)
     if reverse:
         y = y.flip(1)
