@@ -105,9 +105,10 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     suite = get_suite(args.suite)
     r_times, p_times = [], []
-    for rep in range(args.repeats):  # alternate, so drifting machine load hits both sides
-        p_times.append(plain_time(suite, args.model, args.warmup, args.iters, args.batch_size, rep))
-        r_times.append(runner_time(suite, args.model, args.warmup, args.iters, args.batch_size, rep))
+    for rep in range(args.repeats):  # alternate which side goes first, so drifting load hits both
+        sides = [(p_times, plain_time), (r_times, runner_time)]
+        for times, fn in (sides if rep % 2 == 0 else sides[::-1]):
+            times.append(fn(suite, args.model, args.warmup, args.iters, args.batch_size, rep))
         print(f"repeat {rep}: plain {p_times[-1] / args.iters * 1e3:.1f} ms/step, "
               f"runner {r_times[-1] / args.iters * 1e3:.1f} ms/step", flush=True)
     plain, runner = statistics.median(p_times), statistics.median(r_times)
