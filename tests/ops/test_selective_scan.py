@@ -75,6 +75,14 @@ def test_target_sizes_short():
                                naive_ssd_scan(u, delta, A, B, C, D, z), **TOL)
 
 
+@pytest.mark.parametrize("chunk_size", [4, 16])
+def test_ssd_long_sequence_crosses_segments(chunk_size):
+    # ssd_scan works through 256-token segments; 600 tokens cross two segment boundaries.
+    u, delta, A, B, C, D, z = make_inputs(1, 600, 4, 3, seed=7, H=2)
+    torch.testing.assert_close(ssd_scan(u, delta, A, B, C, D, z, chunk_size=chunk_size),
+                               naive_ssd_scan(u, delta, A, B, C, D, z), **TOL)
+
+
 @pytest.mark.parametrize("ssd", [False, True])
 def test_reverse_is_flip(ssd):
     u, delta, A, B, C, D, z = make_inputs(2, 19, 4, 3, seed=1, H=2 if ssd else None)
