@@ -71,6 +71,17 @@ def test_strong_decay_underflow_is_harmless():
     torch.testing.assert_close(s, s_ref, **TOL)
 
 
+def test_strong_decay_gradients_are_finite():
+    # Regression: the masked-out upper triangle of the intra-chunk decay is exp(+large);
+    # it used to overflow to inf, and tril's zero gradient times inf made the backward NaN.
+    q, k, v, g, beta, s0 = make_inputs(2, 64, 2, 8, 8, seed=7, g_min=-100.0, requires_grad=True)
+    o, s = chunk_gated_delta_rule(q, k, v, g, beta, initial_state=s0, output_final_state=True,
+                                  chunk_size=64)
+    (o.sum() + s.sum()).backward()
+    for x in (q, k, v, g, beta, s0):
+        assert torch.isfinite(x.grad).all()
+
+
 def test_no_output_state_unless_asked():
     q, k, v, g, beta, _ = make_inputs(1, 5, 1, 4, 4, seed=1)
     assert naive_recurrent_gated_delta_rule(q, k, v, g, beta)[1] is None

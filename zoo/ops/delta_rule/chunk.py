@@ -35,8 +35,13 @@ _LOG_FLOOR = -20.0
 
 
 def _exp_floor(log_decay):
-    """exp of a float64 log-decay (<= 0), in fp32, floored at e^-20."""
-    return log_decay.float().clamp(min=_LOG_FLOOR).exp()
+    """exp of a float64 log-decay (<= 0), in fp32, floored at e^-20.
+
+    The ceiling at 0 matters for the masked upper triangle of D, where the difference is
+    positive: unclamped, it overflows to inf, and the zero gradient that `tril` sends back
+    times inf is NaN.
+    """
+    return log_decay.float().clamp(min=_LOG_FLOOR, max=0.0).exp()
 
 
 def _to_chunks(x, n_chunks, chunk_size, pad):
