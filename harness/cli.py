@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m harness",
         description="Train and evaluate zoo and timm models on benchmark suites with mmengine runners, "
                     "append results, and regenerate the leaderboard.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,run,leaderboard,embedded}")
+    sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="list models (with family, task, routing, params) and suites",
                        description="List zoo models matching PATTERNs (fnmatch; default all) and the suites. "
@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=DEFAULT_LEADERBOARD)
     p.add_argument("--dry-run", action="store_true", help="print the commands without running them")
     p.set_defaults(func=cmd_embedded)
+
+    from .commands import add_extension_parsers
+    add_extension_parsers(sub)
     return parser
 
 
@@ -215,14 +218,15 @@ def _print_summary(record: dict) -> None:
 
 def cmd_leaderboard(args, argv=()) -> int:
     from leaderboard.render import check_leaderboard, write_leaderboard
+    from leaderboard.sections import extra_sections
     if args.check:
-        ok = check_leaderboard(args.results_dir, args.out)
+        ok = check_leaderboard(args.results_dir, args.out, extra_sections(args.results_dir, write=False))
         if not ok:
             print(f"harness: {args.out} is out of date; run `python -m harness leaderboard`", file=sys.stderr)
             return 1
         print(f"harness: {args.out} is up to date")
         return 0
-    write_leaderboard(args.results_dir, args.out)
+    write_leaderboard(args.results_dir, args.out, extra_sections(args.results_dir, write=True))
     print(f"harness: wrote {args.out}")
     return 0
 
