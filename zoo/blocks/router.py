@@ -139,7 +139,9 @@ class Router(nn.Module):
         if feats.dim() != expected:
             raise ValueError(f"{self.granularity} router expects {expected}-D features, got {tuple(feats.shape)}")
         logits = self.logits(feats)
-        tau = float(self.tau)
+        # float(tau) is a host sync on GPU; inference only needs the division, so it keeps the
+        # 0-d buffer (set_tau already refused tau <= 0). Training samples need the checked float.
+        tau = float(self.tau) if self.training else self.tau
         probs = torch.softmax(logits / tau, dim=-1)
         n = len(self.choices)
         if self.forced is not None:
