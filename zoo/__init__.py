@@ -12,6 +12,7 @@ from .registry import (UnknownModelError, build_model, create_model, is_model, l
                        model_info, register_model, resolve_spec)
 from .specs import Spec
 from . import models  # noqa: F401  (registers every variant, and bridges them into timm/mmengine)
+from . import flops  # noqa: F401  (zoo.flops.count_flops / flops_report: executed FLOPs)
 
 __all__ = ["create_model", "list_models", "model_info", "register_model", "resolve_spec",
            "build_model", "is_model", "UnknownModelError", "Spec", "routing"]

@@ -1,0 +1,107 @@
+"""Executed FLOPs: what one forward really computes under hard routing, against the dense cost.
+
+    import zoo.flops
+    zoo.flops.count_flops(model, x)            # FLOPs of one forward, as routed right now
+    zoo.flops.flops_report(model, x)           # executed vs dense, per sample (per token for LMs)
+
+Unit: FLOPs = 2 x MACs (a multiply-add counts 2), everywhere.
+
+Counter: `torch.utils.flop_counter.FlopCounterMode` on the ops actually dispatched, so a
+branch that sparse execution skips, or a query that is never computed, costs nothing, and
+padding that packing adds does cost. What is counted:
+  * matmuls (mm, addmm, bmm, baddbmm, linear), convolutions (incl. depthwise) and attention
+    (SDPA kernels: QK^T and AV over the full score matrix, causal or not; the CPU kernel is
+    taught to the counter in `zoo.ops.counting`);
+  * the scans and the gated delta rule, by the formulas beside each op (`zoo.ops.counting`):
+    the SSD and delta-rule formulas count their matmuls (and the delta rule's triangular
+    solve); the Mamba-1 formula counts its per-state recurrence (7 per token, channel and
+    state entry), which is elementwise but is the scan's whole work.
+What is not counted: elementwise and reduction work elsewhere - norms (Layer/Group/RMS),
+activations and gates, softmax outside SDPA, residual adds, pooling, interpolation, RoPE,
+the entropy prior, the routers' softmax/argmax and the gather/scatter of routed items (the
+routers' own Linear layers are counted).
+
+Dense reference: the same weights under `zoo.routing.execution(model, "dense")` with every
+router forced to its "full" choice (`FULL_CHOICES`: "both" for DHVN, "attention" for
+ESH-Vision, "softmax" for Exp11). Dense execution already computes every branch for every
+item; the forced choice fixes what else depends on the decision (ESH's ACT ponders only
+attention patches, so forcing attention keeps the ponder steps hard routing would take).
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Optional
+
+import torch
+import torch.nn as nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from . import routing
+from .ops import counting as _counting
+
+__all__ = ["count_flops", "flops_report", "full_choice", "full_policy", "FULL_CHOICES", "UNIT"]
+
+UNIT = "FLOPs (2 x MACs)"
+# the most expensive choice of each router family, in order of preference
+FULL_CHOICES = ("both", "attention", "softmax")
+
+
+def full_choice(router: routing.Router) -> str:
+    for name in FULL_CHOICES:
+        if name in router.choices:
+            return name
+    raise ValueError(f"router {router.layer!r} has no full choice among {router.choices}; "
+                     f"known full choices: {FULL_CHOICES}")
+
+
+def full_policy(router: routing.Router, shape: torch.Size) -> torch.Tensor:
+    """A `zoo.routing.force` policy: every item takes its router's full choice."""
+    return torch.full(tuple(shape), router.choices.index(full_choice(router)), dtype=torch.long)
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module):
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def count_flops(model: nn.Module, *inputs, **kwargs) -> int:
+    """FLOPs (2 x MACs) executed by one forward of `model(*inputs, **kwargs)` in eval mode, no grad,
+    under whatever execution mode / forced policy the caller has set."""
+    with _eval_mode(model), torch.no_grad(), _counting.counting():
+        counter = FlopCounterMode(display=False)
+        with counter:
+            model(*inputs, **kwargs)
+    return int(counter.get_total_flops())
+
+
+def _items(x: torch.Tensor) -> tuple:
+    """(unit, count): token-id inputs are counted per token, images per sample."""
+    if x.is_floating_point():
+        return "sample", int(x.shape[0])
+    return "token", int(x.numel())
+
+
+def flops_report(model: nn.Module, inputs: torch.Tensor, full: Optional[str] = None) -> dict:
+    """Executed (hard routing, sparse execution) against dense FLOPs of one batch of `inputs`.
+
+    `full` forces one choice name for the dense reference instead of `full_choice` per router.
+    Models without routers (static variants, timm peers) have executed == dense, saved 0.
+    Returns totals for the batch and per-item means (`per`: "sample" for images, "token" for
+    token ids), and saved = 1 - executed / dense.
+    """
+    with routing.execution(model, "sparse") if routing.routers(model) else contextlib.nullcontext():
+        executed = count_flops(model, inputs)
+    if routing.routers(model):
+        with routing.execution(model, "dense"), routing.force(model, full or full_policy):
+            dense = count_flops(model, inputs)
+    else:
+        dense = executed
+    per, n = _items(inputs)
+    return dict(unit=UNIT, per=per, items=n, executed=executed, dense=dense,
+                executed_per_item=executed / n, dense_per_item=dense / n,
+                saved=(1.0 - executed / dense) if dense else 0.0)

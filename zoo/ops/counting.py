@@ -1,0 +1,147 @@
+"""Make the recurrent ops visible to `torch.utils.flop_counter.FlopCounterMode`.
+
+The scan and delta-rule ops loop in Python over chunks or tokens, and part of their work is
+elementwise or a triangular solve, which the counter does not count; what it would see of
+their inner matmuls depends on how each op happens to be written. So while FLOPs are being
+counted (`counting()`), the public op names dispatch to `torch.library` custom ops whose
+FLOP formulas are the ones written beside each op:
+
+    zoo::gated_delta_rule   -> delta_rule.chunk.gated_delta_rule_flops
+    zoo::selective_scan     -> selective_scan.chunk.selective_scan_flops
+    zoo::ssd_scan           -> selective_scan.chunk.ssd_scan_flops
+
+A TorchDispatchMode runs an op's kernel with the mode switched off, so the aten calls inside
+a custom op are not counted a second time. Outside `counting()` nothing goes through the
+custom ops (they have no autograd formula, and the wrapper would only cost time): the package
+`__init__`s call the plain functions directly.
+
+This module also teaches the counter the CPU SDPA kernel
+(`aten._scaled_dot_product_flash_attention_for_cpu`), which it otherwise counts as 0, with
+torch's own SDPA formula (QK^T and AV over the full score matrix, causal or not, as torch
+counts every SDPA kernel and as thop does).
+"""
+from __future__ import annotations
+
+import contextlib
+import inspect
+from typing import Callable, Iterator, Optional, Tuple
+
+import torch
+from torch.utils import flop_counter as _fc
+
+from .delta_rule import chunk as _delta_chunk
+from .selective_scan import chunk as _scan_chunk
+
+__all__ = ["counting", "is_counting", "counted_gated_delta_rule", "counted_selective_scan",
+           "counted_ssd_scan"]
+
+_depth = 0
+
+
+@contextlib.contextmanager
+def counting() -> Iterator[None]:
+    """While active, `chunk_gated_delta_rule`, `selective_scan` and `ssd_scan` run as custom ops
+    the FLOP counter understands. Forward only (no autograd through them)."""
+    global _depth
+    _depth += 1
+    try:
+        yield
+    finally:
+        _depth -= 1
+
+
+def is_counting() -> bool:
+    return _depth > 0
+
+
+# ----------------------------------------------------------------------------- custom ops
+# The ops are called with plain fp32/bf16 tensors; outputs are fresh tensors (never views of
+# inputs), as custom_op requires.
+
+@torch.library.custom_op("zoo::gated_delta_rule", mutates_args=())
+def _gated_delta_rule_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor,
+                         beta: torch.Tensor, scale: Optional[float], initial_state: Optional[torch.Tensor],
+                         output_final_state: bool, chunk_size: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    o, final = _delta_chunk.chunk_gated_delta_rule(q, k, v, g, beta, scale=scale, initial_state=initial_state,
+                                                   output_final_state=output_final_state,
+                                                   chunk_size=chunk_size)
+    # a custom op cannot return None: an empty tensor stands for "no final state"
+    return o, (final if final is not None else q.new_empty(0))
+
+
+@torch.library.custom_op("zoo::selective_scan", mutates_args=())
+def _selective_scan_op(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
+                       C: torch.Tensor, D: Optional[torch.Tensor], z: Optional[torch.Tensor],
+                       reverse: bool, block: int) -> torch.Tensor:
+    return _scan_chunk.selective_scan(u, delta, A, B, C, D, z, reverse=reverse, block=block)
+
+
+@torch.library.custom_op("zoo::ssd_scan", mutates_args=())
+def _ssd_scan_op(u: torch.Tensor, delta: torch.Tensor, A_head: torch.Tensor, B: torch.Tensor,
+                 C: torch.Tensor, D: Optional[torch.Tensor], z: Optional[torch.Tensor], reverse: bool,
+                 head_dim: Optional[int], chunk_size: int) -> torch.Tensor:
+    return _scan_chunk.ssd_scan(u, delta, A_head, B, C, D, z, reverse=reverse, head_dim=head_dim,
+                                chunk_size=chunk_size)
+
+
+def _register(target, formula: Callable, get_raw: bool = False) -> None:
+    # guarded: a torch release that learns one of these ops itself keeps its own formula
+    if target not in _fc.flop_registry:
+        _fc.register_flop_formula(target, get_raw=get_raw)(formula)
+
+
+def _gated_delta_rule_flops(q, k, v, g, beta, scale, initial_state, output_final_state, chunk_size,
+                            *, out_shape=None, **kwargs) -> int:
+    B, T, H, K = q
+    return _delta_chunk.gated_delta_rule_flops(B, T, H, K, v[-1], chunk_size=chunk_size)
+
+
+def _selective_scan_flops(u, delta, A, B, C, D, z, reverse, block, *, out_shape=None, **kwargs) -> int:
+    Bt, L, Dm = u
+    return _scan_chunk.selective_scan_flops(Bt, L, Dm, B[-1])
+
+
+def _ssd_scan_flops(u, delta, A_head, B, C, D, z, reverse, head_dim, chunk_size, *, out_shape=None,
+                    **kwargs) -> int:
+    Bt, L, Dm = u
+    return _scan_chunk.ssd_scan_flops(Bt, L, Dm, B[-1], delta[-1], chunk_size=chunk_size)
+
+
+_register(torch.ops.zoo.gated_delta_rule, _gated_delta_rule_flops)
+_register(torch.ops.zoo.selective_scan, _selective_scan_flops)
+_register(torch.ops.zoo.ssd_scan, _ssd_scan_flops)
+# CPU SDPA: same arithmetic as the CUDA kernels torch already counts (torch's formulas for
+# those are already shape-wrapped, hence get_raw)
+_register(torch.ops.aten._scaled_dot_product_flash_attention_for_cpu, _fc.sdpa_flop, get_raw=True)
+_register(torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward, _fc.sdpa_backward_flop,
+          get_raw=True)
+
+
+# ----------------------------------------------------------------------------- dispatch
+
+def _bind(fn: Callable, args, kwargs) -> dict:
+    bound = inspect.signature(fn).bind(*args, **kwargs)
+    bound.apply_defaults()
+    return bound.arguments
+
+
+def counted_gated_delta_rule(*args, **kwargs):
+    """`chunk_gated_delta_rule` through zoo::gated_delta_rule (same arguments and results)."""
+    a = _bind(_delta_chunk.chunk_gated_delta_rule, args, kwargs)
+    o, final = torch.ops.zoo.gated_delta_rule(
+        a["q"], a["k"], a["v"], a["g"], a["beta"], None if a["scale"] is None else float(a["scale"]),
+        a["initial_state"], bool(a["output_final_state"]), int(a["chunk_size"]))
+    return o, (final if a["output_final_state"] else None)
+
+
+def counted_selective_scan(*args, **kwargs):
+    a = _bind(_scan_chunk.selective_scan, args, kwargs)
+    return torch.ops.zoo.selective_scan(a["u"], a["delta"], a["A"], a["B"], a["C"], a["D"], a["z"],
+                                        bool(a["reverse"]), int(a["block"]))
+
+
+def counted_ssd_scan(*args, **kwargs):
+    a = _bind(_scan_chunk.ssd_scan, args, kwargs)
+    head_dim = None if a["head_dim"] is None else int(a["head_dim"])
+    return torch.ops.zoo.ssd_scan(a["u"], a["delta"], a["A_head"], a["B"], a["C"], a["D"], a["z"],
+                                  bool(a["reverse"]), head_dim, int(a["chunk_size"]))
