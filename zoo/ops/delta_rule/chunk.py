@@ -54,6 +54,31 @@ def _to_chunks(x, n_chunks, chunk_size, pad):
     return x.permute(1, 0, 3, 2, *range(4, x.dim()))
 
 
+def _carry(W, Ut, kd_t, gamma_end, S):
+    """The sequential part: per chunk n, U_n = Ut_n - W_n S_n, S_{n+1} = gamma_end_n S_n + Kd_n^T U_n.
+
+    Returns the states at chunk starts (N, BH, K, V), the written values U (N, BH, C, V) and
+    the final state. Without autograd, the loop writes straight into preallocated buffers
+    (Ut's own storage for U): no per-chunk temporaries and no stacking copies afterwards.
+    With autograd it must stay out of place (views of one buffer share a version counter).
+    """
+    N = W.shape[0]
+    if not any(x.requires_grad for x in (W, Ut, kd_t, gamma_end, S)):
+        states = S.new_empty(N + 1, *S.shape)
+        states[0] = S
+        for n in range(N):
+            Ut[n].baddbmm_(W[n], states[n], alpha=-1.0)
+            torch.mul(states[n], gamma_end[n], out=states[n + 1]).baddbmm_(kd_t[n], Ut[n])
+        return states[:N], Ut, states[N]
+    starts, written = [], []
+    for n in range(N):
+        starts.append(S)
+        U = torch.baddbmm(Ut[n], W[n], S, alpha=-1.0)
+        written.append(U)
+        S = torch.baddbmm(S * gamma_end[n], kd_t[n], U)
+    return torch.stack(starts), torch.stack(written), S
+
+
 def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None,
                            output_final_state=False, chunk_size=64):
     """Chunked gated delta rule. Returns (o (B,T,H,V), final_state (B,H,K,V) or None).
@@ -100,19 +125,12 @@ def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None,
         S = qk.new_zeros(BH, K, V)
     else:
         S = initial_state.float().reshape(BH, K, V)
-    starts, written = [], []
-    for n in range(N):                          # the only sequential part: carry S
-        starts.append(S)
-        U = torch.baddbmm(Ut[n], W[n], S, alpha=-1.0)
-        written.append(U)
-        S = torch.baddbmm(S * gamma_end[n], kd_t[n], U)
+    S0, U, S = _carry(W, Ut, kd_t, gamma_end, S)
 
     # O = scale * [(D * QK^T) U + (Gamma Q) S0], all chunks in two batched matmuls.
     P = (qkk[..., :C, :] * decay).reshape(N * BH, C, C)
-    S0 = torch.stack(starts).reshape(N * BH, K, V)
-    U = torch.stack(written).reshape(N * BH, C, V)
-    o = torch.baddbmm((q * gamma[..., None]).reshape(N * BH, C, K) @ S0, P, U,
-                      beta=scale, alpha=scale)
+    o = torch.baddbmm((q * gamma[..., None]).reshape(N * BH, C, K) @ S0.reshape(N * BH, K, V),
+                      P, U.reshape(N * BH, C, V), beta=scale, alpha=scale)
     o = o.reshape(N, B, H, C, V).permute(1, 0, 3, 2, 4).reshape(B, N * C, H, V)[:, :T]
     final = S.reshape(B, H, K, V) if output_final_state else None
     return o.to(dtype), final
