@@ -1,0 +1,189 @@
+"""`python -m harness compare`: models side by side, from the results store and the training logs.
+
+    python -m harness compare --models dhvn_nano dhvn_nano_static --suite mnist5k \\
+        [--work-dirs work_dirs/embedded/mnist5k] [--results-dir leaderboard/results] [--out DIR]
+
+Writes, into --out (default comparisons/<suite>):
+  * loss_curves.png/.json: the task loss (loss_ce / loss_lm, as mmengine's LoggerHook logged it:
+    a running mean over its window) against the iteration, every seed thin, the seed mean bold;
+  * routing_training.png/.json: routing statistics over training, as far as the logs hold them
+    (see `ROUTING_NOTE`);
+  * compare.md: final metrics, params, throughput, FLOPs and routing mix per model
+    (pandas + tabulate), and what was missing. The table is also printed.
+
+Training logs are mmengine's LocalVisBackend files, work_dir/<timestamp>/vis_data/scalars.json,
+one JSON object per logged training iteration. A work dir that holds several sessions uses the
+newest one, prefixed with the older sessions' iterations when the newest was a resume.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+from typing import Dict, List, Optional, Sequence
+
+from .errors import HarnessError
+
+__all__ = ["add_parser", "cmd_compare", "compare", "find_runs", "read_training_log", "ROUTING_NOTE"]
+
+TASK_LOSSES = ("loss_ce", "loss_lm")
+ROUTING_NOTE = ("Per-iteration routing shares are not logged by the harness (RoutingMetric runs at "
+                "evaluation only, and `val_interval` is past the end of training); what the training "
+                "logs hold are the weighted auxiliary losses (`loss_load_balance`, `loss_gate_entropy`, "
+                "`loss_alpha_variance`, `loss_ponder`) every `default_hooks.logger.interval` iterations.")
+
+
+def add_parser(subparsers) -> str:
+    p = subparsers.add_parser(
+        "compare", help="loss curves, final metrics and routing over training of models side by side",
+        description="Compare models on one suite: loss curves from the mmengine training logs in the work "
+                    "dirs, a markdown table of final metrics / params / throughput / FLOPs / routing from "
+                    "the results store, and routing statistics over training where logged.",
+        epilog="Example:\n  python -m harness compare --models dhvn_nano dhvn_nano_static --suite mnist5k "
+               "--work-dirs work_dirs/embedded/mnist5k",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", required=True, metavar="MODEL", help="zoo names or timm:NAME")
+    p.add_argument("--suite", help="suite (default: the one suite of the results store holding every model)")
+    p.add_argument("--work-dirs", nargs="+", metavar="DIR",
+                   help="roots holding <model>/seed<k>/ (what `run --work-dir DIR` writes for several runs), "
+                        "or one work dir per model in --models order "
+                        "(default: work_dirs/<suite> and work_dirs/embedded/<suite>)")
+    p.add_argument("--results-dir", default=os.path.join("leaderboard", "results"))
+    p.add_argument("--out", help="output folder (default: comparisons/<suite>)")
+    p.set_defaults(func=cmd_compare)
+    return "compare"
+
+
+def cmd_compare(args, argv=()) -> int:
+    result = compare(args.models, args.suite, work_dirs=args.work_dirs, results_dir=args.results_dir,
+                     out=args.out)
+    print(result["markdown"])
+    for pic in result["pictures"]:
+        print(f"harness: wrote {pic['png']} ({pic['size'][0]}x{pic['size'][1]}) and {os.path.basename(pic['json'])}")
+    print(f"harness: wrote {result['markdown_path']}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- training logs
+
+
+def _safe(model: str) -> str:
+    return model.replace(":", "-").replace("/", "-")
+
+
+def _is_work_dir(path: str) -> bool:
+    return bool(glob.glob(os.path.join(path, "*", "vis_data", "scalars.json")))
+
+
+def _seed_dirs(path: str) -> Dict[int, str]:
+    out = {}
+    for d in glob.glob(os.path.join(path, "seed*")):
+        tail = os.path.basename(d)[4:]
+        if tail.isdigit() and os.path.isdir(d):
+            out[int(tail)] = d
+    return out
+
+
+def find_runs(models: Sequence[str], suite: str, work_dirs: Optional[Sequence[str]]) -> Dict[str, Dict[int, str]]:
+    """model -> {seed: work dir}. Roots hold <model>/seed<k>; with one entry per model, an entry
+    may also be that model's own seed folder root or a single work dir (seed unknown: -1)."""
+    roots = list(work_dirs) if work_dirs else [os.path.join("work_dirs", suite),
+                                                os.path.join("work_dirs", "embedded", suite)]
+    for r in work_dirs or []:
+        if not os.path.isdir(r):
+            raise HarnessError(f"--work-dirs {r} is not a folder")
+    found: Dict[str, Dict[int, str]] = {}
+    for k, model in enumerate(models):
+        runs: Dict[int, str] = {}
+        for root in roots:
+            runs = _seed_dirs(os.path.join(root, _safe(model)))
+            if runs:
+                break
+        if not runs and work_dirs and len(work_dirs) == len(models):
+            own = work_dirs[k]
+            runs = _seed_dirs(own) or ({-1: own} if _is_work_dir(own) else {})
+        found[model] = runs
+    return found
+
+
+def _session(path: str) -> List[dict]:
+    rows = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a session killed mid-write leaves a partial last line
+            if isinstance(row, dict) and "iter" in row and "loss" in row:
+                rows.append(row)
+    return rows
+
+
+def read_training_log(work_dir: str) -> List[dict]:
+    """The logged training iterations of the run that wrote work_dir's last checkpoint."""
+    sessions = [s for s in (_session(p) for p in sorted(glob.glob(os.path.join(work_dir, "*", "vis_data",
+                                                                              "scalars.json")))) if s]
+    if not sessions:
+        return []
+    chain = sessions[-1]
+    for older in reversed(sessions[:-1]):
+        first = chain[0]["iter"]
+        if first <= older[0]["iter"]:
+            break  # the newer session started from scratch: older ones are other runs
+        chain = [r for r in older if r["iter"] < first] + chain   # the newer one resumed this
+    return chain
+
+
+# ----------------------------------------------------------------------------- comparison
+
+
+def _infer_suite(models: Sequence[str], records: List[dict]) -> str:
+    suites = sorted({r["suite"] for r in records if r["model"] == models[0]})
+    common = [s for s in suites if all(any(r["suite"] == s and r["model"] == m for r in records) for m in models)]
+    if len(common) == 1:
+        return common[0]
+    which = f"suites {', '.join(common)} all hold" if common else "no suite of the results store holds"
+    raise HarnessError(f"{which} every one of {', '.join(models)}; give --suite")
+
+
+def compare(models: Sequence[str], suite: Optional[str] = None, work_dirs: Optional[Sequence[str]] = None,
+            results_dir: str = os.path.join("leaderboard", "results"), out: Optional[str] = None) -> dict:
+    from leaderboard.aggregate import load_results
+    from .run import resolve_models
+    from .suites import get_suite
+    from .viz.compare_plots import loss_curves, markdown_table, routing_training
+
+    if len(models) < 1:
+        raise HarnessError("compare needs at least one model")
+    names = resolve_models(models)  # unknown names: one line with the closest names
+    records, _ = load_results(results_dir) if os.path.isdir(results_dir) else ([], [])
+    suite = get_suite(suite).name if suite else _infer_suite(names, records)
+    runs = find_runs(names, suite, work_dirs)
+    logs = {m: {seed: read_training_log(d) for seed, d in sorted(runs[m].items())} for m in names}
+    in_store = {m for m in names if any(r["suite"] == suite and r["model"] == m for r in records)}
+    nothing = [m for m in names if m not in in_store and not any(logs[m].values())]
+    if nothing:
+        raise HarnessError(f"nothing to compare for {', '.join(nothing)} on {suite}: no record in "
+                           f"{results_dir} and no training log under "
+                           f"{', '.join(work_dirs or [f'work_dirs/{suite}', f'work_dirs/embedded/{suite}'])}")
+    out = out or os.path.join("comparisons", suite)
+    meta = dict(suite=suite, models=list(names), results_dir=results_dir,
+                work_dirs={m: {str(s): d for s, d in runs[m].items()} for m in names})
+    pictures = [loss_curves(logs, out, meta), routing_training(logs, out, meta, ROUTING_NOTE)]
+    table, notes = markdown_table(names, suite, records)
+    missing_logs = [m for m in names if not any(logs[m].values())]
+    if missing_logs:
+        notes.append(f"No training log found for {', '.join(missing_logs)} (curves left out).")
+    notes.append(pictures[1]["note"])
+    md = "\n".join([f"# {' vs '.join(names)} on {suite}", "", table, ""]
+                   + [f"- {n}" for n in notes]
+                   + ["", "![loss curves](loss_curves.png)", "", "![routing over training](routing_training.png)", ""])
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, "compare.md")
+    with open(path, "w") as f:
+        f.write(md)
+    return dict(pictures=pictures, markdown=md, markdown_path=path, suite=suite)

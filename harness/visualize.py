@@ -1,0 +1,200 @@
+"""`python -m harness visualize`: routing pictures of a trained checkpoint on a suite's eval split.
+
+    python -m harness visualize --model dhvn_nano --suite mnist5k \\
+        --checkpoint work_dirs/embedded/mnist5k/dhvn_nano/seed0/iter_150.pth [--n 16] [--out DIR]
+    python -m harness visualize --readme      # one picture of each kind into docs/figures/
+
+The model is rebuilt exactly as `run` builds it (the suite's config, then --model-kwargs and
+--cfg-options), the checkpoint is loaded with the harness's safe loader (weights_only=True)
+and must fit that model key for key. Every picture is a PNG with a JSON of the numbers it
+draws beside it (`harness.viz.common.save_picture`); the numbers come from
+`zoo.routing.trace` and the models' documented outputs. One module per family in harness/viz.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+from typing import List, Optional
+
+from .errors import HarnessError
+
+__all__ = ["add_parser", "cmd_visualize", "load_routed", "visualize", "readme_figures", "FAMILIES",
+           "README_MODELS"]
+
+FAMILIES = ("dhvn", "eshvision", "exp11")
+# (suite, model) of the README pictures: the routed small variants the embedded job trains
+README_MODELS = (("mnist5k", "dhvn_nano"), ("mnist5k", "eshvision_xs"), ("pydocs", "exp11_dynamic_tiny"))
+README_COMPARE = (("mnist5k", ("dhvn_nano", "dhvn_nano_static", "eshvision_xs", "eshvision_xs_soft")),
+                  ("pydocs", ("exp11_dynamic_tiny", "exp11_baseline_tiny")))
+
+
+def add_parser(subparsers) -> str:
+    from mmengine.config import DictAction
+    p = subparsers.add_parser(
+        "visualize", help="routing pictures (PNG + JSON) of a checkpoint on a suite's eval split",
+        description="Draw the routing of a trained routed zoo model: DHVN gate heat-map and per-sample "
+                    "routes; ESH-Vision alpha / entropy / ponder maps and alpha histograms; Exp11 token "
+                    "routes, per-layer shares and share vs position. Each PNG has a JSON of its numbers.",
+        epilog="Example:\n  python -m harness visualize --model dhvn_nano --suite mnist5k "
+               "--checkpoint work_dirs/mnist5k/dhvn_nano/seed0/iter_150.pth --n 16\n"
+               "  python -m harness visualize --readme   # README pictures from work_dirs/embedded",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", help="one routed zoo model (dhvn_*, eshvision_*, exp11_dynamic_*)")
+    p.add_argument("--checkpoint", help="an mmengine checkpoint the harness wrote (work_dir/iter_N.pth)")
+    p.add_argument("--suite", help="suite whose eval split is drawn (see `python -m harness list`)")
+    p.add_argument("--n", type=int, default=8, help="images (vision) or eval texts shown one by one (default 8)")
+    p.add_argument("--limit", type=int, default=0,
+                   help="eval items the statistics cover (default 0: the whole eval split)")
+    p.add_argument("--out", help="output folder (default: visualizations/<suite>/<model>; "
+                                 "with --readme: docs/figures)")
+    p.add_argument("--data-root", help="dataset location for suites that need one")
+    p.add_argument("--model-kwargs", nargs="+", action=DictAction, default={}, metavar="KEY=VALUE",
+                   help="the --model-kwargs the checkpoint was trained with")
+    p.add_argument("--cfg-options", nargs="+", action=DictAction, default={}, metavar="KEY=VALUE",
+                   help="config overrides, e.g. test_dataloader.dataset.limit=200")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--readme", action="store_true",
+                   help="draw one picture of each kind for the README from --work-dirs-root")
+    p.add_argument("--work-dirs-root", default=os.path.join("work_dirs", "embedded"),
+                   help="with --readme: where the embedded job's work dirs are (<root>/<suite>/<model>/seed0)")
+    p.set_defaults(func=cmd_visualize)
+    return "visualize"
+
+
+def cmd_visualize(args, argv=()) -> int:
+    if args.readme:
+        pictures = readme_figures(args.work_dirs_root, args.out or os.path.join("docs", "figures"))
+    else:
+        missing = [f"--{k}" for k in ("model", "checkpoint", "suite") if not getattr(args, k)]
+        if missing:
+            raise HarnessError(f"visualize needs {', '.join(missing)} (or --readme)")
+        pictures = visualize(args.model, args.checkpoint, args.suite, n=args.n, out=args.out,
+                             limit=args.limit, model_kwargs=dict(args.model_kwargs),
+                             cfg_options=dict(args.cfg_options), data_root=args.data_root,
+                             device=args.device)
+    for pic in pictures:
+        print(f"harness: wrote {pic['png']} ({pic['size'][0]}x{pic['size'][1]}) and {os.path.basename(pic['json'])}")
+    return 0
+
+
+def _device(requested: str):
+    import torch
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise HarnessError("--device cuda was requested but no CUDA device is available")
+    return torch.device("cuda" if requested != "cpu" and torch.cuda.is_available() else "cpu")
+
+
+def load_routed(model: str, checkpoint: str, suite_name: str, model_kwargs: Optional[dict] = None,
+                cfg_options: Optional[dict] = None, data_root: Optional[str] = None, device="cpu"):
+    """(network in eval mode, eval dataset, family, resolved config) for one routed zoo model.
+
+    Every user mistake (pattern, unknown or timm or static model, wrong suite, bad checkpoint)
+    is a one-line HarnessError before any picture is drawn."""
+    import torch
+    import zoo
+    from mmengine.registry import DATASETS, MODELS
+
+    from . import checkpoint as ckpt_mod
+    from .models import TIMM_PREFIX
+    from .run import RunOptions, build_config, check_tasks, resolve_models
+    from .suites import get_suite
+
+    if any(ch in model for ch in "*?["):
+        raise HarnessError(f"--model takes one model name, not a pattern ({model!r})")
+    suite = get_suite(suite_name)
+    resolve_models([model])  # unknown names: one line with the closest names
+    if model.startswith(TIMM_PREFIX):
+        raise HarnessError(f"{model} is a timm model and has no routers; visualize draws routed zoo models "
+                           f"({', '.join(f + '_*' for f in FAMILIES)})")
+    family = zoo.model_info(model)["family"]
+    if family not in FAMILIES:
+        raise HarnessError(f"{model} is a {family} model; visualize knows {', '.join(FAMILIES)}")
+    check_tasks([model], suite)
+    if suite.needs_root and not data_root and not cfg_options:
+        raise HarnessError(f"suite {suite.name} needs --data-root: {suite.layout}")
+    ckpt_mod.load_checkpoint_file(checkpoint)  # corrupt / foreign / missing: fail before building
+    opts = RunOptions(model_kwargs=dict(model_kwargs or {}), cfg_options=dict(cfg_options or {}),
+                      data_root=data_root, device=str(device))
+    cfg = build_config(suite, model, 0, opts, str(device))
+    dataset = DATASETS.build(copy.deepcopy(cfg.test_dataloader["dataset"]))
+    if len(dataset) == 0:
+        raise HarnessError(f"suite {suite.name}: the eval split is empty")
+    if cfg.model["arch_kwargs"].get("num_classes", 0) is None:
+        cfg.model["arch_kwargs"]["num_classes"] = getattr(dataset, "num_classes", None)
+    wrapper = MODELS.build(copy.deepcopy(cfg.model))
+    ckpt = ckpt_mod.check_checkpoint(checkpoint, wrapper, arch=model)
+    wrapper.load_state_dict(ckpt["state_dict"])
+    net = wrapper.net.to(device).eval()
+    if not zoo.routing.routers(net):
+        raise HarnessError(f"{model} is a static model (no routers): there is no routing to draw; "
+                           f"use its routed form")
+    return net, dataset, family, cfg
+
+
+def _classes(dataset) -> List[str]:
+    classes = getattr(dataset, "metainfo", {}).get("classes")
+    if classes:
+        return [str(c) for c in classes]
+    n = getattr(dataset, "num_classes", None) or 0
+    return [str(i) for i in range(n)]
+
+
+def visualize(model: str, checkpoint: str, suite: str, n: int = 8, out: Optional[str] = None,
+              limit: int = 0, model_kwargs: Optional[dict] = None, cfg_options: Optional[dict] = None,
+              data_root: Optional[str] = None, device: str = "auto") -> list:
+    """Draw every picture of the model's family; returns [{name, png, json, size}, ...]."""
+    if n < 1:
+        raise HarnessError(f"--n must be >= 1, got {n}")
+    if limit < 0:
+        raise HarnessError(f"--limit must be >= 0, got {limit}")
+    dev = _device(device)
+    net, dataset, family, cfg = load_routed(model, checkpoint, suite, model_kwargs, cfg_options,
+                                            data_root, dev)
+    out = out or os.path.join("visualizations", suite, model.replace(":", "-"))
+    meta = dict(model=model, suite=suite, checkpoint=checkpoint, split="test",
+                routing="argmax (eval), sparse execution")
+    batch_size = int(cfg.test_dataloader.get("batch_size") or 64)
+    if family == "dhvn":
+        from .viz import dhvn
+        return dhvn.draw_all(net, dataset, _classes(dataset), n, out, meta, batch_size, limit, dev)
+    if family == "eshvision":
+        from .viz import eshvision
+        return eshvision.draw_all(net, dataset, _classes(dataset), n, out, meta, batch_size, limit, dev)
+    from .viz import exp11
+    return exp11.draw_all(net, dataset, n, out, meta, batch_size, limit, dev)
+
+
+# ----------------------------------------------------------------------------- README pictures
+
+
+def latest_checkpoint(work_dir: str) -> str:
+    """The checkpoint mmengine names in work_dir/last_checkpoint (read relative to work_dir, so a
+    moved or re-cloned tree still works), else the newest iter_*/epoch_*.pth."""
+    import glob
+    marker = os.path.join(work_dir, "last_checkpoint")
+    if os.path.exists(marker):
+        with open(marker) as f:
+            path = os.path.join(work_dir, os.path.basename(f.read().strip()))
+        if os.path.exists(path):
+            return path
+    found = sorted(glob.glob(os.path.join(work_dir, "*.pth")), key=os.path.getmtime)
+    if not found:
+        raise HarnessError(f"no checkpoint in {work_dir}; run `python -m harness embedded` first")
+    return found[-1]
+
+
+def readme_figures(root: str = os.path.join("work_dirs", "embedded"),
+                   out: str = os.path.join("docs", "figures"), seed: int = 0) -> list:
+    """One picture of each kind for the README, from the embedded job's work dirs (seed 0):
+    out/<model>/... for visualize, out/compare_<suite>/... for compare."""
+    from .compare import compare
+    pictures = []
+    for suite, model in README_MODELS:
+        work = os.path.join(root, suite, model, f"seed{seed}")
+        pictures += visualize(model, latest_checkpoint(work), suite, n=8,
+                              out=os.path.join(out, model))
+    for suite, models in README_COMPARE:
+        pictures += compare(list(models), suite, work_dirs=[os.path.join(root, suite)],
+                            out=os.path.join(out, f"compare_{suite}"))["pictures"]
+    return pictures
