@@ -11,6 +11,7 @@ import importlib
 __all__ = ["EXTENSION_MODULES", "add_extension_parsers"]
 
 EXTENSION_MODULES = (
+    "harness.bench",
     "harness.visualize", "harness.compare",
 )
 

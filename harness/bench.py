@@ -1,0 +1,293 @@
+"""`python -m harness bench`: throughput, sparse-vs-dense speedup, FLOPs ratio and efficiency.
+
+In the manner of timm's benchmark.py: per model, `--warmup` untimed steps then `--iters` timed
+steps of one batch; step time (median and min) and samples/s (tokens/s for LMs), with the
+conditions (device, dtype, threads, batch size, torch version, load average).
+
+`--execution both` runs sparse and dense steps alternately (A B A B ...) and reports the median
+of the per-pair speedups t_dense / t_sparse, the FLOPs ratio dense / sparse of one forward
+(`zoo.flops.count_flops`, FLOPs = 2 x MACs, same weights, same decisions), and
+efficiency = speedup / FLOPs ratio (1.0: the clock saves exactly what the FLOPs save).
+`--policy` fixes the routing mix (see `harness.benchkit`); without it the model routes by its
+own (argmax) decisions, e.g. on `--checkpoint` weights. `--memory` adds the peak tensor memory
+of one eval forward per execution mode.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import sys
+from typing import List, Optional
+
+from .errors import HarnessError
+
+__all__ = ["add_parser", "cmd_bench", "bench_model"]
+
+EMBEDDED_INPUTS = {"mnist5k", "pydocs"}
+
+
+def add_parser(subparsers) -> str:
+    p = subparsers.add_parser(
+        "bench", help="time models: samples/s, sparse vs dense speedup, FLOPs ratio, efficiency",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Examples:\n"
+               "  python -m harness bench --models dhvn_nano --batch-size 64 --execution both --policy skip=0.5\n"
+               "  python -m harness bench --models exp11_dynamic_tiny --seq-len 1024 --batch-size 1 "
+               "--execution both --memory\n"
+               "  python -m harness bench --models eshvision_xs --execution both --checkpoint "
+               "work_dirs/embedded/mnist5k/eshvision_xs/seed0/iter_150.pth")
+    p.add_argument("--models", nargs="+", required=True, metavar="PAT",
+                   help="zoo names or fnmatch patterns, or timm:NAME")
+    p.add_argument("--suite", help="input shapes (and model kwargs) of this suite; default mnist5k for "
+                                   "image models, pydocs for LMs. Embedded suites feed their real test data")
+    p.add_argument("--batch-size", type=int, default=64, help="items per step (default 64)")
+    p.add_argument("--seq-len", type=int, help="LM tokens per sequence (default: the suite's max_seq_len)")
+    p.add_argument("--img-size", type=int, help="image side (default: the suite's)")
+    p.add_argument("--execution", choices=["sparse", "dense", "both"],
+                   help="routed models: sparse (default), dense, or both alternated")
+    p.add_argument("--policy", help="fixed routing mix: skip=P (share P of items take the cheap path), "
+                                    "NAME=SHARE,... over the router's choices, or one choice NAME")
+    p.add_argument("--policy-seed", type=int, default=0, help="seed of the --policy draw (default 0)")
+    p.add_argument("--checkpoint", help="harness checkpoint (.pth) whose weights to time")
+    p.add_argument("--model-kwargs", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="model constructor overrides (python literals), e.g. depths='(1,1)'")
+    p.add_argument("--train", action="store_true", help="time forward + backward + SGD step")
+    p.add_argument("--memory", action="store_true", help="also measure peak tensor memory per execution mode")
+    p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps per mode (default 3)")
+    p.add_argument("--iters", type=int, default=10, help="timed steps per mode (default 10)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON instead of text")
+    p.add_argument("--json-out", metavar="FILE", help="also write the results, conditions and command to FILE")
+    p.set_defaults(func=cmd_bench)
+    return "bench"
+
+
+def _literal_kwargs(items: List[str]) -> dict:
+    import ast
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise HarnessError(f"bad --model-kwargs {item!r}: expected KEY=VALUE")
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key] = value
+    return out
+
+
+def _validate(args) -> None:
+    for flag in ("batch_size", "seq_len", "img_size", "threads", "iters"):
+        v = getattr(args, flag)
+        if v is not None and v < 1:
+            raise HarnessError(f"--{flag.replace('_', '-')} must be >= 1, got {v}")
+    if args.warmup < 0:
+        raise HarnessError(f"--warmup must be >= 0, got {args.warmup}")
+
+
+def cmd_bench(args, argv=()) -> int:
+    import torch
+    from .run import check_tasks, resolve_models
+    from .suites import get_suite
+    from . import benchkit
+
+    _validate(args)
+    models = resolve_models(args.models)
+    if args.checkpoint and len(models) > 1:
+        raise HarnessError(f"--checkpoint holds one model's weights; the patterns matched {len(models)} models")
+    if args.suite:
+        suites = {m: get_suite(args.suite) for m in models}
+        check_tasks(models, suites[models[0]])
+    else:
+        from .run import model_task
+        suites = {m: get_suite("pydocs" if model_task(m) == "causal-lm" else "mnist5k") for m in models}
+    shares = benchkit.parse_policy(args.policy) if args.policy else None
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model_kwargs = _literal_kwargs(args.model_kwargs)
+    command = "python -m harness " + " ".join(shlex.quote(a) for a in argv) if argv else None
+    results = [bench_model(m, suites[m], args, shares, model_kwargs) for m in models]
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            print(format_result(r))
+    if args.json_out:
+        doc = dict(benchmark="bench", command=command, results=results)
+        os.makedirs(os.path.dirname(os.path.abspath(args.json_out)), exist_ok=True)
+        with open(args.json_out, "w") as f:
+            json.dump(doc, f, indent=2, sort_keys=True)
+            f.write("\n")
+        if not args.json:
+            print(f"harness: wrote {args.json_out}")
+    return 0
+
+
+def _suite_arch_kwargs(suite) -> dict:
+    from mmengine.config import Config
+    cfg = Config.fromfile(suite.config)
+    return dict(cfg.model.get("arch_kwargs") or {}), cfg
+
+
+def build_inputs(suite, cfg, task: str, batch: int, seq_len: Optional[int], img_size: Optional[int],
+                 arch_kwargs: dict):
+    """(inputs, targets, description). Embedded suites: their first test items (evenly spaced
+    digits / consecutive text windows), repeated to `batch`; other suites: random data."""
+    import torch
+    import torch.nn.functional as F
+    gen = torch.Generator().manual_seed(0)
+    if task == "causal-lm":
+        T = seq_len or int(arch_kwargs.get("max_seq_len", 256))
+        vocab = int(arch_kwargs.get("vocab_size", 256))
+        if suite.name == "pydocs":
+            from .suites.pydocs import byte_windows, corpus
+            windows = byte_windows(corpus()["data"]["test"], T)
+            w = windows[torch.arange(batch) % len(windows)]
+            return w[:, :-1].contiguous(), w[:, 1:].contiguous(), f"pydocs test text, {batch}x{T} byte tokens"
+        ids = torch.randint(0, vocab, (batch, T + 1), generator=gen)
+        return ids[:, :-1].contiguous(), ids[:, 1:].contiguous(), f"random tokens, {batch}x{T}, vocab {vocab}"
+    chans = int(arch_kwargs.get("in_chans", 3))
+    side = img_size or int(arch_kwargs.get("img_size", 224))
+    classes = int(arch_kwargs.get("num_classes") or 1000)
+    if suite.name == "mnist5k":
+        from .suites.mnist5k import Mnist5k
+        ds = Mnist5k("test", limit=min(batch, 1000))
+        idx = torch.arange(batch) % len(ds)
+        x, y = ds.images[idx], ds.labels[idx]
+        desc = f"mnist5k test digits, {batch}x{chans}x{side}x{side}"
+        if side != x.shape[-1]:
+            x = F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False)
+            desc += " (resized)"
+        return x.contiguous(), y, desc
+    x = torch.randn(batch, chans, side, side, generator=gen)
+    y = torch.randint(0, classes, (batch,), generator=gen)
+    return x, y, f"random images, {batch}x{chans}x{side}x{side}"
+
+
+def load_weights(net, path: str, arch: str) -> None:
+    """Harness checkpoint -> the bare network (keys carry the wrapper's `net.` prefix)."""
+    from .checkpoint import load_checkpoint_file
+    sd = load_checkpoint_file(path)["state_dict"]
+    if sd and all(k.startswith("net.") for k in sd):
+        sd = {k[4:]: v for k, v in sd.items()}
+    ours = net.state_dict()
+    missing = [k for k in ours if k not in sd]
+    unexpected = [k for k in sd if k not in ours]
+    shapes = [k for k in ours if k in sd and tuple(sd[k].shape) != tuple(ours[k].shape)]
+    if missing or unexpected or shapes:
+        first = (missing or unexpected or shapes)[0]
+        raise HarnessError(f"checkpoint {path} does not fit {arch}: {len(missing)} missing, "
+                           f"{len(unexpected)} unexpected, {len(shapes)} mis-shaped keys (e.g. {first})")
+    net.load_state_dict(sd)
+
+
+def bench_model(arch: str, suite, args, shares, model_kwargs: dict) -> dict:
+    import torch
+    import zoo
+    from . import benchkit
+    from .models import build_network
+    from .run import model_task
+
+    task = model_task(arch)
+    arch_kwargs, cfg = _suite_arch_kwargs(suite)
+    if task == "causal-lm" and args.seq_len:
+        arch_kwargs["max_seq_len"] = max(args.seq_len, int(arch_kwargs.get("max_seq_len", 0)))
+    if task != "causal-lm" and args.img_size:
+        arch_kwargs["img_size"] = args.img_size
+    arch_kwargs.update(model_kwargs)
+    try:
+        net = build_network(arch, **arch_kwargs)
+    except TypeError as e:
+        raise HarnessError(f"cannot build {arch}: {str(e).splitlines()[0]}") from None
+    if args.checkpoint:
+        load_weights(net, args.checkpoint, arch)
+    net.eval()
+    routed = bool(zoo.routing.routers(net))
+    if not routed and (args.execution or shares):
+        flag = "--execution" if args.execution else "--policy"
+        raise HarnessError(f"{arch} has no routers; {flag} applies to routed models only")
+    modes = {"both": ["sparse", "dense"], None: ["sparse"] if routed else [None]}.get(
+        args.execution, [args.execution])
+    policy_desc = None
+    policy = None
+    if shares:
+        per_router = benchkit.policy_for(net, shares)
+        policy = benchkit.FrozenPolicy(per_router, seed=args.policy_seed)
+        policy_desc = per_router
+    x, y, input_desc = build_inputs(suite, cfg, task, args.batch_size, args.seq_len, args.img_size, arch_kwargs)
+    if args.train:
+        net.train()
+    fns = [benchkit.step_fn(net, x, m, policy, args.train, y) for m in modes]
+    times = benchkit.alternate(fns, args.warmup, args.iters)
+    net.eval()
+    per_step = x.numel() if task == "causal-lm" else x.shape[0]
+    unit = "tokens" if task == "causal-lm" else "samples"
+    runs = {}
+    for m, t in zip(modes, times):
+        med = statistics.median(t)
+        runs[m or "static"] = dict(step_ms_median=med * 1e3, step_ms_min=min(t) * 1e3,
+                                   **{f"{unit}_per_s": per_step / med})
+    out = dict(model=arch, suite=suite.name, task=task, train=bool(args.train), batch_size=args.batch_size,
+               input_shape=list(x.shape), inputs=input_desc, checkpoint=args.checkpoint,
+               policy=args.policy, policy_shares=policy_desc, warmup=args.warmup, iters=args.iters,
+               conditions=benchkit.conditions("cpu", torch.get_default_dtype()), runs=runs)
+    if routed:
+        with benchkit.routing_context(net, "sparse", policy), torch.no_grad():
+            net(x)
+        out["routing_mix"] = {layer: r["share"] for layer, r in zoo.routing.summarize(net).items()}
+    if args.execution == "both":
+        out["speedup_median"] = benchkit.median_ratio(times[1], times[0])
+        out["flops"] = _flops(net, x, policy)
+        ratio = out["flops"].get("ratio")
+        out["efficiency"] = out["speedup_median"] / ratio if ratio else None
+    if args.memory:
+        out["memory"] = dict(method="torch.profiler memory timeline: peak tensor bytes on CPU, one eval forward",
+                             **{f"{m or 'static'}_peak_bytes": benchkit.peak_memory_bytes(net, x, m, policy)
+                                for m in modes})
+    return out
+
+
+def _flops(net, x, policy) -> dict:
+    try:
+        from zoo.flops import UNIT, count_flops
+    except ImportError as e:  # the counter is optional for timing
+        return dict(error=f"zoo.flops unavailable: {e}")
+    from . import benchkit
+    import torch
+    counts = {}
+    for m in ("sparse", "dense"):
+        with benchkit.routing_context(net, m, policy), torch.no_grad():
+            counts[m] = count_flops(net, x)
+    return dict(unit=UNIT, sparse=counts["sparse"], dense=counts["dense"],
+                ratio=counts["dense"] / counts["sparse"] if counts["sparse"] else None)
+
+
+def format_result(r: dict) -> str:
+    c = r["conditions"]
+    lines = [f"{r['model']} on {r['suite']} ({'train' if r['train'] else 'eval'}): {r['inputs']}",
+             f"  conditions: device {c['device']}, dtype {c['dtype']}, threads {c['threads']}, batch {r['batch_size']}, "
+             f"torch {c['torch']}, load {c['loadavg_1m']}, warmup {r['warmup']}, iters {r['iters']}"]
+    if r.get("policy"):
+        lines.append(f"  policy {r['policy']}: " + "; ".join(
+            f"{layer} " + " ".join(f"{k}={v:.2f}" for k, v in s.items()) for layer, s in r["policy_shares"].items()))
+    for mode, run in r["runs"].items():
+        rate = next((f"{v:,.1f} {k.replace('_per_s', '')}/s" for k, v in run.items() if k.endswith("_per_s")))
+        lines.append(f"  {mode:6s}: {rate}, step {run['step_ms_median']:.2f} ms median "
+                     f"({run['step_ms_min']:.2f} min)")
+    if "speedup_median" in r:
+        fl = r["flops"]
+        if "ratio" in fl and fl["ratio"]:
+            lines.append(f"  speedup (dense/sparse, median of pairs) {r['speedup_median']:.3f}x | "
+                         f"FLOPs ratio {fl['ratio']:.3f}x ({fl['dense'] / 1e6:.1f} / {fl['sparse'] / 1e6:.1f} "
+                         f"MFLOPs, 2 x MACs) | efficiency {r['efficiency']:.3f}")
+        else:
+            lines.append(f"  speedup (dense/sparse) {r['speedup_median']:.3f}x | FLOPs: {fl.get('error')}")
+    if "memory" in r:
+        mem = r["memory"]
+        lines.append("  peak memory: " + ", ".join(
+            f"{k.replace('_peak_bytes', '')} {v / 2**20:.2f} MiB" for k, v in mem.items() if k.endswith("_bytes"))
+            + f" ({mem['method']})")
+    return "\n".join(lines)

@@ -1,0 +1,210 @@
+"""The measuring parts of `python -m harness bench`: inputs, fixed routing mixes, timing, memory.
+
+Kept apart from the CLI (`harness.bench`) so `benchmarks/` scripts time things the same way.
+
+* Fixed mixes. `skip=P` sends a random share P of the items at each router's granularity to the
+  family's cheap path and the rest to its full path (`SKIP_PATHS`): DHVN sample -> conv only
+  instead of both (the transformer branch is skipped), ESH-Vision patch -> SSM only instead of
+  attention, Exp11 token -> Gated DeltaNet instead of softmax attention. The draw is made once
+  per router and item shape (`FrozenPolicy`) and then replayed, so sparse and dense runs, the
+  FLOP count and every timed step see exactly the same decisions.
+* Timing alternates the runs being compared step by step (A B A B ...), so a noisy neighbour
+  slows both alike; ratios are medians of the per-pair ratios.
+* Memory: torch.profiler's memory timeline (profile_memory + record_shapes + with_stack) over
+  one eval forward; the figure is the peak of the tensor bytes it tracks on the CPU (weights,
+  inputs, activations and temporaries it can attribute), not process RSS.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import statistics
+import tempfile
+import time
+import warnings
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .errors import HarnessError
+
+__all__ = ["SKIP_PATHS", "parse_policy", "FrozenPolicy", "policy_for", "alternate", "median_ratio",
+           "peak_memory_bytes", "routing_context", "step_fn", "conditions"]
+
+# full choice -> the cheap choice a "skip" takes instead (see module docstring)
+SKIP_PATHS = {"both": "conv", "attention": "ssm", "softmax": "gdn"}
+
+
+def parse_policy(text: str) -> Dict[str, float]:
+    """'skip=0.25' or 'conv=0.25,both=0.75' or 'conv' -> {name: share}. Shares are not yet
+    checked against a model's routers (`policy_for` does that)."""
+    shares: Dict[str, float] = {}
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            raise HarnessError(f"bad --policy {text!r}: empty entry; expected e.g. skip=0.25 or conv=0.5,both=0.5")
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not sep:
+            value = "1"
+        try:
+            share = float(value)
+        except ValueError:
+            raise HarnessError(f"bad --policy {text!r}: {value!r} is not a number") from None
+        if not 0.0 <= share <= 1.0:
+            raise HarnessError(f"bad --policy {text!r}: share {share} is outside [0, 1]")
+        if not name or name in shares:
+            raise HarnessError(f"bad --policy {text!r}: {'empty' if not name else 'repeated'} choice name")
+        shares[name] = share
+    if "skip" in shares and len(shares) > 1:
+        raise HarnessError(f"bad --policy {text!r}: skip=P stands alone (it implies the rest take the full path)")
+    if "skip" not in shares and abs(sum(shares.values()) - 1.0) > 1e-6:
+        raise HarnessError(f"bad --policy {text!r}: shares sum to {sum(shares.values()):g}, expected 1")
+    return shares
+
+
+def policy_for(model: nn.Module, shares: Dict[str, float]) -> Dict[str, Dict[str, float]]:
+    """Per router layer, the shares over its own choices. Raises HarnessError when a name does
+    not fit the model's routers."""
+    import zoo
+    from zoo.flops import full_choice
+
+    rs = zoo.routing.routers(model)
+    if not rs:
+        raise HarnessError(f"{type(model).__name__} has no routers; --policy needs a routed model")
+    out = {}
+    for r in rs:
+        if "skip" in shares:
+            full = full_choice(r)
+            p = shares["skip"]
+            out[r.layer] = {SKIP_PATHS[full]: p, full: 1.0 - p}
+        else:
+            unknown = sorted(set(shares) - set(r.choices))
+            if unknown:
+                raise HarnessError(f"bad --policy: router {r.layer!r} has choices {', '.join(r.choices)}, "
+                                   f"not {', '.join(unknown)} (or use skip=P)")
+            out[r.layer] = dict(shares)
+    return out
+
+
+class FrozenPolicy:
+    """A `zoo.routing.force` policy: draws each router's decisions once with
+    `zoo.routing.random_policy` (seeded), then replays them for the same item shape."""
+
+    def __init__(self, per_router: Dict[str, Dict[str, float]], seed: int = 0):
+        import zoo
+        self.gen = torch.Generator().manual_seed(seed)
+        self.policies = {layer: zoo.routing.random_policy({k: v for k, v in s.items() if v > 0}, self.gen)
+                         for layer, s in per_router.items()}
+        self.cache: Dict[Tuple[str, tuple], torch.Tensor] = {}
+
+    def __call__(self, router, shape: torch.Size) -> torch.Tensor:
+        key = (router.layer, tuple(shape))
+        if key not in self.cache:
+            self.cache[key] = self.policies[router.layer](router, shape)
+        return self.cache[key]
+
+
+@contextlib.contextmanager
+def routing_context(model: nn.Module, execution: Optional[str], policy: Optional[Callable]):
+    """zoo.routing.execution + zoo.routing.force, each only when given."""
+    import zoo
+    with contextlib.ExitStack() as stack:
+        if execution in ("sparse", "dense"):
+            stack.enter_context(zoo.routing.execution(model, execution))
+        if policy is not None:
+            stack.enter_context(zoo.routing.force(model, policy))
+        yield
+
+
+def step_fn(model: nn.Module, x: torch.Tensor, execution: Optional[str], policy, train: bool,
+            targets: Optional[torch.Tensor] = None) -> Callable[[], float]:
+    """One timed step -> seconds. Eval: a no-grad forward. Train: forward, cross-entropy against
+    `targets`, backward and an SGD step (timm benchmark.py's train mode)."""
+    opt = torch.optim.SGD(model.parameters(), lr=1e-6) if train else None
+
+    def run() -> float:
+        with routing_context(model, execution, policy):
+            if not train:
+                with torch.no_grad():
+                    t0 = time.perf_counter()
+                    model(x)
+                    return time.perf_counter() - t0
+            t0 = time.perf_counter()
+            out = model(x)
+            loss = F.cross_entropy(out.float().reshape(-1, out.shape[-1]), targets.reshape(-1))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            return time.perf_counter() - t0
+    return run
+
+
+def alternate(fns: Sequence[Callable[[], float]], warmup: int, iters: int) -> List[List[float]]:
+    """Step times of each fn, called in turn A B A B ... (after `warmup` untimed rounds)."""
+    for _ in range(warmup):
+        for f in fns:
+            f()
+    times: List[List[float]] = [[] for _ in fns]
+    for _ in range(iters):
+        for t, f in zip(times, fns):
+            t.append(f())
+    return times
+
+
+def median_ratio(num: Sequence[float], den: Sequence[float]) -> float:
+    """Median over pairs of num[i] / den[i] (pairs ran back to back)."""
+    return statistics.median(n / d for n, d in zip(num, den))
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Kineto prints start/stop lines on fd 2 from C++; keep the bench output readable."""
+    try:
+        fd = os.dup(2)
+    except OSError:
+        yield
+        return
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(fd, 2)
+            os.close(fd)
+
+
+def peak_memory_bytes(model: nn.Module, x: torch.Tensor, execution: Optional[str], policy) -> int:
+    """Peak tensor bytes on the CPU during one eval forward, from torch.profiler's memory timeline."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with routing_context(model, execution, policy), torch.no_grad():
+        with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True,
+                                      record_shapes=True, with_stack=True) as prof:
+            model(x)
+        with tempfile.TemporaryDirectory() as d, warnings.catch_warnings(), _quiet_stderr():
+            warnings.simplefilter("ignore", FutureWarning)  # deprecated in favour of a CUDA-only API
+            path = os.path.join(d, "timeline.json")
+            prof.export_memory_timeline(path, device="cpu")
+            with open(path) as f:
+                _, sizes = json.load(f)
+    return int(max((sum(s) for s in sizes), default=0))
+
+
+def conditions(device: str, dtype: torch.dtype) -> dict:
+    import platform
+    import subprocess
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                             timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        sha = None
+    return dict(device=device, dtype=str(dtype).replace("torch.", ""), threads=torch.get_num_threads(),
+                torch=torch.__version__, python=platform.python_version(),
+                cpu=platform.processor() or platform.machine(), cpu_count=os.cpu_count(),
+                loadavg_1m=round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+                git_sha=sha)
