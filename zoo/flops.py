@@ -22,10 +22,15 @@ the entropy prior, the routers' softmax/argmax and the gather/scatter of routed 
 routers' own Linear layers are counted).
 
 Dense reference: the same weights under `zoo.routing.execution(model, "dense")` with every
-router forced to its "full" choice (`FULL_CHOICES`: "both" for DHVN, "attention" for
-ESH-Vision, "softmax" for Exp11). Dense execution already computes every branch for every
-item; the forced choice fixes what else depends on the decision (ESH's ACT ponders only
-attention patches, so forcing attention keeps the ponder steps hard routing would take).
+router forced to its "full" choice (`FULL_CHOICES`). Dense execution already computes every
+branch for every item; the forced choice fixes what else depends on the decision:
+  * DHVN: "both" (conv, transformer and the fusion for every sample: the static hybrid);
+  * ESH-Vision: "attention". ACT ponders attention patches with alpha > 0.7, and alpha > 0.7
+    implies the router picks attention, so forcing attention keeps exactly the ponder steps
+    hard routing takes (forcing "ssm" would drop them and undercount the dense cost);
+  * Exp11: "gdn". The dense GDN hides tokens routed to softmax from its short conv; forcing
+    gdn lets it see every token, as the always-both hybrid does (forcing softmax would shrink
+    the dense GDN's conv to nothing).
 """
 from __future__ import annotations
 
@@ -42,8 +47,8 @@ from .ops import counting as _counting
 __all__ = ["count_flops", "flops_report", "full_choice", "full_policy", "FULL_CHOICES", "UNIT"]
 
 UNIT = "FLOPs (2 x MACs)"
-# the most expensive choice of each router family, in order of preference
-FULL_CHOICES = ("both", "attention", "softmax")
+# the choice that makes dense execution the full always-both cost, per router family (see above)
+FULL_CHOICES = ("both", "attention", "gdn")
 
 
 def full_choice(router: routing.Router) -> str:
