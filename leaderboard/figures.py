@@ -1,0 +1,163 @@
+"""Leaderboard section "Figures": accuracy (or perplexity) against executed GFLOPs and throughput.
+
+A section provider (see `leaderboard.sections`): ``figures_section(results_dir, write)``.
+Per suite table it draws, from the same aggregated rows as the tables,
+  * the primary metric against executed GFLOPs per sample (records with `flops`), and
+  * the primary metric against eval throughput (samples/s or tokens/s),
+every zoo and timm model as a point with its seed error bar (± sample std of the metric over
+seeds), and each dynamic model joined by a line to its static / always-both / soft form
+(`partner`). Images go to <results_dir>/../figures/ (leaderboard/figures/ by default), next to
+a JSON of the plotted numbers, and the markdown links them relative to LEADERBOARD.md.
+
+The markdown depends on the results only, never on whether pictures were written, so
+``write=False`` (`--check`) returns the same text and touches nothing. Models or suites without
+FLOPs are named in the section instead of being drawn at a made-up position.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from .aggregate import ModelRow, SuiteTable, load_results, summarize
+
+__all__ = ["figures_section", "partner", "figure_specs", "FIGURE_SIZE", "FIGURES_DIRNAME"]
+
+FIGURES_DIRNAME = "figures"
+FIGURE_SIZE = (8.0, 5.5)   # inches, at 100 dpi
+DPI = 100
+_FAMILY_COLORS = {"dhvn": "#4C72B0", "eshvision": "#55A868", "exp11": "#DD8452", "timm": "#8C8C8C"}
+_METRIC_LABEL = {"top1": "top-1 accuracy (%, higher is better)",
+                 "perplexity": "perplexity (lower is better)"}
+_X = {"gflops": ("executed_gflops", "executed GFLOPs per {item} (FLOPs = 2 x MACs, log scale)"),
+      "throughput": ("throughput", "eval throughput ({unit}/s, log scale)")}
+
+
+def partner(model: str, models: Sequence[str]) -> Optional[str]:
+    """The dynamic model a static / soft form belongs to, if both are on the board:
+    X_static -> X, X_soft -> X, exp11_baseline* -> exp11_dynamic*."""
+    candidates = []
+    for suffix in ("_static", "_soft"):
+        if model.endswith(suffix):
+            candidates.append(model[: -len(suffix)])
+    if "baseline" in model:
+        candidates.append(model.replace("baseline", "dynamic"))
+    return next((c for c in candidates if c in models and c != model), None)
+
+
+def _family(model: str) -> str:
+    if model.startswith("timm:"):
+        return "timm"
+    return model.split("_")[0]
+
+
+def _slug(table: SuiteTable, show_task: bool) -> str:
+    return table.suite + (f"-{table.task.name}" if show_task else "")
+
+
+def figure_specs(tables: Sequence[SuiteTable]) -> List[dict]:
+    """What would be drawn (file names, points, what is missing): depends on the results only."""
+    suites = [t.suite for t in tables]
+    specs = []
+    for table in tables:
+        metric = table.task.metrics[0]
+        rows = [r for r in table.rows if r.metrics[metric].mean is not None]
+        names = [r.model for r in rows]
+        unit = "tokens" if table.task.throughput_key == "tokens_per_s" else "samples"
+        for kind, (attr, xlabel) in _X.items():
+            with_x = [r for r in rows if getattr(r, attr) is not None and getattr(r, attr) > 0]
+            missing = [r.model for r in rows if r not in with_x]
+            specs.append(dict(
+                suite=table.suite, task=table.task.name, kind=kind, metric=metric,
+                file=f"{_slug(table, suites.count(table.suite) > 1)}_{metric}_vs_{kind}.png",
+                xlabel=xlabel.format(item="sequence" if unit == "tokens" else "image", unit=unit),
+                points=[_point(r, metric, attr) for r in with_x], missing=missing,
+                pairs=sorted({(partner(n, names), n) for n in names if partner(n, names)})))
+    return specs
+
+
+def _point(row: ModelRow, metric: str, attr: str) -> dict:
+    stat = row.metrics[metric]
+    return dict(model=row.model, x=float(getattr(row, attr)), y=stat.mean, yerr=stat.std, n=stat.n)
+
+
+def _markdown(specs: List[dict]) -> str:
+    blocks = ["## Figures",
+              "Primary metric against executed GFLOPs and against eval throughput, per suite. Error bars: "
+              "± sample std over seeds (none with one seed). A dashed line joins a dynamic model (filled) to "
+              "its static, always-both or soft form (hollow). Drawn by `python -m harness leaderboard` "
+              "(leaderboard/figures.py)."]
+    suite = None
+    for s in specs:
+        if s["suite"] != suite:
+            suite = s["suite"]
+            blocks.append(f"### {suite}")
+        what = "executed GFLOPs" if s["kind"] == "gflops" else "throughput"
+        if not s["points"]:
+            blocks.append(f"{s['metric']} vs {what}: not drawn, no model on this board has "
+                          f"{'executed FLOPs' if s['kind'] == 'gflops' else 'a throughput'} recorded yet.")
+            continue
+        blocks.append(f"![{suite}: {s['metric']} vs {what}]({FIGURES_DIRNAME}/{s['file']})")
+        if s["missing"]:
+            blocks.append(f"Left out of the {what} plot (not recorded): {', '.join(s['missing'])}.")
+    return "\n\n".join(blocks) + "\n"
+
+
+def _draw(spec: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=FIGURE_SIZE)
+    by_model = {p["model"]: p for p in spec["points"]}
+    for dynamic, static in spec["pairs"]:
+        if dynamic in by_model and static in by_model:
+            a, b = by_model[dynamic], by_model[static]
+            ax.plot([a["x"], b["x"]], [a["y"], b["y"]], color=_FAMILY_COLORS.get(_family(dynamic), "black"),
+                    lw=1, ls="--", alpha=0.7, zorder=1)
+    for p in spec["points"]:
+        fam = _family(p["model"])
+        # hollow: the static / soft form of a dynamic model on the board
+        hollow = partner(p["model"], list(by_model)) is not None
+        ax.errorbar(p["x"], p["y"], yerr=p["yerr"] if p["yerr"] is not None else None, fmt="s" if fam == "timm" else "o",
+                    color=_FAMILY_COLORS.get(fam, "black"), ms=7, capsize=4, zorder=2,
+                    mfc="white" if hollow else None,
+                    label=f"{p['model']} (n={p['n']})")
+        ax.annotate(p["model"], (p["x"], p["y"]), textcoords="offset points", xytext=(6, 5), fontsize=7)
+    from matplotlib.ticker import LogFormatter
+    ax.set_xscale("log")
+    # plain numbers (2,000 not 2x10^3) on the major and, for narrow ranges, minor ticks
+    ax.xaxis.set_major_formatter(LogFormatter())
+    ax.xaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.4)))
+    ax.margins(x=0.15, y=0.08)  # room for the point labels
+    ax.set_xlabel(spec["xlabel"])
+    ax.set_ylabel(_METRIC_LABEL.get(spec["metric"], spec["metric"]))
+    ax.set_title(f"{spec['suite']}: {spec['metric']} vs "
+                 f"{'executed GFLOPs' if spec['kind'] == 'gflops' else 'throughput'} "
+                 f"(hollow: static/soft form, dashed to its dynamic model)", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="best")
+    fig.subplots_adjust(left=0.11, right=0.97, top=0.92, bottom=0.11)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, metadata={"Software": None})
+    plt.close(fig)
+    with open(path.with_suffix(".json"), "w") as f:
+        json.dump({k: v for k, v in spec.items() if k != "file"} | {"png": spec["file"]}, f, indent=1,
+                  sort_keys=True)
+        f.write("\n")
+
+
+def figures_section(results_dir, write: bool) -> Optional[str]:
+    """Markdown of the Figures section; with write=True also the PNGs (+ JSON) it links."""
+    records, _ = load_results(results_dir)
+    tables, _ = summarize(records)
+    if not tables:
+        return None
+    specs = figure_specs(tables)
+    if write:
+        out = Path(results_dir).resolve().parent / FIGURES_DIRNAME
+        for spec in specs:
+            if spec["points"]:
+                _draw(spec, out / spec["file"])
+    return _markdown(specs)
