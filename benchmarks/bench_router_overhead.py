@@ -1,0 +1,177 @@
+"""Router overhead: a routed layer with every item forced to one branch, against that branch alone.
+
+Target (issue 4): router + gather/scatter <= 5 % of layer time. Per family, every routed layer
+of the model is fed the input it sees in a real forward (captured with hooks) and timed two ways,
+alternately (routed, direct, routed, direct ...), no grad:
+
+  * routed: sparse execution, `zoo.routing.force(model, BRANCH)`: the router, the item
+    selection, gather / packing, the branch on every item and the scatter back;
+  * direct: the branch module called on the same input, as a static model would call it.
+
+  DHVN (per sample)  HybridBlock(x)                     vs  block.conv(x) | block.trans(x)
+  ESH  (per patch)   router([LN(x); H]) + sparse mix    vs  x + LN(branch(LN(x), hw) + LN(x))
+  Exp11 (per token)  router(feats) + RoutedMixer(h)     vs  mixer.gdn(h) | mixer.attn(h)
+
+(ESH's LN(x) is computed once outside both sides, as it is shared.) The outputs of both sides
+are compared (max abs difference printed) so the two really compute the same thing. The figure is
+the median over rounds of sum(routed) / sum(direct) - 1 over the model's routed layers (also
+printed: min(routed) / min(direct) - 1, the least disturbed round of each side).
+
+    python benchmarks/bench_router_overhead.py [--families dhvn esh exp11] [--rounds 15] [--json-out F]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import sys
+import time
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import zoo  # noqa: E402
+from harness.benchkit import conditions  # noqa: E402
+
+TARGET = 0.05
+# family -> (model, create kwargs, input maker, branches)
+CONFIGS = {
+    "dhvn": ("dhvn_nano", dict(num_classes=10, in_chans=1, img_size=28),
+             lambda b, t: torch.randn(b, 1, 28, 28), ("conv", "transformer"), "batch 64, 1x28x28"),
+    "esh": ("eshvision_xs", dict(num_classes=10, in_chans=1, img_size=28),
+            lambda b, t: torch.randn(b, 1, 28, 28), ("ssm", "attention"), "batch 64, 1x28x28"),
+    "exp11": ("exp11_dynamic_tiny", dict(vocab_size=256, max_seq_len=1024),
+              lambda b, t: torch.randint(0, 256, (1, 1024)), ("gdn", "softmax"), "batch 1, T=1024"),
+}
+
+
+def _timed(fn):
+    def run():
+        t0 = time.perf_counter()
+        out = fn()
+        return time.perf_counter() - t0, out
+    return run
+
+
+def layer_pairs(family: str, model, x, branch: str):
+    """[(routed_fn, direct_fn)] per routed layer, on inputs captured from one forward."""
+    captured = []
+    hooks = []
+    if family == "dhvn":
+        blocks = [m for m in model.modules() if type(m).__name__ == "HybridBlock" and m.router is not None]
+        for b in blocks:
+            hooks.append(b.register_forward_pre_hook(lambda m, a: captured.append((m, a[0]))))
+    elif family == "esh":
+        blocks = [m for m in model.modules() if type(m).__name__ == "ESHBlock"]
+        for b in blocks:
+            hooks.append(b.register_forward_pre_hook(lambda m, a: captured.append((m, a))))
+    else:
+        mixers = [m for m in model.modules() if type(m).__name__ == "RoutedMixer"]
+        for mx in mixers:
+            hooks.append(mx.register_forward_pre_hook(lambda m, a: captured.append((m, a[0]))))
+        feats = []
+        hooks.append(model.routers[0].register_forward_pre_hook(lambda m, a: feats.append(a[0])))
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    pairs = []
+    for i, (m, a) in enumerate(captured):
+        if family == "dhvn":
+            xi = a
+            pairs.append((lambda m=m, xi=xi: m(xi),
+                          lambda m=m, xi=xi: (m.conv if branch == "conv" else m.trans)(xi)))
+        elif family == "esh":
+            xi, entropy, hw = a
+            n = m.norm1(xi)
+            feats_i = torch.cat([n, entropy.unsqueeze(-1).to(n.dtype)], dim=-1)
+
+            def routed(m=m, xi=xi, n=n, f=feats_i, hw=hw):
+                return m._mix_sparse(xi, n, m.router(f), hw)
+
+            def direct(m=m, xi=xi, n=n, hw=hw):
+                if branch == "attention":
+                    return xi + m.norm_attn(m.attn(n, hw) + n)
+                return xi + m.norm_ssm(m.ssm(n, hw) + n)
+            pairs.append((routed, direct))
+        else:
+            router = model.routers[i]
+            h = a
+            pairs.append((lambda m=m, h=h, r=router: m(h, r(feats[0])),
+                          lambda m=m, h=h: (m.gdn if branch == "gdn" else m.attn)(h)))
+    return pairs
+
+
+def measure(family: str, branch: str, rounds: int, warmup: int, seed: int = 0) -> dict:
+    name, kwargs, make, _, shape = CONFIGS[family]
+    torch.manual_seed(seed)
+    model = zoo.create_model(name, **kwargs).eval()
+    x = make(64, 1024)
+    with zoo.routing.execution(model, "sparse"), zoo.routing.force(model, branch), torch.no_grad():
+        pairs = layer_pairs(family, model, x, branch)
+        err = max((r() - d()).abs().max().item() for r, d in pairs)
+        routed_fns = [_timed(r) for r, _ in pairs]
+        direct_fns = [_timed(d) for _, d in pairs]
+        for _ in range(warmup):
+            for r, d in zip(routed_fns, direct_fns):
+                r(), d()
+        ratios, tr_all, td_all = [], [], []
+        for k in range(rounds):
+            tr = td = 0.0
+            for r, d in zip(routed_fns, direct_fns):
+                # layer by layer, alternating which side goes first, so that cache state and a
+                # drifting load favour neither
+                if k % 2:
+                    td += d()[0]
+                    tr += r()[0]
+                else:
+                    tr += r()[0]
+                    td += d()[0]
+            ratios.append(tr / td)
+            tr_all.append(tr)
+            td_all.append(td)
+    overhead = statistics.median(ratios) - 1.0
+    # min/min: the least disturbed run of each side, a second reading on a loaded machine
+    overhead_min = min(tr_all) / min(td_all) - 1.0
+    return dict(family=family, model=name, branch=branch, shape=shape, layers=len(pairs),
+                routed_ms_median=statistics.median(tr_all) * 1e3, direct_ms_median=statistics.median(td_all) * 1e3,
+                overhead=overhead, overhead_min_ratio=overhead_min, target=TARGET, met=overhead <= TARGET, max_abs_diff=err)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--families", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    p.add_argument("--rounds", type=int, default=15, help="timed rounds (default 15)")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
+    p.add_argument("--json-out", metavar="FILE", help="write the figures, conditions and command to FILE")
+    a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    rows = []
+    print(f"{'family':6s} {'model':20s} {'branch':12s} {'shape':18s} {'routed ms':>10s} {'direct ms':>10s} "
+          f"{'overhead':>9s} {'min/min':>8s} {'target':>7s} {'max|diff|':>9s}")
+    for fam in a.families:
+        for branch in CONFIGS[fam][3]:
+            r = measure(fam, branch, a.rounds, a.warmup)
+            rows.append(r)
+            print(f"{fam:6s} {r['model']:20s} {branch:12s} {r['shape']:18s} {r['routed_ms_median']:10.2f} "
+                  f"{r['direct_ms_median']:10.2f} {r['overhead'] * 100:8.1f}% {r['overhead_min_ratio'] * 100:7.1f}% {'met' if r['met'] else 'MISSED':>7s} "
+                  f"{r['max_abs_diff']:9.1e}", flush=True)
+    if a.json_out:
+        cmd = "python benchmarks/bench_router_overhead.py " + " ".join(
+            shlex.quote(t) for t in (sys.argv[1:] if argv is None else argv))
+        doc = dict(benchmark="router_overhead", command=cmd.strip(), rounds=a.rounds, warmup=a.warmup,
+                   conditions=conditions("cpu", torch.get_default_dtype()), results=rows)
+        os.makedirs(os.path.dirname(os.path.abspath(a.json_out)), exist_ok=True)
+        with open(a.json_out, "w") as f:
+            json.dump(doc, f, indent=2, sort_keys=True)
+            f.write("\n")
+
+
+if __name__ == "__main__":
+    main()
