@@ -2,6 +2,7 @@
 
     python benchmarks/bench_ops.py                    # all ops at the target shapes, 2 threads
     python benchmarks/bench_ops.py --ops delta --threads 1 --repeats 21
+    python benchmarks/bench_ops.py --json-out leaderboard/perf/ops.json   # also store the figures
 
 For every case it prints the median (and min) wall time of the naive loop and of the fast
 form, the speedup of the medians, and the max abs difference of their outputs (next to the
@@ -12,7 +13,10 @@ Forward only unless --backward is given, which times forward + backward of a sum
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import platform
+import shlex
 import statistics
 import sys
 import time
@@ -40,6 +44,10 @@ from zoo.ops.selective_scan import (  # noqa: E402
 )
 
 
+# issue 4 targets: speedup of the fast form over its own token loop
+TARGETS = {"delta": 10.0, "s6": 3.0, "ssd": 3.0}
+
+
 def delta_rule_inputs(B, T, H, K, V, gen):
     q = F.normalize(torch.randn(B, T, H, K, generator=gen), dim=-1)
     k = F.normalize(torch.randn(B, T, H, K, generator=gen), dim=-1)
@@ -61,21 +69,21 @@ def scan_inputs(Bt, L, Dm, N, gen, H=None):
 
 
 def cases(ops, chunk_sizes):
-    """(name, naive_fn, fast_fn, args) for every benchmark case; fns return the output tensor."""
+    """(op, name, naive_fn, fast_fn, args) for every benchmark case; fns return the output tensor."""
     gen = torch.Generator().manual_seed(0)
     if "delta" in ops:
         args = delta_rule_inputs(1, 1024, 4, 64, 128, gen)
         for c in chunk_sizes:
-            yield (f"gated delta rule B=1 T=1024 H=4 K=64 V=128 chunk={c}",
+            yield ("delta", f"gated delta rule B=1 T=1024 H=4 K=64 V=128 chunk={c}",
                    lambda *a: naive_recurrent_gated_delta_rule(*a)[0],
                    lambda *a, c=c: chunk_gated_delta_rule(*a, chunk_size=c)[0], args)
     for L in (196, 784):
         if "s6" in ops:
-            yield (f"selective scan (Mamba-1) Bt=8 L={L} Dm=256 N=16, D and z",
+            yield ("s6", f"selective scan (Mamba-1) Bt=8 L={L} Dm=256 N=16, D and z",
                    naive_selective_scan, selective_scan, scan_inputs(8, L, 256, 16, gen))
         if "ssd" in ops:
             for H in (4, 8):
-                yield (f"SSD scan Bt=8 L={L} Dm=256 N=16 H={H} (P={256 // H}), D and z",
+                yield ("ssd", f"SSD scan Bt=8 L={L} Dm=256 N=16 H={H} (P={256 // H}), D and z",
                        naive_ssd_scan, ssd_scan, scan_inputs(8, L, 256, 16, gen, H=H))
 
 
@@ -100,12 +108,14 @@ def main(argv=None):
     p.add_argument("--chunk-sizes", type=int, nargs="+", default=[64],
                    help="chunk sizes to try for the delta rule (default 64)")
     p.add_argument("--backward", action="store_true", help="time forward + backward")
+    p.add_argument("--json-out", metavar="FILE", help="also write the figures, conditions and command to FILE")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{'forward+backward' if a.backward else 'forward'}, median of {a.repeats}")
     print(f"{'case':66s} {'naive ms':>9s} {'fast ms':>8s} {'speedup':>8s} {'max|err|':>9s}")
-    for name, naive, fast, args in cases(a.ops, a.chunk_sizes):
+    rows = []
+    for op, name, naive, fast, args in cases(a.ops, a.chunk_sizes):
         with torch.no_grad():
             ref = naive(*args)
             err = (ref - fast(*args)).abs().max().item()
@@ -121,6 +131,22 @@ def main(argv=None):
         print(f"{name:66s} {mn * 1e3:9.2f} {mf * 1e3:8.2f} {mn / mf:7.2f}x {err:9.1e}"
               f"   (min {min(tn) * 1e3:.2f} / {min(tf) * 1e3:.2f} ms; max|y| {scale:.1f})",
               flush=True)
+        rows.append(dict(op=op, case=name, naive_ms_median=mn * 1e3, fast_ms_median=mf * 1e3,
+                         naive_ms_min=min(tn) * 1e3, fast_ms_min=min(tf) * 1e3, speedup=mn / mf,
+                         target=TARGETS[op], met=mn / mf >= TARGETS[op], max_abs_err=err, max_abs_out=scale))
+    if a.json_out:
+        cmd = "python benchmarks/bench_ops.py " + " ".join(
+            shlex.quote(t) for t in (sys.argv[1:] if argv is None else argv))
+        doc = dict(benchmark="ops", command=cmd.strip(), repeats=a.repeats, warmup=a.warmup,
+                   backward=a.backward, results=rows,
+                   conditions=dict(device="cpu", dtype="float32", threads=torch.get_num_threads(),
+                                   torch=torch.__version__, python=platform.python_version(),
+                                   cpu_count=os.cpu_count(),
+                                   loadavg_1m=round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None))
+        os.makedirs(os.path.dirname(os.path.abspath(a.json_out)), exist_ok=True)
+        with open(a.json_out, "w") as f:
+            json.dump(doc, f, indent=2, sort_keys=True)
+            f.write("\n")
 
 
 if __name__ == "__main__":
