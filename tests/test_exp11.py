@@ -130,6 +130,26 @@ def test_attention_queries_subset_equals_full_attention(seed, B, T):
         torch.testing.assert_close(part[b, :n], full[b, packed.index[b, :n]], atol=1e-5, rtol=0)
 
 
+@settings(max_examples=10)
+@given(st.integers(0, 2**31 - 1), st.integers(1, 3), st.integers(1, 40), st.sampled_from([1, 3, 4, 16]))
+def test_blocked_sorted_queries_equal_full_attention(seed, B, T, block):
+    # several query blocks, each reading keys only up to its last position; rows of different
+    # lengths put padding queries (arbitrary positions) into the blocks
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    attn = CausalSelfAttention(16, AttentionSpec(num_heads=2, qkv_bias=False, rope=True))
+    attn.query_block = block
+    x = torch.randn(B, T, 16, generator=g)
+    mask = torch.rand(B, T, generator=g) < torch.rand(B, 1, generator=g)
+    packed = pack_rows(mask)
+    full = attn(x)
+    part = attn(x, queries=packed)
+    assert part.shape == (B, packed.index.shape[1], 16)
+    for b in range(B):
+        n = int(packed.counts[b])
+        torch.testing.assert_close(part[b, :n], full[b, packed.index[b, :n]], atol=1e-5, rtol=0)
+
+
 # ----------------------------------------------------------------------------- causality
 
 def _forward(model, x, mode, seed):

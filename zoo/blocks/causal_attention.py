@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from ..ops.dispatch import Packed
 from ..specs import AttentionSpec
 
-__all__ = ["apply_rope", "CausalSelfAttention"]
+__all__ = ["apply_rope", "sorted_query_attention", "CausalSelfAttention"]
 
 
 def apply_rope(x: torch.Tensor, pos: torch.Tensor, theta: float = 10000.0) -> torch.Tensor:
@@ -30,6 +30,36 @@ def apply_rope(x: torch.Tensor, pos: torch.Tensor, theta: float = 10000.0) -> to
     cos, sin = angles.cos().unsqueeze(2), angles.sin().unsqueeze(2)  # (B|1, L, 1, half)
     x1, x2 = x.float().split(half, dim=-1)
     return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1).to(x.dtype)
+
+
+def sorted_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, index: torch.Tensor,
+                           block: int = 128) -> torch.Tensor:
+    """Causal attention of queries at per-row positions `index` (B, M) over keys (B, H, T, D).
+
+    q (B, H, M, D) -> (B, H, M, D); query m of row b sees keys at positions <= index[b, m].
+    Packed queries are in position order, so the queries are split into blocks of `block` and
+    each block reads keys only up to the largest position it holds: the dense causal kernel
+    skips the masked upper triangle, and this skips it too (to within a block), instead of
+    computing every query against every key under a mask. Padding queries (any position;
+    their outputs are dropped by the caller) only enter a block's maximum.
+    """
+    B, H, M, D = q.shape
+    T = k.shape[2]
+    if M == 0:
+        return q.new_zeros(B, H, 0, v.shape[-1])
+    pad = (-M) % block
+    # the key range of every block, in one host sync
+    ends = F.pad(index, (0, pad), value=0).reshape(B, -1, block).amax(dim=(0, 2)).add(1).tolist()
+    pos = torch.arange(T, device=q.device)
+    outs = []
+    for b, stop in enumerate(ends):
+        idx = index[:, b * block:(b + 1) * block]
+        # every row of the mask has its own position, so it is never empty
+        mask = pos[:stop].view(1, 1, stop) <= idx.unsqueeze(-1)          # (B, Mb, stop)
+        outs.append(F.scaled_dot_product_attention(
+            q[:, :, b * block:(b + 1) * block], k[:, :, :stop], v[:, :, :stop],
+            attn_mask=mask.unsqueeze(1)))
+    return outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
 
 
 class CausalSelfAttention(nn.Module):
@@ -45,6 +75,7 @@ class CausalSelfAttention(nn.Module):
         self.q_proj = nn.Linear(dim, H * D, bias=spec.qkv_bias)
         self.kv_proj = nn.Linear(dim, 2 * H * D, bias=spec.qkv_bias)
         self.o_proj = nn.Linear(H * D, dim, bias=False)
+        self.query_block = 128  # packed queries per SDPA call (sorted_query_attention)
 
     def _rope(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         return apply_rope(x, pos, self.spec.rope_theta) if self.spec.rope else x
@@ -65,9 +96,7 @@ class CausalSelfAttention(nn.Module):
             xq = x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
             q = self.q_proj(xq).reshape(B, index.shape[1], H, D)
             q = self._rope(q, index).transpose(1, 2)
-            # padding queries repeat a real position, so no mask row is ever empty
-            mask = pos.view(1, 1, T) <= index.unsqueeze(-1)                # (B, M, T)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.unsqueeze(1))
+            out = sorted_query_attention(q, k, v, index, self.query_block)
         return self.o_proj(out.transpose(1, 2).reshape(B, -1, H * D))
 
     def extra_repr(self) -> str:
