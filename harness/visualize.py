@@ -107,9 +107,13 @@ def load_routed(model: str, checkpoint: str, suite_name: str, model_kwargs: Opti
     if model.startswith(TIMM_PREFIX):
         raise HarnessError(f"{model} is a timm model and has no routers; visualize draws routed zoo models "
                            f"({', '.join(f + '_*' for f in FAMILIES)})")
-    family = zoo.model_info(model)["family"]
+    info = zoo.model_info(model)
+    family = info["family"]
     if family not in FAMILIES:
         raise HarnessError(f"{model} is a {family} model; visualize knows {', '.join(FAMILIES)}")
+    if info["routing"] == "static":
+        raise HarnessError(f"{model} is a static model (no routers): there is no routing to draw; "
+                           f"use its routed form")
     check_tasks([model], suite)
     if suite.needs_root and not data_root and not cfg_options:
         raise HarnessError(f"suite {suite.name} needs --data-root: {suite.layout}")
@@ -126,9 +130,8 @@ def load_routed(model: str, checkpoint: str, suite_name: str, model_kwargs: Opti
     ckpt = ckpt_mod.check_checkpoint(checkpoint, wrapper, arch=model)
     wrapper.load_state_dict(ckpt["state_dict"])
     net = wrapper.net.to(device).eval()
-    if not zoo.routing.routers(net):
-        raise HarnessError(f"{model} is a static model (no routers): there is no routing to draw; "
-                           f"use its routed form")
+    if not zoo.routing.routers(net):  # a --model-kwargs override can make a routed variant static
+        raise HarnessError(f"{model} has no routers with these settings: there is no routing to draw")
     return net, dataset, family, cfg
 
 

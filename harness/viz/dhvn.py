@@ -76,7 +76,7 @@ def gate_heatmap(data: dict, classes: Sequence[str], out_dir: str, meta: dict) -
     fig, (ax0, ax1) = pyplot.subplots(
         1, 2, figsize=HEATMAP_SIZE, gridspec_kw=dict(width_ratios=[len(choices) + 1.5, len(layers) * len(choices) + 2]))
     grid = torch.tensor([[overall[l][c] for c in choices] for l in layers])
-    im = ax0.imshow(100 * grid, cmap="viridis", vmin=0, vmax=100, aspect="auto")
+    im = ax0.imshow((100 * grid).numpy(), cmap="viridis", vmin=0, vmax=100, aspect="auto")
     ax0.set_xticks(range(len(choices)), choices)
     ax0.set_yticks(range(len(layers)), layers)
     ax0.set_xlabel("route taken")
@@ -87,7 +87,7 @@ def gate_heatmap(data: dict, classes: Sequence[str], out_dir: str, meta: dict) -
     cols = [(l, c) for l in layers for c in choices]
     rows = list(per_class)
     pc = torch.tensor([[per_class[k][l][c] for (l, c) in cols] for k in rows]) if rows else torch.zeros(0, len(cols))
-    ax1.imshow(100 * pc, cmap="viridis", vmin=0, vmax=100, aspect="auto")
+    ax1.imshow((100 * pc).numpy(), cmap="viridis", vmin=0, vmax=100, aspect="auto")
     ax1.set_xticks(range(len(cols)), [c for _, c in cols], rotation=60, ha="right", fontsize=8)
     ax1.set_yticks(range(len(rows)), [f"{k} (n={class_counts[k]})" for k in rows], fontsize=8)
     for j in range(1, len(layers)):
@@ -136,16 +136,16 @@ def sample_grid(net, dataset, data: dict, classes: Sequence[str], n: int, out_di
         img = unnormalize(dataset[i]["inputs"].unsqueeze(0).float(), net.spec.mean, net.spec.std)[0]
         ax = fig.add_subplot(gs[2 * r, c])
         if img.shape[0] == 1:
-            ax.imshow(img[0], cmap="gray", vmin=0, vmax=1)
+            ax.imshow(img[0].numpy(), cmap="gray", vmin=0, vmax=1)
         else:
-            ax.imshow(img[:3].permute(1, 2, 0))
+            ax.imshow(img[:3].permute(1, 2, 0).numpy())
         label, pred = int(data["labels"][i]), int(data["preds"][i])
         ax.set_title(f"y={classes[label]} ŷ={classes[pred]}", fontsize=8,
                      color="black" if label == pred else "#C44E52")
         ax.axis("off")
         route = data["decisions"][i]
         strip = fig.add_subplot(gs[2 * r + 1, c])
-        strip.imshow(route.view(1, -1), cmap=cmap, vmin=-0.5, vmax=len(choices) - 0.5, aspect="auto")
+        strip.imshow(route.view(1, -1).numpy(), cmap=cmap, vmin=-0.5, vmax=len(choices) - 0.5, aspect="auto")
         for j, d in enumerate(route.tolist()):
             strip.text(j, 0, choices[d][0].upper(), ha="center", va="center", fontsize=8, color="white")
         strip.set_xticks([])

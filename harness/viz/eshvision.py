@@ -120,7 +120,7 @@ def alpha_maps(net, dataset, data: dict, classes, out_dir: str, meta: dict) -> P
     for r, i in enumerate(kept["index"]):
         item = dataset[i]
         img = unnormalize(item["inputs"].unsqueeze(0).float(), net.spec.mean, net.spec.std)[0]
-        shown = img[0] if img.shape[0] == 1 else img[:3].permute(1, 2, 0)
+        shown = (img[0] if img.shape[0] == 1 else img[:3].permute(1, 2, 0)).numpy()
         ax = axes[r, 0]
         ax.imshow(shown, cmap="gray" if img.shape[0] == 1 else None, vmin=0, vmax=1)
         ax.set_title(f"label {classes[int(item['data_samples'])]}" if classes else f"item {i}", fontsize=8)
@@ -133,10 +133,10 @@ def alpha_maps(net, dataset, data: dict, classes, out_dir: str, meta: dict) -> P
             ent = kept["entropy"][r][s]
             a_ax, e_ax, p_ax = axes[r, 1 + 3 * s: 4 + 3 * s]
             a_ax.imshow(shown, cmap="gray" if img.shape[0] == 1 else None, vmin=0, vmax=1)
-            last["alpha"] = a_ax.imshow(_grid(alpha), cmap="coolwarm", vmin=0, vmax=1, alpha=0.6,
+            last["alpha"] = a_ax.imshow(_grid(alpha).numpy(), cmap="coolwarm", vmin=0, vmax=1, alpha=0.6,
                                         extent=(-0.5, W - 0.5, H - 0.5, -0.5), interpolation="nearest")
-            last["entropy"] = e_ax.imshow(ent, cmap="magma", vmin=0, vmax=1, interpolation="nearest")
-            last["steps"] = p_ax.imshow(_grid(steps.float()), cmap="Greens", vmin=0, vmax=max_steps,
+            last["entropy"] = e_ax.imshow(ent.numpy(), cmap="magma", vmin=0, vmax=1, interpolation="nearest")
+            last["steps"] = p_ax.imshow(_grid(steps.float()).numpy(), cmap="Greens", vmin=0, vmax=max_steps,
                                         interpolation="nearest")
             if r == 0:
                 many = f"\nmean of {len(blocks)} blocks" if len(blocks) > 1 else "\n1 block"
@@ -177,7 +177,7 @@ def alpha_histograms(data: dict, out_dir: str, meta: dict) -> Picture:
         a = alphas[j]
         counts = torch.histc(a, bins=BINS, min=0.0, max=1.0)
         ax = axes.flat[j]
-        ax.bar(edges[:-1], counts / a.numel(), width=1.0 / BINS, align="edge",
+        ax.bar(edges[:-1].numpy(), (counts / a.numel()).numpy(), width=1.0 / BINS, align="edge",
                color=route_color("attention"), edgecolor="white")
         ax.axvline(0.5, color="black", ls="--", lw=1, label="route threshold 0.5")
         if data["act_enabled"]:

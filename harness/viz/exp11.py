@@ -151,7 +151,7 @@ def share_vs_position(data: dict, out_dir: str, meta: dict) -> Picture:
     for j, layer in enumerate(data["layers"]):
         per_pos = (dec[j] == k).double().mean(dim=0)            # (T,)
         overall = float((dec[j] == k).double().mean())
-        ax.plot(range(per_pos.numel()), 100 * per_pos, styles[j % 4], lw=1.2, label=f"{layer} (mean {100 * overall:.1f}%)")
+        ax.plot(range(per_pos.numel()), (100 * per_pos).numpy(), styles[j % 4], lw=1.2, label=f"{layer} (mean {100 * overall:.1f}%)")
         series[layer] = dict(share_per_position=per_pos, mean_share=overall)
     ax.set_xlabel("token position in the eval text (0 = first byte)")
     ax.set_ylabel(f"tokens routed to {target} (% of eval texts)")
