@@ -70,7 +70,6 @@ def policy_for(model: nn.Module, shares: Dict[str, float]) -> Dict[str, Dict[str
     """Per router layer, the shares over its own choices. Raises HarnessError when a name does
     not fit the model's routers."""
     import zoo
-    from zoo.flops import full_choice
 
     rs = zoo.routing.routers(model)
     if not rs:
@@ -78,7 +77,10 @@ def policy_for(model: nn.Module, shares: Dict[str, float]) -> Dict[str, Dict[str
     out = {}
     for r in rs:
         if "skip" in shares:
-            full = full_choice(r)
+            full = next((c for c in SKIP_PATHS if c in r.choices and SKIP_PATHS[c] in r.choices), None)
+            if full is None:
+                raise HarnessError(f"bad --policy: router {r.layer!r} (choices {', '.join(r.choices)}) has no "
+                                   f"known cheap path for skip=P; give NAME=SHARE,... instead")
             p = shares["skip"]
             out[r.layer] = {SKIP_PATHS[full]: p, full: 1.0 - p}
         else:

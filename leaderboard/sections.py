@@ -14,6 +14,7 @@ __all__ = ["SECTION_PROVIDERS", "extra_sections"]
 
 # "module:function", in page order
 SECTION_PROVIDERS = (
+    "leaderboard.performance:performance_section",
     "leaderboard.figures:figures_section",
 )
 
