@@ -12,6 +12,7 @@ __all__ = ["EXTENSION_MODULES", "add_extension_parsers"]
 
 EXTENSION_MODULES = (
     "harness.bench",
+    "harness.flops_cmd",
     "harness.visualize", "harness.compare",
 )
 
