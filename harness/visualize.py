@@ -23,8 +23,8 @@ __all__ = ["add_parser", "cmd_visualize", "load_routed", "visualize", "readme_fi
            "README_MODELS"]
 
 FAMILIES = ("dhvn", "eshvision", "exp11")
-# (suite, model) of the README pictures: the routed small variants the embedded job trains
-README_MODELS = (("mnist5k", "dhvn_nano"), ("mnist5k", "eshvision_xs"), ("pydocs", "exp11_dynamic_tiny"))
+# (suite, model, images or texts shown) of the README pictures: the routed small variants the embedded job trains
+README_MODELS = (("mnist5k", "dhvn_nano", 16), ("mnist5k", "eshvision_xs", 4), ("pydocs", "exp11_dynamic_tiny", 1))
 README_COMPARE = (("mnist5k", ("dhvn_nano", "dhvn_nano_static", "eshvision_xs", "eshvision_xs_soft")),
                   ("pydocs", ("exp11_dynamic_tiny", "exp11_baseline_tiny")))
 
@@ -193,10 +193,9 @@ def readme_figures(root: str = os.path.join("work_dirs", "embedded"),
     out/<model>/... for visualize, out/compare_<suite>/... for compare."""
     from .compare import compare
     pictures = []
-    for suite, model in README_MODELS:
+    for suite, model, n in README_MODELS:
         work = os.path.join(root, suite, model, f"seed{seed}")
-        pictures += visualize(model, latest_checkpoint(work), suite, n=8,
-                              out=os.path.join(out, model))
+        pictures += visualize(model, latest_checkpoint(work), suite, n=n, out=os.path.join(out, model))
     for suite, models in README_COMPARE:
         pictures += compare(list(models), suite, work_dirs=[os.path.join(root, suite)],
                             out=os.path.join(out, f"compare_{suite}"))["pictures"]

@@ -151,9 +151,8 @@ def alpha_maps(net, dataset, data: dict, classes, out_dir: str, meta: dict) -> P
         ax.set_yticks([])
     fig.subplots_adjust(left=0.02, right=0.9, top=1 - 0.8 / fig.get_size_inches()[1], bottom=0.02,
                         wspace=0.08, hspace=0.25)
-    for k, (key, label) in enumerate((("alpha", "α = P(attention); > 0.5 routes to attention"),
-                                      ("entropy", "pixel-entropy prior (0 = flat, 1 = busy)"),
-                                      ("steps", "extra ACT steps (summed over the stage's blocks)"))):
+    for k, (key, label) in enumerate((("alpha", "α = P(attention)"), ("entropy", "entropy prior"),
+                                      ("steps", "extra ACT steps"))):
         cax = fig.add_axes([0.915, 0.08 + (2 - k) * 0.3, 0.012, 0.24])
         fig.colorbar(last[key], cax=cax).set_label(label, fontsize=7)
     fig.suptitle(f"{meta['model']} on {meta['suite']}: α, entropy prior and pondering per patch (eval)", fontsize=10)
