@@ -41,9 +41,11 @@ def add_parser(subparsers) -> str:
                "  python -m harness visualize --readme   # README pictures from work_dirs/embedded",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="one routed zoo model (dhvn_*, eshvision_*, exp11_dynamic_*)")
-    p.add_argument("--checkpoint", help="an mmengine checkpoint the harness wrote (work_dir/iter_N.pth)")
+    p.add_argument("--checkpoint", help="an mmengine checkpoint the harness wrote (work_dir/iter_N.pth), "
+                                        "or a work dir (its last checkpoint)")
     p.add_argument("--suite", help="suite whose eval split is drawn (see `python -m harness list`)")
-    p.add_argument("--n", type=int, default=8, help="images (vision) or eval texts shown one by one (default 8)")
+    p.add_argument("--n", type=int, default=8,
+                   help="images (vision) or eval texts (LM, at most 4) drawn one by one (default 8)")
     p.add_argument("--limit", type=int, default=0,
                    help="eval items the statistics cover (default 0: the whole eval split)")
     p.add_argument("--out", help="output folder (default: visualizations/<suite>/<model>; "
@@ -152,6 +154,8 @@ def visualize(model: str, checkpoint: str, suite: str, n: int = 8, out: Optional
     if limit < 0:
         raise HarnessError(f"--limit must be >= 0, got {limit}")
     dev = _device(device)
+    if os.path.isdir(checkpoint):  # a work dir: the checkpoint mmengine saved last
+        checkpoint = latest_checkpoint(checkpoint)
     net, dataset, family, cfg = load_routed(model, checkpoint, suite, model_kwargs, cfg_options,
                                             data_root, dev)
     out = out or os.path.join("visualizations", suite, model.replace(":", "-"))

@@ -96,3 +96,21 @@ def test_training_log_follows_resumes_not_older_runs(tmp_path):
     log = read_training_log(str(tmp_path))
     assert [r["iter"] for r in log] == [2, 4, 6, 8]
     assert [r["loss"] for r in log] == [8.0, 6.0, 4.0, 2.0]
+
+
+def test_routing_shares_are_drawn_when_a_run_logged_them(tmp_path, capsys):
+    # what a per-iteration routing hook would log through mmengine's message hub
+    work = tmp_path / "work" / "dhvn_nano" / "seed0"
+    d = work / "20260101_000000" / "vis_data"
+    d.mkdir(parents=True)
+    rows = [dict(iter=i, loss=2.0, loss_ce=2.0, **{"routing/encoder.0/share/conv": 0.1 * i}) for i in (1, 2, 3)]
+    (d / "scalars.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "cmp"
+    code, stdout, err = run_cli(["compare", "--models", "dhvn_nano", "--suite", "mnist5k", "--work-dirs",
+                                 str(tmp_path / "work"), "--results-dir", str(tmp_path / "none"),
+                                 "--out", str(out)], capsys)
+    assert code == 0, err
+    routing = json.loads((out / "routing_training.json").read_text())
+    assert routing["shares_logged"] is True and routing["keys"] == ["routing/encoder.0/share/conv"]
+    assert routing["series"]["routing/encoder.0/share/conv"]["dhvn_nano"]["value"] == pytest.approx([0.1, 0.2, 0.3])
+    assert "no record for mnist5k" in stdout
