@@ -348,3 +348,24 @@ def test_bad_input_is_a_one_line_value_error(bad, match):
     with pytest.raises(ValueError, match=match) as err:
         model(bad)
     assert "\n" not in str(err.value)
+
+
+# ----------------------------------------------------------------------------- copies
+
+@pytest.mark.parametrize("name", ["exp11_dynamic_tiny", "exp11_baseline_tiny"])
+def test_deepcopy_after_a_training_forward(name):
+    # a training forward leaves routes holding graph tensors on the model; deepcopy (EMA,
+    # model soups, checkpoint averaging) must still work, and the copy must be independent
+    import copy
+    model = make(name)
+    x = torch.randint(0, 64, (2, 20))
+    model.train()
+    model(x)
+    twin = copy.deepcopy(model)
+    assert twin.lm_head.weight is twin.embed.weight  # tying survives the copy
+    assert twin.aux_losses() == {}  # the copy has not run a forward yet
+    model.eval(), twin.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(twin(x), model(x), atol=0, rtol=0)
+        next(twin.parameters()).add_(1.0)
+        assert not torch.equal(twin(x), model(x))

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..ops.dispatch import Packed
+from ..ops.dispatch import Packed, gather_rows
 from ..specs import AttentionSpec
 
 __all__ = ["apply_rope", "sorted_query_attention", "CausalSelfAttention"]
@@ -93,8 +93,7 @@ class CausalSelfAttention(nn.Module):
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
             index = queries.index                                          # (B, M)
-            xq = x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
-            q = self.q_proj(xq).reshape(B, index.shape[1], H, D)
+            q = self.q_proj(gather_rows(x, index)).reshape(B, index.shape[1], H, D)
             q = self._rope(q, index).transpose(1, 2)
             out = sorted_query_attention(q, k, v, index, self.query_block)
         return self.o_proj(out.transpose(1, 2).reshape(B, -1, H * D))

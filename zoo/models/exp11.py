@@ -37,7 +37,7 @@ from timm.layers import Mlp, SwiGLU
 from ..blocks.causal_attention import CausalSelfAttention
 from ..blocks.gdn import GatedDeltaNet
 from ..blocks.router import Route, Router
-from ..ops.dispatch import gather_items, pack_rows, unpack_rows
+from ..ops.dispatch import Packed, gather_rows, pack_rows, unpack_rows
 from ..ops.gating import load_balance_loss
 from ..registry import build_model, register_model
 from ..specs import AttentionSpec, GDNSpec, MlpSpec, RouterSpec
@@ -53,7 +53,8 @@ CHOICES = ("gdn", "softmax")
 class Exp11Spec(LMSpec):
     hidden: int = 768
     layers: Tuple[str, ...] = ("gdn", "gdn", "gdn", "softmax")
-    gdn: GDNSpec = GDNSpec(num_heads=12)
+    # chunk 32: the delta rule's C^2 work halves against 64 and the layer runs ~20% faster on CPU
+    gdn: GDNSpec = GDNSpec(num_heads=12, chunk_size=32)
     attn: AttentionSpec = AttentionSpec(num_heads=12, qkv_bias=False, rope=True)
     mlp: MlpSpec = MlpSpec(act="swiglu", hidden=3072)
     router: RouterSpec = RouterSpec(mode="gumbel")
@@ -71,13 +72,6 @@ class Exp11Spec(LMSpec):
             raise ValueError(f"mlp.act must be 'swiglu' or 'gelu', got {self.mlp.act!r}")
 
 
-def _gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """x (B, T, C), per-row positions index (B, M) -> (B, M, C)."""
-    B, T = x.shape[:2]
-    flat = (index + torch.arange(B, device=x.device).unsqueeze(1) * T).reshape(-1)
-    return gather_items(x, flat, item_dims=2).reshape(B, index.shape[1], *x.shape[2:])
-
-
 class RoutedMixer(nn.Module):
     """Per token: Gated DeltaNet or causal softmax attention, as the route decides."""
 
@@ -87,30 +81,30 @@ class RoutedMixer(nn.Module):
         self.attn = CausalSelfAttention(dim, spec.attn)
 
     def forward(self, x: torch.Tensor, route: Route) -> torch.Tensor:
-        to_gdn = route.decisions == route.index("gdn")
-        if route.sparse:
-            y_gdn = self._sparse_gdn(x, to_gdn)
-            y_attn = self._sparse_attn(x, ~to_gdn)
-        else:
+        gi, si = route.index("gdn"), route.index("softmax")
+        to_gdn = route.decisions == gi
+        w = route.weights.to(x.dtype)
+        if not route.sparse:
             y_gdn = self.gdn(x, visible=to_gdn)
             y_attn = self.attn(x)
-        w = route.weights.to(x.dtype)
-        return w[..., route.index("gdn"), None] * y_gdn + w[..., route.index("softmax"), None] * y_attn
+            return w[..., gi, None] * y_gdn + w[..., si, None] * y_attn
+        # Every token is in exactly one branch, so the two scatters fill the whole output.
+        out = x.new_empty(x.shape)
+        for mask, branch, col in ((to_gdn, self._gdn_packed, gi), (~to_gdn, self._attn_packed, si)):
+            packed = pack_rows(mask)
+            if packed.index.shape[1] == 0:
+                continue
+            # the weight is 1 in the forward pass; multiplying keeps its straight-through gradient
+            y = branch(x, packed) * gather_rows(w[..., col, None], packed.index)
+            out = unpack_rows(out, packed, y)
+        return out
 
-    def _sparse_gdn(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        packed = pack_rows(mask)
-        out = torch.zeros_like(x)
-        if packed.index.shape[1] == 0:
-            return out
+    def _gdn_packed(self, x: torch.Tensor, packed: Packed) -> torch.Tensor:
         # padding at the end of a short row runs after all of its real tokens: causal, harmless
-        return unpack_rows(out, packed, self.gdn(_gather_rows(x, packed.index)))
+        return self.gdn(gather_rows(x, packed.index))
 
-    def _sparse_attn(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        packed = pack_rows(mask)
-        out = torch.zeros_like(x)
-        if packed.index.shape[1] == 0:
-            return out
-        return unpack_rows(out, packed, self.attn(x, queries=packed))
+    def _attn_packed(self, x: torch.Tensor, packed: Packed) -> torch.Tensor:
+        return self.attn(x, queries=packed)
 
 
 class Exp11Block(nn.Module):
@@ -179,6 +173,13 @@ class Exp11(ZooCausalLM):
         self._routes = routes
         return self.lm_head(self.norm(x))
 
+    def __getstate__(self):
+        # The last forward's routes hold graph tensors (non-leaves), which deepcopy and pickle
+        # refuse; they only serve aux_losses() of that forward, so a copy starts without them.
+        state = dict(super().__getstate__())
+        state["_routes"] = {}
+        return state
+
     def aux_losses(self) -> Dict[str, torch.Tensor]:
         if not self._routes:
             return {}
@@ -206,7 +207,7 @@ class Exp11(ZooCausalLM):
 
 _BASELINE = ("gdn", "gdn", "gdn", "softmax")
 _DYNAMIC = ("gdn", "routed", "routed", "softmax")
-_TINY = dict(vocab_size=256, max_seq_len=256, hidden=128, gdn=GDNSpec(num_heads=4),
+_TINY = dict(vocab_size=256, max_seq_len=256, hidden=128, gdn=GDNSpec(num_heads=4, chunk_size=32),
              attn=AttentionSpec(num_heads=4, qkv_bias=False, rope=True),
              mlp=MlpSpec(act="swiglu", hidden=384))
 
