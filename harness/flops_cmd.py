@@ -1,7 +1,7 @@
 """`python -m harness flops`: executed FLOPs on a suite's eval set, against the dense cost.
 
-For each model, the suite's eval samples (the first N with --limit) go through the network in
-eval batches; every batch is counted twice by `zoo.flops.flops_report`:
+For each model, the suite's eval samples (N evenly spaced ones with --limit) go through the
+network in eval batches; every batch is counted twice by `zoo.flops.flops_report`:
   * executed: hard routing (argmax, no noise), sparse execution: what really runs;
   * dense: the same weights under dense execution with every router forced to its full
     choice (the static always-both hybrid cost).
@@ -19,28 +19,39 @@ import torch
 
 from .errors import HarnessError
 
-__all__ = ["add_parser", "cmd_flops", "measure_flops", "RUN_FLOPS_SAMPLES"]
+__all__ = ["add_parser", "cmd_flops", "measure_flops", "sample_indices", "RUN_FLOPS_SAMPLES"]
 
-# `run` counts this many eval samples (images or sequences): enough to average the routing
-# mix, cheap next to the evaluation itself
+# `run` counts this many evenly spaced eval samples (images or sequences): enough to average
+# the routing mix, cheap next to the evaluation itself
 RUN_FLOPS_SAMPLES = 64
 
 
+def sample_indices(size: int, limit: Optional[int]) -> list:
+    """`limit` evenly spaced indices of a `size`-item eval set (all of them when None).
+
+    Evenly spaced, not the first N: eval sets are ordered (mnist5k's test split is sorted by
+    class, pydocs by topic), and routing, hence executed FLOPs, depends on the content."""
+    n = size if limit is None else min(int(limit), size)
+    return [i * size // n for i in range(n)]
+
+
 def measure_flops(net: torch.nn.Module, dataset, limit: Optional[int] = None, batch_size: int = 64) -> dict:
-    """Executed and dense FLOPs of `net` averaged over the first `limit` items of `dataset`
+    """Executed and dense FLOPs of `net` averaged over `limit` evenly spaced items of `dataset`
     (all of them when None), in batches of `batch_size`; the record's `flops` field."""
     from torch.utils.data import default_collate
 
     import zoo.flops
 
-    n = len(dataset) if limit is None else min(int(limit), len(dataset))
+    index = sample_indices(len(dataset), limit)
+    n = len(index)
     if n < 1:
         raise HarnessError("no eval samples to count FLOPs on")
+    batch_size = min(int(batch_size), n)
     device = next(net.parameters()).device
     executed = dense = tokens = 0
     per = "sample"
     for start in range(0, n, batch_size):
-        batch = default_collate([dataset[i] for i in range(start, min(n, start + batch_size))])
+        batch = default_collate([dataset[i] for i in index[start:start + batch_size]])
         x = batch["inputs"].to(device)
         report = zoo.flops.flops_report(net, x)
         executed += report["executed"]
@@ -75,7 +86,8 @@ def add_parser(subparsers) -> str:
     p.add_argument("--models", nargs="+", required=True, metavar="PAT",
                    help="zoo names or fnmatch patterns (quote them), or timm:NAME")
     p.add_argument("--suite", required=True, help="benchmark suite (see `python -m harness list`)")
-    p.add_argument("--limit", type=int, help="count only the first N eval samples (default: all)")
+    p.add_argument("--limit", type=int, help="count N evenly spaced eval samples (default: all; eval "
+                                             "sets are ordered, e.g. mnist5k by class)")
     p.add_argument("--batch-size", type=int, help="eval batch size (default: the suite's)")
     p.add_argument("--checkpoint", help="trained weights (one model only); default: fresh initialisation")
     p.add_argument("--data-root", help="dataset location for suites that need one")
@@ -139,6 +151,7 @@ def cmd_flops(args, argv=()) -> int:
         batch_size = args.batch_size or cfg.test_dataloader["batch_size"]
         with torch.no_grad():
             results.append(dict(model=model, suite=suite.name, **measure_flops(net, dataset, args.limit, batch_size)))
+        batch_size = results[-1]["batch_size"]
     if args.json:
         print(json.dumps(results, indent=2, sort_keys=True))
         return 0

@@ -1,7 +1,8 @@
 """The results record: what ran, on what, with which config, and what it measured.
 
-Everything here is measured or looked up; nothing is estimated. `flops` stays null until
-the FLOP-counting issue lands.
+Everything here is measured or looked up; nothing is estimated. `flops` is counted on
+`harness.flops_cmd.RUN_FLOPS_SAMPLES` evenly spaced eval samples (`harness.flops_cmd.measure_flops`);
+it is null only when it was not measured.
 """
 from __future__ import annotations
 
@@ -75,11 +76,11 @@ def utc_now() -> str:
 
 def build_record(*, model: str, suite: str, seed: int, task: str, metrics: dict, routing: dict,
                  throughput: dict, params: int, train: dict, resolved_config: dict, command: List[str],
-                 device: str, data: Optional[dict] = None) -> dict:
+                 device: str, data: Optional[dict] = None, flops: Optional[dict] = None) -> dict:
     return dict(
         model=model, suite=suite, seed=int(seed), task=task, metrics=metrics, routing=routing,
         throughput=throughput,
-        flops=None,  # filled by the FLOP-counting issue; never estimated here
+        flops=flops,  # measured by harness.flops_cmd.measure_flops; None: not measured
         params=int(params), train=train,
         config=dict(resolved=resolved_config, sha256=config_sha256(resolved_config)),
         env=env_info(device), data=data or {}, command=list(command), created=utc_now(),

@@ -18,9 +18,13 @@ Record schema (the harness writes it; only ``REQUIRED_FIELDS`` are enforced):
                       "load_balance": float}; {} for a static model
     throughput  dict  samples_per_s (classification) or tokens_per_s (LM),
                       batch_size, threads, device, dtype
-    flops       dict | null   null until FLOP counting lands; then executed_gflops and
-                      dense_gflops (both per sample: one image / one sequence) and
-                      saved (fraction 0-1 of dense FLOPs skipped by routing)
+    flops       dict | null   executed FLOPs (harness.flops_cmd.measure_flops; null: not
+                      measured). unit "GFLOPs (2 x MACs)"; executed_gflops (hard routing,
+                      sparse execution) and dense_gflops (same weights, dense execution,
+                      full policy), both per sample: one image, or one sequence for an LM
+                      (per_sample says which); saved (fraction 0-1 of dense FLOPs skipped:
+                      1 - executed / dense); samples and batch_size counted on. LMs add
+                      executed_gflops_per_token, dense_gflops_per_token, tokens_per_sample
     params      int   parameter count
     train       dict  epochs, iters, wall_s, lr, batch_size
     config      dict  resolved (the fully resolved config dict) and sha256 (of it)
