@@ -192,6 +192,10 @@ def bench_model(arch: str, suite, args, shares, model_kwargs: dict) -> dict:
     from .run import model_task
 
     task = model_task(arch)
+    if task == "causal-lm" and args.img_size:
+        raise HarnessError(f"--img-size applies to image models; {arch} is a causal LM (use --seq-len)")
+    if task != "causal-lm" and args.seq_len:
+        raise HarnessError(f"--seq-len applies to LMs; {arch} is an image model (use --img-size)")
     arch_kwargs, cfg = _suite_arch_kwargs(suite)
     if task == "causal-lm" and args.seq_len:
         arch_kwargs["max_seq_len"] = max(args.seq_len, int(arch_kwargs.get("max_seq_len", 0)))
