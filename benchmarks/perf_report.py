@@ -93,6 +93,9 @@ def main(argv=None) -> int:
         if unknown:
             p.error(f"unknown job(s) {', '.join(unknown)}; see --list")
         todo = [j for j in todo if j[0] in a.only]
+    # the full zoo first: bench_ops.py otherwise installs a bare `zoo` package (ops only) that
+    # would hide zoo.create_model from the jobs after it
+    import zoo  # noqa: F401
     from harness.cli import main as harness_main
     start, skipped = time.perf_counter(), []
     for name, kind, args, needs in todo:
