@@ -16,9 +16,8 @@ FLOPs are named in the section instead of being drawn at a made-up position.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
 from .aggregate import ModelRow, SuiteTable, load_results, summarize
 
