@@ -35,11 +35,15 @@ class TaskSpec:
     metrics: Tuple[str, ...]      # metric columns shown, primary first
     higher_is_better: bool        # direction of the primary metric
     throughput_key: str           # key in the record's `throughput`
+    flops_key: str = "executed_gflops"   # key in the record's `flops`: per image, or per token
 
 
 TASK_SPECS = {
     "image-classification": TaskSpec("image-classification", ("top1",), True, "samples_per_s"),
-    "causal-lm": TaskSpec("causal-lm", ("perplexity", "bits_per_byte"), False, "tokens_per_s"),
+    # LM records hold per-sequence and per-token FLOPs; the board shows per token, so models
+    # evaluated at different sequence lengths stay comparable
+    "causal-lm": TaskSpec("causal-lm", ("perplexity", "bits_per_byte"), False, "tokens_per_s",
+                          "executed_gflops_per_token"),
 }
 _ALL_METRICS = sorted({m for spec in TASK_SPECS.values() for m in spec.metrics})
 
@@ -59,7 +63,7 @@ class ModelRow:
     metrics: Dict[str, Stat]
     params: Optional[int]                      # first seed's count
     throughput: Optional[float]                # mean over seeds
-    executed_gflops: Optional[float]           # mean over seeds that measured FLOPs
+    executed_gflops: Optional[float]           # mean over seeds that measured FLOPs (TaskSpec.flops_key)
     flops_saved: Optional[float]               # fraction, mean over seeds that measured it
     routing: Optional[Dict[str, Dict[str, float]]]  # None: not recorded; {}: static
     commands: Tuple[Tuple[int, Optional[Tuple[str, ...]]], ...]  # (seed, argv), seed order
@@ -202,7 +206,7 @@ def _flat_row(task: str, rec: dict, index: int) -> dict:
         "created": _created_key(rec.get("created")),
         "canon": json.dumps(rec, sort_keys=True),
         "throughput": _number(_get(rec, "throughput", TASK_SPECS[task].throughput_key)),
-        "executed_gflops": _number(_get(rec, "flops", "executed_gflops")),
+        "executed_gflops": _number(_get(rec, "flops", TASK_SPECS[task].flops_key)),
         "flops_saved": _number(_get(rec, "flops", "saved")),
     }
     for m in _ALL_METRICS:

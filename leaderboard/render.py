@@ -32,6 +32,8 @@ _METRICS = {
     "bits_per_byte": ("Bits/byte", 3, "bits/byte, lower is better"),
 }
 _THROUGHPUT_HEADER = {"samples_per_s": "Samples/s", "tokens_per_s": "Tokens/s"}
+# executed FLOPs (2 x MACs, hard routing, sparse execution) per image / per token
+_FLOPS_HEADER = {"executed_gflops": "GFLOPs/sample", "executed_gflops_per_token": "GFLOPs/token"}
 
 
 def build_leaderboard(results_dir, extra_sections: Optional[Sequence[str]] = None
@@ -123,7 +125,7 @@ def _render_table(table: SuiteTable, show_task: bool) -> str:
     primary = _METRICS[spec.metrics[0]][2]
     caption = f"Task: {spec.name}. Ranked by {primary}; ties by model name."
     headers = (["Model"] + [_METRICS[m][0] for m in spec.metrics]
-               + ["Params", _THROUGHPUT_HEADER[spec.throughput_key], "GFLOPs/sample",
+               + ["Params", _THROUGHPUT_HEADER[spec.throughput_key], _FLOPS_HEADER[spec.flops_key],
                   "FLOPs saved", "Routing mix"])
     body = [_row_cells(row, spec) for row in table.rows]
     align = ["left"] + ["right"] * (len(headers) - 2) + ["left"]

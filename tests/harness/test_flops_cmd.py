@@ -108,3 +108,25 @@ def test_run_records_flops(trained_checkpoint):
     assert flops["unit"] == "GFLOPs (2 x MACs)" and flops["per_sample"] == "image"
     assert 0 < flops["executed_gflops"] <= flops["dense_gflops"]
     assert flops["saved"] == pytest.approx(1 - flops["executed_gflops"] / flops["dense_gflops"])
+
+
+def test_leaderboard_shows_per_image_and_per_token_flops(tmp_path):
+    from leaderboard.render import build_leaderboard
+    from leaderboard.store import append_record
+
+    lm_flops = dict(executed_gflops=0.512, dense_gflops=0.64, saved=0.2, per_sample="sequence",
+                    executed_gflops_per_token=0.002, dense_gflops_per_token=0.0025, tokens_per_sample=256)
+    append_record(tmp_path / "pydocs.jsonl", dict(
+        model="lm", suite="pydocs", seed=0, task="causal-lm", flops=lm_flops,
+        metrics=dict(loss=1.0, perplexity=2.7, bits_per_byte=1.4), routing={}))
+    append_record(tmp_path / "mnist5k.jsonl", dict(
+        model="cnn", suite="mnist5k", seed=0, task="image-classification", routing={},
+        flops=dict(executed_gflops=0.0123, dense_gflops=0.02, saved=0.385), metrics=dict(top1=90.0)))
+    markdown, problems = build_leaderboard(tmp_path)
+    assert problems == []
+    lines = markdown.splitlines()
+    lm_header = next(line for line in lines if "Perplexity" in line)
+    assert "GFLOPs/token" in lm_header and "GFLOPs/sample" not in lm_header
+    assert " 0.002 |" in next(line for line in lines if line.startswith("| lm "))
+    assert "GFLOPs/sample" in next(line for line in lines if "Top-1" in line)
+    assert "38.5%" in next(line for line in lines if line.startswith("| cnn "))
