@@ -10,7 +10,8 @@ of the per-pair speedups t_dense / t_sparse, the FLOPs ratio dense / sparse of o
 efficiency = speedup / FLOPs ratio (1.0: the clock saves exactly what the FLOPs save).
 `--policy` fixes the routing mix (see `harness.benchkit`); without it the model routes by its
 own (argmax) decisions, e.g. on `--checkpoint` weights. `--memory` adds the peak tensor memory
-of one eval forward per execution mode.
+of one eval forward per execution mode. `--train` times forward + backward + an SGD step; the
+FLOPs ratio printed beside it is still that of one eval forward.
 """
 from __future__ import annotations
 
@@ -129,10 +130,10 @@ def cmd_bench(args, argv=()) -> int:
 def _suite_arch_kwargs(suite) -> dict:
     from mmengine.config import Config
     cfg = Config.fromfile(suite.config)
-    return dict(cfg.model.get("arch_kwargs") or {}), cfg
+    return dict(cfg.model.get("arch_kwargs") or {})
 
 
-def build_inputs(suite, cfg, task: str, batch: int, seq_len: Optional[int], img_size: Optional[int],
+def build_inputs(suite, task: str, batch: int, seq_len: Optional[int], img_size: Optional[int],
                  arch_kwargs: dict):
     """(inputs, targets, description). Embedded suites: their first test items (evenly spaced
     digits / consecutive text windows), repeated to `batch`; other suites: random data."""
@@ -196,7 +197,7 @@ def bench_model(arch: str, suite, args, shares, model_kwargs: dict) -> dict:
         raise HarnessError(f"--img-size applies to image models; {arch} is a causal LM (use --seq-len)")
     if task != "causal-lm" and args.seq_len:
         raise HarnessError(f"--seq-len applies to LMs; {arch} is an image model (use --img-size)")
-    arch_kwargs, cfg = _suite_arch_kwargs(suite)
+    arch_kwargs = _suite_arch_kwargs(suite)
     if task == "causal-lm" and args.seq_len:
         arch_kwargs["max_seq_len"] = max(args.seq_len, int(arch_kwargs.get("max_seq_len", 0)))
     if task != "causal-lm" and args.img_size:
@@ -221,7 +222,7 @@ def bench_model(arch: str, suite, args, shares, model_kwargs: dict) -> dict:
         per_router = benchkit.policy_for(net, shares)
         policy = benchkit.FrozenPolicy(per_router, seed=args.policy_seed)
         policy_desc = per_router
-    x, y, input_desc = build_inputs(suite, cfg, task, args.batch_size, args.seq_len, args.img_size, arch_kwargs)
+    x, y, input_desc = build_inputs(suite, task, args.batch_size, args.seq_len, args.img_size, arch_kwargs)
     if args.train:
         net.train()
     fns = [benchkit.step_fn(net, x, m, policy, args.train, y) for m in modes]
