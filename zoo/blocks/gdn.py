@@ -117,9 +117,9 @@ class GatedDeltaNet(nn.Module):
         H, K, V = self.num_heads, self.head_k_dim, self.head_v_dim
         qkv, gate, a, b = self.in_proj(x).split(self.splits, dim=-1)
         qkv = F.silu(self.conv(qkv, visible))
-        q, k, v = qkv.split([self.key_dim, self.key_dim, self.value_dim], dim=-1)
-        q = _l2norm(q.reshape(B, T, H, K))
-        k = _l2norm(k.reshape(B, T, H, K))
+        qk, v = qkv.split([2 * self.key_dim, self.value_dim], dim=-1)
+        qk = _l2norm(qk.reshape(B, T, 2 * H, K))  # q and k heads normalised in one pass
+        q, k = qk[:, :, :H], qk[:, :, H:]
         beta = torch.sigmoid(b)
         g = -self.A_log.exp() * F.softplus(a + self.dt_bias)
         if visible is not None:
