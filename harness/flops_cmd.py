@@ -89,7 +89,9 @@ def add_parser(subparsers) -> str:
     p.add_argument("--limit", type=int, help="count N evenly spaced eval samples (default: all; eval "
                                              "sets are ordered, e.g. mnist5k by class)")
     p.add_argument("--batch-size", type=int, help="eval batch size (default: the suite's)")
-    p.add_argument("--checkpoint", help="trained weights (one model only); default: fresh initialisation")
+    p.add_argument("--checkpoint", help="trained weights (one model only). Without it the model is freshly "
+                                        "initialised, and a fresh zoo router sends every item to its first "
+                                        "choice, so only trained weights give a real routing mix")
     p.add_argument("--data-root", help="dataset location for suites that need one")
     p.add_argument("--model-kwargs", nargs="+", action=_dict_action(), default={}, metavar="KEY=VALUE",
                    help="model constructor overrides, as for `run`")
