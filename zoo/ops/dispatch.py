@@ -59,11 +59,20 @@ def pack_rows(mask: torch.Tensor) -> Packed:
 
 
 def unpack_rows(out: torch.Tensor, packed: Packed, values: torch.Tensor) -> torch.Tensor:
-    """Write packed `values` (B, M, ...) back into `out` (B, N, ...) at the packed positions."""
+    """Write packed `values` (B, M, ...) back into `out` (B, N, ...) at the packed positions.
+
+    Out of place (autograd-safe). Padding entries are sent to scratch rows past the end, each
+    to its own, instead of being filtered out by a boolean mask (a nonzero + two gathers).
+    """
     B, N = out.shape[:2]
+    M = packed.index.shape[1]
+    flat_out = out.reshape(B * N, *out.shape[2:])
     offsets = (torch.arange(B, device=out.device) * N).unsqueeze(1)
-    flat_index = (packed.index + offsets)[packed.valid]
-    return scatter_items(out, flat_index, values[packed.valid], item_dims=2)
+    scratch = B * N + torch.arange(B * M, device=out.device).view(B, M)
+    flat_index = torch.where(packed.valid, packed.index + offsets, scratch).reshape(-1)
+    ext = torch.cat([flat_out, flat_out.new_empty(B * M, *out.shape[2:])])
+    ext.index_copy_(0, flat_index, values.reshape(B * M, *values.shape[2:]).to(ext.dtype))
+    return ext[:B * N].reshape(out.shape)
 
 
 def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
