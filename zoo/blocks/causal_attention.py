@@ -4,7 +4,10 @@ Keys and values are always computed for every token: a token that asks a questio
 attends over the whole causal prefix, whatever the other tokens were routed to. Queries
 can be restricted to packed per-sequence positions (`zoo.ops.dispatch.pack_rows`); RoPE and
 the causal mask then use each query's *original* position, so a query at position t sees
-exactly the keys at positions <= t, as it would in the full computation.
+exactly the keys at positions <= t, as it would in the full computation. Packed queries
+are processed in position-ordered blocks that each read keys only up to their last position
+(`sorted_query_attention`), so a subset of queries keeps the causal kernel's saving of the
+upper triangle.
 """
 from __future__ import annotations
 

@@ -16,8 +16,9 @@ What a routed layer computes for a token, in both execution modes:
     routed to softmax is invisible to that layer's GDN: it is not in the short-conv window of
     later tokens, and it neither decays nor writes the state (g = 0, beta = 0).
 Sparse execution (default at eval) packs each sequence's tokens per branch (pack_rows), runs
-the GDN on its packed subsequences and the attention queries on their packed positions, and
-scatters back; the unchosen branch is never computed for a token. Dense execution (default in
+the GDN on its packed subsequences and the attention queries on their packed positions (in
+causal key blocks, `sorted_query_attention`), and scatters both into one output; the
+unchosen branch is never computed for a token. Dense execution (default in
 training) computes both branches for every token under the same semantics (the GDN reads an
 invisible token as a read-only query) and combines them with the straight-through weights, so
 the router's gradient sees both mixers. The two agree to float rounding.
