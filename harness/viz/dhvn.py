@@ -19,7 +19,7 @@ __all__ = ["collect", "draw_all", "gate_heatmap", "sample_grid", "HEATMAP_SIZE",
 
 HEATMAP_SIZE = (13.0, 5.5)     # inches; at 100 dpi: 1300 x 550 px
 GRID_COLS = 8
-CELL_W, CELL_H, GRID_EXTRA_H = 1.5, 2.0, 0.9
+CELL_W, CELL_H, GRID_EXTRA_H = 1.5, 1.9, 0.9
 
 
 def grid_size(n: int) -> tuple:
@@ -126,30 +126,35 @@ def sample_grid(net, dataset, data: dict, classes: Sequence[str], n: int, out_di
     idx = sample_indices(data["decisions"].shape[0], n)
     cols = min(len(idx), GRID_COLS)
     rows = math.ceil(len(idx) / cols)
-    fig = pyplot.figure(figsize=grid_size(len(idx)))
-    gs = fig.add_gridspec(2 * rows, cols, height_ratios=[4, 1] * rows, hspace=0.25, wspace=0.15,
-                          left=0.03, right=0.97, bottom=0.12, top=1 - 0.55 / fig.get_size_inches()[1])
+    fig, axes = pyplot.subplots(rows, cols, figsize=grid_size(len(idx)), squeeze=False)
+    fig.subplots_adjust(left=0.03, right=0.97, bottom=0.12, top=1 - 0.55 / fig.get_size_inches()[1],
+                        hspace=0.3, wspace=0.15)
     cmap = ListedColormap([route_color(c, i) for i, c in enumerate(choices)])
     samples = []
+    for ax in axes.flat:
+        ax.axis("off")
     for k, i in enumerate(idx):
-        r, c = divmod(k, cols)
+        ax = axes.flat[k]
         img = unnormalize(dataset[i]["inputs"].unsqueeze(0).float(), net.spec.mean, net.spec.std)[0]
-        ax = fig.add_subplot(gs[2 * r, c])
+        H, W = img.shape[-2:]
         if img.shape[0] == 1:
-            ax.imshow(img[0].numpy(), cmap="gray", vmin=0, vmax=1)
+            ax.imshow(img[0].numpy(), cmap="gray", vmin=0, vmax=1, extent=(0, W, H, 0))
         else:
-            ax.imshow(img[:3].permute(1, 2, 0).numpy())
+            ax.imshow(img[:3].permute(1, 2, 0).numpy(), extent=(0, W, H, 0))
         label, pred = int(data["labels"][i]), int(data["preds"][i])
         ax.set_title(f"y={classes[label]} ŷ={classes[pred]}", fontsize=8,
                      color="black" if label == pred else "#C44E52")
-        ax.axis("off")
+        # the route strip sits in the same axes, just under the image: one cell per block
         route = data["decisions"][i]
-        strip = fig.add_subplot(gs[2 * r + 1, c])
-        strip.imshow(route.view(1, -1).numpy(), cmap=cmap, vmin=-0.5, vmax=len(choices) - 0.5, aspect="auto")
+        top, height = H * 1.06, H * 0.22
+        ax.imshow(route.view(1, -1).numpy(), cmap=cmap, vmin=-0.5, vmax=len(choices) - 0.5,
+                  extent=(0, W, top + height, top), interpolation="nearest")
+        cell = W / len(layers)
         for j, d in enumerate(route.tolist()):
-            strip.text(j, 0, choices[d][0].upper(), ha="center", va="center", fontsize=8, color="white")
-        strip.set_xticks([])
-        strip.set_yticks([])
+            ax.text((j + 0.5) * cell, top + height / 2, choices[d][0].upper(), ha="center", va="center",
+                    fontsize=8, color="white")
+        ax.set_xlim(0, W)
+        ax.set_ylim(top + height, 0)
         samples.append(dict(index=i, label=classes[label], pred=classes[pred],
                             route={l: choices[d] for l, d in zip(layers, route.tolist())}))
     fig.legend(handles=[Patch(color=route_color(c, i), label=c) for i, c in enumerate(choices)],
