@@ -64,13 +64,16 @@ def figure_specs(tables: Sequence[SuiteTable]) -> List[dict]:
         rows = [r for r in table.rows if r.metrics[metric].mean is not None]
         names = [r.model for r in rows]
         unit = "tokens" if table.task.throughput_key == "tokens_per_s" else "samples"
+        # ModelRow.executed_gflops follows TaskSpec.flops_key: per image, or per token for LMs
+        per = "token" if getattr(table.task, "flops_key", "").endswith("_per_token") else (
+            "sequence" if unit == "tokens" else "image")
         for kind, (attr, xlabel) in _X.items():
             with_x = [r for r in rows if getattr(r, attr) is not None and getattr(r, attr) > 0]
             missing = [r.model for r in rows if r not in with_x]
             specs.append(dict(
                 suite=table.suite, task=table.task.name, kind=kind, metric=metric,
                 file=f"{_slug(table, suites.count(table.suite) > 1)}_{metric}_vs_{kind}.png",
-                xlabel=xlabel.format(item="sequence" if unit == "tokens" else "image", unit=unit),
+                xlabel=xlabel.format(item=per, unit=unit),
                 points=[_point(r, metric, attr) for r in with_x], missing=missing,
                 pairs=sorted({(partner(n, names), n) for n in names if partner(n, names)})))
     return specs

@@ -107,3 +107,15 @@ def test_no_results_no_section(tmp_path):
     assert not (tmp_path.parent / "figures").exists() or not list((tmp_path.parent / "figures").glob("*"))
     md, _ = build_leaderboard(tmp_path, extra_sections(tmp_path, write=False))
     assert "## Figures" not in md
+
+
+def test_lm_flops_are_per_token(tmp_path):
+    d = tmp_path / "results"
+    for model in ("exp11_dynamic_tiny", "exp11_baseline_tiny"):
+        r = _lm(model, 0, 7.0, 20000.0)
+        r["flops"] = dict(executed_gflops=0.5, executed_gflops_per_token=0.002, saved=0.1)
+        append_record(d / "pydocs.jsonl", r)
+    figures_section(d, write=True)
+    spec = json.loads((tmp_path / "figures" / "pydocs_perplexity_vs_gflops.json").read_text())
+    assert [p["x"] for p in spec["points"]] == [pytest.approx(0.002)] * 2
+    assert "per token" in spec["xlabel"]

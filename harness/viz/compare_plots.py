@@ -131,6 +131,9 @@ def markdown_table(models: Sequence[str], suite: str, records: List[dict]) -> Tu
     rows_by_model = {row.model: row for row in (table.rows if table else ())}
     metrics = table.task.metrics if table else ()
     tp_key = table.task.throughput_key if table else "samples_per_s"
+    # the store's FLOPs key for this task (per image, or per token for LMs)
+    per_token = table is not None and getattr(table.task, "flops_key", "").endswith("_per_token")
+    flops_header = "GFLOPs/token" if per_token else "GFLOPs/sample"
     notes, rows = [], []
     for m in models:
         row = rows_by_model.get(m)
@@ -139,7 +142,7 @@ def markdown_table(models: Sequence[str], suite: str, records: List[dict]) -> Tu
             cells[key] = _cell(row.metrics.get(key) if row else None, 2 if key != "bits_per_byte" else 3)
         cells["params"] = human_count(row.params) if row and row.params is not None else "–"
         cells[tp_key.replace("_per_s", "/s")] = f"{row.throughput:,.1f}" if row and row.throughput else "–"
-        cells["GFLOPs/sample"] = f"{row.executed_gflops:.4g}" if row and row.executed_gflops is not None else "–"
+        cells[flops_header] = f"{row.executed_gflops:.4g}" if row and row.executed_gflops is not None else "–"
         cells["FLOPs saved"] = f"{100 * row.flops_saved:.1f}%" if row and row.flops_saved is not None else "–"
         mix = "–"
         if row and row.routing is not None:
