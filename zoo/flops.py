@@ -95,13 +95,18 @@ def flops_report(model: nn.Module, inputs: torch.Tensor, full: Optional[str] = N
     """Executed (hard routing, sparse execution) against dense FLOPs of one batch of `inputs`.
 
     `full` forces one choice name for the dense reference instead of `full_choice` per router.
-    Models without routers (static variants, timm peers) have executed == dense, saved 0.
+    Models without routers (static variants, timm peers) or with soft routers (every branch
+    merged) have executed == dense, saved 0.
     Returns totals for the batch and per-item means (`per`: "sample" for images, "token" for
     token ids), and saved = 1 - executed / dense.
     """
-    with routing.execution(model, "sparse") if routing.routers(model) else contextlib.nullcontext():
+    routers = routing.routers(model)
+    with routing.execution(model, "sparse") if routers else contextlib.nullcontext():
         executed = count_flops(model, inputs)
-    if routing.routers(model):
+    # A soft router merges every branch by its probabilities, so its model already runs the
+    # dense computation; forcing a choice would replace that merge (and, in ESH, change what
+    # ACT ponders), so the model's own cost is its dense reference.
+    if routers and not all(r.spec.mode == "soft" for r in routers):
         with routing.execution(model, "dense"), routing.force(model, full or full_policy):
             dense = count_flops(model, inputs)
     else:
