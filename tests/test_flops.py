@@ -44,7 +44,8 @@ def _one_thread():
 #   * the scan and delta-rule modules get rules from the op formulas (the ops loop in Python and
 #     thop would see an arbitrary subset of their inner products; their formulas are checked by
 #     hand below); thop's functional counter then skips their inner products;
-#   * ShortConv calls F.conv1d, which thop does not see: a rule with its conv's MACs.
+#   * ShortConv is a depthwise conv written as shifted multiply-adds, which neither counter sees
+#     as a conv: zoo.flops declares its MACs (MODULE_FLOPS), thop gets the same rule.
 
 
 def _scan_rule(m, x, y):
@@ -65,8 +66,8 @@ def _short_conv_rule(m, x, y):
     visible = x[1] if len(x) > 1 else None
     if visible is None:
         m.total_ops += B * T * C * m.size
-    else:  # history taps over the packed visible row, one step longer for the left pad
-        m.total_ops += B * (int(visible.sum(1).max()) + 1) * C * (m.size - 1)
+    else:  # history taps over the packed visible row (one step longer for the left pad), last tap
+        m.total_ops += B * (int(visible.sum(1).max()) + 1) * C * (m.size - 1) + B * T * C
 
 
 THOP_RULES = {nn.LayerNorm: zero_ops, nn.GroupNorm: zero_ops, nn.RMSNorm: zero_ops, nn.AvgPool2d: zero_ops,
@@ -198,6 +199,18 @@ def test_gdn_by_hand():
     per_chunk = (4 * C * C * K + C * C * (C - 1) + 2 * C * C * K + 2 * C * C * V
                  + 4 * C * K * V + 2 * C * (C + K) * V)
     assert _count(gdn, torch.randn(B, T, dim)) == proj + conv + B * H * N * per_chunk
+
+
+def test_short_conv_with_hidden_tokens_by_hand():
+    B, T, C, size = 2, 10, 8, 4
+    conv = ShortConv(C, size)
+    visible = torch.zeros(B, T, dtype=torch.bool)
+    visible[0, :3] = True
+    visible[1, 2:7] = True                                            # the longest row: 5 visible
+    history = 2 * B * (5 + 1) * C * (size - 1)                        # packed row, left pad included
+    last_tap = 2 * B * T * C
+    assert _count(conv, torch.randn(B, T, C), visible) == history + last_tap
+    assert _count(conv, torch.randn(B, T, C)) == 2 * B * T * C * size
 
 
 def test_causal_attention_by_hand():

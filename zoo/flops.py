@@ -12,6 +12,9 @@ padding that packing adds does cost. What is counted:
   * matmuls (mm, addmm, bmm, baddbmm, linear), convolutions (incl. depthwise) and attention
     (SDPA kernels: QK^T and AV over the full score matrix, causal or not; the CPU kernel is
     taught to the counter in `zoo.ops.counting`);
+  * modules in `MODULE_FLOPS`, whose layer arithmetic is written as elementwise code: the
+    GDN short conv (a depthwise causal conv as shifted multiply-adds) counts as the conv it
+    is, one multiply-add per tap and output;
   * the scans and the gated delta rule, by the formulas beside each op (`zoo.ops.counting`):
     the SSD and delta-rule formulas count their matmuls (and the delta rule's triangular
     solve); the Mamba-1 formula counts its per-state recurrence (7 per token, channel and
@@ -42,9 +45,11 @@ import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from . import routing
+from .blocks.gdn import ShortConv
 from .ops import counting as _counting
 
-__all__ = ["count_flops", "flops_report", "full_choice", "full_policy", "FULL_CHOICES", "UNIT"]
+__all__ = ["count_flops", "flops_report", "full_choice", "full_policy", "FULL_CHOICES", "UNIT",
+           "MODULE_FLOPS"]
 
 UNIT = "FLOPs (2 x MACs)"
 # the choice that makes dense execution the full always-both cost, per router family (see above)
@@ -64,6 +69,35 @@ def full_policy(router: routing.Router, shape: torch.Size) -> torch.Tensor:
     return torch.full(tuple(shape), router.choices.index(full_choice(router)), dtype=torch.long)
 
 
+def _short_conv_flops(module: ShortConv, args: tuple, kwargs: dict, output: torch.Tensor) -> int:
+    x = args[0]
+    visible = args[1] if len(args) > 1 else kwargs.get("visible")
+    B, T, C = x.shape
+    if visible is None:
+        return 2 * B * T * C * module.size
+    # the size-1 history taps run over the packed visible row (one step longer for its left
+    # pad), the last tap over every token
+    M = int(visible.sum(dim=1).max()) if B else 0
+    return 2 * B * (M + 1) * C * (module.size - 1) + 2 * B * T * C
+
+
+# module class -> f(module, args, kwargs, output) -> FLOPs its elementwise code stands for
+MODULE_FLOPS = {ShortConv: _short_conv_flops}
+
+
+@contextlib.contextmanager
+def _declared_module_flops(model: nn.Module):
+    def hook(module, args, kwargs, output):
+        _counting.declare_flops(output, MODULE_FLOPS[type(module)](module, args, kwargs, output))
+    handles = [m.register_forward_hook(hook, with_kwargs=True)
+               for m in model.modules() if type(m) in MODULE_FLOPS]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
 @contextlib.contextmanager
 def _eval_mode(model: nn.Module):
     was_training = model.training
@@ -77,7 +111,7 @@ def _eval_mode(model: nn.Module):
 def count_flops(model: nn.Module, *inputs, **kwargs) -> int:
     """FLOPs (2 x MACs) executed by one forward of `model(*inputs, **kwargs)` in eval mode, no grad,
     under whatever execution mode / forced policy the caller has set."""
-    with _eval_mode(model), torch.no_grad(), _counting.counting():
+    with _eval_mode(model), torch.no_grad(), _counting.counting(), _declared_module_flops(model):
         counter = FlopCounterMode(display=False)
         with counter:
             model(*inputs, **kwargs)

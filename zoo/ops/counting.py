@@ -32,8 +32,8 @@ from torch.utils import flop_counter as _fc
 from .delta_rule import chunk as _delta_chunk
 from .selective_scan import chunk as _scan_chunk
 
-__all__ = ["counting", "is_counting", "counted_gated_delta_rule", "counted_selective_scan",
-           "counted_ssd_scan"]
+__all__ = ["counting", "is_counting", "declare_flops", "counted_gated_delta_rule",
+           "counted_selective_scan", "counted_ssd_scan"]
 
 _depth = 0
 
@@ -84,6 +84,20 @@ def _ssd_scan_op(u: torch.Tensor, delta: torch.Tensor, A_head: torch.Tensor, B: 
                                 chunk_size=chunk_size)
 
 
+@torch.library.custom_op("zoo::declared_flops", mutates_args=())
+def _declared_flops_op(anchor: torch.Tensor, flops: int) -> torch.Tensor:
+    """Computes nothing: carries `flops` to the counter for work it cannot see in any op."""
+    return anchor.new_empty(0)
+
+
+def declare_flops(anchor: torch.Tensor, flops: int) -> None:
+    """While counting, add `flops` to the active FlopCounterMode (attributed to the running
+    module). For modules whose arithmetic is elementwise code the counter ignores but that
+    is, by meaning, a counted layer (e.g. a depthwise conv written as shifted multiply-adds)."""
+    if is_counting():
+        torch.ops.zoo.declared_flops(anchor, int(flops))
+
+
 def _register(target, formula: Callable, get_raw: bool = False) -> None:
     # guarded: a torch release that learns one of these ops itself keeps its own formula
     if target not in _fc.flop_registry:
@@ -107,6 +121,11 @@ def _ssd_scan_flops(u, delta, A_head, B, C, D, z, reverse, head_dim, chunk_size,
     return _scan_chunk.ssd_scan_flops(Bt, L, Dm, B[-1], delta[-1], chunk_size=chunk_size)
 
 
+def _declared_flops(anchor, flops, *, out_shape=None, **kwargs) -> int:
+    return flops
+
+
+_register(torch.ops.zoo.declared_flops, _declared_flops)
 _register(torch.ops.zoo.gated_delta_rule, _gated_delta_rule_flops)
 _register(torch.ops.zoo.selective_scan, _selective_scan_flops)
 _register(torch.ops.zoo.ssd_scan, _ssd_scan_flops)
