@@ -83,6 +83,34 @@ class TauScheduleHook(Hook):
 
 
 @HOOKS.register_module()
+class RoutingLogHook(Hook):
+    """Logs each router's choice shares and tau during training, so routing can be followed
+    over training (`python -m harness compare`), not only at the final eval.
+
+    The shares are those of the training forward (single Gumbel draws), the routes the loss
+    actually saw. They go through the message hub as `train/routing/<layer>/<choice>`, which
+    mmengine's LoggerHook writes to the text log, scalars.json and TensorBoard at its interval.
+    """
+    priority = "BELOW_NORMAL"
+
+    def __init__(self):
+        self._routers = None
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        import zoo
+        if self._routers is None:
+            self._routers = zoo.routing.routers(_unwrap(runner.model))
+        hub = runner.message_hub
+        for router in self._routers:
+            if router.last is None:
+                continue
+            for choice, share in router.last.shares().items():
+                hub.update_scalar(f"train/routing/{router.layer}/{choice}", share)
+        if self._routers:
+            hub.update_scalar("train/tau", float(self._routers[0].tau))
+
+
+@HOOKS.register_module()
 class AuxWeightScheduleHook(Hook):
     """Schedules auxiliary-loss weights, e.g. ESH's ponder weight:
     schedules=dict(ponder=dict(value=0.01, begin=0.3, end=0.6)) keeps it 0 for the first 30%

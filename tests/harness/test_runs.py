@@ -224,3 +224,21 @@ def test_torchrun_two_cpu_processes_write_one_record(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     (rec,) = read_jsonl(results)
     assert rec["data"]["test_items"] == 60 and rec["config"]["resolved"]["launcher"] == "pytorch"
+
+
+def test_training_logs_routing_shares_per_router(trained_checkpoint):
+    """RoutingLogHook: each router's training route shares reach mmengine's scalar log."""
+    work, _ = trained_checkpoint
+    scalars = sorted(work.glob("*/vis_data/scalars.json"))
+    assert scalars, f"no scalars.json under {work}"
+    rows = [json.loads(line) for line in scalars[-1].read_text().splitlines() if line.strip()]
+    train_rows = [r for r in rows if "loss" in r]
+    assert train_rows
+    import zoo
+    model = zoo.create_model(TINY_MODEL, num_classes=10, in_chans=1, img_size=28)
+    layers = {r.layer: r.choices for r in zoo.routing.routers(model)}
+    for row in train_rows:
+        for layer, choices in layers.items():
+            shares = [row[f"routing/{layer}/{c}"] for c in choices]
+            assert sum(shares) == pytest.approx(1.0) and all(0 <= s <= 1 for s in shares)
+        assert 0.5 <= row["tau"] <= 1.0

@@ -18,6 +18,8 @@ custom_hooks = [
     dict(type='EvalProgressHook'),
     # Gumbel temperature of every router; a no-op for static and timm models
     dict(type='TauScheduleHook', start=1.0, end=0.5, schedule='cosine'),
+    # per-router choice shares of the training routes (and tau), logged at the logger interval
+    dict(type='RoutingLogHook'),
     # ESH's ponder weight: 0 for the first quarter of training, then a linear ramp to its value
     # at the half (the seed: 0 until step 15k, then up to 0.01). Other aux weights stay constant.
     dict(type='AuxWeightScheduleHook', schedules=dict(ponder=dict(value=0.01, begin=0.25, end=0.5))),
