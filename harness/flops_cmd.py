@@ -19,11 +19,13 @@ import torch
 
 from .errors import HarnessError
 
-__all__ = ["add_parser", "cmd_flops", "measure_flops", "sample_indices", "RUN_FLOPS_SAMPLES"]
+__all__ = ["add_parser", "cmd_flops", "measure_flops", "sample_indices", "RUN_FLOPS_SAMPLES",
+           "RUN_FLOPS_SEQUENCES"]
 
-# `run` counts this many evenly spaced eval samples (images or sequences): enough to average
-# the routing mix, cheap next to the evaluation itself
+# `run` counts this many evenly spaced eval images / sequences: enough to average the routing
+# mix (16 x 256 = 4,096 tokens on pydocs), cheap next to the evaluation itself
 RUN_FLOPS_SAMPLES = 64
+RUN_FLOPS_SEQUENCES = 16
 
 
 def sample_indices(size: int, limit: Optional[int]) -> list:

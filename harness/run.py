@@ -245,11 +245,12 @@ def _metric(runner, cls_name: str):
     return None
 
 
-def _measure_flops(net, dataset, eval_batch_size: int) -> dict:
-    """Executed / dense FLOPs on RUN_FLOPS_SAMPLES evenly spaced eval samples (the record says how many)."""
-    from .flops_cmd import RUN_FLOPS_SAMPLES, measure_flops
+def _measure_flops(net, dataset, eval_batch_size: int, task: str) -> dict:
+    """Executed / dense FLOPs on a few evenly spaced eval samples (the record says how many)."""
+    from .flops_cmd import RUN_FLOPS_SAMPLES, RUN_FLOPS_SEQUENCES, measure_flops
+    limit = RUN_FLOPS_SAMPLES if task == IMAGE_TASK else RUN_FLOPS_SEQUENCES
     with torch.no_grad():
-        return measure_flops(net, dataset, RUN_FLOPS_SAMPLES, min(int(eval_batch_size), RUN_FLOPS_SAMPLES))
+        return measure_flops(net, dataset, limit, min(int(eval_batch_size), limit))
 
 
 def run_one(cfg: Config, suite: Suite, model: str, seed: int, opts: RunOptions, command: List[str],
@@ -292,7 +293,7 @@ def run_one(cfg: Config, suite: Suite, model: str, seed: int, opts: RunOptions, 
         data = {k: v for k, v in getattr(test_ds, "metainfo", {}).items() if k != "classes"}
         data["test_items"] = len(test_ds)
         params = sum(p.numel() for p in net_model.net.parameters())
-        flops = _measure_flops(net_model.net, test_ds, cfg.test_dataloader["batch_size"])
+        flops = _measure_flops(net_model.net, test_ds, cfg.test_dataloader["batch_size"], suite.task)
         return build_record(model=model, suite=suite.name, seed=seed, task=suite.task, metrics=task_metrics,
                             routing=routing, throughput=tp, params=params, train=train,
                             resolved_config=resolved, command=command, device=device, data=data,
