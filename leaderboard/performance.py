@@ -45,14 +45,23 @@ def _family(model: str) -> str:
     return model.split("_")[0]
 
 
+# choices in the order the families name them (cheap path first), whatever order the JSON has
+CHOICE_ORDER = ("conv", "transformer", "both", "ssm", "attention", "gdn", "softmax")
+
+
+def _ordered(shares: dict) -> dict:
+    rank = {c: i for i, c in enumerate(CHOICE_ORDER)}
+    return dict(sorted(shares.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0])))
+
+
 def _mix(r: dict) -> str:
     if r.get("policy"):
-        shares = next(iter(r["policy_shares"].values()))
+        shares = _ordered(next(iter(r["policy_shares"].values())))
         return f"{r['policy']} ({' / '.join(f'{k} {v * 100:.0f}%' for k, v in shares.items())})"
     mix = r.get("routing_mix") or {}
     if not mix:
         return "own routing"
-    names = list(next(iter(mix.values())))
+    names = list(_ordered(next(iter(mix.values()))))
     mean = {c: sum(m.get(c, 0.0) for m in mix.values()) / len(mix) for c in names}
     what = "trained weights" if r.get("checkpoint") else "own routing"
     return f"{what} (mean over routers: {' / '.join(f'{c} {v * 100:.0f}%' for c, v in mean.items())})"

@@ -79,6 +79,7 @@ def test_targets_met_and_missed(perf_tree):
     assert "| met" in _row(md, "skip=0.5", "0.94")
     assert "**missed**" in _row(md, "skip=0.25", "0.38")
     assert "trained weights (mean over routers: conv 40% / both 60%)" in md
+    assert "skip=0.5 (conv 50% / both 50%)" in md
     # memory: 100 <= 200 met, 300 > 200 missed; no memory row for skip=0.25
     assert "| met" in _row(md, "skip=0.5", "0.50")
     assert "**missed**" in _row(md, "trained weights", "1.50")
@@ -128,7 +129,7 @@ def test_real_pipeline_and_leaderboard_check(tmp_path, capsys):
     capsys.readouterr()
     md = performance_section(results)
     row = _row(md, "exp11_dynamic_tiny", "skip=0.5")
-    assert "pydocs 1x32" in row and "gdn 50% / softmax 50%" in row.replace("softmax 50% / gdn 50%", "gdn 50% / softmax 50%")
+    assert "pydocs 1x32" in row and "skip=0.5 (gdn 50% / softmax 50%)" in row
     _row(md, "dhvn_nano", "transformer")
     sections = [md]
     out = tmp_path / "LEADERBOARD.md"
