@@ -87,6 +87,18 @@ def cases(ops, chunk_sizes):
                        naive_ssd_scan, ssd_scan, scan_inputs(8, L, 256, 16, gen, H=H))
 
 
+def _git_sha():
+    import subprocess
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             cwd=ROOT, timeout=10).stdout.strip() or None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, cwd=ROOT, timeout=10).stdout.strip()
+        return f"{sha}+dirty" if sha and dirty else sha
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def timed(fn, args, backward):
     if backward:
         args = [a.detach().requires_grad_() for a in args]
@@ -141,7 +153,7 @@ def main(argv=None):
                    backward=a.backward, results=rows,
                    conditions=dict(device="cpu", dtype="float32", threads=torch.get_num_threads(),
                                    torch=torch.__version__, python=platform.python_version(),
-                                   cpu_count=os.cpu_count(),
+                                   cpu_count=os.cpu_count(), git_sha=_git_sha(),
                                    loadavg_1m=round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None))
         os.makedirs(os.path.dirname(os.path.abspath(a.json_out)), exist_ok=True)
         with open(a.json_out, "w") as f:

@@ -7,7 +7,8 @@
 One JSON file per benchmark under leaderboard/perf/, each holding its results, conditions and
 the exact command that produced it (the same command run alone writes the same file). All jobs
 run in this one process (one interpreter start-up) one after the other, never in parallel, so
-they do not compete for the cores. About 8-10 minutes on 2 busy cores.
+they do not compete for the cores. About 3 minutes on 2 idle cores; over 20 at a load average of
+10 (timings taken then are noise: check the load average recorded in each file).
 
 What runs (issue 4's target configurations):
   * efficiency at forced skip 25/50/75 %: dhvn_nano and eshvision_xs at batch 64 on 1x28x28

@@ -145,7 +145,7 @@ def performance_section(results_dir, write: bool = False) -> Optional[str]:
     docs = load_perf(perf_dir)
     parts = ["## Performance",
              "Measured on CPU by the commands listed at the end of this section; regenerate every file with "
-             f"`{REGENERATE}` (about 10 minutes on 2 cores), then `python -m harness leaderboard`. "
+             f"`{REGENERATE}` (about 3 minutes on 2 idle cores, over 20 under a load of 10), then `python -m harness leaderboard`. "
              "Timings alternate the runs they compare step by step (A B A B …) and report medians of the "
              "per-pair ratios; absolute times depend on the machine's load at the time (load average below)."]
     if not docs:
