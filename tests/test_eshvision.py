@@ -393,3 +393,48 @@ def test_xs_variants_are_registered_for_mnist():
     assert {"eshvision_xs", "eshvision_xs_soft"} <= set(zoo.list_models("eshvision_*"))
     model = zoo.create_model("eshvision_xs")
     assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+# ----------------------------------------------------------------------------- fast paths
+
+@pytest.mark.parametrize("stem", ["patch", "conv"])
+def test_sparse_equals_dense_with_images_missing_a_branch(stem):
+    """The single-buffer sparse combine: images with no attention patch, images with no SSM
+    patch, and mixed images in one batch, against dense execution with the same decisions."""
+    model = tiny(stem=stem).eval()
+    x = images(4, seed=11)
+
+    def policy(router, shape):
+        g = torch.Generator().manual_seed(len(router.layer) + shape[1])
+        d = torch.randint(0, 2, tuple(shape), generator=g)
+        d[0] = 0  # image 0: SSM only
+        d[1] = 1  # image 1: attention only
+        return d
+
+    with routing.force(model, policy):
+        with routing.execution(model, "dense"):
+            dense = model(x)
+        with routing.execution(model, "sparse"):
+            sparse = model(x)
+    assert torch.allclose(sparse, dense, atol=1e-5)
+
+
+def test_packed_bias_rows_equal_the_full_bias():
+    attn = tiny().stages[0].blocks[0].attn
+    torch.nn.init.normal_(attn.relative_position_bias_table)
+    full = attn.bias((4, 4), None, "cpu")
+    packed = pack_rows(torch.rand(3, 16, generator=torch.Generator().manual_seed(2)) > 0.5)
+    rows = attn.bias((4, 4), packed.index, "cpu")
+    assert torch.equal(rows, full.unsqueeze(0).expand(3, -1, -1, -1)[
+        torch.arange(3)[:, None], :, packed.index].transpose(1, 2))
+
+
+def test_conv_stem_keeps_the_grid_and_contract():
+    model = tiny(stem="conv")
+    assert model.patch_embed[0] is model.get_submodule(model.first_conv)
+    feats = model.forward_features(images(2))
+    assert feats.shape[-2:] == tiny().forward_features(images(2)).shape[-2:]
+    with pytest.raises(ValueError, match="stem"):
+        tiny(stem="nope")
+    with pytest.raises(ValueError, match="power-of-two"):
+        tiny(stem="conv", patch_size=3, img_size=12)

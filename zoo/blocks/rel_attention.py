@@ -45,6 +45,7 @@ class RelPosAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.relative_position_bias_table = nn.Parameter(
             torch.zeros((2 * self.grid[0] - 1) * (2 * self.grid[1] - 1), num_heads))
+        self._index_cache: dict = {}
 
     def init_weights(self) -> None:
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
@@ -57,13 +58,25 @@ class RelPosAttention(nn.Module):
         """(B, N, D) -> (B, N, 2D): keys and values of every patch."""
         return self._linear(x, slice(self.dim, 3 * self.dim))
 
+    def _index(self, hw: Tuple[int, int], device) -> torch.Tensor:
+        # the index depends only on the grid: built once per (grid, device), not every call
+        key = (tuple(hw), str(device))
+        index = self._index_cache.get(key)
+        if index is None:
+            index = self._index_cache[key] = relative_position_index(*hw, self.grid, device)
+        return index
+
     def bias(self, hw: Tuple[int, int], query_pos: Optional[torch.Tensor], device) -> torch.Tensor:
         """(heads, N, N), or (B, heads, M, N) rows for packed query positions (B, M)."""
-        index = relative_position_index(*hw, self.grid, device)
-        if query_pos is not None:
-            index = index[query_pos]                                     # (B, M, N)
-        table = self.relative_position_bias_table[index]                 # (..., N, heads)
-        return table.movedim(-1, -3)
+        index = self._index(hw, device)
+        full = self.relative_position_bias_table[index].permute(2, 0, 1)   # (heads, N, N)
+        if query_pos is None:
+            return full
+        # whole rows of the (heads, N, N) bias, one index_select, rather than a per-element
+        # gather from the table for every query
+        B, M = query_pos.shape
+        rows = full.contiguous().index_select(1, query_pos.reshape(-1))   # (heads, B*M, N)
+        return rows.view(self.num_heads, B, M, -1).transpose(0, 1)
 
     def attend(self, xq: torch.Tensor, kv: torch.Tensor, hw: Tuple[int, int],
                query_pos: Optional[torch.Tensor] = None) -> torch.Tensor:

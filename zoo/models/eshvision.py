@@ -43,7 +43,7 @@ from ..blocks.act import ACTPonder
 from ..blocks.rel_attention import RelPosAttention
 from ..blocks.router import Route, Router
 from ..blocks.vssm import BidirectionalVSSM
-from ..ops.dispatch import Packed, gather_items, pack_rows, scatter_items, select_items, unpack_rows
+from ..ops.dispatch import Packed, gather_items, gather_rows, pack_rows, select_items, unpack_rows
 from ..ops.entropy import patch_entropy, pool_entropy, unnormalize
 from ..registry import build_model, register_model
 from ..specs import ACTSpec, AttentionSpec, MlpSpec, RouterSpec, SSMSpec
@@ -59,6 +59,10 @@ class ESHVisionSpec(VisionSpec):
     depths: Tuple[int, ...] = (2, 3, 3)
     num_heads: Tuple[int, ...] = (2, 4, 4)
     entropy_bins: int = 32
+    # "patch": the seed's single patch_size x patch_size conv. "conv": a convolutional stem of
+    # log2(patch_size) 3x3 stride-2 convs (BN + GELU between), same output grid and width;
+    # early convolutions make small ViT-style models train much faster (Xiao et al., 2021)
+    stem: str = "patch"
     # hidden=None: the seed's MLP router, max(dim / 4, 32) wide
     router: RouterSpec = RouterSpec(mode="hard")
     attention: AttentionSpec = AttentionSpec(rel_pos_bias=True)
@@ -73,6 +77,10 @@ class ESHVisionSpec(VisionSpec):
         for i, heads in enumerate(self.num_heads):
             if (self.embed_dim << i) % heads:
                 raise ValueError(f"stage {i} dim {self.embed_dim << i} is not divisible by {heads} heads")
+        if self.stem not in ("patch", "conv"):
+            raise ValueError(f"stem must be 'patch' or 'conv', got {self.stem!r}")
+        if self.stem == "conv" and (self.patch_size < 2 or self.patch_size & (self.patch_size - 1)):
+            raise ValueError(f"stem='conv' needs a power-of-two patch_size >= 2, got {self.patch_size}")
         if self.img_size % self.patch_size:
             raise ValueError(f"img_size {self.img_size} must be divisible by patch_size {self.patch_size}")
         att = self.attention
@@ -92,7 +100,7 @@ def alpha_variance_loss(alphas) -> torch.Tensor:
 
 def _take(x: torch.Tensor, packed: Packed) -> torch.Tensor:
     """(B, N, C) -> (B, M, C): each image's packed patches."""
-    return torch.gather(x, 1, packed.index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+    return gather_rows(x, packed.index)
 
 
 class PatchMerging(nn.Module):
@@ -108,6 +116,20 @@ class PatchMerging(nn.Module):
         x = nn.functional.pad(x, (0, 0, 0, w % 2, 0, h % 2))
         x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=-1)
         return self.reduction(self.norm(x))
+
+
+def _stem(spec: ESHVisionSpec) -> nn.Sequential:
+    D = spec.embed_dim
+    if spec.stem == "patch":
+        return nn.Sequential(nn.Conv2d(spec.in_chans, D, spec.patch_size, stride=spec.patch_size))
+    n = spec.patch_size.bit_length() - 1
+    widths = [spec.in_chans] + [max(D >> (n - 1 - i), 8) for i in range(n - 1)] + [D]
+    layers = []
+    for i in range(n):
+        layers.append(nn.Conv2d(widths[i], widths[i + 1], 3, stride=2, padding=1, bias=i == n - 1))
+        if i < n - 1:
+            layers += [nn.BatchNorm2d(widths[i + 1]), nn.GELU()]
+    return nn.Sequential(*layers)
 
 
 class ESHBlock(nn.Module):
@@ -147,30 +169,51 @@ class ESHBlock(nn.Module):
         return x + w[..., 1:2] * a + w[..., 0:1] * s
 
     def _mix_sparse(self, x, n, route: Route, hw):
-        B, N, _ = x.shape
-        update = torch.zeros_like(x)
-        weights = route.weights.to(x.dtype).reshape(B * N, 2)
+        """Each patch's update comes from its own branch only. Every patch is in exactly one
+        branch, so the two branches write disjoint rows of one buffer that covers all rows
+        (plus scratch rows for the packing's padding); one multiply by the chosen weight and
+        one add finish the block, as in the dense combine."""
+        B, N, D = x.shape
         attn_mask = route.mask("attention")
         ssm_mask = ~attn_mask
-        if bool(attn_mask.any()):
-            images = select_items(attn_mask.any(dim=1))
-            n_img = n.index_select(0, images)
-            packed = pack_rows(attn_mask.index_select(0, images))
-            nq = _take(n_img, packed)
+        n_attn = int(attn_mask.sum())          # the one host sync that picks the branches
+        update, rows = None, B * N
+        if n_attn:
+            images, mask = _images_with(attn_mask)
+            n_img = n if images is None else n.index_select(0, images)
+            packed = pack_rows(mask)
+            nq = gather_rows(n_img, packed.index)
             a = self.attn.attend(nq, self.attn.kv(n_img), hw, packed.index)
-            a = self.norm_attn(a + nq)[packed.valid]
-            index = (images.unsqueeze(1) * N + packed.index)[packed.valid]
-            update = scatter_items(update, index, a * weights[index, 1:2], item_dims=2)
-        if bool(ssm_mask.any()):
-            images = select_items(ssm_mask.any(dim=1))
-            n_img = n.index_select(0, images)
+            a = self.norm_attn(a + nq)
+            b, M = packed.index.shape
+            offsets = (torch.arange(b, device=x.device) * N if images is None else images * N).unsqueeze(1)
+            # padding entries go to scratch rows past the end, each to its own
+            scratch = rows + torch.arange(b * M, device=x.device).view(b, M)
+            index = torch.where(packed.valid, packed.index + offsets, scratch).reshape(-1)
+            update = x.new_empty(rows + b * M, D)
+            update = update.index_copy(0, index, a.reshape(b * M, D).to(x.dtype))
+        if n_attn < rows:
+            images, mask = _images_with(ssm_mask)
+            n_img = n if images is None else n.index_select(0, images)
             y = self.ssm.scan(n_img, hw)
-            local = select_items(ssm_mask.index_select(0, images))
+            local = select_items(mask)
             n_items = gather_items(n_img, local, item_dims=2)
             s = self.norm_ssm(self.ssm.gate(gather_items(y, local, item_dims=2), n_items) + n_items)
-            index = select_items(ssm_mask)  # same items, same order, indexed in the full batch
-            update = scatter_items(update, index, s * weights[index, 0:1], item_dims=2)
-        return x + update
+            index = local if images is None else select_items(ssm_mask)
+            if update is None:
+                update = x.new_empty(rows, D)
+            update = update.index_copy(0, index, s.to(x.dtype))
+        chosen = route.weights.to(x.dtype).gather(-1, route.decisions.unsqueeze(-1))  # (B, N, 1)
+        return torch.addcmul(x, update[:rows].view(B, N, D), chosen)
+
+
+def _images_with(mask: torch.Tensor):
+    """(images or None when every image has a True entry, the mask rows of those images)."""
+    has = mask.any(dim=1)
+    if bool(has.all()):
+        return None, mask
+    images = select_items(has)
+    return images, mask.index_select(0, images)
 
 
 class _PonderStep:
@@ -207,8 +250,7 @@ class ESHVision(ZooVisionModel):
         super().__init__(spec)
         # merges pad odd grids, so only the patch size constrains the input
         self.stride = spec.patch_size
-        self.patch_embed = nn.Sequential(
-            nn.Conv2d(spec.in_chans, spec.embed_dim, spec.patch_size, stride=spec.patch_size))
+        self.patch_embed = _stem(spec)
         self.embed_norm = nn.LayerNorm(spec.embed_dim)
         grid = spec.img_size // spec.patch_size
         self.stages = nn.ModuleList()
