@@ -108,6 +108,21 @@ def test_strong_decay_underflow_is_harmless():
                                naive_ssd_scan(u, delta, A, B, C, D, z), **TOL)
 
 
+def test_strong_decay_gradients_are_finite():
+    """Regression: the masked upper triangle of the SSD decay overflowed to inf, and its zero
+    gradient times inf made every input gradient NaN (eshvision_xs_soft diverged in training)."""
+    ref = make_inputs(1, 40, 4, 3, seed=5, H=2, requires_grad=True)
+    with torch.no_grad():
+        ref[1].mul_(400.0)  # summed log-decays over a chunk reach thousands: exp(+s) overflows
+    fast = [x.detach().clone().requires_grad_() for x in ref]
+    w = torch.randn(1, 40, 4)
+    (naive_ssd_scan(*ref) * w).sum().backward()
+    (ssd_scan(*fast, chunk_size=16) * w).sum().backward()
+    for a, b in zip(ref, fast):
+        assert torch.isfinite(b.grad).all()
+        torch.testing.assert_close(b.grad, a.grad, atol=1e-4, rtol=1e-4)
+
+
 @pytest.mark.parametrize("ssd", [False, True])
 def test_gradients_match_naive(ssd):
     ref = make_inputs(2, 13, 4, 3, seed=4, H=2 if ssd else None, requires_grad=True)

@@ -43,8 +43,13 @@ _LOG_FLOOR = -20.0
 
 
 def _exp_floor(log_decay):
-    """exp of a float64 log-decay (<= 0), in fp32, floored at e^-20."""
-    return log_decay.float().clamp(min=_LOG_FLOOR).exp()
+    """exp of a float64 log-decay (<= 0), in fp32, floored at e^-20 and capped at 1.
+
+    The cap matters for the masked upper triangle of the intra-chunk decay, s_t - s_j > 0 for
+    j > t: its exp overflows to inf at strong decay, and although .tril() zeroes it in the
+    forward pass, the backward pass multiplies the zero gradient by inf -> NaN in every weight.
+    """
+    return log_decay.float().clamp(min=_LOG_FLOOR, max=0.0).exp()
 
 
 class _SelectiveScan(torch.autograd.Function):
