@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     # would hide zoo.create_model from the jobs after it
     import zoo  # noqa: F401
     from harness.cli import main as harness_main
-    start, skipped = time.perf_counter(), []
+    start, skipped, failed = time.perf_counter(), [], []
     for name, kind, args, needs in todo:
         if needs and not os.path.exists(needs):
             print(f"perf_report: skip {name}: {needs} is absent (train it with `python -m harness embedded`)")
@@ -107,16 +107,23 @@ def main(argv=None) -> int:
         out = os.path.join(PERF_DIR, f"{name}.json")
         t0 = time.perf_counter()
         print(f"perf_report: {name} ...", flush=True)
-        if kind == "bench":
-            harness_main([*args, "--json-out", out])
-        else:
-            _script("bench_ops" if kind == "ops" else "bench_router_overhead").main([*args, "--json-out", out])
+        try:
+            if kind == "bench":
+                harness_main([*args, "--json-out", out])
+            else:
+                _script("bench_ops" if kind == "ops" else "bench_router_overhead").main([*args, "--json-out", out])
+        except SystemExit as e:  # a failed job (e.g. a checkpoint that no longer fits) stops only itself
+            if e.code:
+                print(f"perf_report: {name} FAILED (exit {e.code}); {out} was not rewritten", flush=True)
+                failed.append(name)
+                continue
         print(f"perf_report: {name} done in {time.perf_counter() - t0:.0f} s", flush=True)
-    print(f"perf_report: {len(todo) - len(skipped)} jobs in {time.perf_counter() - start:.0f} s"
-          + (f"; skipped {', '.join(skipped)}" if skipped else ""))
+    print(f"perf_report: {len(todo) - len(skipped) - len(failed)} jobs in {time.perf_counter() - start:.0f} s"
+          + (f"; skipped {', '.join(skipped)}" if skipped else "")
+          + (f"; FAILED {', '.join(failed)}" if failed else ""))
     if not a.no_leaderboard:
         harness_main(["leaderboard"])
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
