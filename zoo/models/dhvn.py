@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from ..blocks.conv_branch import ConvBranch, group_norm
 from ..blocks.pooled_attention import TransformerBranch
 from ..blocks.router import Route, Router
-from ..ops.dispatch import gather_items, scatter_items, select_items
+from ..ops.dispatch import gather_items, select_items
 from ..ops.gating import load_balance_loss
 from ..registry import build_model, register_model
 from ..specs import AttentionSpec, ConvBranchSpec, MlpSpec, RouterSpec
@@ -127,22 +127,50 @@ class HybridBlock(nn.Module):
         return self._sparse(x, route, w)
 
     def _sparse(self, x: torch.Tensor, route: Route, w: torch.Tensor) -> torch.Tensor:
-        B, _, H, W = x.shape
-        out = x.new_zeros(B, self.out_chs, H // self.stride, W // self.stride)
+        B = x.shape[0]
         only_c, only_t, both = (select_items(route.mask(n)) for n in CHOICES)
         n_c, n_t, n_b = only_c.numel(), only_t.numel(), both.numel()
         # conv runs on [conv-only | both] samples, transformer on [transformer-only | both]
-        c = self.conv(gather_items(x, torch.cat([only_c, both]))) if n_c + n_b else None
-        t = self.trans(gather_items(x, torch.cat([only_t, both]))) if n_t + n_b else None
-        # scaling by the (one-hot) weight taken keeps the straight-through gradient to the router
+        c = self.conv(_gather(x, only_c, both, B)) if n_c + n_b else None
+        t = self.trans(_gather(x, only_t, both, B)) if n_t + n_b else None
+        # Scaling by the one-hot weight taken keeps the straight-through gradient to the router.
+        # At eval the weights are exact 0/1 constants, so the multiply (a full pass) is skipped.
+        scale = w.requires_grad
+        parts = []
         if n_c:
-            out = scatter_items(out, only_c, c[:n_c] * w[only_c, CONV].view(-1, 1, 1, 1))
+            parts.append((only_c, _scaled(c[:n_c], w[only_c, CONV], scale)))
         if n_t:
-            out = scatter_items(out, only_t, t[:n_t] * w[only_t, TRANS].view(-1, 1, 1, 1))
+            parts.append((only_t, _scaled(t[:n_t], w[only_t, TRANS], scale)))
         if n_b:
-            fused = self.fuse(c[n_c:], t[n_t:])
-            out = scatter_items(out, both, fused * w[both, BOTH].view(-1, 1, 1, 1))
+            parts.append((both, _scaled(self.fuse(c[n_c:], t[n_t:]), w[both, BOTH], scale)))
+        if len(parts) == 1:
+            return parts[0][1]  # one group holds the whole batch, in order
+        # every sample took exactly one choice: each output row is written once, no zero fill
+        ref = parts[0][1]
+        out = torch.empty((B,) + ref.shape[1:], dtype=ref.dtype, device=ref.device,
+                          memory_format=_format(ref))
+        for index, values in parts:
+            out.index_copy_(0, index, values)
         return out
+
+
+def _format(x: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+
+
+def _gather(x: torch.Tensor, first: torch.Tensor, second: torch.Tensor, batch: int) -> torch.Tensor:
+    """Samples `first` then `second` of x, keeping x's memory format (index_select on a
+    channels-last tensor would return NCHW, and every later op would convert back)."""
+    if first.numel() == batch or second.numel() == batch:
+        return x  # indices are sorted and unique: the whole batch, in order
+    index = torch.cat([first, second])
+    if x.dim() == 4 and _format(x) == torch.channels_last:
+        return gather_items(x.permute(0, 2, 3, 1), index).permute(0, 3, 1, 2)
+    return gather_items(x, index)
+
+
+def _scaled(values: torch.Tensor, weight: torch.Tensor, scale: bool) -> torch.Tensor:
+    return values * weight.to(values.dtype).view(-1, 1, 1, 1) if scale else values
 
 
 class DecoderStage(nn.Module):
@@ -202,7 +230,9 @@ class DHVN(ZooVisionModel):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
-        x = self.stem(x)
+        # channels-last end to end: the transformer branches' (B, N, C) tokens are then views of
+        # the feature maps both ways (no transpose copies), and GN / depthwise convs keep NHWC
+        x = self.stem(x.contiguous(memory_format=torch.channels_last))
         skips = []
         for block in self.encoder:
             x = block(x)
