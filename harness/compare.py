@@ -28,10 +28,10 @@ from .errors import HarnessError
 __all__ = ["add_parser", "cmd_compare", "compare", "find_runs", "read_training_log", "ROUTING_NOTE"]
 
 TASK_LOSSES = ("loss_ce", "loss_lm")
-ROUTING_NOTE = ("Per-iteration routing shares are not logged by the harness (RoutingMetric runs at "
-                "evaluation only, and `val_interval` is past the end of training); what the training "
-                "logs hold are the weighted auxiliary losses (`loss_load_balance`, `loss_gate_entropy`, "
-                "`loss_alpha_variance`, `loss_ponder`) every `default_hooks.logger.interval` iterations.")
+ROUTING_NOTE = ("These training logs hold no per-iteration routing shares (RoutingLogHook writes "
+                "`routing/<layer>/<choice>` at every logger interval; logs from before it, or of static "
+                "models only, lack them); what they hold are the weighted auxiliary losses "
+                "(`loss_load_balance`, `loss_gate_entropy`, `loss_alpha_variance`, `loss_ponder`).")
 
 
 def add_parser(subparsers) -> str:

@@ -90,8 +90,10 @@ class RoutingLogHook(Hook):
     The shares are those of the training forward (single Gumbel draws), the routes the loss
     actually saw. They go through the message hub as `train/routing/<layer>/<choice>`, which
     mmengine's LoggerHook writes to the text log, scalars.json and TensorBoard at its interval.
+    It runs before LoggerHook (BELOW_NORMAL), so the line logged at iteration i holds the
+    shares of iteration i, not of i - 1.
     """
-    priority = "BELOW_NORMAL"
+    priority = "NORMAL"
 
     def __init__(self):
         self._routers = None

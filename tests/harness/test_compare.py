@@ -44,11 +44,17 @@ def test_compare_writes_curves_table_and_routing(trained_pair, tmp_path, capsys)
         assert curves["series"][model]["mean"] == dict(iter=[1, 2, 3], value=[r["loss_ce"] for r in logged])
 
     routing = json.loads((out / "routing_training.json").read_text())
-    # only the routed model logs its auxiliary routing terms; shares per iteration are not logged
-    assert routing["shares_logged"] is False
-    assert set(routing["keys"]) == {"loss_gate_entropy", "loss_load_balance"}
-    assert set(routing["series"]["loss_load_balance"]) == {"dhvn_nano"}
-    assert png_size(out / "routing_training.png") == tuple(int(round(v * DPI)) for v in routing_size(2))
+    # RoutingLogHook logs the routed model's shares of every logged iteration; the static one has none
+    logged = _scalars(trained_pair / "work" / "dhvn_nano" / "seed0")
+    share_keys = sorted(k for k in logged[0] if k.startswith("routing/"))
+    assert routing["shares_logged"] is True and routing["keys"] == share_keys
+    assert {k.split("/")[1] for k in share_keys} == {"encoder.0", "encoder.1", "decoder.0"}
+    for key in share_keys:
+        assert routing["series"][key] == {"dhvn_nano": dict(iter=[1, 2, 3], value=[r[key] for r in logged])}
+    for r in logged:  # the three choices of each router cover its batch
+        for layer in ("encoder.0", "encoder.1", "decoder.0"):
+            assert sum(r[f"routing/{layer}/{c}"] for c in ("conv", "transformer", "both")) == pytest.approx(1.0)
+    assert png_size(out / "routing_training.png") == tuple(int(round(v * DPI)) for v in routing_size(len(share_keys)))
     assert (out / "loss_curves.png").stat().st_size > 5000
 
     records = {r["model"]: r for r in read_jsonl(trained_pair / "results" / "mnist5k.jsonl")}
@@ -58,7 +64,7 @@ def test_compare_writes_curves_table_and_routing(trained_pair, tmp_path, capsys)
         row = next(line for line in md.splitlines() if line.startswith(f"| {model} "))
         assert f"{records[model]['metrics']['top1']:.2f} (n=1)" in row
     assert "static" in next(line for line in md.splitlines() if line.startswith("| dhvn_nano_static "))
-    assert "not logged" in md
+    assert "per-iteration routing keys found in the logs" in md
 
 
 def test_suite_is_inferred_from_the_results(trained_pair, tmp_path, capsys):
@@ -98,12 +104,12 @@ def test_training_log_follows_resumes_not_older_runs(tmp_path):
     assert [r["loss"] for r in log] == [8.0, 6.0, 4.0, 2.0]
 
 
-def test_routing_shares_are_drawn_when_a_run_logged_them(tmp_path, capsys):
-    # what a per-iteration routing hook would log through mmengine's message hub
+def test_logs_without_routing_shares_fall_back_to_the_aux_losses(tmp_path, capsys):
+    # logs written before RoutingLogHook existed hold only the weighted auxiliary terms
     work = tmp_path / "work" / "dhvn_nano" / "seed0"
     d = work / "20260101_000000" / "vis_data"
     d.mkdir(parents=True)
-    rows = [dict(iter=i, loss=2.0, loss_ce=2.0, **{"routing/encoder.0/share/conv": 0.1 * i}) for i in (1, 2, 3)]
+    rows = [dict(iter=i, loss=2.0, loss_ce=2.0, loss_load_balance=0.1 * i) for i in (1, 2, 3)]
     (d / "scalars.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "cmp"
     code, stdout, err = run_cli(["compare", "--models", "dhvn_nano", "--suite", "mnist5k", "--work-dirs",
@@ -111,6 +117,7 @@ def test_routing_shares_are_drawn_when_a_run_logged_them(tmp_path, capsys):
                                  "--out", str(out)], capsys)
     assert code == 0, err
     routing = json.loads((out / "routing_training.json").read_text())
-    assert routing["shares_logged"] is True and routing["keys"] == ["routing/encoder.0/share/conv"]
-    assert routing["series"]["routing/encoder.0/share/conv"]["dhvn_nano"]["value"] == pytest.approx([0.1, 0.2, 0.3])
+    assert routing["shares_logged"] is False and routing["keys"] == ["loss_load_balance"]
+    assert routing["series"]["loss_load_balance"]["dhvn_nano"]["value"] == pytest.approx([0.1, 0.2, 0.3])
+    assert "hold no per-iteration routing shares" in stdout
     assert "no record for mnist5k" in stdout

@@ -22,7 +22,7 @@ def test_record_fields(trained_checkpoint):
     _, rec = trained_checkpoint
     assert RECORD_FIELDS <= set(rec)
     assert (rec["model"], rec["suite"], rec["seed"], rec["task"]) == (TINY_MODEL, "mnist5k", 0, "image-classification")
-    assert rec["flops"] is None  # FLOP counting is a later issue; never estimated
+    assert 0 < rec["flops"]["executed_gflops"] <= rec["flops"]["dense_gflops"]  # details: test_flops_cmd
     assert set(rec["metrics"]) == {"top1", "top5", "loss"}
     assert 0 <= rec["metrics"]["top1"] <= rec["metrics"]["top5"] <= 100
     import zoo
