@@ -198,20 +198,9 @@ def peak_memory_bytes(model: nn.Module, x: torch.Tensor, execution: Optional[str
 
 def conditions(device: str, dtype: torch.dtype) -> dict:
     import platform
-    import subprocess
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=root, timeout=10).stdout.strip() or None
-        # uncommitted edits to tracked files mean the sha alone does not name the code timed
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, cwd=root, timeout=10).stdout.strip()
-        if sha and dirty:
-            sha += "+dirty"
-    except (OSError, subprocess.SubprocessError):
-        sha = None
+    from .records import git_label
     return dict(device=device, dtype=str(dtype).replace("torch.", ""), threads=torch.get_num_threads(),
                 torch=torch.__version__, python=platform.python_version(),
                 cpu=platform.processor() or platform.machine(), cpu_count=os.cpu_count(),
                 loadavg_1m=round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
-                git_sha=sha)
+                git_sha=git_label())

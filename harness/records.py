@@ -17,11 +17,15 @@ from typing import List, Optional
 
 import torch
 
-__all__ = ["build_record", "config_sha256", "env_info", "git_state", "cpu_model", "jsonable_config"]
+__all__ = ["build_record", "config_sha256", "env_info", "git_state", "git_label", "cpu_model",
+           "jsonable_config"]
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# results and the generated page change during a benchmark run; they do not make code dirty
-_NOT_CODE = (":!leaderboard/results", ":!leaderboard/LEADERBOARD.md")
+# results, the generated page and the generated pictures change during a benchmark run (the
+# embedded job moves the results aside, the leaderboard redraws its figures); no code is dirty
+# (benchmarks/perf_report.py rewrites leaderboard/perf as it goes)
+_NOT_CODE = (":!leaderboard/results", ":!leaderboard/LEADERBOARD.md", ":!leaderboard/figures",
+             ":!leaderboard/perf", ":!docs/figures")
 
 
 def jsonable_config(cfg_dict: dict) -> dict:
@@ -45,6 +49,14 @@ def git_state(root: str = REPO_ROOT) -> dict:
     return dict(git_sha=sha.strip() if sha else None,
                 git_dirty=None if status is None else bool(status.strip()))
 
+
+
+def git_label(root: str = REPO_ROOT) -> Optional[str]:
+    """Short sha of HEAD, with '+dirty' when the code differs from it (as `git_state` decides)."""
+    state = git_state(root)
+    if not state["git_sha"]:
+        return None
+    return state["git_sha"][:7] + ("+dirty" if state["git_dirty"] else "")
 
 @lru_cache(maxsize=1)
 def cpu_model() -> str:
