@@ -16,6 +16,7 @@ FLOPs are named in the section instead of being drawn at a made-up position.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import List, Optional, Sequence
 
@@ -118,6 +119,8 @@ def _draw(spec: dict, path: Path) -> None:
             a, b = by_model[dynamic], by_model[static]
             ax.plot([a["x"], b["x"]], [a["y"], b["y"]], color=_FAMILY_COLORS.get(_family(dynamic), "black"),
                     lw=1, ls="--", alpha=0.7, zorder=1)
+    xs = [math.log10(p["x"]) for p in spec["points"]]
+    x_lo, x_hi = min(xs), max(xs)
     for p in spec["points"]:
         fam = _family(p["model"])
         # hollow: the static / soft form of a dynamic model on the board
@@ -126,12 +129,20 @@ def _draw(spec: dict, path: Path) -> None:
                     color=_FAMILY_COLORS.get(fam, "black"), ms=7, capsize=4, zorder=2,
                     mfc="white" if hollow else None,
                     label=f"{p['model']} (n={p['n']})")
-        ax.annotate(p["model"], (p["x"], p["y"]), textcoords="offset points", xytext=(6, 5), fontsize=7)
-    from matplotlib.ticker import LogFormatter
+        # a static form is labelled below its point, its dynamic model above, so a pair that
+        # lands close together stays readable; points near the right edge are labelled leftwards
+        right_edge = x_hi > x_lo and (math.log10(p["x"]) - x_lo) / (x_hi - x_lo) > 0.75
+        ax.annotate(p["model"], (p["x"], p["y"]), textcoords="offset points",
+                    xytext=(-6 if right_edge else 6, -11 if hollow else 5), fontsize=7,
+                    ha="right" if right_edge else "left")
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
     ax.set_xscale("log")
-    # plain numbers (2,000 not 2x10^3) on the major and, for narrow ranges, minor ticks
-    ax.xaxis.set_major_formatter(LogFormatter())
-    ax.xaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.4)))
+    # plain numbers (0.02, 2,000) on the decades and at 2x and 5x between them; other minor
+    # ticks unlabelled (labels at every minor tick overlap)
+    plain = FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 10 else f"{v:g}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+    ax.xaxis.set_minor_formatter(plain if x_hi - x_lo < 2 else NullFormatter())
     ax.margins(x=0.15, y=0.08)  # room for the point labels
     ax.set_xlabel(spec["xlabel"])
     ax.set_ylabel(_METRIC_LABEL.get(spec["metric"], spec["metric"]))
