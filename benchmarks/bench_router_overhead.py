@@ -38,15 +38,23 @@ import zoo  # noqa: E402
 from harness.benchkit import conditions  # noqa: E402
 
 TARGET = 0.05
-# family -> (model, create kwargs, input maker, branches)
-CONFIGS = {
-    "dhvn": ("dhvn_nano", dict(num_classes=10, in_chans=1, img_size=28),
-             lambda b, t: torch.randn(b, 1, 28, 28), ("conv", "transformer"), "batch 64, 1x28x28"),
-    "esh": ("eshvision_xs", dict(num_classes=10, in_chans=1, img_size=28),
-            lambda b, t: torch.randn(b, 1, 28, 28), ("ssm", "attention"), "batch 64, 1x28x28"),
-    "exp11": ("exp11_dynamic_tiny", dict(vocab_size=256, max_seq_len=1024),
-              lambda b, t: torch.randint(0, 256, (1, 1024)), ("gdn", "softmax"), "batch 1, T=1024"),
-}
+# one small and one larger model per family: (family, model, create kwargs, input maker, branches,
+# input description). The router's cost per call is nearly fixed, so its share falls with scale.
+CONFIGS = [
+    ("dhvn", "dhvn_nano", dict(num_classes=10, in_chans=1, img_size=28),
+     lambda: torch.randn(64, 1, 28, 28), ("conv", "transformer"), "batch 64, 1x28x28"),
+    ("dhvn", "dhvn_tiny", dict(num_classes=10, in_chans=1, img_size=32),
+     lambda: torch.randn(64, 1, 32, 32), ("conv", "transformer"), "batch 64, 1x32x32"),
+    ("esh", "eshvision_xs", dict(num_classes=10, in_chans=1, img_size=28),
+     lambda: torch.randn(64, 1, 28, 28), ("ssm", "attention"), "batch 64, 1x28x28"),
+    ("esh", "eshvision_s", dict(num_classes=10, in_chans=1, img_size=224),
+     lambda: torch.randn(8, 1, 224, 224), ("ssm", "attention"), "batch 8, 1x224x224"),
+    ("exp11", "exp11_dynamic_tiny", dict(vocab_size=256, max_seq_len=1024),
+     lambda: torch.randint(0, 256, (1, 1024)), ("gdn", "softmax"), "batch 1, T=1024"),
+    ("exp11", "exp11_dynamic", dict(vocab_size=256, max_seq_len=1024),
+     lambda: torch.randint(0, 256, (1, 1024)), ("gdn", "softmax"), "batch 1, T=1024"),
+]
+FAMILIES = sorted({c[0] for c in CONFIGS})
 
 
 def _timed(fn):
@@ -106,11 +114,11 @@ def layer_pairs(family: str, model, x, branch: str):
     return pairs
 
 
-def measure(family: str, branch: str, rounds: int, warmup: int, seed: int = 0) -> dict:
-    name, kwargs, make, _, shape = CONFIGS[family]
+def measure(config: tuple, branch: str, rounds: int, warmup: int, seed: int = 0) -> dict:
+    family, name, kwargs, make, _, shape = config
     torch.manual_seed(seed)
     model = zoo.create_model(name, **kwargs).eval()
-    x = make(64, 1024)
+    x = make()
     with zoo.routing.execution(model, "sparse"), zoo.routing.force(model, branch), torch.no_grad():
         pairs = layer_pairs(family, model, x, branch)
         err = max((r() - d()).abs().max().item() for r, d in pairs)
@@ -144,7 +152,9 @@ def measure(family: str, branch: str, rounds: int, warmup: int, seed: int = 0) -
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--families", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    p.add_argument("--families", nargs="+", default=FAMILIES, choices=FAMILIES)
+    p.add_argument("--models", nargs="+", metavar="MODEL", choices=[c[1] for c in CONFIGS],
+                   help="only these of the configured models (default: all of the chosen families)")
     p.add_argument("--rounds", type=int, default=15, help="timed rounds (default 15)")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
@@ -155,11 +165,13 @@ def main(argv=None) -> None:
     rows = []
     print(f"{'family':6s} {'model':20s} {'branch':12s} {'shape':18s} {'routed ms':>10s} {'direct ms':>10s} "
           f"{'overhead':>9s} {'min/min':>8s} {'target':>7s} {'max|diff|':>9s}")
-    for fam in a.families:
-        for branch in CONFIGS[fam][3]:
-            r = measure(fam, branch, a.rounds, a.warmup)
+    for config in CONFIGS:
+        if config[0] not in a.families or (a.models and config[1] not in a.models):
+            continue
+        for branch in config[4]:
+            r = measure(config, branch, a.rounds, a.warmup)
             rows.append(r)
-            print(f"{fam:6s} {r['model']:20s} {branch:12s} {r['shape']:18s} {r['routed_ms_median']:10.2f} "
+            print(f"{config[0]:6s} {r['model']:20s} {branch:12s} {r['shape']:18s} {r['routed_ms_median']:10.2f} "
                   f"{r['direct_ms_median']:10.2f} {r['overhead'] * 100:8.1f}% {r['overhead_min_ratio'] * 100:7.1f}% {'met' if r['met'] else 'MISSED':>7s} "
                   f"{r['max_abs_diff']:9.1e}", flush=True)
     if a.json_out:

@@ -121,7 +121,7 @@ def test_real_pipeline_and_leaderboard_check(tmp_path, capsys):
                                                   os.path.join(ROOT, "benchmarks", "bench_router_overhead.py"))
     overhead = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(overhead)
-    overhead.main(["--families", "dhvn", "--rounds", "1", "--warmup", "0", "--threads", "1",
+    overhead.main(["--families", "dhvn", "--models", "dhvn_nano", "--rounds", "1", "--warmup", "0", "--threads", "1",
                    "--json-out", str(perf / "router_overhead.json")])
     doc = json.loads((perf / "router_overhead.json").read_text())
     assert [r["branch"] for r in doc["results"]] == ["conv", "transformer"]

@@ -67,6 +67,8 @@ class Route:
 
     def mask(self, *names: str) -> torch.Tensor:
         """Items whose decision is any of `names`."""
+        if len(names) == 1:  # one comparison, not a zero fill and an OR per name
+            return self.decisions == self.index(names[0])
         m = torch.zeros_like(self.decisions, dtype=torch.bool)
         for n in names:
             m |= self.decisions == self.index(n)

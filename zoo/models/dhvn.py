@@ -138,11 +138,12 @@ class HybridBlock(nn.Module):
         scale = w.requires_grad
         parts = []
         if n_c:
-            parts.append((only_c, _scaled(c[:n_c], w[only_c, CONV], scale)))
+            parts.append((only_c, _scaled(c[:n_c], w, only_c, CONV) if scale else c[:n_c]))
         if n_t:
-            parts.append((only_t, _scaled(t[:n_t], w[only_t, TRANS], scale)))
+            parts.append((only_t, _scaled(t[:n_t], w, only_t, TRANS) if scale else t[:n_t]))
         if n_b:
-            parts.append((both, _scaled(self.fuse(c[n_c:], t[n_t:]), w[both, BOTH], scale)))
+            fused = self.fuse(c[n_c:], t[n_t:])
+            parts.append((both, _scaled(fused, w, both, BOTH) if scale else fused))
         if len(parts) == 1:
             return parts[0][1]  # one group holds the whole batch, in order
         # every sample took exactly one choice: each output row is written once, no zero fill
@@ -169,8 +170,9 @@ def _gather(x: torch.Tensor, first: torch.Tensor, second: torch.Tensor, batch: i
     return gather_items(x, index)
 
 
-def _scaled(values: torch.Tensor, weight: torch.Tensor, scale: bool) -> torch.Tensor:
-    return values * weight.to(values.dtype).view(-1, 1, 1, 1) if scale else values
+def _scaled(values: torch.Tensor, w: torch.Tensor, items: torch.Tensor, choice: int) -> torch.Tensor:
+    """values of `items` times the weight each took for `choice` (1 forward, straight-through grad)."""
+    return values * w[items, choice].to(values.dtype).view(-1, 1, 1, 1)
 
 
 class DecoderStage(nn.Module):
@@ -232,7 +234,10 @@ class DHVN(ZooVisionModel):
         self.check_input(x)
         # channels-last end to end: the transformer branches' (B, N, C) tokens are then views of
         # the feature maps both ways (no transpose copies), and GN / depthwise convs keep NHWC
-        x = self.stem(x.contiguous(memory_format=torch.channels_last))
+        # (the stem's output is converted too: with in_chans=1 an NCHW input already counts as
+        # channels-last, so the stem conv kept NCHW and the whole network ran in NCHW)
+        cl = torch.channels_last
+        x = self.stem(x.contiguous(memory_format=cl)).contiguous(memory_format=cl)
         skips = []
         for block in self.encoder:
             x = block(x)

@@ -179,6 +179,16 @@ class ESHBlock(nn.Module):
         ssm_mask = ~attn_mask
         n_attn = int(attn_mask.sum())          # the one host sync that picks the branches
         update, rows = None, B * N
+        if n_attn in (0, rows):
+            # every patch on one branch: that branch on the whole batch, no packing or scatter
+            if n_attn:
+                update = self.norm_attn(self.attn(n, hw) + n)
+            else:
+                update = self.norm_ssm(self.ssm(n, hw) + n)
+            if not route.weights.requires_grad:  # eval: the weight taken is exactly 1
+                return x + update
+            col = 1 if n_attn else 0
+            return torch.addcmul(x, update, route.weights[..., col:col + 1].to(x.dtype))
         if n_attn:
             images, mask = _images_with(attn_mask)
             n_img = n if images is None else n.index_select(0, images)

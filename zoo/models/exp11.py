@@ -89,14 +89,22 @@ class RoutedMixer(nn.Module):
             y_gdn = self.gdn(x, visible=to_gdn)
             y_attn = self.attn(x)
             return w[..., gi, None] * y_gdn + w[..., si, None] * y_attn
+        # the weight taken is exactly 1 in the forward pass; multiplying by it only keeps the
+        # straight-through gradient, so without autograd the multiply (a full pass) is skipped
+        scale = w.requires_grad
+        n_gdn = int(to_gdn.sum())  # one host sync; pack_rows needs one per branch anyway
+        if n_gdn in (0, to_gdn.numel()):
+            # every token on one branch: that mixer on the whole batch, no packing or scatter
+            col, mixer = (gi, self.gdn) if n_gdn else (si, self.attn)
+            y = mixer(x)
+            return y * w[..., col, None] if scale else y
         # Every token is in exactly one branch, so the two scatters fill the whole output.
         out = x.new_empty(x.shape)
         for mask, branch, col in ((to_gdn, self._gdn_packed, gi), (~to_gdn, self._attn_packed, si)):
             packed = pack_rows(mask)
-            if packed.index.shape[1] == 0:
-                continue
-            # the weight is 1 in the forward pass; multiplying keeps its straight-through gradient
-            y = branch(x, packed) * gather_rows(w[..., col, None], packed.index)
+            y = branch(x, packed)
+            if scale:
+                y = y * gather_rows(w[..., col, None], packed.index)
             out = unpack_rows(out, packed, y)
         return out
 
