@@ -25,8 +25,12 @@ from mmengine.registry import DATASETS  # noqa: E402
 
 
 class _Window(Hook):
-    """Wall time from the start of iteration `begin` to the end of iteration `end - 1`."""
-    priority = "LOWEST"
+    """Wall time from the start of iteration `begin` to the end of iteration `end - 1`.
+
+    It closes before the VERY_LOW hooks: the run saves its one checkpoint at the last iteration
+    (~0.8 s for resnet18, 20 ms a step over 40 steps), a cost the plain loop does not pay. Every
+    other hook (logger, timers, schedulers, NaN guard, tau, routing log) is inside the window."""
+    priority = "LOW"
 
     def __init__(self, begin: int, end: int):
         self.begin, self.end, self.t0, self.seconds = begin, end, None, None
@@ -46,7 +50,7 @@ def runner_time(suite, model, warmup, iters, batch_size, seed) -> float:
 
     with tempfile.TemporaryDirectory() as work:
         opts = RunOptions(max_iters=warmup + iters, batch_size=batch_size, work_dir=work,
-                          cfg_options={"default_hooks.checkpoint.interval": 10**9, "log_level": "WARNING"})
+                          cfg_options={"log_level": "WARNING"})
         cfg = build_config(suite, model, seed, opts, "cpu")
         runner = Runner.from_cfg(cfg)
         window = _Window(warmup, warmup + iters)
