@@ -110,7 +110,10 @@ def cmd_bench(args, argv=()) -> int:
         torch.set_num_threads(args.threads)
     model_kwargs = _literal_kwargs(args.model_kwargs)
     command = "python -m harness " + " ".join(shlex.quote(a) for a in argv) if argv else None
-    results = [bench_model(m, suites[m], args, shares, model_kwargs) for m in models]
+    # a static model named outright with --execution/--policy is a mistake; one that a pattern
+    # swept in beside routed models is timed once, with a note
+    named = set(args.models)
+    results = [bench_model(m, suites[m], args, shares, model_kwargs, strict=m in named) for m in models]
     if args.json:
         print(json.dumps(results, indent=2))
     else:
@@ -185,7 +188,7 @@ def load_weights(net, path: str, arch: str) -> None:
     net.load_state_dict(sd)
 
 
-def bench_model(arch: str, suite, args, shares, model_kwargs: dict) -> dict:
+def bench_model(arch: str, suite, args, shares, model_kwargs: dict, strict: bool = True) -> dict:
     import torch
     import zoo
     from . import benchkit
@@ -211,11 +214,15 @@ def bench_model(arch: str, suite, args, shares, model_kwargs: dict) -> dict:
         load_weights(net, args.checkpoint, arch)
     net.eval()
     routed = bool(zoo.routing.routers(net))
-    if not routed and (args.execution or shares):
-        flag = "--execution" if args.execution else "--policy"
-        raise HarnessError(f"{arch} has no routers; {flag} applies to routed models only")
-    modes = {"both": ["sparse", "dense"], None: ["sparse"] if routed else [None]}.get(
-        args.execution, [args.execution])
+    note = None
+    execution = args.execution
+    if not routed and (execution or shares):
+        flags = " and ".join(f for f, given in (("--execution", execution), ("--policy", shares)) if given)
+        if strict:
+            raise HarnessError(f"{arch} has no routers; {flags} applies to routed models only")
+        note = f"static model (no routers): timed once; {flags} not applied"
+        execution, shares = None, None
+    modes = {"both": ["sparse", "dense"], None: ["sparse"] if routed else [None]}.get(execution, [execution])
     policy_desc = None
     policy = None
     if shares:
@@ -237,13 +244,15 @@ def bench_model(arch: str, suite, args, shares, model_kwargs: dict) -> dict:
                                    **{f"{unit}_per_s": per_step / med})
     out = dict(model=arch, suite=suite.name, task=task, train=bool(args.train), batch_size=args.batch_size,
                input_shape=list(x.shape), inputs=input_desc, checkpoint=args.checkpoint,
-               policy=args.policy, policy_shares=policy_desc, warmup=args.warmup, iters=args.iters,
+               policy=args.policy if shares else None, policy_shares=policy_desc, warmup=args.warmup, iters=args.iters,
                conditions=benchkit.conditions("cpu", torch.get_default_dtype()), runs=runs)
+    if note:
+        out["note"] = note
     if routed:
         with benchkit.routing_context(net, "sparse", policy), torch.no_grad():
             net(x)
         out["routing_mix"] = {layer: r["share"] for layer, r in zoo.routing.summarize(net).items()}
-    if args.execution == "both":
+    if execution == "both":
         out["speedup_median"] = benchkit.median_ratio(times[1], times[0])
         out["flops"] = _flops(net, x, policy)
         ratio = out["flops"].get("ratio")
@@ -278,6 +287,8 @@ def format_result(r: dict) -> str:
     if r.get("policy"):
         lines.append(f"  policy {r['policy']}: " + "; ".join(
             f"{layer} " + " ".join(f"{k}={v:.2f}" for k, v in s.items()) for layer, s in r["policy_shares"].items()))
+    if r.get("note"):
+        lines.append(f"  note: {r['note']}")
     for mode, run in r["runs"].items():
         rate = next((f"{v:,.1f} {k.replace('_per_s', '')}/s" for k, v in run.items() if k.endswith("_per_s")))
         lines.append(f"  {mode:6s}: {rate}, step {run['step_ms_median']:.2f} ms median "

@@ -127,6 +127,20 @@ def test_bad_input_is_one_line(args, fragments, tmp_path, capsys):
     assert not out_file.exists()
 
 
+def test_a_pattern_times_its_static_models_once_beside_the_routed_ones(tmp_path, capsys):
+    out_file = tmp_path / "b.json"
+    code, out, err = run_cli(["bench", "--models", "dhvn_nano*", "--batch-size", "2", "--execution", "both",
+                              "--policy", "skip=0.5", *FAST, "--json-out", str(out_file)], capsys)
+    assert code == 0, err
+    routed, static = json.loads(out_file.read_text())["results"]
+    assert (routed["model"], static["model"]) == ("dhvn_nano", "dhvn_nano_static")
+    assert set(routed["runs"]) == {"sparse", "dense"} and "efficiency" in routed and "note" not in routed
+    assert set(static["runs"]) == {"static"} and static["policy"] is None
+    assert "efficiency" not in static and "flops" not in static
+    assert static["note"] == "static model (no routers): timed once; --execution and --policy not applied"
+    assert "note: static model" in out
+
+
 def test_parse_policy_forms():
     assert benchkit.parse_policy("skip=0.25") == {"skip": 0.25}
     assert benchkit.parse_policy("conv") == {"conv": 1.0}
