@@ -178,7 +178,7 @@ class ESHBlock(nn.Module):
         attn_mask = route.mask("attention")
         ssm_mask = ~attn_mask
         n_attn = int(attn_mask.sum())          # the one host sync that picks the branches
-        update, rows = None, B * N
+        rows = B * N
         if n_attn in (0, rows):
             # every patch on one branch: that branch on the whole batch, no packing or scatter
             if n_attn:
@@ -189,34 +189,37 @@ class ESHBlock(nn.Module):
                 return x + update
             col = 1 if n_attn else 0
             return torch.addcmul(x, update, route.weights[..., col:col + 1].to(x.dtype))
-        if n_attn:
-            images, mask = _images_with(attn_mask)
-            n_img = n if images is None else n.index_select(0, images)
-            packed = pack_rows(mask)
-            nq = gather_rows(n_img, packed.index)
-            a = self.attn.attend(nq, self.attn.kv(n_img), hw, packed.index)
-            a = self.norm_attn(a + nq)
-            b, M = packed.index.shape
-            offsets = (torch.arange(b, device=x.device) * N if images is None else images * N).unsqueeze(1)
-            # padding entries go to scratch rows past the end, each to its own
-            scratch = rows + torch.arange(b * M, device=x.device).view(b, M)
-            index = torch.where(packed.valid, packed.index + offsets, scratch).reshape(-1)
-            update = x.new_empty(rows + b * M, D)
-            update = update.index_copy(0, index, a.reshape(b * M, D).to(x.dtype))
-        if n_attn < rows:
-            images, mask = _images_with(ssm_mask)
-            n_img = n if images is None else n.index_select(0, images)
-            y = self.ssm.scan(n_img, hw)
-            local = select_items(mask)
-            n_items = gather_items(n_img, local, item_dims=2)
-            s = self.norm_ssm(self.ssm.gate(gather_items(y, local, item_dims=2), n_items) + n_items)
-            index = local if images is None else select_items(ssm_mask)
-            if update is None:
-                update = x.new_empty(rows, D)
-            update = update.index_copy(0, index, s.to(x.dtype))
-        chosen = route.weights.to(x.dtype).gather(-1, route.decisions.unsqueeze(-1))  # (B, N, 1)
-        return torch.addcmul(x, update[:rows].view(B, N, D), chosen)
+        # both branches have patches from here on. SSM first: its full scan is the largest
+        # temporary, and it then runs before any attention buffer exists
+        images, mask = _images_with(ssm_mask)
+        n_img = n if images is None else n.index_select(0, images)
+        local = select_items(mask)
+        y = gather_items(self.ssm.scan(n_img, hw), local, item_dims=2)  # the full scan freed here
+        n_items = gather_items(n_img, local, item_dims=2)
+        s = self.norm_ssm(self.ssm.gate(y, n_items) + n_items)
+        ssm_index = local if images is None else select_items(ssm_mask)
+        del y, n_items, n_img
 
+        images, mask = _images_with(attn_mask)
+        n_img = n if images is None else n.index_select(0, images)
+        packed = pack_rows(mask)
+        nq = gather_rows(n_img, packed.index)
+        a = self.attn.attend(nq, self.attn.kv(n_img), hw, packed.index)
+        a = self.norm_attn(a + nq)
+        b, M = packed.index.shape
+        offsets = (torch.arange(b, device=x.device) * N if images is None else images * N).unsqueeze(1)
+        # padding entries go to scratch rows past the end, each to its own
+        scratch = rows + torch.arange(b * M, device=x.device).view(b, M)
+        index = torch.where(packed.valid, packed.index + offsets, scratch).reshape(-1)
+        # in place into one fresh buffer (autograd-safe: index_copy_ saves no values)
+        update = x.new_empty(rows + b * M, D)
+        update.index_copy_(0, index, a.reshape(b * M, D).to(x.dtype))
+        update.index_copy_(0, ssm_index, s.to(x.dtype))
+        update = update[:rows].view(B, N, D)
+        if not route.weights.requires_grad:  # eval: the weight taken is exactly 1
+            return x + update
+        chosen = route.weights.to(x.dtype).gather(-1, route.decisions.unsqueeze(-1))  # (B, N, 1)
+        return torch.addcmul(x, update, chosen)
 
 def _images_with(mask: torch.Tensor):
     """(images or None when every image has a True entry, the mask rows of those images)."""
