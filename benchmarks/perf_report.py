@@ -50,7 +50,7 @@ TIMING_LARGE = ["--threads", "2", "--warmup", "1", "--iters", "3"]
 
 def jobs():
     """[(name, kind, argv, needs)] in run order; argv excludes the --json-out it gets."""
-    out = [("ops", "ops", ["--threads", "2", "--repeats", "5", "--warmup", "1"], None),
+    out = [("ops", "ops", ["--threads", "2", "--repeats", "15", "--warmup", "2"], None),
            ("router_overhead", "overhead", ["--threads", "2", "--rounds", "15", "--warmup", "2"], None)]
     for fam, (model, shape) in SMALL.items():
         for skip in (25, 50, 75):
