@@ -17,7 +17,6 @@ refused with a one-line error naming the global it needs.
 from __future__ import annotations
 
 import pickle
-import zipfile
 from typing import Optional
 
 import numpy as np
@@ -76,9 +75,12 @@ def load_checkpoint_file(path: str) -> dict:
             raise HarnessError(f"checkpoint {path} is not a harness/mmengine checkpoint: it stores objects "
                                f"that are not allowed to load safely ({reason})") from None
         raise HarnessError(f"checkpoint {path} is corrupt or not a torch checkpoint ({reason})") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise HarnessError(f"checkpoint {path} is corrupt or not a torch checkpoint ({first})") from None
+    except Exception as e:  # noqa: BLE001
+        # garbage bytes make the weights-only unpickler fail in arbitrary ways (IndexError on a
+        # text file, KeyError, struct.error, ...): any failure to parse the file is this error
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        detail = f"{type(e).__name__}: {first}" if first else type(e).__name__
+        raise HarnessError(f"checkpoint {path} is corrupt or not a torch checkpoint ({detail})") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
         raise HarnessError(f"checkpoint {path} is not an mmengine checkpoint (no state_dict); "
                            f"expected a work_dir/epoch_N.pth or iter_N.pth written by the harness")

@@ -80,6 +80,33 @@ def test_corrupt_checkpoint(tmp_path, capsys):
     assert_one_line_error(code, err, "does not exist")
 
 
+def _truncated_checkpoint() -> bytes:
+    import io
+    buf = io.BytesIO()
+    torch.save({"state_dict": {"w": torch.zeros(64, 64)}, "meta": {}}, buf)
+    return buf.getvalue()[: len(buf.getvalue()) // 2]
+
+
+@pytest.mark.parametrize("content", [
+    b"this is a text file, not a checkpoint\n" * 5,   # the weights-only unpickler raised IndexError
+    b"",
+    bytes(range(256)) * 4,
+    b"\x80\x02}q\x00.",                                # a valid pickle of an empty dict
+    _truncated_checkpoint(),
+], ids=["text", "empty", "bytes", "empty-dict", "truncated"])
+def test_any_unreadable_checkpoint_is_a_one_line_error(content, tmp_path, capsys):
+    from harness.checkpoint import load_checkpoint_file
+    from harness.errors import HarnessError
+    bad = tmp_path / "iter_3.pth"
+    bad.write_bytes(content)
+    with pytest.raises(HarnessError, match="checkpoint .*iter_3.pth (is corrupt or not a torch|is not an mmengine)"):
+        load_checkpoint_file(str(bad))
+    code, _, err = run_cli(["visualize", "--model", "dhvn_nano", "--suite", "mnist5k", "--checkpoint", str(bad),
+                            "--out", str(tmp_path / "never")], capsys)
+    assert_one_line_error(code, err, str(bad))
+    assert not (tmp_path / "never").exists()
+
+
 class Payload:  # a class no allowlist names: what an untrusted pickle would carry
     pass
 
