@@ -6,6 +6,7 @@ before any work where it can be detected up front, and never with a partial reco
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from typing import List, Optional, Sequence
@@ -142,6 +143,20 @@ def _run_command(argv: Sequence[str], model: str, seed: int) -> List[str]:
     return out + ["--models", model, "--seeds", str(seed)]
 
 
+def _check_buildable(plans) -> None:
+    """Bad --model-kwargs (an unknown field, a value of the wrong type) fail here, in one line,
+    before any model trains: each model is built once on the meta device (no memory, no init)."""
+    import torch
+    from .models import build_network
+    for model in dict.fromkeys(p[0] for p in plans):
+        cfg = next(p[3] for p in plans if p[0] == model)
+        try:
+            with torch.device("meta"):
+                build_network(model, **cfg.model["arch_kwargs"])
+        except (TypeError, ValueError) as e:
+            raise HarnessError(f"cannot build {model} with these settings: {str(e).strip().splitlines()[0]}") from None
+
+
 def cmd_run(args, argv: Sequence[str] = ()) -> int:
     if args.device == "cpu":
         # before anything initialises CUDA, so mmengine's get_device() sees none
@@ -160,6 +175,11 @@ def cmd_run(args, argv: Sequence[str] = ()) -> int:
         v = getattr(args, flag)
         if v is not None and v < 1:
             raise HarnessError(f"--{flag.replace('_', '-')} must be >= 1, got {v}")
+    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
+        raise HarnessError(f"--lr must be a finite number > 0, got {args.lr}")
+    bad_seeds = [s for s in args.seeds if not 0 <= s < 2**32]
+    if bad_seeds:
+        raise HarnessError(f"--seeds must lie in [0, 2**32), got {bad_seeds[0]}")
     if suite.needs_root and not args.data_root and not args.cfg_options:
         raise HarnessError(f"suite {suite.name} needs --data-root: {suite.layout}")
     device = _resolve_device(args.device)
@@ -184,6 +204,7 @@ def cmd_run(args, argv: Sequence[str] = ()) -> int:
     for model, seed, opts, cfg in plans:
         if cfg.model["arch_kwargs"].get("num_classes", 0) is None:
             cfg.model["arch_kwargs"]["num_classes"] = num_classes
+    _check_buildable(plans)
 
     from mmengine.dist import is_main_process
     for model, seed, opts, cfg in plans:

@@ -80,6 +80,21 @@ def test_corrupt_checkpoint(tmp_path, capsys):
     assert_one_line_error(code, err, "does not exist")
 
 
+@pytest.mark.parametrize("extra, seed, fragments", [
+    (["--lr", "-1"], 0, ["--lr must be a finite number > 0", "-1.0"]),
+    (["--lr", "nan"], 0, ["--lr must be a finite number > 0"]),
+    ([], -1, ["--seeds must lie in [0, 2**32)", "-1"]),
+    (["--model-kwargs", "nosuchkey=1"], 0, ["cannot build dhvn_nano", "unknown field(s) nosuchkey", "valid keys"]),
+    (["--model-kwargs", "depths=(1,)"], 0, ["cannot build dhvn_nano", "one entry per stage"]),
+    (["--model-kwargs", "depths=(("], 0, ["cannot build dhvn_nano"]),   # not a literal: kept as text
+])
+def test_bad_run_settings_fail_before_training(extra, seed, fragments, tmp_path, capsys):
+    code, _, err = run_cli(tiny_run_args(tmp_path, *extra, seed=seed), capsys)
+    assert_one_line_error(code, err, *fragments)
+    assert not (tmp_path / "results.jsonl").exists()
+    assert not (tmp_path / "work").exists()  # nothing was built or trained
+
+
 def _truncated_checkpoint() -> bytes:
     import io
     buf = io.BytesIO()
