@@ -192,7 +192,7 @@ def bench_model(arch: str, suite, args, shares, model_kwargs: dict, strict: bool
     import torch
     import zoo
     from . import benchkit
-    from .models import build_network
+    from .models import build_network, check_buildable
     from .run import model_task
 
     task = model_task(arch)
@@ -206,10 +206,8 @@ def bench_model(arch: str, suite, args, shares, model_kwargs: dict, strict: bool
     if task != "causal-lm" and args.img_size:
         arch_kwargs["img_size"] = args.img_size
     arch_kwargs.update(model_kwargs)
-    try:
-        net = build_network(arch, **arch_kwargs)
-    except TypeError as e:
-        raise HarnessError(f"cannot build {arch}: {str(e).splitlines()[0]}") from None
+    check_buildable(arch, arch_kwargs)
+    net = build_network(arch, **arch_kwargs)
     if args.checkpoint:
         load_weights(net, args.checkpoint, arch)
     net.eval()

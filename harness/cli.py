@@ -105,6 +105,9 @@ def cmd_list(args) -> int:
     from .suites import SUITES
 
     names = zoo.list_models(args.patterns)
+    if args.patterns and not names:
+        from .run import resolve_models
+        resolve_models(args.patterns)  # raises the one-line "no model matches ...; closest: ..."
     rows = []
     for n in names:
         info = zoo.model_info(n)
@@ -144,17 +147,10 @@ def _run_command(argv: Sequence[str], model: str, seed: int) -> List[str]:
 
 
 def _check_buildable(plans) -> None:
-    """Bad --model-kwargs (an unknown field, a value of the wrong type) fail here, in one line,
-    before any model trains: each model is built once on the meta device (no memory, no init)."""
-    import torch
-    from .models import build_network
+    """Bad --model-kwargs fail here, in one line, before any model trains."""
+    from .models import check_buildable
     for model in dict.fromkeys(p[0] for p in plans):
-        cfg = next(p[3] for p in plans if p[0] == model)
-        try:
-            with torch.device("meta"):
-                build_network(model, **cfg.model["arch_kwargs"])
-        except (TypeError, ValueError) as e:
-            raise HarnessError(f"cannot build {model} with these settings: {str(e).strip().splitlines()[0]}") from None
+        check_buildable(model, next(p[3] for p in plans if p[0] == model).model["arch_kwargs"])
 
 
 def cmd_run(args, argv: Sequence[str] = ()) -> int:
@@ -182,6 +178,9 @@ def cmd_run(args, argv: Sequence[str] = ()) -> int:
         raise HarnessError(f"--seeds must lie in [0, 2**32), got {bad_seeds[0]}")
     if suite.needs_root and not args.data_root and not args.cfg_options:
         raise HarnessError(f"suite {suite.name} needs --data-root: {suite.layout}")
+    if args.resume not in (None, "auto"):
+        from .checkpoint import load_checkpoint_file
+        load_checkpoint_file(args.resume)  # missing / corrupt / foreign: one line, before any work
     device = _resolve_device(args.device)
     init_cpu_distributed(args.launcher, device)
     many = len(models) * len(args.seeds) > 1
@@ -240,6 +239,10 @@ def _print_summary(record: dict) -> None:
 def cmd_leaderboard(args, argv=()) -> int:
     from leaderboard.render import check_leaderboard, write_leaderboard
     from leaderboard.sections import extra_sections
+    if not os.path.isdir(args.results_dir):
+        # a mistyped path must not regenerate (and so empty) the committed page
+        raise HarnessError(f"results dir {args.results_dir} does not exist; nothing was written "
+                           f"(the default is {DEFAULT_RESULTS_DIR})")
     if args.check:
         ok = check_leaderboard(args.results_dir, args.out, extra_sections(args.results_dir, write=False))
         if not ok:

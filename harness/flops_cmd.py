@@ -120,6 +120,7 @@ def _network(cfg, model: str, checkpoint: Optional[str]) -> torch.nn.Module:
     if checkpoint:
         ckpt_mod.install_safe_globals()
         ckpt_mod.load_checkpoint_file(checkpoint)   # corrupt or foreign: fail before building
+    _models.check_buildable(model, cfg.model["arch_kwargs"])
     wrapper = MODELS.build(dict(cfg.model))
     if checkpoint:
         state = ckpt_mod.check_checkpoint(checkpoint, wrapper, arch=model)["state_dict"]

@@ -43,6 +43,18 @@ def build_network(arch: str, **kwargs) -> nn.Module:
     return zoo.create_model(arch, **kwargs)
 
 
+def check_buildable(arch: str, arch_kwargs: dict) -> None:
+    """Build `arch` once on the meta device (no memory, no init), so that bad overrides (an
+    unknown field, a value of the wrong type or shape) fail as one line before any work."""
+    from .errors import HarnessError
+    try:
+        with torch.device("meta"):
+            build_network(arch, **arch_kwargs)
+    except (TypeError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise HarnessError(f"cannot build {arch} with these settings: {first}") from None
+
+
 def routing_stats(net: nn.Module) -> Dict[str, dict]:
     """Per router of the last forward, per sample: choice counts and summed probabilities.
 

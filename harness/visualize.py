@@ -98,7 +98,7 @@ def load_routed(model: str, checkpoint: str, suite_name: str, model_kwargs: Opti
     from mmengine.registry import DATASETS, MODELS
 
     from . import checkpoint as ckpt_mod
-    from .models import TIMM_PREFIX
+    from .models import TIMM_PREFIX, check_buildable
     from .run import RunOptions, build_config, check_tasks, resolve_models
     from .suites import get_suite
 
@@ -128,6 +128,7 @@ def load_routed(model: str, checkpoint: str, suite_name: str, model_kwargs: Opti
         raise HarnessError(f"suite {suite.name}: the eval split is empty")
     if cfg.model["arch_kwargs"].get("num_classes", 0) is None:
         cfg.model["arch_kwargs"]["num_classes"] = getattr(dataset, "num_classes", None)
+    check_buildable(model, cfg.model["arch_kwargs"])
     wrapper = MODELS.build(copy.deepcopy(cfg.model))
     ckpt = ckpt_mod.check_checkpoint(checkpoint, wrapper, arch=model)
     wrapper.load_state_dict(ckpt["state_dict"])

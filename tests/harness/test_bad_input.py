@@ -95,6 +95,30 @@ def test_bad_run_settings_fail_before_training(extra, seed, fragments, tmp_path,
     assert not (tmp_path / "work").exists()  # nothing was built or trained
 
 
+def test_resume_from_a_missing_checkpoint_is_one_line(tmp_path, capsys):
+    code, _, err = run_cli(tiny_run_args(tmp_path, "--resume", str(tmp_path / "nope.pth")), capsys)
+    assert_one_line_error(code, err, "does not exist", "nope.pth")
+    assert not (tmp_path / "results.jsonl").exists() and not (tmp_path / "work").exists()
+
+
+def test_leaderboard_on_a_missing_results_dir_writes_nothing(tmp_path, capsys):
+    page = tmp_path / "LEADERBOARD.md"
+    page.write_text("the committed page\n")
+    for check in ([], ["--check"]):
+        code, _, err = run_cli(["leaderboard", *check, "--results-dir", str(tmp_path / "typo"), "--out", str(page)],
+                               capsys)
+        assert_one_line_error(code, err, "results dir", "typo", "does not exist")
+        assert page.read_text() == "the committed page\n"
+
+
+@pytest.mark.parametrize("pattern, fragments", [("dhvx*", ["no model matches 'dhvx*'", "dhvn_nano"]),
+                                                ("zzz*", ["no model matches 'zzz*'"])])
+def test_list_pattern_matching_nothing_is_one_line(pattern, fragments, capsys):
+    code, out, err = run_cli(["list", pattern], capsys)
+    assert_one_line_error(code, err, *fragments)
+    assert out == ""
+
+
 def _truncated_checkpoint() -> bytes:
     import io
     buf = io.BytesIO()

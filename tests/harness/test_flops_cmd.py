@@ -85,6 +85,8 @@ def test_flops_of_a_timm_peer_has_nothing_to_save(capsys):
     (["--models", "dhvn_nano", "--suite", "mnist5k", "--batch-size", "-2"], ["--batch-size must be >= 1"]),
     (["--models", "dhvn_nano*", "--suite", "mnist5k", "--checkpoint", "x.pth"], ["one model", "matched 2"]),
     (["--models", "dhvn_nano", "--suite", "imagenet"], ["suite imagenet needs --data-root"]),
+    (["--models", "dhvn_nano", "--suite", "mnist5k", "--model-kwargs", "nosuch=1"],
+     ["cannot build dhvn_nano", "unknown field(s) nosuch"]),
 ])
 def test_flops_bad_input_is_one_line(argv, fragments, capsys):
     code, out, err = run_cli(["flops", *argv], capsys)

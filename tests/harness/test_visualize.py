@@ -194,6 +194,8 @@ def test_checkpoint_from_a_harness_run(trained_checkpoint, tmp_path, capsys):
     (["--model", "dhvn_nano_static", "--suite", "mnist5k"], ["static model"]),
     (["--model", "exp11_dynamic_tiny", "--suite", "mnist5k"], ["causal-lm", "cannot run on suite mnist5k"]),
     (["--model", "dhvn_nano", "--suite", "mnist"], ["unknown suite"]),
+    (["--model", "dhvn_nano", "--suite", "mnist5k", "--model-kwargs", "depths=(1,)"],
+     ["cannot build dhvn_nano", "one entry per stage"]),
 ])
 def test_user_mistakes_are_one_line(argv, fragments, ckpts, tmp_path, capsys):
     out = tmp_path / "never"
