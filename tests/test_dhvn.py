@@ -243,6 +243,8 @@ def test_bad_input_is_a_one_line_value_error():
         zoo.create_model("dhvn_nano", depths=(1,))
     with pytest.raises(ValueError, match="policy"):
         zoo.create_model("dhvn_nano", policy="both_please")
+    with pytest.raises(ValueError, match="img_size 30 must be divisible by the model's stride 4"):
+        zoo.create_model("dhvn_nano", img_size=30)
 
 
 def test_timm_contract_and_stages():

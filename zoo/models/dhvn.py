@@ -65,6 +65,10 @@ class DHVNSpec(VisionSpec):
             raise ValueError(f"widths and depths need one entry per stage, got {self.widths} and {self.depths}")
         if self.policy is not None and self.policy not in CHOICES:
             raise ValueError(f"policy must be None or one of {CHOICES}, got {self.policy!r}")
+        stride = 2 ** len(self.widths)
+        if self.img_size % stride:
+            # the skips line up only if every encoder halving is exact (forward refuses such images)
+            raise ValueError(f"img_size {self.img_size} must be divisible by the model's stride {stride}")
 
     @property
     def num_stages(self) -> int:
