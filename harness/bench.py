@@ -20,7 +20,6 @@ import json
 import os
 import shlex
 import statistics
-import sys
 from typing import List, Optional
 
 from .errors import HarnessError

@@ -93,7 +93,6 @@ def load_routed(model: str, checkpoint: str, suite_name: str, model_kwargs: Opti
 
     Every user mistake (pattern, unknown or timm or static model, wrong suite, bad checkpoint)
     is a one-line HarnessError before any picture is drawn."""
-    import torch
     import zoo
     from mmengine.registry import DATASETS, MODELS
 

@@ -55,7 +55,7 @@ def _entrypoint(name: str) -> Callable:
         return _ENTRYPOINTS[name]
     except KeyError:
         close = difflib.get_close_matches(name, list(_ENTRYPOINTS), n=5, cutoff=0.5)
-        hint = f"; closest: {', '.join(close)}" if close else f"; see zoo.list_models()"
+        hint = f"; closest: {', '.join(close)}" if close else "; see zoo.list_models()"
         raise UnknownModelError(f"unknown model {name!r}{hint}") from None
 
 

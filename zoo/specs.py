@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, Optional, Tuple
+from dataclasses import dataclass, fields
+from typing import Any, Optional, Tuple
 
 __all__ = [
     "Spec", "RouterSpec", "MlpSpec", "AttentionSpec", "ConvBranchSpec", "SSMSpec",

@@ -10,7 +10,7 @@ per-sample routing; (B, N, C) give (B, N) for patches or tokens.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional, Sequence, Union
 
 import torch

@@ -221,6 +221,7 @@ class ESHBlock(nn.Module):
         chosen = route.weights.to(x.dtype).gather(-1, route.decisions.unsqueeze(-1))  # (B, N, 1)
         return torch.addcmul(x, update, chosen)
 
+
 def _images_with(mask: torch.Tensor):
     """(images or None when every image has a True entry, the mask rows of those images)."""
     has = mask.any(dim=1)
