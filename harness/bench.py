@@ -191,7 +191,7 @@ def bench_model(arch: str, suite, args, shares, model_kwargs: dict, strict: bool
     import torch
     import zoo
     from . import benchkit
-    from .models import build_network, check_buildable
+    from .models import build_network_checked
     from .run import model_task
 
     task = model_task(arch)
@@ -205,8 +205,7 @@ def bench_model(arch: str, suite, args, shares, model_kwargs: dict, strict: bool
     if task != "causal-lm" and args.img_size:
         arch_kwargs["img_size"] = args.img_size
     arch_kwargs.update(model_kwargs)
-    check_buildable(arch, arch_kwargs)
-    net = build_network(arch, **arch_kwargs)
+    net = build_network_checked(arch, **arch_kwargs)
     if args.checkpoint:
         load_weights(net, args.checkpoint, arch)
     net.eval()

@@ -11,8 +11,8 @@ wrote (tests/harness/test_checkpoint.py keeps the list honest), they are:
     a class-wide registry that mmengine later calls. Allowlisting getattr would let a crafted
     checkpoint plant arbitrary callables there, so `SafeCheckpointHook` writes each buffer as
     plain numbers (arrays + max_length) and rebuilds it through `HistoryBuffer(...)` on load.
-weights_only=False is never used. A checkpoint written by mmengine without this hook is
-refused with a one-line error naming the global it needs.
+Every load is weights-only; nothing falls back to full unpickling. A checkpoint written by
+mmengine without this hook is refused with a one-line error naming the global it needs.
 """
 from __future__ import annotations
 

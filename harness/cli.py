@@ -149,8 +149,11 @@ def _run_command(argv: Sequence[str], model: str, seed: int) -> List[str]:
 def _check_buildable(plans) -> None:
     """Bad --model-kwargs fail here, in one line, before any model trains."""
     from .models import check_buildable
-    for model in dict.fromkeys(p[0] for p in plans):
-        check_buildable(model, next(p[3] for p in plans if p[0] == model).model["arch_kwargs"])
+    checked = set()
+    for model, _, _, cfg in plans:
+        if model not in checked:
+            check_buildable(model, cfg.model["arch_kwargs"])
+            checked.add(model)
 
 
 def cmd_run(args, argv: Sequence[str] = ()) -> int:

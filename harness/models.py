@@ -43,16 +43,22 @@ def build_network(arch: str, **kwargs) -> nn.Module:
     return zoo.create_model(arch, **kwargs)
 
 
-def check_buildable(arch: str, arch_kwargs: dict) -> None:
-    """Build `arch` once on the meta device (no memory, no init), so that bad overrides (an
-    unknown field, a value of the wrong type or shape) fail as one line before any work."""
+def build_network_checked(arch: str, **kwargs) -> nn.Module:
+    """`build_network`, with bad overrides (an unknown field, a value of the wrong type or
+    shape) as one-line HarnessErrors."""
     from .errors import HarnessError
     try:
-        with torch.device("meta"):
-            build_network(arch, **arch_kwargs)
+        return build_network(arch, **kwargs)
     except (TypeError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise HarnessError(f"cannot build {arch} with these settings: {first}") from None
+
+
+def check_buildable(arch: str, arch_kwargs: dict) -> None:
+    """Build `arch` once on the meta device (no memory, no init), so that bad overrides fail
+    before any work, where the real build happens later inside mmengine."""
+    with torch.device("meta"):
+        build_network_checked(arch, **arch_kwargs)
 
 
 def routing_stats(net: nn.Module) -> Dict[str, dict]:

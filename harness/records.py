@@ -50,13 +50,13 @@ def git_state(root: str = REPO_ROOT) -> dict:
                 git_dirty=None if status is None else bool(status.strip()))
 
 
-
 def git_label(root: str = REPO_ROOT) -> Optional[str]:
     """Short sha of HEAD, with '+dirty' when the code differs from it (as `git_state` decides)."""
     state = git_state(root)
     if not state["git_sha"]:
         return None
     return state["git_sha"][:7] + ("+dirty" if state["git_dirty"] else "")
+
 
 @lru_cache(maxsize=1)
 def cpu_model() -> str:

@@ -40,6 +40,7 @@ import torch.nn as nn
 from timm.layers import LayerNorm2d, Mlp, SwiGLU
 
 from ..blocks.act import ACTPonder
+from ..blocks.patch_merging import PatchMerging
 from ..blocks.rel_attention import RelPosAttention
 from ..blocks.router import Route, Router
 from ..blocks.vssm import BidirectionalVSSM
@@ -103,21 +104,6 @@ def _take(x: torch.Tensor, packed: Packed) -> torch.Tensor:
     return gather_rows(x, packed.index)
 
 
-class PatchMerging(nn.Module):
-    """Swin-style 2x2 merge: (B, h, w, C) -> (B, ceil(h/2), ceil(w/2), 2C); odd sides are zero-padded."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.norm = nn.LayerNorm(4 * dim)
-        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        B, h, w, C = x.shape
-        x = nn.functional.pad(x, (0, 0, 0, w % 2, 0, h % 2))
-        x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], dim=-1)
-        return self.reduction(self.norm(x))
-
-
 def _stem(spec: ESHVisionSpec) -> nn.Sequential:
     D = spec.embed_dim
     if spec.stem == "patch":
@@ -170,27 +156,30 @@ class ESHBlock(nn.Module):
         return x + w[..., 1:2] * a + w[..., 0:1] * s
 
     def _mix_sparse(self, x, n, route: Route, hw):
-        """Each patch's update comes from its own branch only. Every patch is in exactly one
-        branch, so the two branches write disjoint rows of one buffer that covers all rows
-        (plus scratch rows for the packing's padding); one multiply by the chosen weight and
-        one add finish the block, as in the dense combine."""
-        B, N, D = x.shape
+        """Each patch's update comes from its own branch only; one multiply by the chosen
+        weight and one add finish the block, as in the dense combine."""
         attn_mask = route.mask("attention")
-        ssm_mask = ~attn_mask
         n_attn = int(attn_mask.sum())          # the one host sync that picks the branches
+        # every patch on one branch: that branch on the whole batch, no packing or scatter
+        if n_attn == attn_mask.numel():
+            update = self.norm_attn(self.attn(n, hw) + n)
+        elif n_attn == 0:
+            update = self.norm_ssm(self.ssm(n, hw) + n)
+        else:
+            update = self._split_update(x, n, attn_mask, hw)
+        if not route.weights.requires_grad:  # eval: the weight taken is exactly 1
+            return x + update
+        chosen = route.weights.to(x.dtype).gather(-1, route.decisions.unsqueeze(-1))  # (B, N, 1)
+        return torch.addcmul(x, update, chosen)
+
+    def _split_update(self, x, n, attn_mask, hw):
+        """Both branches have patches. Every patch is in exactly one branch, so the two write
+        disjoint rows of one buffer that covers all rows (plus scratch rows for the packing's
+        padding). SSM first: its full scan is the largest temporary, and it then runs before
+        any attention buffer exists."""
+        B, N, D = x.shape
         rows = B * N
-        if n_attn in (0, rows):
-            # every patch on one branch: that branch on the whole batch, no packing or scatter
-            if n_attn:
-                update = self.norm_attn(self.attn(n, hw) + n)
-            else:
-                update = self.norm_ssm(self.ssm(n, hw) + n)
-            if not route.weights.requires_grad:  # eval: the weight taken is exactly 1
-                return x + update
-            col = 1 if n_attn else 0
-            return torch.addcmul(x, update, route.weights[..., col:col + 1].to(x.dtype))
-        # both branches have patches from here on. SSM first: its full scan is the largest
-        # temporary, and it then runs before any attention buffer exists
+        ssm_mask = ~attn_mask
         images, mask = _images_with(ssm_mask)
         n_img = n if images is None else n.index_select(0, images)
         local = select_items(mask)
@@ -204,8 +193,7 @@ class ESHBlock(nn.Module):
         n_img = n if images is None else n.index_select(0, images)
         packed = pack_rows(mask)
         nq = gather_rows(n_img, packed.index)
-        a = self.attn.attend(nq, self.attn.kv(n_img), hw, packed.index)
-        a = self.norm_attn(a + nq)
+        a = self.norm_attn(self.attn.attend(nq, self.attn.kv(n_img), hw, packed.index) + nq)
         b, M = packed.index.shape
         offsets = (torch.arange(b, device=x.device) * N if images is None else images * N).unsqueeze(1)
         # padding entries go to scratch rows past the end, each to its own
@@ -215,12 +203,7 @@ class ESHBlock(nn.Module):
         update = x.new_empty(rows + b * M, D)
         update.index_copy_(0, index, a.reshape(b * M, D).to(x.dtype))
         update.index_copy_(0, ssm_index, s.to(x.dtype))
-        update = update[:rows].view(B, N, D)
-        if not route.weights.requires_grad:  # eval: the weight taken is exactly 1
-            return x + update
-        chosen = route.weights.to(x.dtype).gather(-1, route.decisions.unsqueeze(-1))  # (B, N, 1)
-        return torch.addcmul(x, update, chosen)
-
+        return update[:rows].view(B, N, D)
 
 def _images_with(mask: torch.Tensor):
     """(images or None when every image has a True entry, the mask rows of those images)."""
