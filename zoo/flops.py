@@ -25,15 +25,17 @@ the entropy prior, the routers' softmax/argmax and the gather/scatter of routed 
 routers' own Linear layers are counted).
 
 Dense reference: the same weights under `zoo.routing.execution(model, "dense")` with every
-router forced to its "full" choice (`FULL_CHOICES`). Dense execution already computes every
-branch for every item; the forced choice fixes what else depends on the decision:
+router forced to the full choice it declares (`Router.full_choice`). Dense execution already
+computes every branch for every item; the forced choice fixes what else depends on the decision:
   * DHVN: "both" (conv, transformer and the fusion for every sample: the static hybrid);
   * ESH-Vision: "attention". ACT ponders attention patches with alpha > 0.7, and alpha > 0.7
     implies the router picks attention, so forcing attention keeps exactly the ponder steps
     hard routing takes (forcing "ssm" would drop them and undercount the dense cost);
-  * Exp11: "gdn". The dense GDN hides tokens routed to softmax from its short conv; forcing
-    gdn lets it see every token, as the always-both hybrid does (forcing softmax would shrink
-    the dense GDN's conv to nothing).
+  * Exp11: "softmax" (the GDN over every token plus a softmax read for every token).
+
+Attention convention: QK^T and AV are counted over the (query, key) pairs the mask allows
+(`zoo.ops.counting.attention_pairs`): a causal layer over T tokens counts T(T+1)/2 pairs, dense
+or with packed queries alike; an additive bias (ESH) allows every pair.
 """
 from __future__ import annotations
 
@@ -48,25 +50,21 @@ from . import routing
 from .blocks.gdn import ShortConv
 from .ops import counting as _counting
 
-__all__ = ["count_flops", "flops_report", "full_choice", "full_policy", "FULL_CHOICES", "UNIT",
+__all__ = ["count_flops", "flops_report", "full_choice", "full_policy", "UNIT",
            "MODULE_FLOPS"]
 
 UNIT = "FLOPs (2 x MACs)"
-# the choice that makes dense execution the full always-both cost, per router family (see above)
-FULL_CHOICES = ("both", "attention", "gdn")
 
 
 def full_choice(router: routing.Router) -> str:
-    for name in FULL_CHOICES:
-        if name in router.choices:
-            return name
-    raise ValueError(f"router {router.layer!r} has no full choice among {router.choices}; "
-                     f"known full choices: {FULL_CHOICES}")
+    """The choice that makes dense execution the full always-both cost: the router's declared
+    full form (`Router.full_choice`)."""
+    return router.full_choice
 
 
 def full_policy(router: routing.Router, shape: torch.Size) -> torch.Tensor:
     """A `zoo.routing.force` policy: every item takes its router's full choice."""
-    return torch.full(tuple(shape), router.choices.index(full_choice(router)), dtype=torch.long)
+    return torch.full(tuple(shape), router.choices.index(router.full_choice), dtype=torch.long)
 
 
 def _short_conv_flops(module: ShortConv, args: tuple, kwargs: dict, output: torch.Tensor) -> int:

@@ -5,6 +5,7 @@
     force(model, "both")        -> context: every router takes one fixed choice (or a policy)
     set_tau(model, tau)         -> set the Gumbel temperature of every router
     summarize(model)            -> per router: share of each choice, entropy, load balance
+    budget(model, 0.6, inputs)  -> context: eval routing spends ~60 % of the full form's FLOPs
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import torch.nn as nn
 from .blocks.router import EXECUTION_MODES, Route, RouteRecord, Router
 
 __all__ = ["Router", "Route", "RouteRecord", "routers", "trace", "execution", "force",
-           "set_tau", "get_tau", "summarize", "random_policy"]
+           "set_tau", "get_tau", "summarize", "random_policy", "budget", "fit_budget", "budget_range"]
 
 
 def routers(model: nn.Module) -> List[Router]:
@@ -105,3 +106,20 @@ def summarize(model_or_records) -> dict:
                         share=rec.shares(), entropy=rec.entropy(), load_balance=rec.load_balance())
         for rec in records
     }
+
+
+def budget(model: nn.Module, fraction: float, inputs: torch.Tensor, **kwargs):
+    """Context manager: every router's eval threshold moves so that the model executes about
+    `fraction` of its full form's FLOPs on `inputs` (see `zoo.budget`); yields the fit."""
+    from .budget import budget as _budget  # the knob needs the FLOP counter, which imports this module
+    return _budget(model, fraction, inputs, **kwargs)
+
+
+def fit_budget(model: nn.Module, fraction: float, inputs: torch.Tensor, **kwargs):
+    from .budget import fit_budget as _fit
+    return _fit(model, fraction, inputs, **kwargs)
+
+
+def budget_range(model: nn.Module, inputs: torch.Tensor):
+    from .budget import budget_range as _range
+    return _range(model, inputs)

@@ -10,6 +10,7 @@ Shared block specs live here so that the three families compose the same parts
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, fields
 from typing import Any, Optional, Tuple
@@ -109,12 +110,17 @@ class RouterSpec(Spec):
     logit_clamp: float = 15.0
     zero_init: bool = True
     tau: float = 1.0
+    # compute-aware objective: the share of the full routed compute that training aims to
+    # spend (aux loss "budget"). None: no budget term.
+    budget: Optional[float] = None
 
     def __post_init__(self):
         if self.mode not in ("gumbel", "hard", "soft"):
             raise ValueError(f"router mode must be 'gumbel', 'hard' or 'soft', got {self.mode!r}")
-        if not self.tau > 0:
-            raise ValueError(f"router tau must be > 0, got {self.tau}")
+        if not (self.tau > 0 and math.isfinite(self.tau)):
+            raise ValueError(f"router tau must be a finite number > 0, got {self.tau}")
+        if self.budget is not None and not 0 < self.budget <= 1:
+            raise ValueError(f"router budget must lie in (0, 1], got {self.budget}")
 
 
 @dataclass(frozen=True)
@@ -141,6 +147,7 @@ class ConvBranchSpec(Spec):
     num_blocks: int = 2
     kernel_size: int = 3
     groups: int = 8                # GroupNorm groups
+    norm: str = "group"            # "group", "batch" or "layer" (per-pixel LayerNorm2d)
 
 
 @dataclass(frozen=True)

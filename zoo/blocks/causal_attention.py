@@ -80,6 +80,16 @@ class CausalSelfAttention(nn.Module):
         self.o_proj = nn.Linear(H * D, dim, bias=False)
         self.query_block = 128  # packed queries per SDPA call (sorted_query_attention)
 
+    def flops_per_token(self, seq_len: int, keys_only: bool = False) -> float:
+        """Executed FLOPs per token of one sequence of seq_len tokens: projections, and QK^T and
+        AV over the (query, key) pairs the causal mask allows (the zoo's counting convention).
+        keys_only: the key/value projection alone (computed for every token)."""
+        dim, HD = self.q_proj.in_features, self.num_heads * self.head_dim
+        kv = 2 * dim * 2 * HD
+        if keys_only:
+            return kv
+        return kv + 2 * dim * HD + 2 * HD * dim + 4 * HD * (seq_len + 1) / 2
+
     def _rope(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         return apply_rope(x, pos, self.spec.rope_theta) if self.spec.rope else x
 

@@ -6,6 +6,7 @@ which per-sample routing needs (a gathered sub-batch must give the same result a
 from __future__ import annotations
 
 import math
+from typing import Tuple
 
 import torch
 import torch.nn as nn
@@ -20,18 +21,29 @@ def group_norm(channels: int, groups: int) -> nn.GroupNorm:
     return nn.GroupNorm(math.gcd(channels, groups), channels)
 
 
+def conv_norm(kind: str, channels: int, groups: int = 8) -> nn.Module:
+    if kind == "group":
+        return group_norm(channels, groups)
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "layer":
+        from timm.layers import LayerNorm2d
+        return LayerNorm2d(channels)
+    raise ValueError(f"conv norm must be 'group', 'batch' or 'layer', got {kind!r}")
+
+
 class DepthwiseSeparableBlock(nn.Module):
     """x -> ReLU(GN(pw(ReLU(GN(dw(x))))) + shortcut(x)); the dw conv carries the stride."""
 
     def __init__(self, in_chs: int, out_chs: int, stride: int = 1, kernel_size: int = 3,
-                 groups: int = 8):
+                 groups: int = 8, norm: str = "group"):
         super().__init__()
         self.dw = nn.Conv2d(in_chs, in_chs, kernel_size, stride, kernel_size // 2, groups=in_chs,
                             bias=False)
-        self.norm1 = group_norm(in_chs, groups)
+        self.norm1 = conv_norm(norm, in_chs, groups)
         self.act = nn.ReLU(inplace=True)
         self.pw = nn.Conv2d(in_chs, out_chs, 1, bias=False)
-        self.norm2 = group_norm(out_chs, groups)
+        self.norm2 = conv_norm(norm, out_chs, groups)
         if stride == 1 and in_chs == out_chs:
             self.shortcut = nn.Identity()
         else:
@@ -39,8 +51,18 @@ class DepthwiseSeparableBlock(nn.Module):
             self.shortcut = nn.Sequential(
                 nn.AvgPool2d(stride) if stride > 1 else nn.Identity(),
                 nn.Conv2d(in_chs, out_chs, 1, bias=False),
-                group_norm(out_chs, groups),
+                conv_norm(norm, out_chs, groups),
             )
+
+    def flops(self, hw: Tuple[int, int]) -> Tuple[int, Tuple[int, int]]:
+        """(FLOPs per sample, output size) at input size hw: the convolutions' 2 x MACs."""
+        k, s = self.dw.kernel_size[0], self.dw.stride[0]
+        h, w = (hw[0] + 2 * (k // 2) - k) // s + 1, (hw[1] + 2 * (k // 2) - k) // s + 1
+        cin, cout = self.dw.in_channels, self.pw.out_channels
+        total = 2 * h * w * (k * k * cin + cin * cout)
+        if not isinstance(self.shortcut, nn.Identity):
+            total += 2 * h * w * cin * cout
+        return total, (h, w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.act(self.norm1(self.dw(x)))
@@ -55,7 +77,15 @@ class ConvBranch(nn.Sequential):
                  spec: ConvBranchSpec = ConvBranchSpec()):
         if spec.num_blocks < 1:
             raise ValueError(f"conv branch needs num_blocks >= 1, got {spec.num_blocks}")
-        blocks = [DepthwiseSeparableBlock(in_chs, out_chs, stride, spec.kernel_size, spec.groups)]
-        blocks += [DepthwiseSeparableBlock(out_chs, out_chs, 1, spec.kernel_size, spec.groups)
+        blocks = [DepthwiseSeparableBlock(in_chs, out_chs, stride, spec.kernel_size, spec.groups, spec.norm)]
+        blocks += [DepthwiseSeparableBlock(out_chs, out_chs, 1, spec.kernel_size, spec.groups, spec.norm)
                    for _ in range(spec.num_blocks - 1)]
         super().__init__(*blocks)
+
+    def flops(self, hw: Tuple[int, int]) -> int:
+        """FLOPs per sample at input size hw."""
+        total = 0
+        for block in self:
+            f, hw = block.flops(hw)
+            total += f
+        return total

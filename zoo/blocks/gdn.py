@@ -111,6 +111,16 @@ class GatedDeltaNet(nn.Module):
             dt = (torch.rand_like(self.dt_bias) * (hi - lo) + lo).exp().clamp_min(1e-4)
             self.dt_bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
 
+    def flops_per_token(self, seq_len: int) -> float:
+        """Executed FLOPs per token of one sequence of seq_len tokens (projections, short conv
+        and the chunked delta rule, as `zoo.flops` counts them)."""
+        from ..ops.delta_rule import gated_delta_rule_flops
+        dim = self.in_proj.in_features
+        H, K, V = self.num_heads, self.head_k_dim, self.head_v_dim
+        rule = gated_delta_rule_flops(1, seq_len, H, K, V, chunk_size=self.spec.chunk_size) / seq_len
+        return (2 * dim * self.in_proj.out_features + 2 * self.conv.size * self.splits[0] + rule
+                + 2 * self.value_dim * dim)
+
     def features(self, x: torch.Tensor, visible: Optional[torch.Tensor] = None):
         """The delta rule's inputs q, k (B,T,H,K), v (B,T,H,V), g, beta (B,T,H), and the gate (B,T,H,V)."""
         B, T, _ = x.shape

@@ -51,6 +51,13 @@ class PooledAttention(nn.Module):
         self.kv = nn.Linear(dim, 2 * dim, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
+    def flops(self, hw: Tuple[int, int]) -> int:
+        """FLOPs per sample on an H x W grid: projections, QK^T and AV against the pooled grid."""
+        H, W = hw
+        N, C, p = H * W, self.q.in_features, self.kv_pool
+        P = min(H, p) * min(W, p) if p is not None and (H > p or W > p) else N
+        return 2 * N * C * C * 2 + 2 * P * C * 2 * C + 4 * N * P * C
+
     def forward(self, x: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
         B, N, C = x.shape
         H, W = hw
@@ -86,6 +93,11 @@ class PooledTransformerLayer(nn.Module):
         else:
             raise ValueError(f"mlp act must be 'gelu' or 'swiglu', got {mlp.act!r}")
 
+    def flops(self, hw: Tuple[int, int]) -> int:
+        n = hw[0] * hw[1]
+        mlp = sum(2 * n * m.in_features * m.out_features for m in self.mlp.modules() if isinstance(m, nn.Linear))
+        return self.attn.flops(hw) + mlp
+
     def forward(self, x: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
         x = x + self.attn(self.norm1(x), hw)
         return x + self.mlp(self.norm2(x))
@@ -112,6 +124,17 @@ class TransformerBranch(nn.Module):
         self.pos = nn.Conv2d(out_chs, out_chs, 3, padding=1, groups=out_chs)
         self.layers = nn.ModuleList([PooledTransformerLayer(out_chs, attn, mlp) for _ in range(depth)])
         self.norm = nn.LayerNorm(out_chs)
+
+    def flops(self, hw: Tuple[int, int]) -> int:
+        """FLOPs per sample at input size hw (convolutions and linears, 2 x MACs)."""
+        if isinstance(self.patchify, nn.Conv2d):
+            s = self.patchify.stride[0]
+            hw = (hw[0] // s, hw[1] // s)
+            patchify = 2 * hw[0] * hw[1] * self.patchify.in_channels * s * s * self.patchify.out_channels
+        else:
+            patchify = 0
+        pos = 2 * hw[0] * hw[1] * 9 * self.pos.out_channels
+        return patchify + pos + sum(layer.flops(hw) for layer in self.layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patchify(x)

@@ -90,6 +90,11 @@ class RelPosAttention(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         return self.proj(out.transpose(1, 2).reshape(B, M, self.dim))
 
+    def flops_per_patch(self, n: int) -> int:
+        """Executed FLOPs per patch of global attention over n patches: q, k, v and the output
+        projection, QK^T and AV (the additive bias allows every pair)."""
+        return 8 * self.dim * self.dim + 4 * n * self.dim
+
     def forward(self, x: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
         """Plain global attention over all patches of (B, N, D)."""
         return self.attend(x, self.kv(x), hw)

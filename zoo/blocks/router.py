@@ -10,19 +10,21 @@ per-sample routing; (B, N, C) give (B, N) for patches or tokens.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Mapping, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..ops.gating import (
-    choice_shares, gumbel_straight_through, load_balance_loss, routing_entropy, straight_through,
+    budget_loss, choice_shares, expected_compute_share, gumbel_straight_through, load_balance_loss,
+    routing_entropy, straight_through,
 )
 from ..specs import RouterSpec
 
-__all__ = ["Router", "Route", "RouteRecord", "GRANULARITIES", "EXECUTION_MODES"]
+__all__ = ["Router", "Route", "RouteRecord", "GRANULARITIES", "EXECUTION_MODES", "routes_budget_loss"]
 
 GRANULARITIES = ("sample", "patch", "token")
 EXECUTION_MODES = ("sparse", "dense")
@@ -61,6 +63,7 @@ class Route:
     weights: torch.Tensor     # forward value: one-hot (hard) or probs (soft); gradient: probs
     probs: torch.Tensor       # differentiable noise-free probabilities, for auxiliary losses
     sparse: bool              # True: compute each branch only for its own items
+    costs: Optional[torch.Tensor] = None  # (choices,) FLOPs per item of each choice (the router's)
 
     def index(self, name: str) -> int:
         return self.choices.index(name)
@@ -78,6 +81,13 @@ class Route:
         return self.weights[..., self.index(name)]
 
 
+def routes_budget_loss(routes: Sequence[Route], target: float) -> torch.Tensor:
+    """The compute-aware objective over the routes of one forward: (expected share of the
+    full routed compute - target)^2 (`zoo.ops.gating.budget_loss`)."""
+    share = expected_compute_share([r.probs for r in routes], [r.costs for r in routes])
+    return budget_loss(share, target)
+
+
 class Router(nn.Module):
     """Gate: features -> per-item logits over `choices` -> a `Route`.
 
@@ -91,8 +101,11 @@ class Router(nn.Module):
 
     def __init__(self, in_features: int, choices: Sequence[str], granularity: str,
                  spec: RouterSpec = RouterSpec(), layer: str = "", binary: bool = False,
-                 extra_features: int = 0):
+                 extra_features: int = 0, full: Optional[str] = None):
         super().__init__()
+        if full is not None and full not in choices:
+            raise ValueError(f"full choice {full!r} is not one of {tuple(choices)}")
+        self._full = full
         if granularity not in GRANULARITIES:
             raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
         if binary and len(choices) != 2:
@@ -112,14 +125,44 @@ class Router(nn.Module):
             nn.init.zeros_(self.net[-1].weight)
             nn.init.zeros_(self.net[-1].bias)
         self.register_buffer("tau", torch.tensor(float(spec.tau)))
+        # what each choice costs, declared by the routed block (`set_costs`); derived from the
+        # spec, so not part of the state dict
+        self.register_buffer("costs", torch.ones(len(self.choices)), persistent=False)
         self.execution: Optional[str] = None  # None: dense in training, sparse at eval
         self.forced: Optional[Policy] = None
+        # the inference budget knob (`zoo.routing.budget`): eval decisions are
+        # argmax(logits - cost_shift * costs / max(costs)); 0 is plain argmax
+        self.cost_shift: float = 0.0
         self.last: Optional[RouteRecord] = None
+
+    def set_costs(self, costs: Mapping[str, float]) -> None:
+        """FLOPs one item spends in the routed block on each choice (every choice named)."""
+        if set(costs) != set(self.choices):
+            raise ValueError(f"router {self.layer!r}: costs must name exactly {self.choices}, got {sorted(costs)}")
+        values = [float(costs[c]) for c in self.choices]
+        if not all(math.isfinite(v) and v >= 0 for v in values) or max(values) <= 0:
+            raise ValueError(f"router {self.layer!r}: costs must be finite, >= 0 and not all 0, got {values}")
+        self.costs.copy_(torch.tensor(values))
+
+    @property
+    def full_choice(self) -> str:
+        """The choice of the model's full form: declared by the block, else the dearest."""
+        if self._full is not None:
+            return self._full
+        c = self.costs.tolist()
+        return self.choices[max(range(len(c)), key=lambda i: (c[i], i))]
+
+    @property
+    def cheap_choice(self) -> str:
+        """The cheapest choice other than the full one (the first of equals)."""
+        full, c = self.full_choice, self.costs.tolist()
+        others = [i for i, name in enumerate(self.choices) if name != full]
+        return self.choices[min(others, key=lambda i: c[i])]
 
     def set_tau(self, tau: float) -> None:
         tau = float(tau)
-        if not tau > 0:
-            raise ValueError(f"temperature tau must be > 0, got {tau}")
+        if not (tau > 0 and math.isfinite(tau)):
+            raise ValueError(f"temperature tau must be a finite number > 0, got {tau}")
         self.tau.fill_(tau)
 
     def is_sparse(self) -> bool:
@@ -156,11 +199,13 @@ class Router(nn.Module):
         elif self.training:
             weights, decisions = straight_through(probs)
         else:
+            if self.cost_shift:
+                logits = logits - self.cost_shift * (self.costs / self.costs.max()).to(logits.dtype)
             decisions = logits.argmax(dim=-1)
             weights = F.one_hot(decisions, n).float()
         self.last = RouteRecord(self.layer, self.granularity, self.choices,
                                 decisions.detach(), probs.detach())
-        return Route(self.choices, decisions, weights, probs, self.is_sparse())
+        return Route(self.choices, decisions, weights, probs, self.is_sparse(), self.costs)
 
     def _forced_decisions(self, shape: torch.Size, device) -> torch.Tensor:
         if callable(self.forced):

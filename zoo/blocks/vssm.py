@@ -111,6 +111,21 @@ class BidirectionalVSSM(nn.Module):
     def init_weights(self) -> None:
         self.core.init_weights()
 
+    def flops_per_patch(self, n: int) -> float:
+        """Executed FLOPs per patch of the mixer over n patches: in_proj (both halves), and per
+        scan direction the depthwise conv, x_proj, dt_proj and the scan; then out_proj."""
+        from ..ops.selective_scan import selective_scan_flops, ssd_scan_flops
+        core, di = self.core, self.d_inner
+        N = core.d_state
+        if core.kind == "mamba1":
+            scan = selective_scan_flops(1, n, di, N)
+        else:
+            scan = ssd_scan_flops(1, n, di, N, core.dt_proj.out_features)
+        k = core.conv1d.kernel_size[0]  # the causal conv pads both ends: n + k - 1 outputs, n kept
+        per_direction = (2 * k * di * (n + k - 1) / n + 2 * di * core.x_proj.out_features
+                         + 2 * core.dt_rank * core.dt_proj.out_features + scan / n)
+        return 2 * self.dim * 2 * di + self.num_directions * per_direction + 2 * di * self.dim
+
     def scan(self, n: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
         """(B, N, dim) row-major patches -> y (B, N, d_inner): the recurrence over every patch."""
         B, N, _ = n.shape

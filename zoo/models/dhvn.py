@@ -31,9 +31,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..blocks.conv_branch import ConvBranch, group_norm
+from ..blocks.conv_branch import ConvBranch, conv_norm
 from ..blocks.pooled_attention import TransformerBranch
-from ..blocks.router import Route, Router
+from ..blocks.router import Route, Router, routes_budget_loss
 from ..ops.dispatch import gather_items, select_items
 from ..ops.gating import load_balance_loss
 from ..registry import build_model, register_model
@@ -58,6 +58,7 @@ class DHVNSpec(VisionSpec):
     mlp: MlpSpec = MlpSpec(ratio=2.0)
     router: RouterSpec = RouterSpec()
     policy: Optional[str] = None                 # None: routed; "conv"/"transformer"/"both": static
+    shared_norm: bool = False                    # EXPERIMENT: every route ends in the fusion's ReLU + norm
 
     def __post_init__(self):
         super().__post_init__()
@@ -90,9 +91,10 @@ class HybridBlock(nn.Module):
     """Conv / Transformer / Both, chosen per sample (or fixed by `policy`)."""
 
     def __init__(self, in_chs: int, out_chs: int, stride: int, depth: int, spec: DHVNSpec,
-                 layer: str):
+                 layer: str, in_hw: Tuple[int, int]):
         super().__init__()
         self.policy = spec.policy
+        self.shared_norm = spec.shared_norm and spec.policy is None
         self.out_chs = out_chs
         self.stride = stride
         use_conv = spec.policy in (None, "conv", "both")
@@ -101,8 +103,12 @@ class HybridBlock(nn.Module):
         self.trans = TransformerBranch(in_chs, out_chs, stride, depth, spec.attn, spec.mlp) if use_trans else None
         if spec.policy in (None, "both"):
             self.mix_logit = nn.Parameter(torch.zeros(out_chs))
-            self.fuse_norm = group_norm(out_chs, spec.conv.groups)
+            self.fuse_norm = conv_norm(spec.conv.norm, out_chs, spec.conv.groups)
         self.router = Router(in_chs, CHOICES, "sample", spec.router, layer) if spec.policy is None else None
+        if self.router is not None:
+            # what a sample spends on each choice at the model's img_size (the fusion is elementwise)
+            c, t = self.conv.flops(in_hw), self.trans.flops(in_hw)
+            self.router.set_costs(dict(conv=c, transformer=t, both=c + t))
         self._last = _LastRoute()
 
     @property
@@ -123,12 +129,44 @@ class HybridBlock(nn.Module):
         route = self.router(x.mean(dim=(2, 3)))
         self._last.route = route
         w = route.weights.to(x.dtype)
+        if self.shared_norm:
+            return self._shared(x, route, w)
         if not route.sparse:
             c, t = self.conv(x), self.trans(x)
             b = self.fuse(c, t)
             w = w.view(-1, 3, 1, 1, 1)
             return w[:, CONV] * c + w[:, TRANS] * t + w[:, BOTH] * b
         return self._sparse(x, route, w)
+
+    def _shared(self, x, route, w):
+        a = (0.1 + 0.8 * torch.sigmoid(self.mix_logit)).to(x.dtype).view(1, -1, 1, 1)
+        if not route.sparse:
+            c, t = self.conv(x), self.trans(x)
+            w = w.view(-1, 3, 1, 1, 1)
+            pre = w[:, CONV] * c + w[:, TRANS] * t + w[:, BOTH] * (a * c + (1 - a) * t)
+            return self.fuse_norm(F.relu(pre))
+        B = x.shape[0]
+        only_c, only_t, both = (select_items(route.mask(n)) for n in CHOICES)
+        n_c, n_t, n_b = only_c.numel(), only_t.numel(), both.numel()
+        c = self.conv(_gather(x, only_c, both, B)) if n_c + n_b else None
+        t = self.trans(_gather(x, only_t, both, B)) if n_t + n_b else None
+        scale = w.requires_grad
+        parts = []
+        if n_c:
+            parts.append((only_c, _scaled(c[:n_c], w, only_c, CONV) if scale else c[:n_c]))
+        if n_t:
+            parts.append((only_t, _scaled(t[:n_t], w, only_t, TRANS) if scale else t[:n_t]))
+        if n_b:
+            fused = a * c[n_c:] + (1 - a) * t[n_t:]
+            parts.append((both, _scaled(fused, w, both, BOTH) if scale else fused))
+        if len(parts) == 1:
+            pre = parts[0][1]
+        else:
+            ref = parts[0][1]
+            pre = torch.empty((B,) + ref.shape[1:], dtype=ref.dtype, device=ref.device, memory_format=_format(ref))
+            for index, values in parts:
+                pre.index_copy_(0, index, values)
+        return self.fuse_norm(F.relu(pre))
 
     def _sparse(self, x: torch.Tensor, route: Route, w: torch.Tensor) -> torch.Tensor:
         B = x.shape[0]
@@ -183,14 +221,14 @@ class DecoderStage(nn.Module):
     """Upsample 2x, concat the encoder skip, 1x1 fuse, hybrid block at stride 1."""
 
     def __init__(self, in_chs: int, skip_chs: int, out_chs: int, depth: int, spec: DHVNSpec,
-                 layer: str):
+                 layer: str, hw: Tuple[int, int]):
         super().__init__()
         self.fuse = nn.Sequential(
             nn.Conv2d(in_chs + skip_chs, out_chs, 1, bias=False),
-            group_norm(out_chs, spec.conv.groups),
+            conv_norm(spec.conv.norm, out_chs, spec.conv.groups),
             nn.ReLU(inplace=True),
         )
-        self.block = HybridBlock(out_chs, out_chs, 1, depth, spec, layer)
+        self.block = HybridBlock(out_chs, out_chs, 1, depth, spec, layer, hw)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
@@ -208,17 +246,18 @@ class DHVN(ZooVisionModel):
         self.stride = 2 ** spec.num_stages
         self.stem = nn.Sequential(
             nn.Conv2d(spec.in_chans, spec.stem_width, 3, padding=1, bias=False),
-            group_norm(spec.stem_width, spec.conv.groups),
+            conv_norm(spec.conv.norm, spec.stem_width, spec.conv.groups),
             nn.ReLU(inplace=True),
         )
         chs = (spec.stem_width,) + tuple(spec.widths)
+        size = [(spec.img_size >> i,) * 2 for i in range(spec.num_stages + 1)]  # encoder.i input
         self.encoder = nn.ModuleList([
-            HybridBlock(chs[i], chs[i + 1], 2, spec.depths[i], spec, f"encoder.{i}")
+            HybridBlock(chs[i], chs[i + 1], 2, spec.depths[i], spec, f"encoder.{i}", size[i])
             for i in range(spec.num_stages)])
         # decoder.j climbs from the bottleneck towards widths[0]
         self.decoder = nn.ModuleList([
             DecoderStage(spec.widths[i + 1], spec.widths[i], spec.widths[i], spec.decoder_depth,
-                         spec, f"decoder.{j}")
+                         spec, f"decoder.{j}", size[i + 1])
             for j, i in enumerate(reversed(range(spec.num_stages - 1)))])
         self._build_head(spec.widths[0])
         self._init_weights()
@@ -258,7 +297,10 @@ class DHVN(ZooVisionModel):
         # clamp keeps d/dp finite where a probability underflows at low temperature
         entropy = [-(r.probs * r.probs.clamp_min(1e-12).log()).sum(-1).mean() for r in routes]
         balance = [load_balance_loss(r.probs, r.decisions) for r in routes]
-        return {"gate_entropy": torch.stack(entropy).mean(), "load_balance": torch.stack(balance).mean()}
+        aux = {"gate_entropy": torch.stack(entropy).mean(), "load_balance": torch.stack(balance).mean()}
+        if self.spec.router.budget is not None:
+            aux["budget"] = routes_budget_loss(routes, self.spec.router.budget)
+        return aux
 
     def _init_weights(self) -> None:
         # routers keep their own (zero) init: a fresh gate is uniform over the three choices

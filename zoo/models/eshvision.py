@@ -64,6 +64,11 @@ class ESHVisionSpec(VisionSpec):
     # log2(patch_size) 3x3 stride-2 convs (LayerNorm2d + GELU between), same output grid and width;
     # early convolutions make small ViT-style models train much faster (Xiao et al., 2021)
     stem: str = "patch"
+    stem_norm: str = "layer"          # norm between the conv stem's convs: "layer" or "batch"
+    stem_padding: str = "replicate"   # EXPERIMENT
+    pos_conv: bool = False            # EXPERIMENT
+    branch_norm: bool = True          # EXPERIMENT
+    layer_scale: float = 1.0          # EXPERIMENT
     # hidden=None: the seed's MLP router, max(dim / 4, 32) wide
     router: RouterSpec = RouterSpec(mode="hard")
     attention: AttentionSpec = AttentionSpec(rel_pos_bias=True)
@@ -112,10 +117,15 @@ def _stem(spec: ESHVisionSpec) -> nn.Sequential:
     widths = [spec.in_chans] + [max(D >> (n - 1 - i), 8) for i in range(n - 1)] + [D]
     layers = []
     for i in range(n):
-        layers.append(nn.Conv2d(widths[i], widths[i + 1], 3, stride=2, padding=1, bias=i == n - 1))
+        # replicate padding: zero padding is a bright frame around a normalised image (MNIST's
+        # background is -0.42), which told every later layer where the border was; the routers
+        # then routed border patches by position, not content (the alpha-map artefact)
+        layers.append(nn.Conv2d(widths[i], widths[i + 1], 3, stride=2, padding=1, bias=i == n - 1,
+                                padding_mode=spec.stem_padding))
         if i < n - 1:
             # a per-sample norm: train and eval run the same network (no batch statistics)
-            layers += [LayerNorm2d(widths[i + 1]), nn.GELU()]
+            norm = nn.BatchNorm2d(widths[i + 1]) if spec.stem_norm == "batch" else LayerNorm2d(widths[i + 1])
+            layers += [norm, nn.GELU()]
     return nn.Sequential(*layers)
 
 
@@ -124,17 +134,23 @@ class ESHBlock(nn.Module):
         super().__init__()
         router_spec = spec.router if spec.router.hidden else spec.router.replace(hidden=max(dim // 4, 32))
         self.norm1 = nn.LayerNorm(dim)
+        # full form: attention, because ACT ponders attention patches only; a dense reference
+        # forced to "ssm" would drop the ponder steps that hard routing takes
         self.router = Router(dim, ("ssm", "attention"), "patch", router_spec, layer=layer,
-                             binary=True, extra_features=1)
+                             binary=True, extra_features=1, full="attention")
         self.attn = RelPosAttention(dim, num_heads, grid, spec.attention.qkv_bias)
         self.norm_attn = nn.LayerNorm(dim)
         self.ssm = BidirectionalVSSM(dim, spec.ssm)
+        n = grid[0] * grid[1]  # what a patch spends on each branch when the whole image takes it
+        self.router.set_costs(dict(ssm=self.ssm.flops_per_patch(n), attention=self.attn.flops_per_patch(n)))
         self.norm_ssm = nn.LayerNorm(dim)
         self.norm2 = nn.LayerNorm(dim)
         hidden = spec.mlp.hidden or int(dim * spec.mlp.ratio)
         self.mlp = SwiGLU(dim, hidden) if spec.mlp.act == "swiglu" else Mlp(dim, hidden)
         self.act = ACTPonder(dim, spec.act) if spec.act.enabled else None
         self.ponder_threshold = spec.act.threshold
+        self.branch_norm = spec.branch_norm
+        self.ls = nn.Parameter(torch.full((dim,), spec.layer_scale)) if not spec.branch_norm else None
 
     def forward(self, x: torch.Tensor, entropy: torch.Tensor, hw: Tuple[int, int]):
         """x (B, N, D), entropy (B, N) -> (out, alpha (B, N), ponder cost (B, N) or None)."""
@@ -150,6 +166,11 @@ class ESHBlock(nn.Module):
         return res.output, alpha, res.ponder_cost
 
     def _mix_dense(self, x, n, route: Route, hw):
+        if not self.branch_norm:  # EXPERIMENT
+            a = self.attn(n, hw) * self.ls
+            s = self.ssm(n, hw) * self.ls
+            w = route.weights.to(x.dtype)
+            return x + w[..., 1:2] * a + w[..., 0:1] * s
         a = self.norm_attn(self.attn(n, hw) + n)
         s = self.norm_ssm(self.ssm(n, hw) + n)
         w = route.weights.to(x.dtype)
@@ -258,6 +279,8 @@ class ESHVision(ZooVisionModel):
                 grid = (grid + 1) // 2
             stage = nn.Module()
             stage.downsample = PatchMerging(dim // 2) if i > 0 else nn.Identity()
+            if spec.pos_conv:
+                stage.pos = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
             stage.blocks = nn.ModuleList(
                 ESHBlock(dim, heads, (grid, grid), spec, layer=f"stages.{i}.blocks.{j}") for j in range(depth))
             self.stages.append(stage)
@@ -287,6 +310,9 @@ class ESHVision(ZooVisionModel):
         for i, stage in enumerate(self.stages):
             if i > 0:
                 t, ent = stage.downsample(t), pool_entropy(ent)
+            if hasattr(stage, "pos"):
+                g = t.permute(0, 3, 1, 2)
+                t = t + stage.pos(g).permute(0, 2, 3, 1)
             B, h, w, D = t.shape
             seq, e = t.reshape(B, h * w, D), ent.reshape(B, h * w)
             for blk in stage.blocks:

@@ -37,7 +37,7 @@ from timm.layers import Mlp, SwiGLU
 
 from ..blocks.causal_attention import CausalSelfAttention
 from ..blocks.gdn import GatedDeltaNet
-from ..blocks.router import Route, Router
+from ..blocks.router import Route, Router, routes_budget_loss
 from ..ops.dispatch import Packed, gather_rows, pack_rows, unpack_rows
 from ..ops.gating import load_balance_loss
 from ..registry import build_model, register_model
@@ -61,6 +61,7 @@ class Exp11Spec(LMSpec):
     router: RouterSpec = RouterSpec(mode="gumbel")
     tie_embeddings: bool = True
     norm_eps: float = 1e-6
+    mix: str = "hide"   # what a routed token's choice means (see RoutedMixer)
 
     def __post_init__(self):
         super().__post_init__()
@@ -69,19 +70,59 @@ class Exp11Spec(LMSpec):
             raise ValueError(f"layers must be a non-empty plan of {MIXERS}, got {self.layers}")
         if self.layers[0] == "routed":
             raise ValueError("layer 0 cannot be routed: the routers read its output")
+        if self.mix not in ("add", "replace", "hide"):
+            raise ValueError(f"mix must be 'add', 'replace' or 'hide', got {self.mix!r}")
         if self.mlp.act not in ("swiglu", "gelu"):
             raise ValueError(f"mlp.act must be 'swiglu' or 'gelu', got {self.mlp.act!r}")
 
 
 class RoutedMixer(nn.Module):
-    """Per token: Gated DeltaNet or causal softmax attention, as the route decides."""
+    """Per token: Gated DeltaNet or causal softmax attention, as the route decides.
 
-    def __init__(self, dim: int, spec: Exp11Spec):
+    `spec.mix` fixes what the two choices mean:
+      * "add":     the GDN runs over every token; a softmax-routed token adds a softmax
+                   attention read to its GDN output (the choices are nested).
+      * "replace": the GDN runs over every token; a softmax-routed token takes the attention
+                   output instead of the GDN's.
+      * "hide":    a softmax-routed token is invisible to the GDN (g = beta = 0, outside the
+                   short-conv window) and takes the attention output.
+    """
+
+    def __init__(self, dim: int, spec: "Exp11Spec"):
         super().__init__()
+        self.mix = spec.mix
         self.gdn = GatedDeltaNet(dim, spec.gdn)
         self.attn = CausalSelfAttention(dim, spec.attn)
 
+    def choice_costs(self, seq_len: int) -> dict:
+        gdn, attn = self.gdn.flops_per_token(seq_len), self.attn.flops_per_token(seq_len)
+        return dict(gdn=gdn, softmax=attn if self.mix == "hide" else gdn + attn)
+
     def forward(self, x: torch.Tensor, route: Route) -> torch.Tensor:
+        if self.mix == "hide":
+            return self._hide(x, route)
+        gi, si = route.index("gdn"), route.index("softmax")
+        to_soft = route.decisions == si
+        w = route.weights.to(x.dtype)
+        y = self.gdn(x)  # every token writes the state and is in the conv window
+        if not route.sparse:
+            a = w[..., si, None] * self.attn(x)
+            return y + a if self.mix == "add" else w[..., gi, None] * y + a
+        scale = w.requires_grad  # eval: the weight taken is exactly 1
+        n_soft = int(to_soft.sum())
+        if n_soft == 0:
+            return y * w[..., gi, None] if scale and self.mix == "replace" else y
+        if scale and self.mix == "replace":
+            y = y * w[..., gi, None]
+        packed = pack_rows(to_soft)
+        a = self.attn(x, queries=packed)
+        if scale:
+            a = a * gather_rows(w[..., si, None], packed.index)
+        if self.mix == "add":
+            a = a + gather_rows(y, packed.index)
+        return unpack_rows(y, packed, a)
+
+    def _hide(self, x: torch.Tensor, route: Route) -> torch.Tensor:
         gi, si = route.index("gdn"), route.index("softmax")
         to_gdn = route.decisions == gi
         w = route.weights.to(x.dtype)
@@ -155,6 +196,8 @@ class Exp11(ZooCausalLM):
             self.router_norm = nn.RMSNorm(dim, eps=spec.norm_eps)
             self.routers = nn.ModuleList([
                 Router(dim, CHOICES, "token", spec.router, layer=f"layers.{i}") for i in self.routed])
+            for i, router in zip(self.routed, self.routers):
+                router.set_costs(self.layers[i].mixer.choice_costs(spec.max_seq_len))
         self.norm = nn.RMSNorm(dim, eps=spec.norm_eps)
         self.lm_head = nn.Linear(dim, spec.vocab_size, bias=False)
         if spec.tie_embeddings:
@@ -192,8 +235,12 @@ class Exp11(ZooCausalLM):
     def aux_losses(self) -> Dict[str, torch.Tensor]:
         if not self._routes:
             return {}
-        losses = [load_balance_loss(r.probs, r.decisions) for r in self._routes.values()]
-        return {"load_balance": torch.stack(losses).mean()}
+        routes = list(self._routes.values())
+        losses = [load_balance_loss(r.probs, r.decisions) for r in routes]
+        aux = {"load_balance": torch.stack(losses).mean()}
+        if self.spec.router.budget is not None:
+            aux["budget"] = routes_budget_loss(routes, self.spec.router.budget)
+        return aux
 
     def _init_weights(self) -> None:
         """GPT-2 style normal(0.02) init, residual projections scaled by 1/sqrt(2 * depth).

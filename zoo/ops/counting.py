@@ -33,7 +33,7 @@ from .delta_rule import chunk as _delta_chunk
 from .selective_scan import chunk as _scan_chunk
 
 __all__ = ["counting", "is_counting", "declare_flops", "counted_gated_delta_rule",
-           "counted_selective_scan", "counted_ssd_scan"]
+           "counted_selective_scan", "counted_ssd_scan", "attention_pairs"]
 
 _depth = 0
 
@@ -129,9 +129,35 @@ _register(torch.ops.zoo.declared_flops, _declared_flops)
 _register(torch.ops.zoo.gated_delta_rule, _gated_delta_rule_flops)
 _register(torch.ops.zoo.selective_scan, _selective_scan_flops)
 _register(torch.ops.zoo.ssd_scan, _ssd_scan_flops)
-# CPU SDPA: same arithmetic as the CUDA kernels torch already counts (torch's formulas for
-# those are already shape-wrapped, hence get_raw)
-_register(torch.ops.aten._scaled_dot_product_flash_attention_for_cpu, _fc.sdpa_flop, get_raw=True)
+def attention_pairs(q_len: int, k_len: int, is_causal: bool = False,
+                    attn_mask: Optional[torch.Tensor] = None, batch_heads: int = 1) -> int:
+    """(query, key) pairs one attention call computes, by the zoo's convention: the pairs its
+    mask allows. Causal (query i sees keys <= i) is a triangle; a mask counts its allowed entries
+    (True, or finite for an additive float mask; SDPA hands the kernel a boolean mask as a float
+    one with -inf), broadcast over batch and heads; no mask counts all pairs."""
+    if is_causal:
+        per = sum(min(i + 1, k_len) for i in range(q_len)) if q_len != k_len else q_len * (q_len + 1) // 2
+        return batch_heads * per
+    if attn_mask is not None:
+        allowed = attn_mask if attn_mask.dtype == torch.bool else attn_mask != float("-inf")
+        allowed = allowed.expand(*allowed.shape[:-2], q_len, k_len)
+        return int(allowed.sum()) * (batch_heads // max(1, allowed[..., 0, 0].numel()))
+    return batch_heads * q_len * k_len
+
+
+def _cpu_sdpa_flops(query, key, value, dropout_p=0.0, is_causal=False, *, attn_mask=None, scale=None,
+                    out_val=None, **kwargs) -> int:
+    """QK^T and AV over the allowed pairs only, so dense causal attention and packed queries
+    under a causal mask are counted the same way (torch's own formula counts every SDPA as
+    the full square, causal or not)."""
+    b, h, sq, d = query.shape
+    sk, dv = key.shape[-2], value.shape[-1]
+    pairs = attention_pairs(sq, sk, bool(is_causal), attn_mask, b * h)
+    return 2 * pairs * d + 2 * pairs * dv
+
+
+# CPU SDPA (torch counts it as 0): by the pairs convention above
+_register(torch.ops.aten._scaled_dot_product_flash_attention_for_cpu, _cpu_sdpa_flops, get_raw=True)
 _register(torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward, _fc.sdpa_backward_flop,
           get_raw=True)
 

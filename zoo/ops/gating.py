@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "straight_through", "gumbel_straight_through", "load_balance_loss", "routing_entropy",
-    "choice_shares",
+    "choice_shares", "expected_compute_share", "budget_loss",
 ]
 
 
@@ -74,3 +74,24 @@ def routing_entropy(decisions: torch.Tensor, num_choices: int) -> float:
     shares = choice_shares(decisions, num_choices)
     nz = shares[shares > 0]
     return float(-(nz * nz.log()).sum())
+
+
+def expected_compute_share(probs: list, costs: list) -> torch.Tensor:
+    """Expected share of the full routed compute of one forward, over several routers.
+
+    probs[r] (..., C_r) are router r's probabilities over its items, costs[r] (C_r,) the FLOPs one
+    item spends on each choice. Spent = sum over routers and items of probs . costs; full = the
+    same items all at their router's dearest choice. Differentiable in the probabilities.
+    """
+    spent = sum((p.float() * c.to(p.device, torch.float32)).sum() for p, c in zip(probs, costs))
+    full = sum(p[..., 0].numel() * c.max().to(p.device, torch.float32) for p, c in zip(probs, costs))
+    return spent / full
+
+
+def budget_loss(share: torch.Tensor, target: float) -> torch.Tensor:
+    """(share - target)^2: pushes routing towards cheaper choices while the expected compute
+    share is above the target and towards dearer ones below it; zero gradient at the target.
+    Two-sided on purpose: with nested choices ("both" contains "conv"), a one-sided hinge would
+    leave routing to drift to whatever the task loss prefers below the budget, and the task loss
+    alone always prefers the dearest choice."""
+    return (share - float(target)) ** 2
