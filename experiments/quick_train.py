@@ -150,6 +150,7 @@ def main():
                 xb = torch.stack([crop(img) for img in xb])
             logits = net(xb)
             loss = F.cross_entropy(logits.float(), Y[idx], label_smoothing=args.label_smoothing)
+        ema = float(loss) if it == 0 else 0.95 * ema + 0.05 * float(loss)
         aux = net.aux_losses() if hasattr(net, "aux_losses") else {}
         total = loss + sum(aux_w.get(k, 0.0) * v for k, v in aux.items())
         opt.zero_grad(set_to_none=True)
@@ -179,7 +180,7 @@ def main():
         flops = dict(error=str(e)[:100])
     out = dict(model=args.model, tag=args.tag, iters=args.iters, batch=args.batch, lr=args.lr, seed=args.seed,
                kw=kv(args.kw), aux=kv(args.aux), params=params, wall_s=round(wall, 1),
-               s_per_it=round(wall / args.iters, 4), **res, flops=flops, curve=log,
+               s_per_it=round(wall / args.iters, 4), train_loss=round(ema, 4), **res, flops=flops, curve=log,
                load=os.getloadavg()[0])
     print(json.dumps(out))
 

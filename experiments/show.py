@@ -12,7 +12,7 @@ for line in open(sys.argv[1]):
     sh = "; ".join(f"{k.split('.')[0][0]}{k.split('.')[-1]}:" + "/".join(f"{int(100*v)}" for v in s.values())
                    for k, s in (d.get("shares") or {}).items())
     print(f"{d['model']:22s} {d['tag']:10s} lr {d['lr']:g} it {d['iters']} b {d['batch']} s{d['seed']} | {q} | "
-          f"{d['s_per_it']:.3f}s/it wall {d['wall_s']:.0f} | saved {fl.get('saved', '-')} exec {fl.get('exec', 0):.3g} | "
+          f"tl {d.get('train_loss', float('nan')):.3f} {d['s_per_it']:.3f}s/it wall {d['wall_s']:.0f} | saved {fl.get('saved', '-')} exec {fl.get('exec', 0):.3g} | "
           f"{sh} {json.dumps(d['kw']) if d['kw'] else ''} {json.dumps(d['aux']) if d['aux'] else ''} load {d['load']:.1f}")
     for c in d.get("curve", []):
         print("      ", c.get("it"), c.get("top1", c.get("bpb")))

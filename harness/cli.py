@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "also reshape the data)")
     p.add_argument("--eval-only", action="store_true", help="skip training; evaluate --checkpoint")
     p.add_argument("--checkpoint", help="weights to evaluate (--eval-only) or to start training from")
+    p.add_argument("--budget", type=float, nargs="+", metavar="F",
+                   help="with --eval-only: evaluate a routed model once per compute budget F in (0, 1], "
+                        "a fraction of its full form's FLOPs (zoo.routing.budget, calibrated on the "
+                        "training split); one record per budget")
     p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CKPT",
                    help="continue training from the latest checkpoint in the work dir (or from CKPT)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -89,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results-dir", default=DEFAULT_RESULTS_DIR)
     p.add_argument("--out", default=DEFAULT_LEADERBOARD)
     p.add_argument("--dry-run", action="store_true", help="print the commands without running them")
+    p.add_argument("--jobs", type=int, help="runs at a time, each at cores/jobs threads (default: one per core)")
     p.set_defaults(func=cmd_embedded)
 
     from .commands import add_extension_parsers
@@ -146,14 +151,22 @@ def _run_command(argv: Sequence[str], model: str, seed: int) -> List[str]:
     return out + ["--models", model, "--seeds", str(seed)]
 
 
-def _check_buildable(plans) -> None:
-    """Bad --model-kwargs fail here, in one line, before any model trains."""
+def _check_buildable(plans, budgeted: bool = False) -> None:
+    """Bad --model-kwargs fail here, in one line, before any model trains; so does a --budget
+    for a model with no routing decisions to move."""
     from .models import check_buildable
     checked = set()
     for model, _, _, cfg in plans:
         if model not in checked:
-            check_buildable(model, cfg.model["arch_kwargs"])
+            net = check_buildable(model, cfg.model["arch_kwargs"])
             checked.add(model)
+            if budgeted:
+                import zoo
+                routers = zoo.routing.routers(net)
+                if not routers or all(r.spec.mode == "soft" for r in routers):
+                    kind = "routes softly (every branch merged)" if routers else "is static"
+                    raise HarnessError(f"--budget needs a routed model, and {model} {kind}: "
+                                       f"it has no routing decision to move")
 
 
 def cmd_run(args, argv: Sequence[str] = ()) -> int:
@@ -170,6 +183,12 @@ def cmd_run(args, argv: Sequence[str] = ()) -> int:
         raise HarnessError("--eval-only needs --checkpoint PATH")
     if args.eval_only and len(models) > 1:
         raise HarnessError(f"--eval-only evaluates one checkpoint; the patterns matched {len(models)} models")
+    if args.budget is not None:
+        if not args.eval_only:
+            raise HarnessError("--budget evaluates a trained checkpoint: use it with --eval-only --checkpoint PATH")
+        bad = [b for b in args.budget if not (math.isfinite(b) and 0 < b <= 1)]
+        if bad:
+            raise HarnessError(f"--budget is a fraction of the full form's FLOPs in (0, 1], got {bad[0]:g}")
     for flag in ("epochs", "max_iters", "batch_size"):
         v = getattr(args, flag)
         if v is not None and v < 1:
@@ -199,29 +218,32 @@ def cmd_run(args, argv: Sequence[str] = ()) -> int:
                               lr=args.lr, work_dir=work_dir, data_root=args.data_root,
                               cfg_options=dict(args.cfg_options), model_kwargs=dict(args.model_kwargs),
                               eval_only=args.eval_only, checkpoint=args.checkpoint, resume=args.resume,
-                              device=device, amp=args.amp, launcher=args.launcher, results=results)
+                              device=device, amp=args.amp, launcher=args.launcher, results=results,
+                              budgets=args.budget)
             plans.append((model, seed, opts, build_config(suite, model, seed, opts, device)))
     # data problems surface before the first model trains
     num_classes = preflight(plans[0][3], suite)
     for model, seed, opts, cfg in plans:
         if cfg.model["arch_kwargs"].get("num_classes", 0) is None:
             cfg.model["arch_kwargs"]["num_classes"] = num_classes
-    _check_buildable(plans)
+    _check_buildable(plans, budgeted=args.budget is not None)
 
     from mmengine.dist import is_main_process
     for model, seed, opts, cfg in plans:
-        record = run_one(cfg, suite, model, seed, opts, _run_command(argv, model, seed), device)
-        if record is None:
+        records = run_one(cfg, suite, model, seed, opts, _run_command(argv, model, seed), device)
+        if records is None:
             print(f"harness: {model} seed {seed} stopped after {cfg.stop_after}; continue with --resume "
                   f"(work dir {cfg.work_dir})")
             continue
         if not is_main_process():
             continue  # rank 0 reports and records; metrics are already gathered across ranks
-        _print_summary(record)
-        if not args.no_record:
-            from leaderboard.store import append_record
-            append_record(results, record)
-            print(f"harness: appended {model} seed {seed} to {results}")
+        for record in records:
+            _print_summary(record)
+            if not args.no_record:
+                from leaderboard.store import append_record
+                append_record(results, record)
+                at = f" at budget {record['budget']['target']:g}" if "budget" in record else ""
+                print(f"harness: appended {model} seed {seed}{at} to {results}")
     return 0
 
 
@@ -235,7 +257,8 @@ def _print_summary(record: dict) -> None:
     rate = next((f"{v:.1f} {k.replace('_per_s', '')}/s" for k, v in tp.items() if k.endswith("_per_s")), "")
     mix = "; ".join(f"{layer}: " + " ".join(f"{c}={s:.2f}" for c, s in r["share"].items())
                     for layer, r in record["routing"].items())
-    print(f"harness: {record['model']} seed {record['seed']} on {record['suite']}: {main_metric}, {rate}"
+    at = f" at budget {record['budget']['target']:g}" if "budget" in record else ""
+    print(f"harness: {record['model']} seed {record['seed']} on {record['suite']}{at}: {main_metric}, {rate}"
           + (f", routing {mix}" if mix else ""))
 
 

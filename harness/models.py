@@ -54,11 +54,11 @@ def build_network_checked(arch: str, **kwargs) -> nn.Module:
         raise HarnessError(f"cannot build {arch} with these settings: {first}") from None
 
 
-def check_buildable(arch: str, arch_kwargs: dict) -> None:
+def check_buildable(arch: str, arch_kwargs: dict) -> nn.Module:
     """Build `arch` once on the meta device (no memory, no init), so that bad overrides fail
-    before any work, where the real build happens later inside mmengine."""
+    before any work, where the real build happens later inside mmengine. Returns that model."""
     with torch.device("meta"):
-        build_network_checked(arch, **arch_kwargs)
+        return build_network_checked(arch, **arch_kwargs)
 
 
 def routing_stats(net: nn.Module) -> Dict[str, dict]:

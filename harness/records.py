@@ -88,8 +88,9 @@ def utc_now() -> str:
 
 def build_record(*, model: str, suite: str, seed: int, task: str, metrics: dict, routing: dict,
                  throughput: dict, params: int, train: dict, resolved_config: dict, command: List[str],
-                 device: str, data: Optional[dict] = None, flops: Optional[dict] = None) -> dict:
-    return dict(
+                 device: str, data: Optional[dict] = None, flops: Optional[dict] = None,
+                 static_form: Optional[str] = None, budget: Optional[dict] = None) -> dict:
+    record = dict(
         model=model, suite=suite, seed=int(seed), task=task, metrics=metrics, routing=routing,
         throughput=throughput,
         flops=flops,  # measured by harness.flops_cmd.measure_flops; None: not measured
@@ -97,3 +98,8 @@ def build_record(*, model: str, suite: str, seed: int, task: str, metrics: dict,
         config=dict(resolved=resolved_config, sha256=config_sha256(resolved_config)),
         env=env_info(device), data=data or {}, command=list(command), created=utc_now(),
     )
+    if static_form is not None:
+        record["static_form"] = static_form  # the routed model's static comparator (zoo.model_info)
+    if budget is not None:
+        record["budget"] = budget  # evaluated under zoo.routing.budget(target): a point of a budget curve
+    return record

@@ -49,6 +49,7 @@ class RunOptions:
     amp: bool = False
     launcher: str = "none"
     results: Optional[str] = None
+    budgets: Optional[List[float]] = None  # eval only: one record per compute budget (zoo.routing.budget)
 
 
 # ---------------------------------------------------------------- model names
@@ -116,22 +117,41 @@ def _datasets(cfg: Config):
             yield key, loader["dataset"]
 
 
-def _set_budget(cfg: Config, epochs: Optional[int], max_iters: Optional[int]) -> None:
+def _loop_total(train_cfg) -> int:
+    by_epoch = train_cfg.get("type", "EpochBasedTrainLoop") == "EpochBasedTrainLoop"
+    return int(train_cfg["max_epochs"] if by_epoch else train_cfg["max_iters"])
+
+
+def _set_budget(cfg: Config, epochs: Optional[int], max_iters: Optional[int],
+                user_ckpt_interval: bool = False) -> None:
+    """--epochs / --max-iters replace the suite's loop; schedulers that ended with the old loop
+    end with the new one (`_finalize_schedule`)."""
     if epochs is not None and max_iters is not None:
         raise HarnessError("give --epochs or --max-iters, not both")
+    if epochs is None and max_iters is None:
+        return
+    old_total = _loop_total(cfg.train_cfg)
     if epochs is not None:
         cfg.train_cfg = dict(type="EpochBasedTrainLoop", max_epochs=int(epochs), val_interval=10**9)
     if max_iters is not None:
         cfg.train_cfg = dict(type="IterBasedTrainLoop", max_iters=int(max_iters), val_interval=10**9)
-        cfg.log_processor["by_epoch"] = False
-        cfg.default_hooks["checkpoint"].update(by_epoch=False, interval=int(max_iters))
-        cfg.default_hooks["logger"]["log_metric_by_epoch"] = False
+    by_epoch = epochs is not None
+    cfg.log_processor["by_epoch"] = by_epoch
+    cfg.default_hooks["logger"]["log_metric_by_epoch"] = by_epoch
+    ckpt = cfg.default_hooks["checkpoint"]
+    ckpt["by_epoch"] = by_epoch
+    if not user_ckpt_interval:  # an interval the user set with --cfg-options stays theirs
+        ckpt["interval"] = 1 if by_epoch else int(max_iters)
+    for s in cfg.get("param_scheduler") or []:
+        for key in ("end", "T_max"):
+            if s.get(key) == old_total:
+                s[key] = None  # "the end of training": filled from the new loop below
 
 
 def _finalize_schedule(cfg: Config) -> None:
     """Fill `end=None` (end of training) and make the schedulers match the train loop type."""
     by_epoch = cfg.train_cfg.get("type", "EpochBasedTrainLoop") == "EpochBasedTrainLoop"
-    total = cfg.train_cfg["max_epochs"] if by_epoch else cfg.train_cfg["max_iters"]
+    total = _loop_total(cfg.train_cfg)
     for s in cfg.get("param_scheduler") or []:
         if not by_epoch and s.get("by_epoch", True):
             s["by_epoch"] = False
@@ -165,7 +185,8 @@ def build_config(suite: Suite, model: str, seed: int, opts: RunOptions, device: 
         if not isinstance(cfg.get(key), dict):
             raise HarnessError(f"config key {key} must be a dict, got {cfg.get(key)!r} (check --cfg-options)")
     cfg.model["arch"] = model
-    _set_budget(cfg, opts.epochs, opts.max_iters)
+    _set_budget(cfg, opts.epochs, opts.max_iters,
+                user_ckpt_interval=any(k.startswith("default_hooks.checkpoint") for k in opts.cfg_options))
     if opts.batch_size is not None:
         cfg.train_dataloader["batch_size"] = int(opts.batch_size)
     if opts.lr is not None:
@@ -253,10 +274,37 @@ def _measure_flops(net, dataset, eval_batch_size: int, task: str) -> dict:
         return measure_flops(net, dataset, limit, min(int(eval_batch_size), limit))
 
 
+# the calibration set of the budget knob: evenly spaced training items (no labels are used)
+CALIBRATION_SAMPLES = 256
+CALIBRATION_SEQUENCES = 16
+
+
+def calibration_inputs(cfg: Config, task: str, device) -> torch.Tensor:
+    """Evenly spaced items of the training split, as one batch of inputs."""
+    from mmengine.registry import DATASETS
+    from torch.utils.data import default_collate
+
+    from .flops_cmd import sample_indices
+    dataset = DATASETS.build(copy.deepcopy(cfg.train_dataloader["dataset"]))
+    n = CALIBRATION_SAMPLES if task == IMAGE_TASK else CALIBRATION_SEQUENCES
+    batch = default_collate([dataset[i] for i in sample_indices(len(dataset), n)])
+    return batch["inputs"].to(device)
+
+
+def _fit_budgets(net, budgets: Sequence[float], calibration: torch.Tensor, model: str) -> list:
+    """Every budget's threshold shift, before any evaluation: an unreachable budget fails first."""
+    import zoo
+    with torch.no_grad():
+        try:
+            return zoo.routing.fit_budgets(net, list(budgets), calibration)
+        except ValueError as e:
+            raise HarnessError(f"--budget for {model}: {e}") from None
+
+
 def run_one(cfg: Config, suite: Suite, model: str, seed: int, opts: RunOptions, command: List[str],
-            device: str) -> Optional[dict]:
-    """Train (unless eval-only), evaluate, and return the results record.
-    Returns None when the session was stopped early by `stop_after` (nothing to record)."""
+            device: str) -> Optional[List[dict]]:
+    """Train (unless eval-only), evaluate, and return the results records: one, or one per
+    --budget. Returns None when the session was stopped early by `stop_after` (nothing to record)."""
     from mmengine.runner import Runner
 
     ckpt_mod.install_safe_globals()
@@ -276,11 +324,6 @@ def run_one(cfg: Config, suite: Suite, model: str, seed: int, opts: RunOptions, 
             stop = next((h for h in runner.hooks if type(h).__name__ == "StopAfterHook"), None)
             if stop is not None and stop.fired:
                 return None
-        metrics = runner.test()
-        routing = _metric(runner, "RoutingMetric").summary if _metric(runner, "RoutingMetric") else {}
-        tp = dict(_metric(runner, "ThroughputMetric").summary) if _metric(runner, "ThroughputMetric") else {}
-        tp["batch_size"] = cfg.test_dataloader["batch_size"]
-        task_metrics = {k: v for k, v in metrics.items() if "/" not in k}
         loop = runner.train_loop if not opts.eval_only else None
         train = dict(epochs=(loop.epoch if loop is not None else None),
                      iters=(loop.iter if loop is not None else None),
@@ -289,14 +332,44 @@ def run_one(cfg: Config, suite: Suite, model: str, seed: int, opts: RunOptions, 
                      loop=cfg.train_cfg.get("type"), amp=bool(opts.amp))
         if opts.eval_only:
             train.update(eval_only=True, checkpoint=opts.checkpoint)
-        test_ds = runner.test_dataloader.dataset
-        data = {k: v for k, v in getattr(test_ds, "metainfo", {}).items() if k != "classes"}
-        data["test_items"] = len(test_ds)
         params = sum(p.numel() for p in net_model.net.parameters())
-        flops = _measure_flops(net_model.net, test_ds, cfg.test_dataloader["batch_size"], suite.task)
-        return build_record(model=model, suite=suite.name, seed=seed, task=suite.task, metrics=task_metrics,
-                            routing=routing, throughput=tp, params=params, train=train,
-                            resolved_config=resolved, command=command, device=device, data=data,
-                            flops=flops)
+        common = dict(model=model, suite=suite.name, seed=seed, task=suite.task, params=params, train=train,
+                      resolved_config=resolved, command=command, device=device, static_form=_static_form(model))
+        if not opts.budgets:
+            return [build_record(**common, **_evaluate(runner, cfg, suite))]
+        import zoo
+        runner.load_or_resume()  # test() would load the checkpoint lazily: fit on the trained weights
+        net = net_model.net
+        calibration = calibration_inputs(cfg, suite.task, next(net.parameters()).device)
+        records = []
+        for fit in _fit_budgets(net, opts.budgets, calibration, model):
+            with zoo.routing.budget(net, fit):
+                measured = _evaluate(runner, cfg, suite)
+            budget = dict(target=fit.target, shift=fit.shift, calibration_fraction=fit.fraction,
+                          reachable=list(fit.reachable), calibration_items=int(calibration.shape[0]),
+                          calibration_split="train")
+            records.append(build_record(**common, **measured, budget=budget))
+        return records
     finally:
         runner.visualizer.close()
+
+
+def _static_form(model: str) -> Optional[str]:
+    if model.startswith(TIMM_PREFIX):
+        return None
+    import zoo
+    return zoo.model_info(model).get("static_form")
+
+
+def _evaluate(runner, cfg: Config, suite: Suite) -> dict:
+    """Test loop metrics, routing mix, throughput and FLOPs of the runner's model as it is now."""
+    metrics = runner.test()
+    routing = _metric(runner, "RoutingMetric").summary if _metric(runner, "RoutingMetric") else {}
+    tp = dict(_metric(runner, "ThroughputMetric").summary) if _metric(runner, "ThroughputMetric") else {}
+    tp["batch_size"] = cfg.test_dataloader["batch_size"]
+    test_ds = runner.test_dataloader.dataset
+    data = {k: v for k, v in getattr(test_ds, "metainfo", {}).items() if k != "classes"}
+    data["test_items"] = len(test_ds)
+    flops = _measure_flops(_unwrap(runner.model).net, test_ds, cfg.test_dataloader["batch_size"], suite.task)
+    return dict(metrics={k: v for k, v in metrics.items() if "/" not in k}, routing=routing,
+                throughput=tp, data=data, flops=flops)

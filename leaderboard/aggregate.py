@@ -25,7 +25,7 @@ import pandas as pd
 
 from .store import read_records
 
-__all__ = ["TaskSpec", "TASK_SPECS", "Stat", "ModelRow", "SuiteTable",
+__all__ = ["TaskSpec", "TASK_SPECS", "Stat", "ModelRow", "SuiteTable", "BudgetPoint", "BudgetCurve",
            "load_results", "summarize", "infer_task", "natural_key"]
 
 
@@ -67,6 +67,24 @@ class ModelRow:
     flops_saved: Optional[float]               # fraction, mean over seeds that measured it
     routing: Optional[Dict[str, Dict[str, float]]]  # None: not recorded; {}: static
     commands: Tuple[Tuple[int, Optional[Tuple[str, ...]]], ...]  # (seed, argv), seed order
+    static_form: Optional[str] = None          # the routed model's static comparator, as recorded
+    saved_vs_static: Optional[float] = None    # 1 - executed / the static form's executed (same table)
+
+
+@dataclass(frozen=True)
+class BudgetPoint:
+    target: float                 # the requested fraction of the full form's FLOPs
+    seeds: Tuple[int, ...]
+    metric: Stat                  # the primary metric over seeds
+    executed_gflops: Optional[float]
+    flops_saved: Optional[float]  # against the full form (dense reference), mean over seeds
+
+
+@dataclass(frozen=True)
+class BudgetCurve:
+    """One routed model evaluated at several budgets from the same trained checkpoints."""
+    model: str
+    points: Tuple[BudgetPoint, ...]            # by target
 
 
 @dataclass(frozen=True)
@@ -75,6 +93,7 @@ class SuiteTable:
     task: TaskSpec
     rows: Tuple[ModelRow, ...]                 # best first
     conditions: Tuple[Tuple[str, Tuple[str, ...]], ...]  # (field, distinct values)
+    curves: Tuple[BudgetCurve, ...] = ()       # budget curves (records with a `budget`), by model
 
 
 def load_results(results_dir) -> Tuple[List[dict], List[str]]:
@@ -117,10 +136,13 @@ def summarize(records: List[dict]) -> Tuple[List[SuiteTable], List[str]]:
     if not kept:
         return [], problems
 
-    frame = pd.DataFrame([_flat_row(task, rec, i) for i, (task, rec) in enumerate(kept)])
-    frame = (frame.sort_values(["suite", "model", "seed", "created", "canon"])
-                  .drop_duplicates(["suite", "model", "seed"], keep="last")
-                  .reset_index(drop=True))
+    full = pd.DataFrame([_flat_row(task, rec, i) for i, (task, rec) in enumerate(kept)])
+    full = (full.sort_values(["suite", "model", "budget", "seed", "created", "canon"], na_position="first")
+                .drop_duplicates(["suite", "model", "budget", "seed"], keep="last")
+                .reset_index(drop=True))
+    # a record evaluated under a compute budget is a point of that model's budget curve, not a row
+    frame = full[full["budget"].isna()].reset_index(drop=True)
+    budgeted = full[full["budget"].notna()].reset_index(drop=True)
     for suite, tasks in frame.groupby("suite", sort=True)["task"].unique().items():
         if len(tasks) > 1:
             problems.append(f"suite {suite!r} mixes tasks {sorted(tasks)}; one table per task")
@@ -155,11 +177,43 @@ def summarize(records: List[dict]) -> Tuple[List[SuiteTable], List[str]]:
                 flops_saved=_opt(means.at[key, "flops_saved"]),
                 routing=_mean_routing(recs),
                 commands=tuple((int(r["seed"]), _argv(r.get("command"))) for r in recs),
+                static_form=next((r["static_form"] for r in recs if isinstance(r.get("static_form"), str)), None),
             ))
+        rows = _with_saved_vs_static(rows)
         rows.sort(key=lambda row: _rank_key(row, spec))
         all_recs = [kept[i][1] for i in suite_frame["index"]]
-        tables.append(SuiteTable(suite, spec, tuple(rows), _conditions(all_recs)))
+        curves = _curves(budgeted[(budgeted["suite"] == suite) & (budgeted["task"] == task)], spec)
+        tables.append(SuiteTable(suite, spec, tuple(rows), _conditions(all_recs), curves))
     return tables, problems
+
+
+def _with_saved_vs_static(rows: List[ModelRow]) -> List[ModelRow]:
+    """FLOPs saved against the static form's own executed FLOPs, where both are on the board."""
+    import dataclasses
+    by_name = {r.model: r for r in rows}
+    out = []
+    for r in rows:
+        static = by_name.get(r.static_form) if r.static_form else None
+        saved = None
+        if static is not None and r.executed_gflops and static.executed_gflops:
+            saved = 1.0 - r.executed_gflops / static.executed_gflops
+        out.append(dataclasses.replace(r, saved_vs_static=saved))
+    return out
+
+
+def _curves(frame: pd.DataFrame, spec: "TaskSpec") -> Tuple[BudgetCurve, ...]:
+    metric = f"m.{spec.metrics[0]}"
+    curves = []
+    for model, model_frame in frame.groupby("model", sort=True):
+        points = []
+        for target, f in model_frame.groupby("budget", sort=True):
+            values = f[metric].dropna()
+            stat = _stat(values.mean() if len(values) else None,
+                         values.std(ddof=1) if len(values) >= 2 else None, len(values), len(f))
+            points.append(BudgetPoint(float(target), tuple(int(x) for x in f["seed"]), stat,
+                                      _opt(f["executed_gflops"].mean()), _opt(f["flops_saved"].mean())))
+        curves.append(BudgetCurve(model, tuple(points)))
+    return tuple(curves)
 
 
 # ----------------------------------------------------------------------------- per record
@@ -208,6 +262,7 @@ def _flat_row(task: str, rec: dict, index: int) -> dict:
         "throughput": _number(_get(rec, "throughput", TASK_SPECS[task].throughput_key)),
         "executed_gflops": _number(_get(rec, "flops", TASK_SPECS[task].flops_key)),
         "flops_saved": _number(_get(rec, "flops", "saved")),
+        "budget": _number(_get(rec, "budget", "target")),   # NaN: an ordinary run
     }
     for m in _ALL_METRICS:
         row[f"m.{m}"] = _number(rec["metrics"].get(m))

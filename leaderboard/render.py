@@ -126,13 +126,41 @@ def _render_table(table: SuiteTable, show_task: bool) -> str:
     caption = f"Task: {spec.name}. Ranked by {primary}; ties by model name."
     headers = (["Model"] + [_METRICS[m][0] for m in spec.metrics]
                + ["Params", _THROUGHPUT_HEADER[spec.throughput_key], _FLOPS_HEADER[spec.flops_key],
-                  "FLOPs saved", "Routing mix"])
+                  "Saved vs static", "Saved vs always-both", "Routing mix"])
     body = [_row_cells(row, spec) for row in table.rows]
     align = ["left"] + ["right"] * (len(headers) - 2) + ["left"]
     grid = tabulate(body, headers=headers, tablefmt="pipe", disable_numparse=True,
                     colalign=align)
-    return "\n\n".join([title, caption, _conditions_line(table), grid,
-                        _commands(table.rows)])
+    saved = ("Saved vs static: 1 - executed / executed of the model's static form (`static_form` in "
+             "its records: always-both, soft, or the static layer plan) on this board. Saved vs "
+             "always-both: 1 - executed / dense FLOPs of the same weights with every branch run for "
+             "every item (the full form).")
+    parts = [title, caption, _conditions_line(table), grid, saved, _commands(table.rows)]
+    if table.curves:
+        parts.append(_curves(table))
+    return "\n\n".join(parts)
+
+
+def _curves(table: SuiteTable) -> str:
+    """Each routed model's compute-budget curve: one trained checkpoint per seed, evaluated
+    under `zoo.routing.budget` at several fractions of its full form's FLOPs."""
+    spec = table.task
+    metric = spec.metrics[0]
+    headers = ["Model", "Budget", _METRICS[metric][0], _FLOPS_HEADER[spec.flops_key], "Saved vs always-both"]
+    body = []
+    for curve in table.curves:
+        for p in curve.points:
+            body.append([curve.model, f"{p.target:g}", _stat_cell(p.metric, _METRICS[metric][1]),
+                         DASH if p.executed_gflops is None else _gflops(p.executed_gflops),
+                         DASH if p.flops_saved is None else f"{100 * p.flops_saved:.1f}%"])
+    grid = tabulate(body, headers=headers, tablefmt="pipe", disable_numparse=True,
+                    colalign=["left"] + ["right"] * 4)
+    return "\n\n".join([
+        f"### {table.suite}: compute-budget curves",
+        "One trained checkpoint per seed, evaluated with `--eval-only --budget F`: every router's "
+        "threshold moved (`zoo.routing.budget`) so that the model executes about F of its full "
+        "form's FLOPs on a calibration slice of the training split.",
+        grid])
 
 
 def _row_cells(row: ModelRow, spec: TaskSpec) -> List[str]:
@@ -142,6 +170,7 @@ def _row_cells(row: ModelRow, spec: TaskSpec) -> List[str]:
         DASH if row.params is None else human_count(row.params),
         DASH if row.throughput is None else f"{row.throughput:,.1f}",
         DASH if row.executed_gflops is None else _gflops(row.executed_gflops),
+        DASH if row.saved_vs_static is None else f"{100 * row.saved_vs_static:.1f}%",
         DASH if row.flops_saved is None else f"{100 * row.flops_saved:.1f}%",
         _routing_cell(row.routing),
     ]

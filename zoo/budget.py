@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Iterator, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -23,7 +23,7 @@ import torch.nn as nn
 from . import flops as _flops
 from . import routing
 
-__all__ = ["BudgetFit", "budget", "budget_range", "fit_budget"]
+__all__ = ["BudgetFit", "budget", "budget_range", "fit_budget", "fit_budgets"]
 
 
 @dataclass(frozen=True)
@@ -86,43 +86,71 @@ def budget_range(model: nn.Module, inputs: torch.Tensor) -> Tuple[float, float]:
     return _executed(model, rs, inputs, big) / full, _executed(model, rs, inputs, -big) / full
 
 
-def fit_budget(model: nn.Module, fraction: float, inputs: torch.Tensor, tol: float = 0.005,
-               max_steps: int = 40) -> BudgetFit:
+def fit_budget(model: nn.Module, fraction: float, inputs: torch.Tensor, tol: float = 0.005) -> BudgetFit:
     """The shift whose executed FLOPs on `inputs` come closest to `fraction` of the full form's.
 
     ValueError for a fraction outside (0, 1], a model without decisions to move, or a fraction
     the model cannot reach on these inputs (the message gives the reachable range).
     """
-    if not (isinstance(fraction, (int, float)) and 0.0 < float(fraction) <= 1.0):
-        raise ValueError(f"a budget is a fraction of the full form's FLOPs in (0, 1], got {fraction!r}")
+    return fit_budgets(model, [fraction], inputs, tol)[0]
+
+
+def fit_budgets(model: nn.Module, fractions: Sequence[float], inputs: torch.Tensor,
+                tol: float = 0.005, grid: int = 33, refine: int = 12) -> List[BudgetFit]:
+    """`fit_budget` for several fractions, sharing one scan of the shift.
+
+    Executed FLOPs need not fall monotonically as the shift grows: in ESH-Vision the patches
+    that switch first from attention to the state-space branch are the hesitant ones, which
+    did not ponder, and the SSM costs them more. So the shift is scanned on a grid first
+    (cubically spaced, dense near 0), and each target is then bisected inside the grid interval
+    that brackets it; the closest point seen wins.
+    """
+    for fraction in fractions:
+        if not (isinstance(fraction, (int, float)) and 0.0 < float(fraction) <= 1.0):
+            raise ValueError(f"a budget is a fraction of the full form's FLOPs in (0, 1], got {fraction!r}")
     rs = _routers(model)
-    fraction = float(fraction)
     full, big = _full(model, inputs), _extreme_shift(rs)
-    lo_f, hi_f = _executed(model, rs, inputs, big) / full, _executed(model, rs, inputs, -big) / full
+    f = lambda shift: _executed(model, rs, inputs, shift) / full  # noqa: E731
+    shifts = [big * (2.0 * k / (grid - 1) - 1.0) ** 3 for k in range(grid)]
+    scan = [(sh, f(sh)) for sh in shifts]
+    lo_f, hi_f = min(v for _, v in scan), max(v for _, v in scan)
     slack = 0.05  # the knob's promise: within +-0.05 of the target on the calibration inputs
-    if fraction < lo_f - slack or fraction > hi_f + slack:
-        raise ValueError(f"budget {fraction:g} is out of reach for {type(model).__name__} on these inputs: "
-                         f"it executes {lo_f:.3f} to {hi_f:.3f} of its full form's FLOPs")
-    # executed FLOPs fall as the shift grows: bisect between the dearest and cheapest ends
-    lo, hi = -big, big                      # f(lo) = hi_f >= target >= lo_f = f(hi)
-    best = min(((abs(hi_f - fraction), -big, hi_f), (abs(lo_f - fraction), big, lo_f)))
-    for _ in range(max_steps):
-        mid = 0.5 * (lo + hi)
-        f = _executed(model, rs, inputs, mid) / full
-        best = min(best, (abs(f - fraction), mid, f))
-        if best[0] <= tol:
-            break
-        if f > fraction:
-            lo = mid
-        else:
-            hi = mid
-    return BudgetFit(fraction, best[1], best[2], (lo_f, hi_f), full)
+    fits = []
+    for fraction in map(float, fractions):
+        if fraction < lo_f - slack or fraction > hi_f + slack:
+            raise ValueError(f"budget {fraction:g} is out of reach for {type(model).__name__} on these "
+                             f"inputs: it executes {lo_f:.3f} to {hi_f:.3f} of its full form's FLOPs")
+        seen = list(scan)
+        for (a, fa), (b, fb) in zip(scan, scan[1:]):
+            if min(abs(v - fraction) for _, v in seen) <= tol:
+                break
+            if min(fa, fb) <= fraction <= max(fa, fb) and fa != fb:
+                for _ in range(refine):
+                    mid = 0.5 * (a + b)
+                    fm = f(mid)
+                    seen.append((mid, fm))
+                    if abs(fm - fraction) <= tol:
+                        break
+                    if (fm - fraction) * (fa - fraction) > 0:
+                        a, fa = mid, fm
+                    else:
+                        b, fb = mid, fm
+        # the closest point; among equally close ones the shift nearest 0 (least moved thresholds)
+        shift, achieved = min(seen, key=lambda p: (abs(p[1] - fraction), abs(p[0])))
+        fits.append(BudgetFit(fraction, shift, achieved, (lo_f, hi_f), full))
+    return fits
 
 
 @contextlib.contextmanager
-def budget(model: nn.Module, fraction: float, inputs: torch.Tensor, **kwargs) -> Iterator[BudgetFit]:
+def budget(model: nn.Module, fraction, inputs: Optional[torch.Tensor] = None, **kwargs) -> Iterator[BudgetFit]:
     """Context: eval routing of `model` spends ~`fraction` of its full form's FLOPs (fitted on
-    `inputs`, see `fit_budget`); yields the `BudgetFit`. Training forwards are unaffected."""
-    fit = fit_budget(model, fraction, inputs, **kwargs)
-    with _shifted(routing.routers(model), fit.shift):
+    `inputs`, see `fit_budget`); yields the `BudgetFit`. A `BudgetFit` from an earlier fit is
+    applied as it is (no inputs needed). Training forwards are unaffected."""
+    if isinstance(fraction, BudgetFit):
+        fit = fraction
+    elif inputs is None:
+        raise ValueError("a budget is fitted on calibration inputs: pass inputs (or a BudgetFit)")
+    else:
+        fit = fit_budget(model, fraction, inputs, **kwargs)
+    with _shifted(_routers(model), fit.shift):
         yield fit

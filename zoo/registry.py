@@ -37,10 +37,23 @@ class UnknownModelError(KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-def register_model(fn: Callable) -> Callable:
+_STATIC_FORMS: Dict[str, str] = {}
+
+
+def register_model(fn: Optional[Callable] = None, *, static_form: Optional[str] = None):
+    """`@register_model` or `@register_model(static_form="dhvn_nano_static")`.
+
+    static_form names the variant a routed model is compared against: the same architecture
+    with routing fixed (always-both, soft, or the static layer plan it routes within). The
+    leaderboard reports FLOPs saved against it.
+    """
+    if fn is None:
+        return lambda f: register_model(f, static_form=static_form)
     name = fn.__name__
     _ENTRYPOINTS[name] = fn
     _INFO_CACHE.pop(name, None)
+    if static_form is not None:
+        _STATIC_FORMS[name] = static_form
     from . import bridges  # late import: bridges import this module
     bridges.register_everywhere(fn)
     return fn
@@ -123,7 +136,7 @@ def model_info(name: str) -> dict:
         _INFO_CACHE[name] = dict(
             name=name, family=tags["family"], task=tags["task"], routing=tags["routing"],
             tags=tags, spec=spec.to_dict(), default_input_size=cls.default_input_size(spec),
-            params=sum(p.numel() for p in model.parameters()),
+            params=sum(p.numel() for p in model.parameters()), static_form=_STATIC_FORMS.get(name),
         )
     info = _INFO_CACHE[name]
     return {**info, "tags": dict(info["tags"]), "spec": dict(info["spec"])}

@@ -18,7 +18,7 @@ import torch.nn as nn
 from .blocks.router import EXECUTION_MODES, Route, RouteRecord, Router
 
 __all__ = ["Router", "Route", "RouteRecord", "routers", "trace", "execution", "force",
-           "set_tau", "get_tau", "summarize", "random_policy", "budget", "fit_budget", "budget_range"]
+           "set_tau", "get_tau", "summarize", "random_policy", "budget", "fit_budget", "fit_budgets", "budget_range"]
 
 
 def routers(model: nn.Module) -> List[Router]:
@@ -108,9 +108,10 @@ def summarize(model_or_records) -> dict:
     }
 
 
-def budget(model: nn.Module, fraction: float, inputs: torch.Tensor, **kwargs):
+def budget(model: nn.Module, fraction, inputs: Optional[torch.Tensor] = None, **kwargs):
     """Context manager: every router's eval threshold moves so that the model executes about
-    `fraction` of its full form's FLOPs on `inputs` (see `zoo.budget`); yields the fit."""
+    `fraction` of its full form's FLOPs on `inputs` (see `zoo.budget`); yields the fit. A fit
+    from `fit_budget` is applied as it is."""
     from .budget import budget as _budget  # the knob needs the FLOP counter, which imports this module
     return _budget(model, fraction, inputs, **kwargs)
 
@@ -118,6 +119,12 @@ def budget(model: nn.Module, fraction: float, inputs: torch.Tensor, **kwargs):
 def fit_budget(model: nn.Module, fraction: float, inputs: torch.Tensor, **kwargs):
     from .budget import fit_budget as _fit
     return _fit(model, fraction, inputs, **kwargs)
+
+
+def fit_budgets(model: nn.Module, fractions, inputs: torch.Tensor, **kwargs):
+    """`fit_budget` for several fractions at once (one shared scan of the threshold shift)."""
+    from .budget import fit_budgets as _fit
+    return _fit(model, fractions, inputs, **kwargs)
 
 
 def budget_range(model: nn.Module, inputs: torch.Tensor):

@@ -12,7 +12,7 @@ model = dict(
     arch=None,
     # num_classes=None: taken from the class folders before the model is built
     arch_kwargs=dict(num_classes=None, in_chans=3, img_size=img_size, mean=mean, std=std),
-    aux_weights=dict(load_balance=0.5, ponder=0.01, alpha_variance=0.1, gate_entropy=0.01),
+    aux_weights=dict(load_balance=0.0, budget=1.0, ponder=0.01, alpha_variance=0.1, gate_entropy=0.01),
     label_smoothing=0.1,
     data_preprocessor=dict(type='BaseDataPreprocessor'),
 )

@@ -5,16 +5,24 @@ suite = 'pydocs'
 task = 'causal-lm'
 max_seq_len = 256
 
+# The recipe, the same for every model: 300 steps x 8 windows of 256 bytes (1.5 passes over the
+# 419 KB training text), AdamW (0.9, 0.95), weight decay 0.1, lr 3e-3 with a 20-step warm-up and
+# cosine to 1 %. exp11_baseline_tiny at 300 steps, seed 0: 1.963 bits/byte at lr 1e-3, 1.802 at
+# 3e-3, 1.831 at 6e-3 (experiments/quick_train.py).
+max_iters = 300
+
 model = dict(
     type='ZooLM',
     arch=None,
     arch_kwargs=dict(vocab_size=256, max_seq_len=max_seq_len),
-    aux_weights=dict(load_balance=0.5, ponder=0.01, alpha_variance=0.1, gate_entropy=0.01),
+    # load_balance 0: Exp11's choices are nested (a softmax token keeps its GDN output), and the
+    # budget term is the routing objective
+    aux_weights=dict(load_balance=0.0, budget=1.0, ponder=0.01, alpha_variance=0.1, gate_entropy=0.01),
     data_preprocessor=dict(type='BaseDataPreprocessor'),
 )
 
 train_dataloader = dict(
-    batch_size=16, num_workers=0, persistent_workers=False,
+    batch_size=8, num_workers=0, persistent_workers=False,
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
     dataset=dict(type='PyDocs', split='train', max_seq_len=max_seq_len),
@@ -28,5 +36,12 @@ test_dataloader = dict(
 test_evaluator = [dict(type='LMMetric', bytes_per_token=1.0), dict(type='RoutingMetric'),
                   dict(type='ThroughputMetric', unit='tokens')]
 
-train_cfg = dict(max_epochs=2)
-optim_wrapper = dict(optimizer=dict(lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1))
+train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters, val_interval=10**9)
+optim_wrapper = dict(optimizer=dict(lr=3e-3, betas=(0.9, 0.95), weight_decay=0.1))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=20),
+    dict(type='CosineAnnealingLR', by_epoch=False, begin=0, end=max_iters, T_max=max_iters, eta_min_ratio=0.01),
+]
+default_hooks = dict(checkpoint=dict(by_epoch=False, interval=max_iters),
+                     logger=dict(log_metric_by_epoch=False))
+log_processor = dict(by_epoch=False)

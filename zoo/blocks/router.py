@@ -184,6 +184,10 @@ class Router(nn.Module):
         if feats.dim() != expected:
             raise ValueError(f"{self.granularity} router expects {expected}-D features, got {tuple(feats.shape)}")
         logits = self.logits(feats)
+        if self.cost_shift and not self.training:
+            # the budget knob moves the logits themselves, so everything downstream of the
+            # decision (ESH's ponder threshold on alpha) sees the same shifted router
+            logits = logits - self.cost_shift * (self.costs / self.costs.max()).to(logits.dtype)
         # float(tau) is a host sync on GPU; inference only needs the division, so it keeps the
         # 0-d buffer (set_tau already refused tau <= 0). Training samples need the checked float.
         tau = float(self.tau) if self.training else self.tau
@@ -199,8 +203,6 @@ class Router(nn.Module):
         elif self.training:
             weights, decisions = straight_through(probs)
         else:
-            if self.cost_shift:
-                logits = logits - self.cost_shift * (self.costs / self.costs.max()).to(logits.dtype)
             decisions = logits.argmax(dim=-1)
             weights = F.one_hot(decisions, n).float()
         self.last = RouteRecord(self.layer, self.granularity, self.choices,

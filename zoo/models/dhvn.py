@@ -53,12 +53,11 @@ class DHVNSpec(VisionSpec):
     widths: Tuple[int, ...] = (128, 256, 512)   # encoder block outputs, each at half resolution
     depths: Tuple[int, ...] = (4, 6, 9)         # transformer layers per encoder block
     decoder_depth: int = 2                       # transformer layers per decoder block
-    conv: ConvBranchSpec = ConvBranchSpec()
+    conv: ConvBranchSpec = ConvBranchSpec(norm="batch")
     attn: AttentionSpec = AttentionSpec(head_dim=16, kv_pool=7)
     mlp: MlpSpec = MlpSpec(ratio=2.0)
-    router: RouterSpec = RouterSpec()
+    router: RouterSpec = RouterSpec(mode="hard", budget=0.5)
     policy: Optional[str] = None                 # None: routed; "conv"/"transformer"/"both": static
-    shared_norm: bool = False                    # EXPERIMENT: every route ends in the fusion's ReLU + norm
 
     def __post_init__(self):
         super().__post_init__()
@@ -88,13 +87,19 @@ class _LastRoute:
 
 
 class HybridBlock(nn.Module):
-    """Conv / Transformer / Both, chosen per sample (or fixed by `policy`)."""
+    """Conv / Transformer / Both, chosen per sample (or fixed by `policy`).
+
+    Every choice ends in the same fusion, norm(ReLU(a * conv + (1 - a) * trans)), with a = 1
+    for conv, a = 0 for transformer and the learned per-channel a = 0.1 + 0.8 * sigmoid(p) for
+    both: whatever a sample took, the next block sees one normalised output space. (With each
+    choice emitting its branch's own output, the next block saw three distributions; routed
+    dhvn_nano then settled on whole-block choices and lost accuracy, see the module docstring.)
+    """
 
     def __init__(self, in_chs: int, out_chs: int, stride: int, depth: int, spec: DHVNSpec,
                  layer: str, in_hw: Tuple[int, int]):
         super().__init__()
         self.policy = spec.policy
-        self.shared_norm = spec.shared_norm and spec.policy is None
         self.out_chs = out_chs
         self.stride = stride
         use_conv = spec.policy in (None, "conv", "both")
@@ -103,7 +108,7 @@ class HybridBlock(nn.Module):
         self.trans = TransformerBranch(in_chs, out_chs, stride, depth, spec.attn, spec.mlp) if use_trans else None
         if spec.policy in (None, "both"):
             self.mix_logit = nn.Parameter(torch.zeros(out_chs))
-            self.fuse_norm = conv_norm(spec.conv.norm, out_chs, spec.conv.groups)
+        self.fuse_norm = conv_norm(spec.conv.norm, out_chs, spec.conv.groups)
         self.router = Router(in_chs, CHOICES, "sample", spec.router, layer) if spec.policy is None else None
         if self.router is not None:
             # what a sample spends on each choice at the model's img_size (the fusion is elementwise)
@@ -115,60 +120,33 @@ class HybridBlock(nn.Module):
     def last_route(self) -> Optional[Route]:
         return self._last.route
 
-    def fuse(self, c: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def mix(self, c: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The "both" pre-activation: a * conv + (1 - a) * trans, a per channel in (0.1, 0.9)."""
         a = (0.1 + 0.8 * torch.sigmoid(self.mix_logit)).to(c.dtype).view(1, -1, 1, 1)
-        return self.fuse_norm(F.relu(a * c + (1 - a) * t))
+        return a * c + (1 - a) * t
+
+    def finish(self, pre: torch.Tensor) -> torch.Tensor:
+        return self.fuse_norm(F.relu(pre))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.router is None:
             if self.policy == "conv":
-                return self.conv(x)
+                return self.finish(self.conv(x))
             if self.policy == "transformer":
-                return self.trans(x)
-            return self.fuse(self.conv(x), self.trans(x))
+                return self.finish(self.trans(x))
+            return self.finish(self.mix(self.conv(x), self.trans(x)))
         route = self.router(x.mean(dim=(2, 3)))
         self._last.route = route
         w = route.weights.to(x.dtype)
-        if self.shared_norm:
-            return self._shared(x, route, w)
-        if not route.sparse:
-            c, t = self.conv(x), self.trans(x)
-            b = self.fuse(c, t)
-            w = w.view(-1, 3, 1, 1, 1)
-            return w[:, CONV] * c + w[:, TRANS] * t + w[:, BOTH] * b
-        return self._sparse(x, route, w)
-
-    def _shared(self, x, route, w):
-        a = (0.1 + 0.8 * torch.sigmoid(self.mix_logit)).to(x.dtype).view(1, -1, 1, 1)
         if not route.sparse:
             c, t = self.conv(x), self.trans(x)
             w = w.view(-1, 3, 1, 1, 1)
-            pre = w[:, CONV] * c + w[:, TRANS] * t + w[:, BOTH] * (a * c + (1 - a) * t)
-            return self.fuse_norm(F.relu(pre))
-        B = x.shape[0]
-        only_c, only_t, both = (select_items(route.mask(n)) for n in CHOICES)
-        n_c, n_t, n_b = only_c.numel(), only_t.numel(), both.numel()
-        c = self.conv(_gather(x, only_c, both, B)) if n_c + n_b else None
-        t = self.trans(_gather(x, only_t, both, B)) if n_t + n_b else None
-        scale = w.requires_grad
-        parts = []
-        if n_c:
-            parts.append((only_c, _scaled(c[:n_c], w, only_c, CONV) if scale else c[:n_c]))
-        if n_t:
-            parts.append((only_t, _scaled(t[:n_t], w, only_t, TRANS) if scale else t[:n_t]))
-        if n_b:
-            fused = a * c[n_c:] + (1 - a) * t[n_t:]
-            parts.append((both, _scaled(fused, w, both, BOTH) if scale else fused))
-        if len(parts) == 1:
-            pre = parts[0][1]
-        else:
-            ref = parts[0][1]
-            pre = torch.empty((B,) + ref.shape[1:], dtype=ref.dtype, device=ref.device, memory_format=_format(ref))
-            for index, values in parts:
-                pre.index_copy_(0, index, values)
-        return self.fuse_norm(F.relu(pre))
+            pre = w[:, CONV] * c + w[:, TRANS] * t + w[:, BOTH] * self.mix(c, t)
+            return self.finish(pre)
+        return self.finish(self._sparse_pre(x, route, w))
 
-    def _sparse(self, x: torch.Tensor, route: Route, w: torch.Tensor) -> torch.Tensor:
+    def _sparse_pre(self, x: torch.Tensor, route: Route, w: torch.Tensor) -> torch.Tensor:
+        """Each sample's pre-activation from the branches its choice needs, and only those."""
         B = x.shape[0]
         only_c, only_t, both = (select_items(route.mask(n)) for n in CHOICES)
         n_c, n_t, n_b = only_c.numel(), only_t.numel(), both.numel()
@@ -184,8 +162,8 @@ class HybridBlock(nn.Module):
         if n_t:
             parts.append((only_t, _scaled(t[:n_t], w, only_t, TRANS) if scale else t[:n_t]))
         if n_b:
-            fused = self.fuse(c[n_c:], t[n_t:])
-            parts.append((both, _scaled(fused, w, both, BOTH) if scale else fused))
+            mixed = self.mix(c[n_c:], t[n_t:])
+            parts.append((both, _scaled(mixed, w, both, BOTH) if scale else mixed))
         if len(parts) == 1:
             return parts[0][1]  # one group holds the whole batch, in order
         # every sample took exactly one choice: each output row is written once, no zero fill
@@ -338,7 +316,7 @@ def _base(**kw) -> DHVNSpec:
     return DHVNSpec(stem_width=64, widths=(128, 256, 512), depths=(4, 6, 9), decoder_depth=2, **kw)
 
 
-@register_model
+@register_model(static_form="dhvn_nano_static")
 def dhvn_nano(pretrained=False, **kwargs):
     return build_model(DHVN, _nano(), pretrained, **kwargs)
 
@@ -348,7 +326,7 @@ def dhvn_nano_static(pretrained=False, **kwargs):
     return build_model(DHVN, _nano(policy="both"), pretrained, **kwargs)
 
 
-@register_model
+@register_model(static_form="dhvn_tiny_static")
 def dhvn_tiny(pretrained=False, **kwargs):
     return build_model(DHVN, _tiny(), pretrained, **kwargs)
 
@@ -358,7 +336,7 @@ def dhvn_tiny_static(pretrained=False, **kwargs):
     return build_model(DHVN, _tiny(policy="both"), pretrained, **kwargs)
 
 
-@register_model
+@register_model(static_form="dhvn_small_static")
 def dhvn_small(pretrained=False, **kwargs):
     return build_model(DHVN, _small(), pretrained, **kwargs)
 
@@ -368,7 +346,7 @@ def dhvn_small_static(pretrained=False, **kwargs):
     return build_model(DHVN, _small(policy="both"), pretrained, **kwargs)
 
 
-@register_model
+@register_model(static_form="dhvn_base_static")
 def dhvn_base(pretrained=False, **kwargs):
     return build_model(DHVN, _base(), pretrained, **kwargs)
 

@@ -42,7 +42,7 @@ from timm.layers import LayerNorm2d, Mlp, SwiGLU
 from ..blocks.act import ACTPonder
 from ..blocks.patch_merging import PatchMerging
 from ..blocks.rel_attention import RelPosAttention
-from ..blocks.router import Route, Router
+from ..blocks.router import Route, Router, routes_budget_loss
 from ..blocks.vssm import BidirectionalVSSM
 from ..ops.dispatch import Packed, gather_items, gather_rows, pack_rows, select_items, unpack_rows
 from ..ops.entropy import patch_entropy, pool_entropy, unnormalize
@@ -64,11 +64,13 @@ class ESHVisionSpec(VisionSpec):
     # log2(patch_size) 3x3 stride-2 convs (LayerNorm2d + GELU between), same output grid and width;
     # early convolutions make small ViT-style models train much faster (Xiao et al., 2021)
     stem: str = "patch"
-    stem_norm: str = "layer"          # norm between the conv stem's convs: "layer" or "batch"
-    stem_padding: str = "replicate"   # EXPERIMENT
-    pos_conv: bool = False            # EXPERIMENT
-    branch_norm: bool = True          # EXPERIMENT
-    layer_scale: float = 1.0          # EXPERIMENT
+    # a residual 3x3 depthwise conv at the start of each stage (conditional position encoding):
+    # the blocks have no absolute positions otherwise, and it is the local prior a 4,000-image
+    # training set needs
+    pos_conv: bool = True
+    # True: the seed's branch update LN(branch(n) + n); False: pre-norm, the branch output is
+    # added to the residual as it is (the update no longer has unit scale in every block)
+    branch_norm: bool = False
     # hidden=None: the seed's MLP router, max(dim / 4, 32) wide
     router: RouterSpec = RouterSpec(mode="hard")
     attention: AttentionSpec = AttentionSpec(rel_pos_bias=True)
@@ -121,11 +123,10 @@ def _stem(spec: ESHVisionSpec) -> nn.Sequential:
         # background is -0.42), which told every later layer where the border was; the routers
         # then routed border patches by position, not content (the alpha-map artefact)
         layers.append(nn.Conv2d(widths[i], widths[i + 1], 3, stride=2, padding=1, bias=i == n - 1,
-                                padding_mode=spec.stem_padding))
+                                padding_mode="replicate"))
         if i < n - 1:
             # a per-sample norm: train and eval run the same network (no batch statistics)
-            norm = nn.BatchNorm2d(widths[i + 1]) if spec.stem_norm == "batch" else LayerNorm2d(widths[i + 1])
-            layers += [norm, nn.GELU()]
+            layers += [LayerNorm2d(widths[i + 1]), nn.GELU()]
     return nn.Sequential(*layers)
 
 
@@ -139,40 +140,53 @@ class ESHBlock(nn.Module):
         self.router = Router(dim, ("ssm", "attention"), "patch", router_spec, layer=layer,
                              binary=True, extra_features=1, full="attention")
         self.attn = RelPosAttention(dim, num_heads, grid, spec.attention.qkv_bias)
-        self.norm_attn = nn.LayerNorm(dim)
         self.ssm = BidirectionalVSSM(dim, spec.ssm)
-        n = grid[0] * grid[1]  # what a patch spends on each branch when the whole image takes it
-        self.router.set_costs(dict(ssm=self.ssm.flops_per_patch(n), attention=self.attn.flops_per_patch(n)))
-        self.norm_ssm = nn.LayerNorm(dim)
+        self.branch_norm = spec.branch_norm
+        if spec.branch_norm:  # the seed's LN(branch(n) + n) on each branch's update
+            self.norm_attn = nn.LayerNorm(dim)
+            self.norm_ssm = nn.LayerNorm(dim)
         self.norm2 = nn.LayerNorm(dim)
         hidden = spec.mlp.hidden or int(dim * spec.mlp.ratio)
         self.mlp = SwiGLU(dim, hidden) if spec.mlp.act == "swiglu" else Mlp(dim, hidden)
         self.act = ACTPonder(dim, spec.act) if spec.act.enabled else None
         self.ponder_threshold = spec.act.threshold
-        self.branch_norm = spec.branch_norm
-        self.ls = nn.Parameter(torch.full((dim,), spec.layer_scale)) if not spec.branch_norm else None
+        self.router.set_costs(self.choice_costs(grid[0] * grid[1]))
+
+    def choice_costs(self, n: int) -> dict:
+        """FLOPs a patch spends on each choice when the whole image (n patches) takes it.
+
+        An attention patch above the ponder threshold also ponders, so the attention choice
+        includes one ACT step (the query's attention path, its new key/value row and the FFN):
+        the number of steps a fresh halting unit takes (halt bias 1: 0.73 + 0.73 > 1 - eps)."""
+        attn = self.attn.flops_per_patch(n)
+        if self.act is not None:
+            ffn = sum(2 * m.in_features * m.out_features for m in self.mlp.modules() if isinstance(m, nn.Linear))
+            attn += self.attn.flops_per_patch(n) + ffn
+        return dict(ssm=self.ssm.flops_per_patch(n), attention=attn)
 
     def forward(self, x: torch.Tensor, entropy: torch.Tensor, hw: Tuple[int, int]):
-        """x (B, N, D), entropy (B, N) -> (out, alpha (B, N), ponder cost (B, N) or None)."""
+        """x (B, N, D), entropy (B, N) -> (out, route, ponder cost (B, N) or None);
+        alpha = route.probs[..., 1]."""
         n = self.norm1(x)
         route = self.router(torch.cat([n, entropy.unsqueeze(-1).to(n.dtype)], dim=-1))
-        alpha = route.probs[..., 1]
         mixed = self._mix_sparse(x, n, route, hw) if route.sparse else self._mix_dense(x, n, route, hw)
         out = mixed + self.mlp(self.norm2(mixed))
         if self.act is None:
-            return out, alpha, None
-        ponder = route.mask("attention") & (alpha > self.ponder_threshold)
+            return out, route, None
+        ponder = route.mask("attention") & (route.probs[..., 1] > self.ponder_threshold)
         res = self.act(out, ponder, _PonderStep(self, hw))
-        return res.output, alpha, res.ponder_cost
+        return res.output, route, res.ponder_cost
+
+    def attn_update(self, out: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        """What the attention branch adds to the residual, from its output for patches n."""
+        return self.norm_attn(out + n) if self.branch_norm else out
+
+    def ssm_update(self, out: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        return self.norm_ssm(out + n) if self.branch_norm else out
 
     def _mix_dense(self, x, n, route: Route, hw):
-        if not self.branch_norm:  # EXPERIMENT
-            a = self.attn(n, hw) * self.ls
-            s = self.ssm(n, hw) * self.ls
-            w = route.weights.to(x.dtype)
-            return x + w[..., 1:2] * a + w[..., 0:1] * s
-        a = self.norm_attn(self.attn(n, hw) + n)
-        s = self.norm_ssm(self.ssm(n, hw) + n)
+        a = self.attn_update(self.attn(n, hw), n)
+        s = self.ssm_update(self.ssm(n, hw), n)
         w = route.weights.to(x.dtype)
         return x + w[..., 1:2] * a + w[..., 0:1] * s
 
@@ -183,9 +197,9 @@ class ESHBlock(nn.Module):
         n_attn = int(attn_mask.sum())          # the one host sync that picks the branches
         # every patch on one branch: that branch on the whole batch, no packing or scatter
         if n_attn == attn_mask.numel():
-            update = self.norm_attn(self.attn(n, hw) + n)
+            update = self.attn_update(self.attn(n, hw), n)
         elif n_attn == 0:
-            update = self.norm_ssm(self.ssm(n, hw) + n)
+            update = self.ssm_update(self.ssm(n, hw), n)
         else:
             update = self._split_update(x, n, attn_mask, hw)
         if not route.weights.requires_grad:  # eval: the weight taken is exactly 1
@@ -206,7 +220,7 @@ class ESHBlock(nn.Module):
         local = select_items(mask)
         y = gather_items(self.ssm.scan(n_img, hw), local, item_dims=2)  # the full scan freed here
         n_items = gather_items(n_img, local, item_dims=2)
-        s = self.norm_ssm(self.ssm.gate(y, n_items) + n_items)
+        s = self.ssm_update(self.ssm.gate(y, n_items), n_items)
         ssm_index = local if images is None else select_items(ssm_mask)
         del y, n_items, n_img
 
@@ -214,7 +228,7 @@ class ESHBlock(nn.Module):
         n_img = n if images is None else n.index_select(0, images)
         packed = pack_rows(mask)
         nq = gather_rows(n_img, packed.index)
-        a = self.norm_attn(self.attn.attend(nq, self.attn.kv(n_img), hw, packed.index) + nq)
+        a = self.attn_update(self.attn.attend(nq, self.attn.kv(n_img), hw, packed.index), nq)
         b, M = packed.index.shape
         offsets = (torch.arange(b, device=x.device) * N if images is None else images * N).unsqueeze(1)
         # padding entries go to scratch rows past the end, each to its own
@@ -256,7 +270,7 @@ class _PonderStep:
             self.kv = unpack_rows(self.kv, self.changed, rows)
         s = _take(states, packed)
         nq = blk.norm1(s)
-        s = s + blk.norm_attn(blk.attn.attend(nq, self.kv, self.hw, packed.index) + nq)
+        s = s + blk.attn_update(blk.attn.attend(nq, self.kv, self.hw, packed.index), nq)
         self.changed = packed
         return s + blk.mlp(blk.norm2(s))
 
@@ -306,7 +320,7 @@ class ESHVision(ZooVisionModel):
         self.check_input(x)
         entropy = ent = self.entropy_prior(x)
         t = self.embed_norm(self.patch_embed(x).permute(0, 2, 3, 1))
-        alphas, costs = [], []
+        alphas, costs, routes = [], [], []
         for i, stage in enumerate(self.stages):
             if i > 0:
                 t, ent = stage.downsample(t), pool_entropy(ent)
@@ -316,8 +330,9 @@ class ESHVision(ZooVisionModel):
             B, h, w, D = t.shape
             seq, e = t.reshape(B, h * w, D), ent.reshape(B, h * w)
             for blk in stage.blocks:
-                seq, alpha, cost = blk(seq, e, (h, w))
-                alphas.append(alpha)
+                seq, route, cost = blk(seq, e, (h, w))
+                routes.append(route)
+                alphas.append(route.probs[..., 1])
                 if cost is not None:
                     costs.append(cost.mean())
             t = seq.view(B, h, w, D)
@@ -326,6 +341,8 @@ class ESHVision(ZooVisionModel):
         self._last_aux = {"alpha_variance": alpha_variance_loss(alphas)}
         if costs:
             self._last_aux["ponder"] = ponder
+        if self.spec.router.budget is not None and self.spec.router.mode != "soft":
+            self._last_aux["budget"] = routes_budget_loss(routes, self.spec.router.budget)
         return dict(features=features, logits=self.forward_head(features), ponder_cost=ponder,
                     alphas=alphas, entropy=entropy)
 
@@ -380,9 +397,10 @@ _MNIST = dict(img_size=28, in_chans=1, num_classes=10, mean=(0.1307,), std=(0.30
               embed_dim=32, depths=(1, 2), num_heads=(1, 2), ssm=SSMSpec(d_state=8, kind="ssd"), stem="conv")
 
 
-@register_model
+@register_model(static_form="eshvision_xs_soft")
 def eshvision_xs(pretrained=False, **kwargs):
-    return build_model(ESHVision, ESHVisionSpec(**_MNIST), pretrained, **kwargs)
+    return build_model(ESHVision, ESHVisionSpec(**_MNIST, router=RouterSpec(mode="hard", budget=0.6)),
+                       pretrained, **kwargs)
 
 
 @register_model
@@ -390,7 +408,7 @@ def eshvision_xs_soft(pretrained=False, **kwargs):
     return build_model(ESHVision, ESHVisionSpec(**_MNIST, router=RouterSpec(mode="soft")), pretrained, **kwargs)
 
 
-@register_model
+@register_model(static_form="eshvision_s_soft")
 def eshvision_s(pretrained=False, **kwargs):
     return build_model(ESHVision, ESHVisionSpec(embed_dim=128, depths=(2, 3, 3), num_heads=(2, 4, 4), ssm=_SSD),
                        pretrained, **kwargs)

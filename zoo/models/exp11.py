@@ -58,10 +58,10 @@ class Exp11Spec(LMSpec):
     gdn: GDNSpec = GDNSpec(num_heads=12, chunk_size=32)
     attn: AttentionSpec = AttentionSpec(num_heads=12, qkv_bias=False, rope=True)
     mlp: MlpSpec = MlpSpec(act="swiglu", hidden=3072)
-    router: RouterSpec = RouterSpec(mode="gumbel")
+    router: RouterSpec = RouterSpec(mode="hard", budget=0.75)
     tie_embeddings: bool = True
     norm_eps: float = 1e-6
-    mix: str = "hide"   # what a routed token's choice means (see RoutedMixer)
+    mix: str = "add"    # what a routed token's choice means (see RoutedMixer)
 
     def __post_init__(self):
         super().__post_init__()
@@ -261,8 +261,9 @@ class Exp11(ZooCausalLM):
 
 # ----------------------------------------------------------------------------- variants
 
-_BASELINE = ("gdn", "gdn", "gdn", "softmax")
-_DYNAMIC = ("gdn", "routed", "routed", "softmax")
+G, S, R = "gdn", "softmax", "routed"
+_BASELINE = (G, G, G, S)
+_DYNAMIC = (G, R, R, S)
 _TINY = dict(vocab_size=256, max_seq_len=256, hidden=128, gdn=GDNSpec(num_heads=4, chunk_size=32),
              attn=AttentionSpec(num_heads=4, qkv_bias=False, rope=True),
              mlp=MlpSpec(act="swiglu", hidden=384))
@@ -273,7 +274,7 @@ def exp11_baseline(pretrained=False, **kwargs):
     return build_model(Exp11, Exp11Spec(layers=_BASELINE), pretrained, **kwargs)
 
 
-@register_model
+@register_model(static_form="exp11_baseline")
 def exp11_dynamic(pretrained=False, **kwargs):
     return build_model(Exp11, Exp11Spec(layers=_DYNAMIC), pretrained, **kwargs)
 
@@ -283,6 +284,23 @@ def exp11_baseline_tiny(pretrained=False, **kwargs):
     return build_model(Exp11, Exp11Spec(layers=_BASELINE, **_TINY), pretrained, **kwargs)
 
 
-@register_model
+@register_model(static_form="exp11_baseline_tiny")
 def exp11_dynamic_tiny(pretrained=False, **kwargs):
     return build_model(Exp11, Exp11Spec(layers=_DYNAMIC, **_TINY), pretrained, **kwargs)
+
+
+# static layer plans that bracket the dynamic model's FLOPs per token: does routing each token
+# beat fixing which layers are softmax?
+@register_model
+def exp11_gggg_tiny(pretrained=False, **kwargs):
+    return build_model(Exp11, Exp11Spec(layers=(G, G, G, G), **_TINY), pretrained, **kwargs)
+
+
+@register_model
+def exp11_ggss_tiny(pretrained=False, **kwargs):
+    return build_model(Exp11, Exp11Spec(layers=(G, G, S, S), **_TINY), pretrained, **kwargs)
+
+
+@register_model
+def exp11_ssss_tiny(pretrained=False, **kwargs):
+    return build_model(Exp11, Exp11Spec(layers=(S, S, S, S), **_TINY), pretrained, **kwargs)
