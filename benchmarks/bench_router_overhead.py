@@ -8,9 +8,9 @@ alternately (routed, direct, routed, direct ...), no grad:
     selection, gather / packing, the branch on every item and the scatter back;
   * direct: the branch module called on the same input, as a static model would call it.
 
-  DHVN (per sample)  HybridBlock(x)                     vs  block.conv(x) | block.trans(x)
-  ESH  (per patch)   router([LN(x); H]) + sparse mix    vs  x + LN(branch(LN(x), hw) + LN(x))
-  Exp11 (per token)  router(feats) + RoutedMixer(h)     vs  mixer.gdn(h) | mixer.attn(h)
+  DHVN (per sample)  HybridBlock(x)                     vs  block.finish(block.conv(x) | block.trans(x))
+  ESH  (per patch)   router([LN(x); H]) + sparse mix    vs  x + the branch's update of LN(x)
+  Exp11 (per token)  router(feats) + RoutedMixer(h)     vs  mixer.gdn(h) | mixer.gdn(h) + mixer.attn(h)
 
 (ESH's LN(x) is computed once outside both sides, as it is shared.) The outputs of both sides
 are compared (max abs difference printed) so the two really compute the same thing. The figure is
@@ -92,7 +92,7 @@ def layer_pairs(family: str, model, x, branch: str):
         if family == "dhvn":
             xi = a
             pairs.append((lambda m=m, xi=xi: m(xi),
-                          lambda m=m, xi=xi: (m.conv if branch == "conv" else m.trans)(xi)))
+                          lambda m=m, xi=xi: m.finish((m.conv if branch == "conv" else m.trans)(xi))))
         elif family == "esh":
             xi, entropy, hw = a
             n = m.norm1(xi)
@@ -103,14 +103,18 @@ def layer_pairs(family: str, model, x, branch: str):
 
             def direct(m=m, xi=xi, n=n, hw=hw):
                 if branch == "attention":
-                    return xi + m.norm_attn(m.attn(n, hw) + n)
-                return xi + m.norm_ssm(m.ssm(n, hw) + n)
+                    return xi + m.attn_update(m.attn(n, hw), n)
+                return xi + m.ssm_update(m.ssm(n, hw), n)
             pairs.append((routed, direct))
         else:
             router = model.routers[i]
             h = a
-            pairs.append((lambda m=m, h=h, r=router: m(h, r(feats[0])),
-                          lambda m=m, h=h: (m.gdn if branch == "gdn" else m.attn)(h)))
+            def direct(m=m, h=h):
+                if branch == "gdn":
+                    return m.gdn(h)
+                # a softmax token reads attention; with mix="add" it keeps its GDN output too
+                return m.attn(h) + m.gdn(h) if m.mix == "add" else m.attn(h)
+            pairs.append((lambda m=m, h=h, r=router: m(h, r(feats[0])), direct))
     return pairs
 
 

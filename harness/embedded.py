@@ -37,7 +37,7 @@ JOBS = (
 # evaluated at; each family's points lie inside what its routing can reach
 BUDGET_CURVES = {
     "dhvn_nano": (0.3, 0.45, 0.6, 0.8, 1.0),
-    "eshvision_xs": (0.55, 0.6, 0.65, 0.7, 0.75),
+    "eshvision_xs": (0.8, 0.85, 0.9, 0.95, 1.0),
     "exp11_dynamic_tiny": (0.85, 0.9, 0.95, 1.0),
 }
 
@@ -75,6 +75,9 @@ def plan(seeds: Sequence[int], staging: str, root: str = os.path.join("work_dirs
                         "run", "--suite", suite, "--models", model, "--seeds", str(seed), "--eval-only",
                         "--checkpoint", "{checkpoint}", "--budget", *map(str, BUDGET_CURVES[model]),
                         "--work-dir", os.path.join(wd, "budget"), "--results", results], wd, after=name))
+    # the LM runs and the timm peer take longest: start them first
+    slow = ("pydocs", "timm:")
+    train.sort(key=lambda s: not any(k in s.name for k in slow))
     return train + budget
 
 

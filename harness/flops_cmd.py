@@ -23,8 +23,9 @@ __all__ = ["add_parser", "cmd_flops", "measure_flops", "sample_indices", "RUN_FL
            "RUN_FLOPS_SEQUENCES"]
 
 # `run` counts this many evenly spaced eval images / sequences: enough to average the routing
-# mix (16 x 256 = 4,096 tokens on pydocs), cheap next to the evaluation itself
-RUN_FLOPS_SAMPLES = 64
+# mix (a quarter of mnist5k's eval digits; 16 x 256 = 4,096 tokens on pydocs), cheap next to
+# the evaluation itself
+RUN_FLOPS_SAMPLES = 256
 RUN_FLOPS_SEQUENCES = 16
 
 

@@ -10,6 +10,7 @@ import pytest
 import thop
 import torch
 import torch.nn as nn
+from hypothesis import given, settings, strategies as st
 from thop.vision.basic_hooks import zero_ops
 from timm.layers import SwiGLU
 
@@ -110,8 +111,8 @@ def _mixed_policy(router, shape):
 
 
 def test_thop_covers_every_variant():
-    assert set(SMALL) | {"eshvision_xs", "eshvision_xs_soft", "exp11_baseline_tiny", "exp11_dynamic_tiny"} \
-        == set(zoo.list_models())
+    assert set(SMALL) | {"eshvision_xs", "eshvision_xs_soft", "exp11_baseline_tiny", "exp11_dynamic_tiny",
+                         "exp11_gggg_tiny", "exp11_ggss_tiny", "exp11_ssss_tiny"} == set(zoo.list_models())
 
 
 @pytest.mark.parametrize("name", zoo.list_models())
@@ -214,10 +215,30 @@ def test_short_conv_with_hidden_tokens_by_hand():
 
 
 def test_causal_attention_by_hand():
+    # convention: QK^T and AV over the pairs the causal mask allows, T (T + 1) / 2 per sequence
     B, T, dim, H = 2, 24, 32, 4
     attn = CausalSelfAttention(dim, AttentionSpec(num_heads=H, qkv_bias=False, rope=True))
-    expected = 2 * B * T * dim * dim * 3 + 2 * 2 * B * T * T * dim + 2 * B * T * dim * dim
+    expected = 2 * B * T * dim * dim * 3 + 2 * 2 * B * (T * (T + 1) // 2) * dim + 2 * B * T * dim * dim
     assert _count(attn, torch.randn(B, T, dim)) == expected
+    assert attn.flops_per_token(T) * B * T == expected
+
+
+@given(st.integers(1, 3), st.integers(1, 300), st.floats(0.0, 1.0), st.integers(0, 2**16))
+@settings(max_examples=10, deadline=None)
+def test_packed_causal_queries_count_by_the_same_convention(B, T, share, seed):
+    """A query at position t counts its t + 1 keys, whether it runs in the dense causal kernel
+    or packed with the routed queries: every query packed counts exactly what dense counts."""
+    from zoo.ops.dispatch import pack_rows
+    dim = 16
+    attn = CausalSelfAttention(dim, AttentionSpec(num_heads=2, qkv_bias=False, rope=True)).eval()
+    x = torch.randn(B, T, dim, generator=torch.Generator().manual_seed(seed))
+    every = pack_rows(torch.ones(B, T, dtype=torch.bool))
+    assert _count(attn, x, queries=every) == _count(attn, x)
+    mask = torch.rand(B, T, generator=torch.Generator().manual_seed(seed + 1)) < share
+    packed = pack_rows(mask)
+    projections = 2 * B * T * dim * 2 * dim + 2 * 2 * packed.index.numel() * dim * dim
+    pairs = int((packed.index + 1).sum())  # padding queries run too, and count
+    assert _count(attn, x, queries=packed) == projections + 2 * 2 * pairs * dim
 
 
 def test_swiglu_by_hand():
@@ -294,10 +315,10 @@ def test_dhvn_saves_more_as_more_samples_skip_a_branch():
 
 # Which branch costs more per item depends on the sizes: at eshvision_xs (dims 32/64 over 49/16
 # patches) an SSM patch's z projection and out_proj cost more than an attention patch's query,
-# scores and output projection; at exp11_dynamic_tiny (T=64 < one GDN chunk) a GDN token costs
-# more than a softmax query.
+# scores and output projection. In exp11_dynamic_tiny a softmax token runs the GDN too, plus
+# its attention read.
 @pytest.mark.parametrize("name, costly, cheap", [("eshvision_xs", "ssm", "attention"),
-                                                 ("exp11_dynamic_tiny", "gdn", "softmax")])
+                                                 ("exp11_dynamic_tiny", "softmax", "gdn")])
 def test_per_item_routing_saves_more_as_items_leave_the_costlier_branch(name, costly, cheap):
     # With both branches in use in every image / sequence, the shared work (keys and values of
     # every item; the scan over every patch) is fixed, and each item moved from the costlier

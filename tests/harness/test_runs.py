@@ -39,7 +39,9 @@ def test_record_fields(trained_checkpoint):
     assert tp["dtype"] == "float32" and tp["threads"] == torch.get_num_threads()
     train = rec["train"]
     assert train["epochs"] == 2 and train["iters"] == 8 and train["batch_size"] == 16 and train["wall_s"] > 0
-    assert train["lr"] == pytest.approx(2e-3)
+    from mmengine.config import Config
+    from harness.suites import get_suite
+    assert train["lr"] == pytest.approx(Config.fromfile(get_suite("mnist5k").config).optim_wrapper.optimizer.lr)
     resolved = rec["config"]["resolved"]
     assert resolved["model"]["arch"] == TINY_MODEL and resolved["randomness"]["seed"] == 0
     digest = hashlib.sha256(json.dumps(resolved, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
@@ -195,20 +197,24 @@ def test_amp_on_cpu_trains_and_evaluates_in_bfloat16(tmp_path, capsys):
 
 
 def test_embedded_job_gives_every_model_of_a_suite_the_same_budget(capsys):
+    """The job passes no recipe of its own (the suite config holds it), so no model can get a
+    different budget, lr or schedule; one run per (model, seed), then the budget curves."""
+    from harness.embedded import BUDGET_CURVES, JOBS
     code, out, _ = run_cli(["embedded", "--dry-run"], capsys)
     assert code == 0
     cmds = [line.split() for line in out.splitlines() if line.startswith("python -m harness run")]
-    assert len(cmds) == 8  # one per model
-
-    def budget(cmd):
-        return [cmd[cmd.index(flag) + 1] for flag in ("--max-iters", "--batch-size", "--lr")]
-    by_suite = {}
-    for cmd in cmds:
-        by_suite.setdefault(cmd[cmd.index("--suite") + 1], []).append(budget(cmd))
-        assert cmd[cmd.index("--seeds") + 1: cmd.index("--seeds") + 4] == ["0", "1", "2"]
-    assert set(by_suite) == {"mnist5k", "pydocs"}
-    for budgets in by_suite.values():
-        assert all(b == budgets[0] for b in budgets)
+    train = [c for c in cmds if "--eval-only" not in c]
+    evals = [c for c in cmds if "--eval-only" in c]
+    assert len(train) == 3 * sum(len(models) for _, models in JOBS)
+    assert len(evals) == 3 * len(BUDGET_CURVES)
+    for cmd in train:
+        assert not {"--max-iters", "--epochs", "--batch-size", "--lr", "--cfg-options"} & set(cmd)
+    seen = {(c[c.index("--models") + 1], c[c.index("--seeds") + 1]) for c in train}
+    assert seen == {(m, s) for _, models in JOBS for m in models for s in "012"}
+    for cmd in evals:
+        model = cmd[cmd.index("--models") + 1]
+        budgets = cmd[cmd.index("--budget") + 1:cmd.index("--budget") + 1 + len(BUDGET_CURVES[model])]
+        assert [float(b) for b in budgets] == list(BUDGET_CURVES[model])
 
 
 def test_torchrun_two_cpu_processes_write_one_record(tmp_path):

@@ -143,6 +143,26 @@ class Router(nn.Module):
         if not all(math.isfinite(v) and v >= 0 for v in values) or max(values) <= 0:
             raise ValueError(f"router {self.layer!r}: costs must be finite, >= 0 and not all 0, got {values}")
         self.costs.copy_(torch.tensor(values))
+        if self.spec.zero_init:
+            self._lean_to_cheapest()
+
+    @torch.no_grad()
+    def _lean_to_cheapest(self) -> None:
+        """A zero-initialised gate ties every choice, and argmax breaks a tie towards the first
+        one, whatever it costs. A 1e-6 margin breaks it towards the cheapest choice instead:
+        hard routing starts as the cheapest form, and the budget objective and the task loss
+        buy compute where it helps. (Measured on mnist5k, dhvn_nano seed 0: 98.1 % from the
+        cheap start, 95.0 % from the full one, which drifted to transformer-only routes.)
+        Gumbel noise swamps the margin; the first optimiser step outgrows it."""
+        bias = self.net[-1].bias
+        if bias.is_meta:
+            return
+        bias.zero_()
+        cheapest = min(range(len(self.choices)), key=lambda i: float(self.costs[i]))
+        if self.binary:
+            bias.fill_(1e-6 if cheapest == 1 else -1e-6)
+        else:
+            bias[cheapest] = 1e-6
 
     @property
     def full_choice(self) -> str:
