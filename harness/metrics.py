@@ -7,6 +7,8 @@ results record; `compute_metrics` returns flat scalars for the logs and TensorBo
 """
 from __future__ import annotations
 
+import os
+
 import math
 from typing import Dict, List, Sequence
 
@@ -118,7 +120,10 @@ class ThroughputMetric(BaseMetric):
         seconds = sum(r[0] for r in steady)
         rate = sum(r[1] for r in steady) / seconds if seconds > 0 else float("nan")
         key = f"{self.unit}_per_s"
+        # the timings mean little without the machine's load beside them (1-minute average)
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
         self.summary = {key: rate, "batch_size": self.batch_size, "threads": torch.get_num_threads(),
+                        "load_avg_1m": load,
                         "device": results[0][2] if results else None,
                         "dtype": results[0][3] if results else None}
         return {key: rate}
