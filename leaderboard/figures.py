@@ -6,7 +6,8 @@ Per suite table it draws, from the same aggregated rows as the tables,
   * the primary metric against eval throughput (samples/s or tokens/s),
 every zoo and timm model as a point with its seed error bar (± sample std of the metric over
 seeds), and each dynamic model joined by a line to its static / always-both / soft form
-(`partner`). Images go to <results_dir>/../figures/ (leaderboard/figures/ by default), next to
+(`partner`). On the GFLOPs plot each routed model's compute-budget curve (its checkpoints
+evaluated under `zoo.routing.budget` at several fractions) is a dotted line of triangles. Images go to <results_dir>/../figures/ (leaderboard/figures/ by default), next to
 a JSON of the plotted numbers, and the markdown links them relative to LEADERBOARD.md.
 
 The markdown depends on the results only, never on whether pictures were written, so
@@ -34,9 +35,13 @@ _X = {"gflops": ("executed_gflops", "executed GFLOPs per {item} (FLOPs = 2 x MAC
       "throughput": ("throughput", "eval throughput ({unit}/s, log scale)")}
 
 
-def partner(model: str, models: Sequence[str]) -> Optional[str]:
-    """The dynamic model a static / soft form belongs to, if both are on the board:
-    X_static -> X, X_soft -> X, exp11_baseline* -> exp11_dynamic*."""
+def partner(model: str, models: Sequence[str], static_forms: Optional[dict] = None) -> Optional[str]:
+    """The dynamic model a static / soft form belongs to, if both are on the board: the model
+    whose recorded `static_form` it is, else by name (X_static -> X, X_soft -> X,
+    exp11_baseline* -> exp11_dynamic*)."""
+    for dynamic, static in (static_forms or {}).items():
+        if static == model and dynamic in models:
+            return dynamic
     candidates = []
     for suffix in ("_static", "_soft"):
         if model.endswith(suffix):
@@ -68,15 +73,23 @@ def figure_specs(tables: Sequence[SuiteTable]) -> List[dict]:
         # ModelRow.executed_gflops follows TaskSpec.flops_key: per image, or per token for LMs
         per = "token" if getattr(table.task, "flops_key", "").endswith("_per_token") else (
             "sequence" if unit == "tokens" else "image")
+        forms = {r.model: r.static_form for r in rows if r.static_form}
         for kind, (attr, xlabel) in _X.items():
             with_x = [r for r in rows if getattr(r, attr) is not None and getattr(r, attr) > 0]
             missing = [r.model for r in rows if r not in with_x]
-            specs.append(dict(
+            spec = dict(
                 suite=table.suite, task=table.task.name, kind=kind, metric=metric,
                 file=f"{_slug(table, suites.count(table.suite) > 1)}_{metric}_vs_{kind}.png",
                 xlabel=xlabel.format(item=per, unit=unit),
                 points=[_point(r, metric, attr) for r in with_x], missing=missing,
-                pairs=sorted({(partner(n, names), n) for n in names if partner(n, names)})))
+                pairs=sorted({(partner(n, names, forms), n) for n in names if partner(n, names, forms)}),
+                static_forms=dict(sorted(forms.items())))
+            if kind == "gflops":
+                spec["curves"] = [dict(model=c.model, points=[
+                    dict(budget=p.target, x=p.executed_gflops, y=p.metric.mean, yerr=p.metric.std, n=p.metric.n)
+                    for p in c.points if p.executed_gflops and p.metric.mean is not None])
+                    for c in table.curves]
+            specs.append(spec)
     return specs
 
 
@@ -119,12 +132,22 @@ def _draw(spec: dict, path: Path) -> None:
             a, b = by_model[dynamic], by_model[static]
             ax.plot([a["x"], b["x"]], [a["y"], b["y"]], color=_FAMILY_COLORS.get(_family(dynamic), "black"),
                     lw=1, ls="--", alpha=0.7, zorder=1)
-    xs = [math.log10(p["x"]) for p in spec["points"]]
+    for curve in spec.get("curves", []):
+        pts = sorted(curve["points"], key=lambda p: p["x"])
+        if not pts:
+            continue
+        color = _FAMILY_COLORS.get(_family(curve["model"]), "black")
+        budgets = ", ".join(format(p["budget"], "g") for p in pts)
+        ax.errorbar([p["x"] for p in pts], [p["y"] for p in pts],
+                    yerr=[p["yerr"] or 0.0 for p in pts], color=color, lw=1.2, ls=":", marker="^", ms=5,
+                    capsize=2, alpha=0.85, zorder=1, label=f"{curve['model']} budget curve ({budgets})")
+    xs = [math.log10(p["x"]) for p in spec["points"]] + [
+        math.log10(p["x"]) for c in spec.get("curves", []) for p in c["points"]]
     x_lo, x_hi = min(xs), max(xs)
     for p in spec["points"]:
         fam = _family(p["model"])
         # hollow: the static / soft form of a dynamic model on the board
-        hollow = partner(p["model"], list(by_model)) is not None
+        hollow = partner(p["model"], list(by_model), spec.get("static_forms")) is not None
         ax.errorbar(p["x"], p["y"], yerr=p["yerr"] if p["yerr"] is not None else None, fmt="s" if fam == "timm" else "o",
                     color=_FAMILY_COLORS.get(fam, "black"), ms=7, capsize=4, zorder=2,
                     mfc="white" if hollow else None,

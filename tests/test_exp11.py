@@ -164,11 +164,15 @@ def _forward(model, x, mode, seed):
         return model(x), decisions(model)
 
 
+MIXES = ["add", "replace", "hide"]
+
+
+@pytest.mark.parametrize("mix", MIXES)
 @pytest.mark.parametrize("mode", ["train", "sparse", "dense"])
 @settings(max_examples=6)
 @given(data=st.data())
-def test_causal_in_every_mode(mode, data):
-    model = make()
+def test_causal_in_every_mode(mode, mix, data):
+    model = make(mix=mix)
     B = data.draw(st.integers(1, 3))
     T = data.draw(st.integers(2, 40))
     t = data.draw(st.integers(0, T - 2))
@@ -197,19 +201,21 @@ def _sparse_and_dense(model, x):
     return sparse, dense
 
 
+@pytest.mark.parametrize("mix", MIXES)
 @settings(max_examples=12)
 @given(st.integers(0, 2**31 - 1), st.integers(1, 4), st.integers(1, 48))
-def test_sparse_equals_dense_on_mixed_routes(seed, B, T):
-    model = make(seed=seed % 7)
+def test_sparse_equals_dense_on_mixed_routes(mix, seed, B, T):
+    model = make(seed=seed % 7, mix=mix)
     x = torch.randint(0, 64, (B, T), generator=torch.Generator().manual_seed(seed))
     sparse, dense = _sparse_and_dense(model, x)
     torch.testing.assert_close(sparse, dense, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("mix", MIXES)
 @pytest.mark.parametrize("choice", ["gdn", "softmax", "random"])
 @pytest.mark.parametrize("B", [1, 3])
-def test_sparse_equals_dense_forced(choice, B):
-    model = make()
+def test_sparse_equals_dense_forced(choice, B, mix):
+    model = make(mix=mix)
     x = torch.randint(0, 64, (B, 37), generator=torch.Generator().manual_seed(B))
 
     def fixed_random(router, shape):  # the same draw in the sparse and the dense forward
@@ -225,8 +231,9 @@ def test_sparse_equals_dense_forced(choice, B):
     torch.testing.assert_close(sparse, dense, atol=1e-5, rtol=0)
 
 
-def test_sparse_equals_dense_with_a_row_that_has_no_gdn_token():
-    model = make()
+@pytest.mark.parametrize("mix", MIXES)
+def test_sparse_equals_dense_with_a_row_that_has_no_gdn_token(mix):
+    model = make(mix=mix)
     x = torch.randint(0, 64, (3, 20), generator=torch.Generator().manual_seed(5))
 
     def policy(router, shape):  # row 0 all softmax, row 1 all gdn, row 2 alternating
@@ -369,3 +376,16 @@ def test_deepcopy_after_a_training_forward(name):
         torch.testing.assert_close(twin(x), model(x), atol=0, rtol=0)
         next(twin.parameters()).add_(1.0)
         assert not torch.equal(twin(x), model(x))
+
+
+def test_add_mix_forced_to_gdn_is_a_gdn_layer_and_softmax_adds_the_attention_read():
+    model = make(layers=("gdn", "routed", "softmax")).eval()
+    mixer = model.layers[1].mixer
+    h = torch.randn(2, 20, 32)
+    rs = routing.routers(model)
+    feats = torch.randn(2, 20, 32)
+    with torch.no_grad():
+        with routing.force(model, "gdn"):
+            torch.testing.assert_close(mixer(h, rs[0](feats)), mixer.gdn(h), atol=1e-6, rtol=0)
+        with routing.force(model, "softmax"):
+            torch.testing.assert_close(mixer(h, rs[0](feats)), mixer.gdn(h) + mixer.attn(h), atol=1e-5, rtol=0)

@@ -248,3 +248,22 @@ def test_training_logs_routing_shares_per_router(trained_checkpoint):
             shares = [row[f"routing/{layer}/{c}"] for c in choices]
             assert sum(shares) == pytest.approx(1.0) and all(0 <= s <= 1 for s in shares)
         assert 0.5 <= row["tau"] <= 1.0
+
+
+def test_budget_curve_from_one_checkpoint(tmp_path, capsys, trained_checkpoint):
+    """--eval-only --budget: one record per budget, each at (about) its share of the full form's
+    FLOPs on the calibration slice, and the leaderboard draws them as a curve, not as rows."""
+    work, trained = trained_checkpoint
+    ckpt = str(sorted(work.glob("*.pth"))[-1])
+    code, _, _ = run_cli(tiny_run_args(tmp_path, "--eval-only", "--checkpoint", ckpt, "--budget", "0.4", "1.0"), capsys)
+    assert code == 0
+    records = read_jsonl(tmp_path / "results.jsonl")
+    assert [r["budget"]["target"] for r in records] == [0.4, 1.0]
+    for r in records:
+        assert abs(r["budget"]["calibration_fraction"] - r["budget"]["target"]) <= 0.05
+        assert r["budget"]["calibration_split"] == "train" and r["static_form"] == "dhvn_nano_static"
+    assert records[1]["flops"]["saved"] == pytest.approx(0.0, abs=1e-9)   # budget 1: the full form
+    assert records[0]["flops"]["executed_gflops"] < records[1]["flops"]["executed_gflops"]
+    from leaderboard.render import build_leaderboard
+    markdown, _ = build_leaderboard(tmp_path)
+    assert "compute-budget curves" in markdown and "| dhvn_nano " in markdown

@@ -151,9 +151,9 @@ class Router(nn.Module):
         """A zero-initialised gate ties every choice, and argmax breaks a tie towards the first
         one, whatever it costs. A 1e-6 margin breaks it towards the cheapest choice instead:
         hard routing starts as the cheapest form, and the budget objective and the task loss
-        buy compute where it helps. (Measured on mnist5k, dhvn_nano seed 0: 98.1 % from the
-        cheap start, 95.0 % from the full one, which drifted to transformer-only routes.)
-        Gumbel noise swamps the margin; the first optimiser step outgrows it."""
+        buy compute where it helps. (Started at the full form instead, routed dhvn_nano drifted
+        to transformer-only routes and trained worse.) Gumbel noise swamps the margin; the first
+        optimiser step outgrows it."""
         bias = self.net[-1].bias
         if bias.is_meta:
             return

@@ -11,10 +11,24 @@ globally pooled block input:
                  keys/values are average-pooled to a 7x7 grid (`zoo.blocks.pooled_attention`),
                  so every position sees the whole image at linear cost. (The seed's branch was
                  4x4 window attention only.)
-  * both:        GroupNorm(ReLU(a * conv + (1 - a) * trans)), a = 0.1 + 0.8 * sigmoid(p) per channel.
+  * both:        a * conv + (1 - a) * trans, a = 0.1 + 0.8 * sigmoid(p) per channel.
+Every choice then ends in the block's one output: norm(ReLU(pre-activation)), the seed's fusion,
+with conv and transformer as the cases a = 1 and a = 0. The next block sees one output space
+whatever a sample took; with each choice emitting its own branch's output it saw three, and
+routed nano settled on whole-block choices and lost accuracy (measured in the issue 9 note).
 
-Dense execution (training default) runs both branches and the fusion for every sample and
-mixes them with the straight-through weights, so every branch and the gate get a gradient.
+Norms are BatchNorm (`ConvBranchSpec.norm`; "group" and "layer" stay available). At eval BN
+uses its running statistics, so a sample's output still never depends on its batch mates and
+sparse execution equals dense; in training dense execution runs every branch on the whole
+batch, so each branch's statistics cover every sample. (GroupNorm before the mean-pooled head
+left little for the head to read: per group the normalised channels average to a constant.)
+
+Routing is hard straight-through with the compute-aware objective (`RouterSpec.budget`): "both"
+is a strict superset of the other two, so without a charge for compute it always wins, and a
+balance loss would pin every choice at 1/3.
+
+Dense execution (training default) runs both branches for every sample and mixes the choices'
+pre-activations with the straight-through weights, so every branch and the gate get a gradient.
 Sparse execution (eval default) runs the conv branch only on samples that chose conv or both,
 the transformer branch only on transformer or both, gathered with index_select and written
 back with index_copy; an empty group runs nothing.

@@ -1,21 +1,34 @@
 """ESH-Vision: per-patch routing between a bidirectional SSM and global attention, with ACT.
 
-Seed 001, rebuilt. Each hybrid block:
+Seed 001, rebuilt. Each stage starts with a residual 3x3 depthwise conv (conditional position
+encoding, `pos_conv`); each hybrid block:
 
     n = LN(x);  alpha = sigmoid(router([n; H]))          H: pixel-entropy prior of the patch
-    a = LN(MHSA(n) + n);  s = LN(VSSM(n) + n)
+    a = MHSA(n);  s = VSSM(n)                            (branch_norm=True: the seed's LN(. + n))
     hard (default): out = x + [alpha > 0.5] a + [alpha <= 0.5] s   (straight-through on alpha)
     soft (seed):    out = x + alpha a + (1 - alpha) s
     out = out + FFN(LN(out));  then ACT: attention patches with alpha > 0.7 ponder
 
+Deviations from the seed, each measured on mnist5k (figures in the issue 9 note): pre-norm
+branch updates instead of LN(branch(n) + n), which gives every block's update unit scale and
+trained worse, more so with depth; the position conv; and, in the conv stem, replicate
+padding. Zero padding put a bright frame around every normalised image (MNIST's background
+is -0.42), so the first patch row and column differed from all others whatever the content,
+and the routers learned to route them by position: the alpha-map artefact, in which column 0
+went to the SSM and every blank patch elsewhere to attention, where it pondered.
+
+Each router knows what its choices cost (`choice_costs`): the attention choice holds the
+ponder step an attention patch above the threshold takes, which makes attention the dearer
+choice at every size; with `RouterSpec.budget` the training objective charges for both.
+
 Sparse execution (eval default, hard mode) skips the work a patch did not choose:
 
-* attention: queries, the output projection and the LN are computed only for attention
+* attention: queries and the output projection are computed only for attention
   patches (packed per image); keys and values come from every patch of the image, so an
   attention patch still sees the whole image.
 * SSM: the scan runs over every patch of an image that has at least one SSM patch, because
   the recurrence needs the whole sequence: the x half of in_proj, the conv, x_proj, dt_proj
-  and the scan itself. The z half of in_proj, the gating, out_proj and the LN run only for SSM
+  and the scan itself. The z half of in_proj, the gating and out_proj run only for SSM
   patches. An attention patch receives nothing from the SSM at its own position; its pixels
   still feed the SSM state that the SSM patches after it read.
 * images without any attention (or SSM) patch skip that branch altogether.
@@ -375,24 +388,16 @@ class ESHVision(ZooVisionModel):
 
 
 # The scan: every eshvision_* variant defaults to the per-head ("ssd") selective scan; the
-# seed's per-channel Mamba-1 form stays available as ssm=dict(kind="mamba1"). Why: the
-# Mamba-1 form sits at the 3x-over-its-token-loop target rather than safely above it (B=8,
-# L=196/784, D=256, N=16: one thread, interleaved, 2.9-3.0x / 2.8-3.0x; benchmarks/bench_ops.py
-# at 2 threads on a quiet machine 3.5x / 3.75x, earlier runs 2.8-3.4x at L=784), because a
-# per-channel decay has no matmul form; a per-head decay turns the scan into chunked matmuls.
-# The trade: one decay per 32 channels instead of one per channel and state entry (s/m/l lose
-# ~1% of their parameters: 20.2M / 152.9M / 541.1M instead of 20.4M / 154.3M / 545.4M). On
-# mnist5k at the harness budget (150 iters x 32, lr 2e-3, seeds 0 / 1) eshvision_xs reached
-# 54.5 / 53.5 % top-1 with it against 54.2 / 54.3 % with Mamba-1 (xs_soft 54.9 / 55.1 against
-# 51.7 / 57.8): no accuracy effect beyond seed noise at this budget.
+# seed's per-channel Mamba-1 form stays available as ssm=dict(kind="mamba1"). A per-channel
+# decay has no matmul form, so its scan stays an elementwise recurrence that barely beats its
+# token loop on CPU; one decay per head turns it into chunked matmuls, for ~1% fewer
+# parameters and no accuracy effect beyond seed noise (figures in the leaderboard's notes).
 _SSD = SSMSpec(kind="ssd")
 
 # MNIST on 2 CPU cores: 4x4 patches (7x7, merged to 4x4) and d_state 8, which halves the scan.
-# The stem is convolutional (two 3x3 stride-2 convs, LayerNorm2d between, same 7x7 grid).
-# mnist5k, 150 iters x 32, our quick trainer, seed 0 / 1: seed's 4x4 patch conv with Mamba-1
-# 48.5 % (lr 2e-3), 55.1 / 61.0 % (lr 1e-2); conv stem with Mamba-1 54.2 / 54.3 % (lr 2e-3),
-# 69.2 / 61.4 % (lr 1e-2). A BatchNorm stem did better at lr 1e-2 (68.2 / 78.3 %) but makes
-# train and eval different networks, which ESH's ACT contract forbids.
+# The stem is convolutional (two 3x3 stride-2 convs, LayerNorm2d between, same 7x7 grid): early
+# convolutions train small ViT-style models much faster than the seed's one patch conv. The
+# stem norm is per sample, so train and eval run the same network.
 _MNIST = dict(img_size=28, in_chans=1, num_classes=10, mean=(0.1307,), std=(0.3081,), patch_size=4,
               embed_dim=32, depths=(1, 2), num_heads=(1, 2), ssm=SSMSpec(d_state=8, kind="ssd"), stem="conv")
 

@@ -2,29 +2,33 @@
 
 Every layer is pre-norm: x + mixer(RMSNorm(x)), then x + SwiGLU(RMSNorm(x)). The mixer plan is
 `spec.layers`: "gdn", "softmax" or "routed". The baseline is gdn, gdn, gdn, softmax; the dynamic
-model routes layers 1 and 2. Token embedding and LM head are tied (`tie_embeddings`).
+model routes layers 1 and 2. Token embedding and LM head are tied (`tie_embeddings`). Static
+plans bracket the dynamic model (exp11_gggg_tiny, exp11_ggss_tiny, exp11_ssss_tiny).
 
 Routing. One zoo `Router` per routed layer (choices gdn/softmax, token granularity), all reading
 the RMS-normalised output of layer 0, so every decision is made after layer 0 (the seed's
 Linear(768 -> 2 layers x 2 choices) is exactly these routers side by side). A decision at token t
-depends only on tokens <= t. Training: straight-through Gumbel, one draw; eval: argmax, no noise.
+depends only on tokens <= t. Training: hard straight-through on the noise-free probabilities with
+the compute-aware budget objective; eval: argmax, no noise.
 
-What a routed layer computes for a token, in both execution modes:
-  * softmax-routed token: a query at its own position over keys/values of EVERY token <= t
-    (keys/values are computed for all tokens, whatever their route);
-  * gdn-routed token: the GDN mixer over the subsequence of gdn-routed tokens only. A token
-    routed to softmax is invisible to that layer's GDN: it is not in the short-conv window of
-    later tokens, and it neither decays nor writes the state (g = 0, beta = 0).
-Sparse execution (default at eval) packs each sequence's tokens per branch (pack_rows), runs
-the GDN on its packed subsequences and the attention queries on their packed positions (in
-causal key blocks, `sorted_query_attention`), and scatters both into one output; the
-unchosen branch is never computed for a token. Dense execution (default in
-training) computes both branches for every token under the same semantics (the GDN reads an
-invisible token as a read-only query) and combines them with the straight-through weights, so
-the router's gradient sees both mixers. The two agree to float rounding.
+What a routed layer computes for a token (`spec.mix`, see `RoutedMixer`):
+  * "add" (default): the GDN runs over every token, so its state and short conv see the whole
+    sequence; a softmax-routed token adds a causal softmax read, a query at its own position over
+    keys/values of every token <= t. The choices are nested, the GDN is the cheap path, and
+    routing every token to gdn is exactly a GDN layer.
+  * "replace": as "add", but a softmax-routed token takes the attention output instead.
+  * "hide" (the earlier semantics): a softmax-routed token is invisible to the GDN (outside the
+    short-conv window, g = beta = 0) and takes the attention output. A zero-initialised router
+    sent a random half of the tokens away, so the GDN state saw half of the sequence; this form
+    trailed the baseline by 0.2 bits/byte at 300 steps where "add" matched it.
+Sparse execution (default at eval) runs the attention queries only on their packed positions
+(in causal key blocks, `sorted_query_attention`); "hide" also packs the GDN's tokens. Dense
+execution (default in training) computes both branches for every token under the same
+semantics and combines them with the straight-through weights. The two agree to float rounding.
 
-`aux_losses()` gives the Switch load-balance loss N * sum_i f_i P_i, averaged over routed layers,
-with f from the routes actually taken. `forward` returns logits only and never adds it.
+`aux_losses()` gives the budget term (with `RouterSpec.budget`) and the Switch load-balance loss
+N * sum_i f_i P_i, averaged over routed layers, with f from the routes actually taken. `forward`
+returns logits only and never adds either.
 """
 from __future__ import annotations
 
