@@ -153,8 +153,9 @@ def summarize(records: List[dict]) -> Tuple[List[SuiteTable], List[str]]:
     counts = groups[numeric].count()
 
     tables = []
-    for (suite, task), suite_frame in frame.groupby(["suite", "task"], sort=True):
+    for (suite, task), whole in full.groupby(["suite", "task"], sort=True):
         spec = TASK_SPECS[task]
+        suite_frame = whole[whole["budget"].isna()]
         rows = []
         for model, model_frame in suite_frame.groupby("model", sort=True):
             key = (suite, task, model)
@@ -181,7 +182,7 @@ def summarize(records: List[dict]) -> Tuple[List[SuiteTable], List[str]]:
             ))
         rows = _with_saved_vs_static(rows)
         rows.sort(key=lambda row: _rank_key(row, spec))
-        all_recs = [kept[i][1] for i in suite_frame["index"]]
+        all_recs = [kept[i][1] for i in whole["index"]]
         curves = _curves(budgeted[(budgeted["suite"] == suite) & (budgeted["task"] == task)], spec)
         tables.append(SuiteTable(suite, spec, tuple(rows), _conditions(all_recs), curves))
     return tables, problems

@@ -111,3 +111,25 @@ def test_pack_unpack_round_trip_keeps_order(b, n, seed):
         assert torch.equal(rows[i][packed.valid[i]], x[i][mask[i]])
     out = unpack_rows(torch.zeros_like(x), packed, rows)
     assert torch.equal(out, x * mask.unsqueeze(-1))
+
+
+@given(st.floats(0.05, 0.6), st.integers(0, 2**16))
+def test_exploration_takes_random_choices_in_training_only(rate, seed):
+    torch.manual_seed(seed)
+    r = Router(6, ("a", "b", "c"), "token", RouterSpec(mode="hard", explore=rate, zero_init=False))
+    feats = torch.randn(4, 500, 6)
+    greedy = r.eval()(feats).decisions
+    r.train()
+    route = r(feats)
+    flipped = float((route.decisions != greedy).float().mean())
+    # an explored item keeps its choice with probability 1/3: expected flip share 2/3 * rate
+    assert abs(flipped - 2 / 3 * rate) < 0.06
+    # the weights are the taken choice in the forward pass, the probabilities' in the backward
+    assert torch.equal(route.weights.detach(), torch.nn.functional.one_hot(route.decisions, 3).float())
+    assert torch.equal(r.eval()(feats).decisions, greedy)   # never at eval
+
+
+def test_exploration_rate_is_checked():
+    for bad in (-0.1, 1.0, 1.5):
+        with pytest.raises(ValueError, match="explore"):
+            RouterSpec(explore=bad)

@@ -113,6 +113,10 @@ class RouterSpec(Spec):
     # compute-aware objective: the share of the full routed compute that training aims to
     # spend (aux loss "budget"). None: no budget term.
     budget: Optional[float] = None
+    # in training, this share of the items takes a uniformly random choice: every branch keeps
+    # learning on some items whatever the router prefers, so the inference budget knob can move
+    # items onto a branch the router rarely picks and still find it trained
+    explore: float = 0.0
 
     def __post_init__(self):
         if self.mode not in ("gumbel", "hard", "soft"):
@@ -121,6 +125,8 @@ class RouterSpec(Spec):
             raise ValueError(f"router tau must be a finite number > 0, got {self.tau}")
         if self.budget is not None and not 0 < self.budget <= 1:
             raise ValueError(f"router budget must lie in (0, 1], got {self.budget}")
+        if not 0 <= self.explore < 1:
+            raise ValueError(f"router explore must lie in [0, 1), got {self.explore}")
 
 
 @dataclass(frozen=True)

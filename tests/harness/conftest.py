@@ -16,3 +16,13 @@ def trained_checkpoint(tmp_path_factory):
     records = read_jsonl(tmp / "results.jsonl")
     assert len(records) == 1
     return tmp / "work", records[0]
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """Commands run in-process (`bench --threads 1`) set torch's thread count for the whole
+    process; restore it, so results do not depend on which test ran first."""
+    import torch
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

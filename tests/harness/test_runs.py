@@ -36,7 +36,10 @@ def test_record_fields(trained_checkpoint):
         assert r["load_balance"] >= 0
     tp = rec["throughput"]
     assert tp["samples_per_s"] > 0 and tp["batch_size"] == 30 and tp["device"] == "cpu"
-    assert tp["dtype"] == "float32" and tp["threads"] == torch.get_num_threads()
+    # the threads the eval ran with (the session fixture may have run before another test changed
+    # this process's thread count, so compare with the record's own environment)
+    assert tp["dtype"] == "float32" and tp["threads"] == rec["env"]["threads"] >= 1
+    assert tp["load_avg_1m"] is None or tp["load_avg_1m"] >= 0
     train = rec["train"]
     assert train["epochs"] == 2 and train["iters"] == 8 and train["batch_size"] == 16 and train["wall_s"] > 0
     from mmengine.config import Config

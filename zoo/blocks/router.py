@@ -19,8 +19,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..ops.gating import (
-    budget_loss, choice_shares, expected_compute_share, gumbel_straight_through, load_balance_loss,
-    routing_entropy, straight_through,
+    budget_loss, choice_shares, expected_compute_share, explore, gumbel_straight_through, load_balance_loss,
+    routing_entropy, straight_through, straight_through_at,
 )
 from ..specs import RouterSpec
 
@@ -218,10 +218,14 @@ class Router(nn.Module):
             weights = F.one_hot(decisions, n).float()
         elif self.spec.mode == "soft":
             decisions, weights = probs.argmax(dim=-1), probs
-        elif self.training and self.spec.mode == "gumbel":
-            weights, decisions, _ = gumbel_straight_through(logits, tau, self.spec.logit_clamp)
         elif self.training:
-            weights, decisions = straight_through(probs)
+            if self.spec.mode == "gumbel":
+                weights, decisions, soft = gumbel_straight_through(logits, tau, self.spec.logit_clamp)
+            else:
+                (weights, decisions), soft = straight_through(probs), probs
+            if self.spec.explore > 0:
+                decisions = explore(decisions, n, self.spec.explore)
+                weights = straight_through_at(soft, decisions)
         else:
             decisions = logits.argmax(dim=-1)
             weights = F.one_hot(decisions, n).float()

@@ -70,7 +70,7 @@ class DHVNSpec(VisionSpec):
     conv: ConvBranchSpec = ConvBranchSpec(norm="batch")
     attn: AttentionSpec = AttentionSpec(head_dim=16, kv_pool=7)
     mlp: MlpSpec = MlpSpec(ratio=2.0)
-    router: RouterSpec = RouterSpec(mode="hard", budget=0.5)
+    router: RouterSpec = RouterSpec(mode="hard", budget=0.5, explore=0.1)
     policy: Optional[str] = None                 # None: routed; "conv"/"transformer"/"both": static
 
     def __post_init__(self):

@@ -85,7 +85,7 @@ class ESHVisionSpec(VisionSpec):
     # added to the residual as it is (the update no longer has unit scale in every block)
     branch_norm: bool = False
     # hidden=None: the seed's MLP router, max(dim / 4, 32) wide
-    router: RouterSpec = RouterSpec(mode="hard")
+    router: RouterSpec = RouterSpec(mode="hard", explore=0.1)
     attention: AttentionSpec = AttentionSpec(rel_pos_bias=True)
     ssm: SSMSpec = SSMSpec()
     mlp: MlpSpec = MlpSpec()
@@ -404,7 +404,7 @@ _MNIST = dict(img_size=28, in_chans=1, num_classes=10, mean=(0.1307,), std=(0.30
 
 @register_model(static_form="eshvision_xs_soft")
 def eshvision_xs(pretrained=False, **kwargs):
-    return build_model(ESHVision, ESHVisionSpec(**_MNIST, router=RouterSpec(mode="hard", budget=0.6)),
+    return build_model(ESHVision, ESHVisionSpec(**_MNIST, router=RouterSpec(mode="hard", budget=0.55, explore=0.1)),
                        pretrained, **kwargs)
 
 

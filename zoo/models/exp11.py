@@ -62,7 +62,7 @@ class Exp11Spec(LMSpec):
     gdn: GDNSpec = GDNSpec(num_heads=12, chunk_size=32)
     attn: AttentionSpec = AttentionSpec(num_heads=12, qkv_bias=False, rope=True)
     mlp: MlpSpec = MlpSpec(act="swiglu", hidden=3072)
-    router: RouterSpec = RouterSpec(mode="hard", budget=0.75)
+    router: RouterSpec = RouterSpec(mode="hard", budget=0.75, explore=0.1)
     tie_embeddings: bool = True
     norm_eps: float = 1e-6
     mix: str = "add"    # what a routed token's choice means (see RoutedMixer)

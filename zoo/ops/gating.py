@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "straight_through", "gumbel_straight_through", "load_balance_loss", "routing_entropy",
-    "choice_shares", "expected_compute_share", "budget_loss",
+    "choice_shares", "expected_compute_share", "budget_loss", "straight_through_at", "explore",
 ]
 
 
@@ -29,6 +29,22 @@ def straight_through(soft: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     decisions = soft.argmax(dim=-1)
     hard = F.one_hot(decisions, soft.shape[-1]).to(soft.dtype)
     return hard - soft.detach() + soft, decisions
+
+
+def straight_through_at(soft: torch.Tensor, decisions: torch.Tensor) -> torch.Tensor:
+    """Weights whose forward value is one_hot(decisions) and whose gradient is `soft`'s."""
+    hard = F.one_hot(decisions, soft.shape[-1]).to(soft.dtype)
+    return hard - soft.detach() + soft
+
+
+def explore(decisions: torch.Tensor, num_choices: int, rate: float,
+            generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Each item independently takes a uniformly random choice with probability `rate`."""
+    if rate <= 0:
+        return decisions
+    pick = torch.rand(decisions.shape, device=decisions.device, generator=generator) < rate
+    random = torch.randint(0, num_choices, decisions.shape, device=decisions.device, generator=generator)
+    return torch.where(pick, random, decisions)
 
 
 def gumbel_straight_through(logits: torch.Tensor, tau: float, clamp: float = 15.0,
