@@ -31,7 +31,18 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PERF_DIR = os.path.join("leaderboard", "perf")
-CKPT = "work_dirs/embedded/{suite}/{model}/seed0/iter_150.pth"
+# the embedded job's seed-0 work dir; its checkpoint is the one mmengine's last_checkpoint names
+WORK_DIR = "work_dirs/embedded/{suite}/{model}/seed0"
+
+
+def trained_checkpoint(suite: str, model: str) -> str:
+    work_dir = WORK_DIR.format(suite=suite, model=model)
+    try:
+        with open(os.path.join(work_dir, "last_checkpoint")) as f:
+            name = os.path.basename(f.read().strip())
+    except OSError:
+        return os.path.join(work_dir, "last_checkpoint")  # absent: the job reports it as skipped
+    return os.path.join(work_dir, name)
 
 SMALL = {  # family -> (model, bench args)
     "dhvn": ("dhvn_nano", ["--batch-size", "64"]),
@@ -58,7 +69,7 @@ def jobs():
             out.append((f"bench_{model}_skip{skip}", "bench",
                         ["bench", "--models", model, "--suite", SUITE[fam], *shape, "--execution", "both",
                          "--policy", f"skip={skip / 100:g}", *TIMING, *extra], None))
-        ckpt = CKPT.format(suite=SUITE[fam], model=model)
+        ckpt = trained_checkpoint(SUITE[fam], model)
         out.append((f"bench_{model}_trained", "bench",
                     ["bench", "--models", model, "--suite", SUITE[fam], *shape, "--execution", "both",
                      "--checkpoint", ckpt, *TIMING, "--memory"], ckpt))

@@ -38,7 +38,7 @@ def add_parser(subparsers) -> str:
                "  python -m harness bench --models exp11_dynamic_tiny --seq-len 1024 --batch-size 1 "
                "--execution both --memory\n"
                "  python -m harness bench --models eshvision_xs --execution both --checkpoint "
-               "work_dirs/embedded/mnist5k/eshvision_xs/seed0/iter_150.pth")
+               "work_dirs/embedded/mnist5k/eshvision_xs/seed0/iter_400.pth")
     p.add_argument("--models", nargs="+", required=True, metavar="PAT",
                    help="zoo names or fnmatch patterns, or timm:NAME")
     p.add_argument("--suite", help="input shapes (and model kwargs) of this suite; default mnist5k for "

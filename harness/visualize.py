@@ -1,7 +1,7 @@
 """`python -m harness visualize`: routing pictures of a trained checkpoint on a suite's eval split.
 
     python -m harness visualize --model dhvn_nano --suite mnist5k \\
-        --checkpoint work_dirs/embedded/mnist5k/dhvn_nano/seed0/iter_150.pth [--n 16] [--out DIR]
+        --checkpoint work_dirs/embedded/mnist5k/dhvn_nano/seed0/iter_400.pth [--n 16] [--out DIR]
     python -m harness visualize --readme      # one picture of each kind into docs/figures/
 
 The model is rebuilt exactly as `run` builds it (the suite's config, then --model-kwargs and
@@ -37,7 +37,7 @@ def add_parser(subparsers) -> str:
                     "routes; ESH-Vision alpha / entropy / ponder maps and alpha histograms; Exp11 token "
                     "routes, per-layer shares and share vs position. Each PNG has a JSON of its numbers.",
         epilog="Example:\n  python -m harness visualize --model dhvn_nano --suite mnist5k "
-               "--checkpoint work_dirs/mnist5k/dhvn_nano/seed0/iter_150.pth --n 16\n"
+               "--checkpoint work_dirs/mnist5k/dhvn_nano/seed0/iter_400.pth --n 16\n"
                "  python -m harness visualize --readme   # README pictures from work_dirs/embedded",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="one routed zoo model (dhvn_*, eshvision_*, exp11_dynamic_*)")
