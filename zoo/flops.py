@@ -46,7 +46,8 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import routing
+from .blocks import router_controls as routing
+from .blocks.router import Router
 from .blocks.gdn import ShortConv
 from .ops import counting as _counting
 
@@ -56,13 +57,13 @@ __all__ = ["count_flops", "flops_report", "full_choice", "full_policy", "UNIT",
 UNIT = "FLOPs (2 x MACs)"
 
 
-def full_choice(router: routing.Router) -> str:
+def full_choice(router: Router) -> str:
     """The choice that makes dense execution the full always-both cost: the router's declared
     full form (`Router.full_choice`)."""
     return router.full_choice
 
 
-def full_policy(router: routing.Router, shape: torch.Size) -> torch.Tensor:
+def full_policy(router: Router, shape: torch.Size) -> torch.Tensor:
     """A `zoo.routing.force` policy: every item takes its router's full choice."""
     return torch.full(tuple(shape), router.choices.index(router.full_choice), dtype=torch.long)
 
