@@ -86,3 +86,29 @@ def test_lm_contract(name):
         model(torch.full((1, 4), 97))
     with pytest.raises(ValueError, match="max_seq_len"):
         model(torch.zeros(1, 25, dtype=torch.long))
+
+
+def _small_input(name, model):
+    if name in LMS:
+        return torch.randint(0, 97, (2, 16))
+    size = _small_size(model)
+    return torch.randn(2, 1, size, size)
+
+
+@pytest.mark.parametrize("name", [n for n in VISION + LMS if n not in LARGE])
+def test_deepcopy_and_pickle_after_a_training_forward(name):
+    """The last forward's graph tensors (routes, aux terms) never block a copy (EMA, timm's
+    model copies, torch.save of the module); the copy starts without them."""
+    import copy
+    import io
+    kw = dict(vocab_size=97, max_seq_len=24) if name in LMS else dict(num_classes=4, in_chans=1)
+    model = _build(name, **kw).train()
+    x = _small_input(name, model)
+    model(x)
+    before = set(model.aux_losses())
+    clone = copy.deepcopy(model)
+    assert clone.aux_losses() == {} and set(model.aux_losses()) == before
+    torch.save(model, io.BytesIO())  # pickling the whole module works too
+    model.eval(), clone.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(clone(x), model(x))

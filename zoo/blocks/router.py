@@ -24,7 +24,7 @@ from ..ops.gating import (
 )
 from ..specs import RouterSpec
 
-__all__ = ["Router", "Route", "RouteRecord", "GRANULARITIES", "EXECUTION_MODES", "routes_budget_loss"]
+__all__ = ["Router", "Route", "RouteRecord", "LastForward", "GRANULARITIES", "EXECUTION_MODES", "routes_budget_loss"]
 
 GRANULARITIES = ("sample", "patch", "token")
 EXECUTION_MODES = ("sparse", "dense")
@@ -53,6 +53,14 @@ class RouteRecord:
 
     def __getitem__(self, key):  # records read as mappings too: rec["decisions"]
         return getattr(self, key)
+
+
+class LastForward:
+    """Graph tensors a forward leaves for a later call (aux losses): deepcopy (EMA, timm's
+    model copies) and pickle refuse non-leaf tensors, so a copy starts empty instead."""
+
+    def __reduce__(self):
+        return LastForward, ()
 
 
 @dataclass
@@ -133,7 +141,13 @@ class Router(nn.Module):
         # the inference budget knob (`zoo.routing.budget`): eval decisions are
         # argmax(logits - cost_shift * costs / max(costs)); 0 is plain argmax
         self.cost_shift: float = 0.0
-        self.last: Optional[RouteRecord] = None
+        self.last: Optional[RouteRecord] = None  # detached, for zoo.routing.trace
+        self._graph = LastForward()               # the last Route itself, for aux losses
+
+    @property
+    def last_route(self) -> Optional[Route]:
+        """The Route of the last forward, with its graph (None before any forward or in a copy)."""
+        return getattr(self._graph, "route", None)
 
     def set_costs(self, costs: Mapping[str, float]) -> None:
         """FLOPs one item spends in the routed block on each choice (every choice named)."""
@@ -231,7 +245,9 @@ class Router(nn.Module):
             weights = F.one_hot(decisions, n).float()
         self.last = RouteRecord(self.layer, self.granularity, self.choices,
                                 decisions.detach(), probs.detach())
-        return Route(self.choices, decisions, weights, probs, self.is_sparse(), self.costs)
+        route = Route(self.choices, decisions, weights, probs, self.is_sparse(), self.costs)
+        self._graph.route = route
+        return route
 
     def _forced_decisions(self, shape: torch.Size, device) -> torch.Tensor:
         if callable(self.forced):

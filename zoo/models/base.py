@@ -6,11 +6,12 @@ Families subclass `ZooVisionModel` or `ZooCausalLM`, set `family`, and implement
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
+from ..blocks.router import LastForward, Route, Router
 from ..specs import Spec
 
 __all__ = ["VisionSpec", "LMSpec", "ZooVisionModel", "ZooCausalLM",
@@ -56,10 +57,29 @@ class _ZooModel(nn.Module):
     family: str = ""
     task: str = ""
 
+    def __init__(self):
+        super().__init__()
+        # family-specific graph tensors of the last forward (ESH's variance and ponder terms);
+        # the routes themselves stay on their routers (`Router.last_route`)
+        self._last = LastForward()
+
     @classmethod
     def routing_of(cls, spec: Spec) -> str:
         """'sample', 'patch', 'token' or 'static' for a spec of this class."""
         raise NotImplementedError
+
+    def _all_routers(self) -> List[Router]:
+        # (not `routers`: Exp11 keeps its routers in a ModuleList of that name)
+        return [m for m in self.modules() if isinstance(m, Router)]
+
+    def last_routes(self) -> List[Route]:
+        """The routes of the last forward, in module order, with their graphs (for aux losses)."""
+        return [r.last_route for r in self._all_routers() if r.last_route is not None]
+
+    def non_router_modules(self) -> Iterator[nn.Module]:
+        """Every module outside the routers: routers keep their own (zero) init."""
+        inside = {id(m) for r in self._all_routers() for m in r.modules()}
+        return (m for m in self.modules() if id(m) not in inside)
 
     def aux_losses(self) -> Dict[str, torch.Tensor]:
         """Unweighted auxiliary losses of the last forward (empty for static models)."""

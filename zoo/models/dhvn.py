@@ -47,6 +47,7 @@ import torch.nn.functional as F
 
 from ..blocks.conv_branch import ConvBranch, conv_norm
 from ..blocks.pooled_attention import TransformerBranch
+from ..blocks.routed import dense_mix, scaled, single_choice, taken_weight
 from ..blocks.router import Route, Router, routes_budget_loss
 from ..ops.dispatch import gather_items, select_items
 from ..ops.gating import load_balance_loss
@@ -57,7 +58,6 @@ from .base import VisionSpec, ZooVisionModel
 __all__ = ["DHVN", "DHVNSpec", "HybridBlock"]
 
 CHOICES = ("conv", "transformer", "both")
-CONV, TRANS, BOTH = range(3)
 
 
 @dataclass(frozen=True)
@@ -89,17 +89,6 @@ class DHVNSpec(VisionSpec):
         return len(self.widths)
 
 
-class _LastRoute:
-    """The last forward's Route, kept for aux_losses(). Its tensors belong to the autograd graph,
-    which deepcopy (EMA, timm) and pickle refuse, so copies start empty instead."""
-
-    def __init__(self):
-        self.route: Optional[Route] = None
-
-    def __reduce__(self):
-        return _LastRoute, ()
-
-
 class HybridBlock(nn.Module):
     """Conv / Transformer / Both, chosen per sample (or fixed by `policy`).
 
@@ -128,11 +117,6 @@ class HybridBlock(nn.Module):
             # what a sample spends on each choice at the model's img_size (the fusion is elementwise)
             c, t = self.conv.flops(in_hw), self.trans.flops(in_hw)
             self.router.set_costs(dict(conv=c, transformer=t, both=c + t))
-        self._last = _LastRoute()
-
-    @property
-    def last_route(self) -> Optional[Route]:
-        return self._last.route
 
     def mix(self, c: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The "both" pre-activation: a * conv + (1 - a) * trans, a per channel in (0.1, 0.9)."""
@@ -150,36 +134,39 @@ class HybridBlock(nn.Module):
                 return self.finish(self.trans(x))
             return self.finish(self.mix(self.conv(x), self.trans(x)))
         route = self.router(x.mean(dim=(2, 3)))
-        self._last.route = route
-        w = route.weights.to(x.dtype)
         if not route.sparse:
             c, t = self.conv(x), self.trans(x)
-            w = w.view(-1, 3, 1, 1, 1)
-            pre = w[:, CONV] * c + w[:, TRANS] * t + w[:, BOTH] * self.mix(c, t)
-            return self.finish(pre)
-        return self.finish(self._sparse_pre(x, route, w))
+            return self.finish(dense_mix(route, {"conv": c, "transformer": t, "both": self.mix(c, t)}))
+        return self.finish(self._sparse_pre(x, route))
 
-    def _sparse_pre(self, x: torch.Tensor, route: Route, w: torch.Tensor) -> torch.Tensor:
+    def _choice(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """One choice's pre-activation for samples x."""
+        if name == "conv":
+            return self.conv(x)
+        if name == "transformer":
+            return self.trans(x)
+        return self.mix(self.conv(x), self.trans(x))
+
+    def _sparse_pre(self, x: torch.Tensor, route: Route) -> torch.Tensor:
         """Each sample's pre-activation from the branches its choice needs, and only those."""
+        w = taken_weight(route)   # None at eval: the multiply by an exact 1 is skipped
+        only = single_choice(route)
+        if only is not None:      # the whole batch on one choice: no gathering or scattering
+            return scaled(self._choice(only, x), w)
         B = x.shape[0]
         only_c, only_t, both = (select_items(route.mask(n)) for n in CHOICES)
         n_c, n_t, n_b = only_c.numel(), only_t.numel(), both.numel()
         # conv runs on [conv-only | both] samples, transformer on [transformer-only | both]
         c = self.conv(_gather(x, only_c, both, B)) if n_c + n_b else None
         t = self.trans(_gather(x, only_t, both, B)) if n_t + n_b else None
-        # Scaling by the one-hot weight taken keeps the straight-through gradient to the router.
-        # At eval the weights are exact 0/1 constants, so the multiply (a full pass) is skipped.
-        scale = w.requires_grad
         parts = []
         if n_c:
-            parts.append((only_c, _scaled(c[:n_c], w, only_c, CONV) if scale else c[:n_c]))
+            parts.append((only_c, c[:n_c]))
         if n_t:
-            parts.append((only_t, _scaled(t[:n_t], w, only_t, TRANS) if scale else t[:n_t]))
+            parts.append((only_t, t[:n_t]))
         if n_b:
-            mixed = self.mix(c[n_c:], t[n_t:])
-            parts.append((both, _scaled(mixed, w, both, BOTH) if scale else mixed))
-        if len(parts) == 1:
-            return parts[0][1]  # one group holds the whole batch, in order
+            parts.append((both, self.mix(c[n_c:], t[n_t:])))
+        parts = [(items, scaled(v, None if w is None else w[items])) for items, v in parts]
         # every sample took exactly one choice: each output row is written once, no zero fill
         ref = parts[0][1]
         out = torch.empty((B,) + ref.shape[1:], dtype=ref.dtype, device=ref.device,
@@ -202,11 +189,6 @@ def _gather(x: torch.Tensor, first: torch.Tensor, second: torch.Tensor, batch: i
     if x.dim() == 4 and _format(x) == torch.channels_last:
         return gather_items(x.permute(0, 2, 3, 1), index).permute(0, 3, 1, 2)
     return gather_items(x, index)
-
-
-def _scaled(values: torch.Tensor, w: torch.Tensor, items: torch.Tensor, choice: int) -> torch.Tensor:
-    """values of `items` times the weight each took for `choice` (1 forward, straight-through grad)."""
-    return values * w[items, choice].to(values.dtype).view(-1, 1, 1, 1)
 
 
 class DecoderStage(nn.Module):
@@ -283,7 +265,7 @@ class DHVN(ZooVisionModel):
         return x
 
     def aux_losses(self) -> Dict[str, torch.Tensor]:
-        routes = [b.last_route for b in self.hybrid_blocks() if b.last_route is not None]
+        routes = self.last_routes()
         if not routes:
             return {}
         # clamp keeps d/dp finite where a probability underflows at low temperature
@@ -296,10 +278,7 @@ class DHVN(ZooVisionModel):
 
     def _init_weights(self) -> None:
         # routers keep their own (zero) init: a fresh gate is uniform over the three choices
-        skip = {id(m) for r in self.modules() if isinstance(r, Router) for m in r.modules()}
-        for m in self.modules():
-            if id(m) in skip:
-                continue
+        for m in self.non_router_modules():
             if isinstance(m, nn.Linear):
                 nn.init.trunc_normal_(m.weight, std=0.02)
                 if m.bias is not None:

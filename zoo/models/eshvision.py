@@ -55,9 +55,10 @@ from timm.layers import LayerNorm2d, Mlp, SwiGLU
 from ..blocks.act import ACTPonder
 from ..blocks.patch_merging import PatchMerging
 from ..blocks.rel_attention import RelPosAttention
+from ..blocks.routed import dense_mix, single_choice, taken_weight
 from ..blocks.router import Route, Router, routes_budget_loss
 from ..blocks.vssm import BidirectionalVSSM
-from ..ops.dispatch import Packed, gather_items, gather_rows, pack_rows, select_items, unpack_rows
+from ..ops.dispatch import Packed, gather_items, gather_rows, pack_rows, packed_rows_index, select_items, unpack_rows
 from ..ops.entropy import patch_entropy, pool_entropy, unnormalize
 from ..registry import build_model, register_model
 from ..specs import ACTSpec, AttentionSpec, MlpSpec, RouterSpec, SSMSpec
@@ -198,27 +199,21 @@ class ESHBlock(nn.Module):
         return self.norm_ssm(out + n) if self.branch_norm else out
 
     def _mix_dense(self, x, n, route: Route, hw):
-        a = self.attn_update(self.attn(n, hw), n)
-        s = self.ssm_update(self.ssm(n, hw), n)
-        w = route.weights.to(x.dtype)
-        return x + w[..., 1:2] * a + w[..., 0:1] * s
+        return x + dense_mix(route, {"attention": self.attn_update(self.attn(n, hw), n),
+                                     "ssm": self.ssm_update(self.ssm(n, hw), n)})
 
     def _mix_sparse(self, x, n, route: Route, hw):
-        """Each patch's update comes from its own branch only; one multiply by the chosen
+        """Each patch's update comes from its own branch only; one multiply by the taken
         weight and one add finish the block, as in the dense combine."""
-        attn_mask = route.mask("attention")
-        n_attn = int(attn_mask.sum())          # the one host sync that picks the branches
-        # every patch on one branch: that branch on the whole batch, no packing or scatter
-        if n_attn == attn_mask.numel():
+        only = single_choice(route)
+        if only == "attention":
             update = self.attn_update(self.attn(n, hw), n)
-        elif n_attn == 0:
+        elif only == "ssm":
             update = self.ssm_update(self.ssm(n, hw), n)
         else:
-            update = self._split_update(x, n, attn_mask, hw)
-        if not route.weights.requires_grad:  # eval: the weight taken is exactly 1
-            return x + update
-        chosen = route.weights.to(x.dtype).gather(-1, route.decisions.unsqueeze(-1))  # (B, N, 1)
-        return torch.addcmul(x, update, chosen)
+            update = self._split_update(x, n, route.mask("attention"), hw)
+        w = taken_weight(route, x.dtype)
+        return x + update if w is None else torch.addcmul(x, update, w)
 
     def _split_update(self, x, n, attn_mask, hw):
         """Both branches have patches. Every patch is in exactly one branch, so the two write
@@ -243,10 +238,8 @@ class ESHBlock(nn.Module):
         nq = gather_rows(n_img, packed.index)
         a = self.attn_update(self.attn.attend(nq, self.attn.kv(n_img), hw, packed.index), nq)
         b, M = packed.index.shape
-        offsets = (torch.arange(b, device=x.device) * N if images is None else images * N).unsqueeze(1)
         # padding entries go to scratch rows past the end, each to its own
-        scratch = rows + torch.arange(b * M, device=x.device).view(b, M)
-        index = torch.where(packed.valid, packed.index + offsets, scratch).reshape(-1)
+        index = packed_rows_index(packed, N, images, total_rows=rows)
         # in place into one fresh buffer (autograd-safe: index_copy_ saves no values)
         update = x.new_empty(rows + b * M, D)
         update.index_copy_(0, index, a.reshape(b * M, D).to(x.dtype))
@@ -314,7 +307,6 @@ class ESHVision(ZooVisionModel):
         self.final_grid = grid
         self.norm = nn.LayerNorm(dim)
         self._build_head(dim)
-        self._last_aux: Dict[str, torch.Tensor] = {}
         self._init_weights()
 
     @classmethod
@@ -351,11 +343,12 @@ class ESHVision(ZooVisionModel):
             t = seq.view(B, h, w, D)
         features = self.norm(t).permute(0, 3, 1, 2)
         ponder = torch.stack(costs).mean() if costs else features.new_zeros(())
-        self._last_aux = {"alpha_variance": alpha_variance_loss(alphas)}
+        aux = {"alpha_variance": alpha_variance_loss(alphas)}
         if costs:
-            self._last_aux["ponder"] = ponder
+            aux["ponder"] = ponder
         if self.spec.router.budget is not None and self.spec.router.mode != "soft":
-            self._last_aux["budget"] = routes_budget_loss(routes, self.spec.router.budget)
+            aux["budget"] = routes_budget_loss(routes, self.spec.router.budget)
+        self._last.aux = aux
         return dict(features=features, logits=self.forward_head(features), ponder_cost=ponder,
                     alphas=alphas, entropy=entropy)
 
@@ -366,15 +359,12 @@ class ESHVision(ZooVisionModel):
         return self.forward_dict(x)["logits"]
 
     def aux_losses(self) -> Dict[str, torch.Tensor]:
-        return dict(self._last_aux)
+        return dict(getattr(self._last, "aux", {}))
 
     @torch.no_grad()
     def _init_weights(self) -> None:
         # routers keep their own (zero) init: alpha starts at 0.5 for every patch
-        in_router = {id(m) for mod in self.modules() if isinstance(mod, Router) for m in mod.modules()}
-        for m in self.modules():
-            if id(m) in in_router:
-                continue
+        for m in self.non_router_modules():
             if isinstance(m, nn.Linear):
                 nn.init.trunc_normal_(m.weight, std=0.02)
                 if m.bias is not None:

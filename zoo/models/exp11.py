@@ -41,6 +41,7 @@ from timm.layers import Mlp, SwiGLU
 
 from ..blocks.causal_attention import CausalSelfAttention
 from ..blocks.gdn import GatedDeltaNet
+from ..blocks.routed import dense_mix, scaled, single_choice, taken_weight, weight_of
 from ..blocks.router import Route, Router, routes_budget_loss
 from ..ops.dispatch import Packed, gather_rows, pack_rows, unpack_rows
 from ..ops.gating import load_balance_loss
@@ -105,51 +106,42 @@ class RoutedMixer(nn.Module):
     def forward(self, x: torch.Tensor, route: Route) -> torch.Tensor:
         if self.mix == "hide":
             return self._hide(x, route)
-        gi, si = route.index("gdn"), route.index("softmax")
-        to_soft = route.decisions == si
-        w = route.weights.to(x.dtype)
         y = self.gdn(x)  # every token writes the state and is in the conv window
         if not route.sparse:
-            a = w[..., si, None] * self.attn(x)
-            return y + a if self.mix == "add" else w[..., gi, None] * y + a
-        scale = w.requires_grad  # eval: the weight taken is exactly 1
-        n_soft = int(to_soft.sum())
-        if n_soft == 0:
-            return y * w[..., gi, None] if scale and self.mix == "replace" else y
-        if scale and self.mix == "replace":
-            y = y * w[..., gi, None]
+            a = self.attn(x)
+            if self.mix == "add":
+                return y + weight_of(route, "softmax", a) * a
+            return dense_mix(route, {"gdn": y, "softmax": a})
+        w = taken_weight(route, x.dtype)  # None at eval: the multiply by an exact 1 is skipped
+        to_soft = route.mask("softmax")
+        if single_choice(route) == "gdn":
+            return scaled(y, w) if self.mix == "replace" else y
+        if self.mix == "replace":
+            y = scaled(y, w)
         packed = pack_rows(to_soft)
         a = self.attn(x, queries=packed)
-        if scale:
-            a = a * gather_rows(w[..., si, None], packed.index)
+        if w is not None:
+            a = scaled(a, gather_rows(w, packed.index))
         if self.mix == "add":
             a = a + gather_rows(y, packed.index)
         return unpack_rows(y, packed, a)
 
     def _hide(self, x: torch.Tensor, route: Route) -> torch.Tensor:
-        gi, si = route.index("gdn"), route.index("softmax")
-        to_gdn = route.decisions == gi
-        w = route.weights.to(x.dtype)
+        to_gdn = route.mask("gdn")
         if not route.sparse:
-            y_gdn = self.gdn(x, visible=to_gdn)
-            y_attn = self.attn(x)
-            return w[..., gi, None] * y_gdn + w[..., si, None] * y_attn
-        # the weight taken is exactly 1 in the forward pass; multiplying by it only keeps the
-        # straight-through gradient, so without autograd the multiply (a full pass) is skipped
-        scale = w.requires_grad
-        n_gdn = int(to_gdn.sum())  # one host sync; pack_rows needs one per branch anyway
-        if n_gdn in (0, to_gdn.numel()):
+            return dense_mix(route, {"gdn": self.gdn(x, visible=to_gdn), "softmax": self.attn(x)})
+        w = taken_weight(route, x.dtype)  # None at eval: the multiply by an exact 1 is skipped
+        only = single_choice(route)
+        if only is not None:
             # every token on one branch: that mixer on the whole batch, no packing or scatter
-            col, mixer = (gi, self.gdn) if n_gdn else (si, self.attn)
-            y = mixer(x)
-            return y * w[..., col, None] if scale else y
+            return scaled((self.gdn if only == "gdn" else self.attn)(x), w)
         # Every token is in exactly one branch, so the two scatters fill the whole output.
         out = x.new_empty(x.shape)
-        for mask, branch, col in ((to_gdn, self._gdn_packed, gi), (~to_gdn, self._attn_packed, si)):
+        for mask, branch in ((to_gdn, self._gdn_packed), (~to_gdn, self._attn_packed)):
             packed = pack_rows(mask)
             y = branch(x, packed)
-            if scale:
-                y = y * gather_rows(w[..., col, None], packed.index)
+            if w is not None:
+                y = scaled(y, gather_rows(w, packed.index))
             out = unpack_rows(out, packed, y)
         return out
 
@@ -206,7 +198,6 @@ class Exp11(ZooCausalLM):
         self.lm_head = nn.Linear(dim, spec.vocab_size, bias=False)
         if spec.tie_embeddings:
             self.lm_head.weight = self.embed.weight
-        self._routes: Dict[int, Route] = {}
         self._init_weights()
 
     @classmethod
@@ -226,20 +217,12 @@ class Exp11(ZooCausalLM):
             if i == 0 and self.routed:
                 feats = self.router_norm(x)
                 routes = {j: router(feats) for j, router in zip(self.routed, self.routers)}
-        self._routes = routes
         return self.lm_head(self.norm(x))
 
-    def __getstate__(self):
-        # The last forward's routes hold graph tensors (non-leaves), which deepcopy and pickle
-        # refuse; they only serve aux_losses() of that forward, so a copy starts without them.
-        state = dict(super().__getstate__())
-        state["_routes"] = {}
-        return state
-
     def aux_losses(self) -> Dict[str, torch.Tensor]:
-        if not self._routes:
+        routes = self.last_routes()
+        if not routes:
             return {}
-        routes = list(self._routes.values())
         losses = [load_balance_loss(r.probs, r.decisions) for r in routes]
         aux = {"load_balance": torch.stack(losses).mean()}
         if self.spec.router.budget is not None:
@@ -249,10 +232,10 @@ class Exp11(ZooCausalLM):
     def _init_weights(self) -> None:
         """GPT-2 style normal(0.02) init, residual projections scaled by 1/sqrt(2 * depth).
         Routers keep their own (zero) init; GDN decay parameters keep theirs. Fine on meta."""
-        in_router = {id(m) for r in getattr(self, "routers", []) for m in r.modules()}
+        keep = set(map(id, self.non_router_modules()))
         residual_std = 0.02 / (2 * len(self.layers)) ** 0.5
         for name, m in self.named_modules():
-            if id(m) in in_router:
+            if id(m) not in keep:
                 continue
             if isinstance(m, nn.Linear):
                 last = name.rsplit(".", 1)[-1]

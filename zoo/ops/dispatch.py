@@ -10,12 +10,12 @@ Two shapes of dispatch cover every family:
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 
 __all__ = ["select_items", "gather_items", "scatter_items", "Packed", "pack_rows", "unpack_rows",
-           "gather_rows"]
+           "gather_rows", "packed_rows_index"]
 
 
 def select_items(mask: torch.Tensor) -> torch.Tensor:
@@ -67,12 +67,27 @@ def unpack_rows(out: torch.Tensor, packed: Packed, values: torch.Tensor) -> torc
     B, N = out.shape[:2]
     M = packed.index.shape[1]
     flat_out = out.reshape(B * N, *out.shape[2:])
-    offsets = (torch.arange(B, device=out.device) * N).unsqueeze(1)
-    scratch = B * N + torch.arange(B * M, device=out.device).view(B, M)
-    flat_index = torch.where(packed.valid, packed.index + offsets, scratch).reshape(-1)
+    flat_index = packed_rows_index(packed, N)
     ext = torch.cat([flat_out, flat_out.new_empty(B * M, *out.shape[2:])])
     ext.index_copy_(0, flat_index, values.reshape(B * M, *values.shape[2:]).to(ext.dtype))
     return ext[:B * N].reshape(out.shape)
+
+
+def packed_rows_index(packed: Packed, row_len: int, rows: Optional[torch.Tensor] = None,
+                      total_rows: Optional[int] = None) -> torch.Tensor:
+    """Flat (B*M,) positions to write packed values to, in a buffer of `total_rows` rows (all
+    B * row_len items by default) followed by one scratch row per packed entry.
+
+    Row b of the packing is row `rows[b]` of the buffer's (rows, row_len) items (b itself when
+    rows is None); padding entries go to their own scratch row past the end, so one index_copy
+    writes a whole packing without a boolean filter.
+    """
+    b, M = packed.index.shape
+    device = packed.index.device
+    start = (torch.arange(b, device=device) if rows is None else rows) * row_len
+    total = b * row_len if total_rows is None else total_rows
+    scratch = total + torch.arange(b * M, device=device).view(b, M)
+    return torch.where(packed.valid, packed.index + start.unsqueeze(1), scratch).reshape(-1)
 
 
 def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

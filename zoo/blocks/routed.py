@@ -1,0 +1,64 @@
+"""What every routed block does with a `Route`, whatever it routes: samples, patches or tokens.
+
+A family's block says which branches run on which items and how their results combine (its
+architecture). The mechanics below are the same in all of them:
+
+* `single_choice(route)`: the choice every item took, or None when the items are split. The
+  block then runs that one branch on the whole batch, with no gathering or scattering.
+* `taken_weight(route)`: the straight-through weight of the choice each item took, (..., 1).
+  Its forward value is exactly 1; multiplying by it only carries the router's gradient, so it
+  is None when nothing needs a gradient (eval) and callers skip the multiply (a full pass).
+* `scaled(values, weight)`: values times the taken weight, or the values themselves.
+* `dense_mix(route, outputs)`: the dense combine, sum over choices of weight(c) * outputs[c].
+* gathering and scattering live in `zoo.ops.dispatch` (`select_items`, `pack_rows`,
+  `packed_rows_index` for writing packed rows and their padding into one buffer).
+"""
+from __future__ import annotations
+
+from typing import Mapping, Optional
+
+import torch
+
+from .router import Route
+
+__all__ = ["single_choice", "taken_weight", "scaled", "dense_mix", "weight_of"]
+
+
+def single_choice(route: Route) -> Optional[str]:
+    """The one choice every item took, or None (one host sync)."""
+    counts = torch.bincount(route.decisions.reshape(-1), minlength=len(route.choices)).tolist()
+    taken = [c for c, n in zip(route.choices, counts) if n]
+    return taken[0] if len(taken) == 1 else None
+
+
+def taken_weight(route: Route, dtype: Optional[torch.dtype] = None) -> Optional[torch.Tensor]:
+    """(..., 1) straight-through weight of each item's own choice, or None at eval."""
+    if not route.weights.requires_grad:
+        return None
+    w = route.weights.gather(-1, route.decisions.unsqueeze(-1))
+    return w if dtype is None else w.to(dtype)
+
+
+def scaled(values: torch.Tensor, weight: Optional[torch.Tensor]) -> torch.Tensor:
+    """values times a per-item weight (items, 1) or (B, N, 1), broadcast over the values' trailing
+    dims; the values themselves when weight is None."""
+    if weight is None:
+        return values
+    w = weight.squeeze(-1).to(values.dtype)
+    return values * w.reshape(*w.shape, *([1] * (values.dim() - w.dim())))
+
+
+def weight_of(route: Route, name: str, like: torch.Tensor) -> torch.Tensor:
+    """Each item's weight for choice `name`, shaped to broadcast against `like`, whose leading
+    dims are the route's items."""
+    w = route.weights[..., route.index(name)].to(like.dtype)
+    return w.reshape(*w.shape, *([1] * (like.dim() - w.dim())))
+
+
+def dense_mix(route: Route, outputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """Sum over choices of weight(choice) * outputs[choice]: every branch ran on every item."""
+    total = None
+    for name, out in outputs.items():
+        term = weight_of(route, name, out) * out
+        total = term if total is None else total + term
+    return total
