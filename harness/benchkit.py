@@ -3,7 +3,7 @@
 Kept apart from the CLI (`harness.bench`) so `benchmarks/` scripts time things the same way.
 
 * Fixed mixes. `skip=P` sends a random share P of the items at each router's granularity to the
-  family's cheap path and the rest to its full path (`SKIP_PATHS`): DHVN sample -> conv only
+  router's cheap choice and the rest to its full one (`Router.cheap_choice` / `full_choice`): DHVN sample -> conv only
   instead of both (the transformer branch is skipped), ESH-Vision patch -> SSM only instead of
   attention, Exp11 token -> Gated DeltaNet instead of softmax attention. The draw is made once
   per router and item shape (`FrozenPolicy`) and then replayed, so sparse and dense runs, the
@@ -31,11 +31,10 @@ import torch.nn.functional as F
 
 from .errors import HarnessError
 
-__all__ = ["SKIP_PATHS", "parse_policy", "FrozenPolicy", "policy_for", "alternate", "median_ratio",
+__all__ = ["parse_policy", "FrozenPolicy", "policy_for", "alternate", "median_ratio",
            "peak_memory_bytes", "routing_context", "step_fn", "conditions"]
 
 # full choice -> the cheap choice a "skip" takes instead (see module docstring)
-SKIP_PATHS = {"both": "conv", "attention": "ssm", "softmax": "gdn"}
 
 
 def parse_policy(text: str) -> Dict[str, float]:
@@ -77,12 +76,9 @@ def policy_for(model: nn.Module, shares: Dict[str, float]) -> Dict[str, Dict[str
     out = {}
     for r in rs:
         if "skip" in shares:
-            full = next((c for c in SKIP_PATHS if c in r.choices and SKIP_PATHS[c] in r.choices), None)
-            if full is None:
-                raise HarnessError(f"bad --policy: router {r.layer!r} (choices {', '.join(r.choices)}) has no "
-                                   f"known cheap path for skip=P; give NAME=SHARE,... instead")
+            # the router declares its full form and its cheapest other choice
             p = shares["skip"]
-            out[r.layer] = {SKIP_PATHS[full]: p, full: 1.0 - p}
+            out[r.layer] = {r.cheap_choice: p, r.full_choice: 1.0 - p}
         else:
             unknown = sorted(set(shares) - set(r.choices))
             if unknown:

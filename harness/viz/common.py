@@ -19,13 +19,9 @@ __all__ = ["DPI", "ROUTE_COLORS", "plt", "save_picture", "route_color", "batches
 
 DPI = 100
 
-# one colour per choice name, the same in every picture (the cheap branch is always blue)
-ROUTE_COLORS = {
-    "conv": "#4C72B0", "transformer": "#DD8452", "both": "#55A868",
-    "ssm": "#4C72B0", "attention": "#DD8452",
-    "gdn": "#4C72B0", "softmax": "#DD8452",
-}
-_FALLBACK = ("#8172B3", "#C44E52", "#937860", "#DA8BC3")
+# colours by a choice's place in its router's `choices`, so a new family needs no entry here
+# (every family lists its cheapest choice first: it is always blue)
+ROUTE_COLORS = ("#4C72B0", "#DD8452", "#55A868", "#8172B3", "#C44E52", "#937860", "#DA8BC3")
 
 
 def plt():
@@ -36,8 +32,9 @@ def plt():
     return pyplot
 
 
-def route_color(choice: str, index: int = 0) -> str:
-    return ROUTE_COLORS.get(choice, _FALLBACK[index % len(_FALLBACK)])
+def route_color(index: int) -> str:
+    """The colour of the choice at `index` of its router's choices."""
+    return ROUTE_COLORS[index % len(ROUTE_COLORS)]
 
 
 class Picture(dict):

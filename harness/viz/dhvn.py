@@ -120,7 +120,6 @@ def sample_grid(net, dataset, data: dict, classes: Sequence[str], n: int, out_di
     pyplot = plt()
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
-    from zoo.ops.entropy import unnormalize
 
     layers, choices = data["layers"], data["choices"]
     idx = sample_indices(data["decisions"].shape[0], n)
@@ -129,13 +128,13 @@ def sample_grid(net, dataset, data: dict, classes: Sequence[str], n: int, out_di
     fig, axes = pyplot.subplots(rows, cols, figsize=grid_size(len(idx)), squeeze=False)
     fig.subplots_adjust(left=0.03, right=0.97, bottom=0.12, top=1 - 0.55 / fig.get_size_inches()[1],
                         hspace=0.3, wspace=0.15)
-    cmap = ListedColormap([route_color(c, i) for i, c in enumerate(choices)])
+    cmap = ListedColormap([route_color(i) for i, c in enumerate(choices)])
     samples = []
     for ax in axes.flat:
         ax.axis("off")
     for k, i in enumerate(idx):
         ax = axes.flat[k]
-        img = unnormalize(dataset[i]["inputs"].unsqueeze(0).float(), net.spec.mean, net.spec.std)[0]
+        img = net.pixels(dataset[i]["inputs"].unsqueeze(0).float())[0]
         H, W = img.shape[-2:]
         if img.shape[0] == 1:
             ax.imshow(img[0].numpy(), cmap="gray", vmin=0, vmax=1, extent=(0, W, H, 0))
@@ -157,7 +156,7 @@ def sample_grid(net, dataset, data: dict, classes: Sequence[str], n: int, out_di
         ax.set_ylim(top + height, 0)
         samples.append(dict(index=i, label=classes[label], pred=classes[pred],
                             route={l: choices[d] for l, d in zip(layers, route.tolist())}))
-    fig.legend(handles=[Patch(color=route_color(c, i), label=c) for i, c in enumerate(choices)],
+    fig.legend(handles=[Patch(color=route_color(i), label=c) for i, c in enumerate(choices)],
                loc="lower center", ncol=len(choices), fontsize=9, frameon=False)
     fig.suptitle(f"{meta['model']}: route per block, left → right: {', '.join(layers)}", fontsize=10)
     return save_picture(fig, out_dir, "sample_routes", dict(

@@ -3,11 +3,9 @@
 Sources, all from one eval forward per batch:
   * alpha per block: `zoo.routing.trace(net)` records (binary router: probs[..., 1] is alpha,
     decisions are alpha > 0.5), the same values `forward_dict(x)["alphas"]` documents;
-  * entropy prior: `forward_dict(x)["entropy"]` (stage 0), 2x2-averaged per later stage with
-    `zoo.ops.entropy.pool_entropy`, exactly as the model pools it for its routers;
-  * ponder count: extra ACT steps per patch, the `steps` field of the `ACTOutput` each block's
-    `zoo.blocks.act.ACTPonder` returns (read with a forward hook; the model's dict only exposes
-    the mean ponder cost).
+  * entropy prior: `forward_dict(x)["block_entropy"]`, the prior each block's router read;
+  * ponder count: extra ACT steps per patch, `forward_dict(x)["ponder_steps"]`;
+  * the images themselves: `net.pixels(x)`, the model's inputs back in [0, 1].
 """
 from __future__ import annotations
 
@@ -40,61 +38,34 @@ def _stage_of(layer: str) -> int:
     return int(layer.split(".")[1])  # "stages.<i>.blocks.<j>"
 
 
-class _PonderSteps:
-    """Collects `ACTOutput.steps` of every ACT module, in block order, for one forward."""
-
-    def __init__(self, net):
-        from zoo.blocks.act import ACTPonder
-        self.modules = [m for m in net.modules() if isinstance(m, ACTPonder)]
-        self.steps: Dict[int, torch.Tensor] = {}
-        self.handles = [m.register_forward_hook(self._hook(i)) for i, m in enumerate(self.modules)]
-
-    def _hook(self, i):
-        def hook(module, inputs, output):
-            self.steps[i] = output.steps.detach().cpu()
-        return hook
-
-    def take(self) -> List[torch.Tensor]:
-        out = [self.steps[i] for i in range(len(self.modules)) if i in self.steps]
-        self.steps = {}
-        return out
-
-    def close(self):
-        for h in self.handles:
-            h.remove()
-
-
 @torch.no_grad()
 def collect(net, dataset, batch_size: int, limit: int, device, keep: List[int]) -> dict:
     """alpha and decisions of every block over the eval items; maps of the `keep` items."""
-    from zoo.ops.entropy import pool_entropy
     keep = set(keep)
     layers, alphas, decisions = [], [], []
     kept = dict(alpha=[], entropy=[], steps=[], index=[])
-    ponder = _PonderSteps(net)
-    try:
-        for x, _, idx in batches(dataset, batch_size, limit):
-            out = net.forward_dict(x.to(device))
-            records = zoo.routing.trace(net)
-            steps = ponder.take()
-            layers = [r.layer for r in records]
-            alphas.append([r.probs[..., 1].float().cpu().reshape(-1) for r in records])  # blocks differ in N
-            decisions.append(torch.stack([(r.decisions == r.choices.index("attention")).sum().cpu()
-                                          for r in records]))
-            sel = [k for k, i in enumerate(idx) if i in keep]
-            if not sel:
-                continue
-            # the model pools the prior 2x2 per stage for its routers; the same here
-            stage_ent = [out["entropy"].float().cpu()]
-            for _ in range(max(_stage_of(r.layer) for r in records)):
-                stage_ent.append(pool_entropy(stage_ent[-1]))
-            for k in sel:
-                kept["index"].append(idx[k])
-                kept["alpha"].append([r.probs[k, :, 1].float().cpu() for r in records])
-                kept["entropy"].append([e[k] for e in stage_ent])
-                kept["steps"].append([st[k] for st in steps] if steps else [torch.zeros_like(a) for a in kept["alpha"][-1]])
-    finally:
-        ponder.close()
+    for x, _, idx in batches(dataset, batch_size, limit):
+        out = net.forward_dict(x.to(device))
+        records = zoo.routing.trace(net)
+        layers = [r.layer for r in records]
+        alphas.append([r.probs[..., 1].float().cpu().reshape(-1) for r in records])  # blocks differ in N
+        decisions.append(torch.stack([(r.decisions == r.choices.index("attention")).sum().cpu()
+                                      for r in records]))
+        sel = [k for k, i in enumerate(idx) if i in keep]
+        if not sel:
+            continue
+        # the prior each block's router read, one per stage (the blocks of a stage share it)
+        first = {}
+        for j, r in enumerate(records):
+            first.setdefault(_stage_of(r.layer), j)
+        priors = [out["block_entropy"][j].float().cpu() for j in first.values()]
+        steps = out["ponder_steps"]
+        for k in sel:
+            kept["index"].append(idx[k])
+            kept["alpha"].append([r.probs[k, :, 1].float().cpu() for r in records])
+            kept["entropy"].append([_grid(p[k]) for p in priors])
+            kept["steps"].append([st[k].cpu() for st in steps] if steps else
+                                 [torch.zeros_like(a) for a in kept["alpha"][-1]])
     # per block: alpha of every patch of every eval image
     per_block = [torch.cat([a[j] for a in alphas]) for j in range(len(layers))]
     return dict(layers=layers, alphas=per_block, attention_counts=torch.stack(decisions).sum(0),
@@ -110,7 +81,6 @@ def _grid(v: torch.Tensor) -> torch.Tensor:
 def alpha_maps(net, dataset, data: dict, classes, out_dir: str, meta: dict) -> Picture:
     """Per image (rows) and stage: alpha over the image, entropy prior, ponder steps."""
     pyplot = plt()
-    from zoo.ops.entropy import unnormalize
     layers, kept = data["layers"], data["kept"]
     stages = sorted({_stage_of(l) for l in layers})
     n = len(kept["index"])
@@ -119,7 +89,7 @@ def alpha_maps(net, dataset, data: dict, classes, out_dir: str, meta: dict) -> P
     images, last = [], {}
     for r, i in enumerate(kept["index"]):
         item = dataset[i]
-        img = unnormalize(item["inputs"].unsqueeze(0).float(), net.spec.mean, net.spec.std)[0]
+        img = net.pixels(item["inputs"].unsqueeze(0).float())[0]
         shown = (img[0] if img.shape[0] == 1 else img[:3].permute(1, 2, 0)).numpy()
         ax = axes[r, 0]
         ax.imshow(shown, cmap="gray" if img.shape[0] == 1 else None, vmin=0, vmax=1)
@@ -177,7 +147,7 @@ def alpha_histograms(data: dict, out_dir: str, meta: dict) -> Picture:
         counts = torch.histc(a, bins=BINS, min=0.0, max=1.0)
         ax = axes.flat[j]
         ax.bar(edges[:-1].numpy(), (counts / a.numel()).numpy(), width=1.0 / BINS, align="edge",
-               color=route_color("attention"), edgecolor="white")
+               color=route_color(1), edgecolor="white")  # "attention": choices are (ssm, attention)
         ax.axvline(0.5, color="black", ls="--", lw=1, label="route threshold 0.5")
         if data["act_enabled"]:
             ax.axvline(data["ponder_threshold"], color="#55A868", ls=":", lw=1.5,

@@ -70,7 +70,7 @@ def token_routes(data: dict, n: int, out_dir: str, meta: dict) -> Picture:
             dec = data["decisions"][j, t].tolist()
             for k, (tok, d) in enumerate(zip(ids, dec)):
                 r, c = divmod(k, CHARS_PER_ROW)
-                ax.add_patch(Rectangle((c, r), 1, 1, facecolor=route_color(choices[d], d), alpha=0.55, lw=0))
+                ax.add_patch(Rectangle((c, r), 1, 1, facecolor=route_color(d), alpha=0.55, lw=0))
                 ax.text(c + 0.5, r + 0.55, char_of(tok), ha="center", va="center", fontsize=7, family="monospace")
             ax.set_xlim(0, CHARS_PER_ROW)
             ax.set_ylim(rows, 0)
@@ -81,7 +81,7 @@ def token_routes(data: dict, n: int, out_dir: str, meta: dict) -> Picture:
                          fontsize=8, loc="left")
             entry["routes"][layer] = [choices[d] for d in dec]
         drawn.append(entry)
-    fig.legend(handles=[Patch(color=route_color(c, i), alpha=0.55, label=c) for i, c in enumerate(choices)],
+    fig.legend(handles=[Patch(color=route_color(i), alpha=0.55, label=c) for i, c in enumerate(choices)],
                loc="lower center", ncol=len(choices), fontsize=9, frameon=False)
     fig.suptitle(f"{meta['model']} on {meta['suite']}: route of every token (byte), per routed layer", fontsize=10)
     h = fig.get_size_inches()[1]
@@ -116,7 +116,7 @@ def layer_shares(data: dict, out_dir: str, meta: dict) -> Picture:
     left = [0.0] * len(rows)
     for i, c in enumerate(choices):
         vals = [100 * r["share"][c] for r in rows]
-        bars = ax.barh(range(len(rows)), vals, left=left, color=route_color(c, i), label=c,
+        bars = ax.barh(range(len(rows)), vals, left=left, color=route_color(i), label=c,
                        hatch=None, edgecolor="white")
         for b, r in zip(bars, rows):
             if r["kind"] != "routed":

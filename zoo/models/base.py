@@ -126,6 +126,11 @@ class ZooVisionModel(_ZooModel):
         s = self.spec.img_size // self.stride
         return (s, s) if self.stride > 1 else None
 
+    def pixels(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised images back to pixel values in [0, 1] (x * std + mean, clamped)."""
+        from ..ops.entropy import unnormalize
+        return unnormalize(x, self.spec.mean, self.spec.std)
+
     def check_input(self, x: torch.Tensor) -> None:
         """One-line ValueErrors for inputs the model cannot take, before any shape error inside."""
         if x.dim() != 4:

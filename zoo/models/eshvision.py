@@ -179,7 +179,7 @@ class ESHBlock(nn.Module):
         return dict(ssm=self.ssm.flops_per_patch(n), attention=attn)
 
     def forward(self, x: torch.Tensor, entropy: torch.Tensor, hw: Tuple[int, int]):
-        """x (B, N, D), entropy (B, N) -> (out, route, ponder cost (B, N) or None);
+        """x (B, N, D), entropy (B, N) -> (out, route, `ACTOutput` or None without ACT);
         alpha = route.probs[..., 1]."""
         n = self.norm1(x)
         route = self.router(torch.cat([n, entropy.unsqueeze(-1).to(n.dtype)], dim=-1))
@@ -189,7 +189,7 @@ class ESHBlock(nn.Module):
             return out, route, None
         ponder = route.mask("attention") & (route.probs[..., 1] > self.ponder_threshold)
         res = self.act(out, ponder, _PonderStep(self, hw))
-        return res.output, route, res.ponder_cost
+        return res.output, route, res
 
     def attn_update(self, out: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
         """What the attention branch adds to the residual, from its output for patches n."""
@@ -322,10 +322,17 @@ class ESHVision(ZooVisionModel):
         return patch_entropy(pixels, self.spec.patch_size, self.spec.entropy_bins)
 
     def forward_dict(self, x: torch.Tensor) -> dict:
+        """Everything one forward computes that a caller may want, by name:
+
+        features (B, C, h, w), logits (B, classes), ponder_cost (the mean ACT cost, 0-d);
+        per block, in order: alphas (B, N) = P(attention), block_entropy (B, N) the entropy
+        prior its router read, ponder_steps (B, N) extra ACT steps (None without ACT);
+        entropy (B, h0, w0) the stage-0 prior.
+        """
         self.check_input(x)
         entropy = ent = self.entropy_prior(x)
         t = self.embed_norm(self.patch_embed(x).permute(0, 2, 3, 1))
-        alphas, costs, routes = [], [], []
+        alphas, costs, routes, priors, steps = [], [], [], [], []
         for i, stage in enumerate(self.stages):
             if i > 0:
                 t, ent = stage.downsample(t), pool_entropy(ent)
@@ -335,11 +342,13 @@ class ESHVision(ZooVisionModel):
             B, h, w, D = t.shape
             seq, e = t.reshape(B, h * w, D), ent.reshape(B, h * w)
             for blk in stage.blocks:
-                seq, route, cost = blk(seq, e, (h, w))
+                seq, route, act = blk(seq, e, (h, w))
                 routes.append(route)
                 alphas.append(route.probs[..., 1])
-                if cost is not None:
-                    costs.append(cost.mean())
+                priors.append(e)
+                if act is not None:
+                    costs.append(act.ponder_cost.mean())
+                    steps.append(act.steps)
             t = seq.view(B, h, w, D)
         features = self.norm(t).permute(0, 3, 1, 2)
         ponder = torch.stack(costs).mean() if costs else features.new_zeros(())
@@ -350,7 +359,7 @@ class ESHVision(ZooVisionModel):
             aux["budget"] = routes_budget_loss(routes, self.spec.router.budget)
         self._last.aux = aux
         return dict(features=features, logits=self.forward_head(features), ponder_cost=ponder,
-                    alphas=alphas, entropy=entropy)
+                    alphas=alphas, entropy=entropy, block_entropy=priors, ponder_steps=steps or None)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_dict(x)["features"]
