@@ -57,7 +57,7 @@ def main():
     torch.manual_seed(args.seed)
 
     import zoo
-    from harness.models import build_network
+    from harness.wrappers import build_network
     lm = args.suite == "pydocs"
     if lm:
         from harness.suites.pydocs import PyDocs

@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 def load(work_dir: str, model: str):
     """The network of a harness run on mnist5k, with its trained weights, in eval mode."""
     from harness.checkpoint import load_checkpoint_file
-    from harness.models import build_network
+    from harness.wrappers import build_network
     from harness.visualize import latest_checkpoint
     ckpt = load_checkpoint_file(latest_checkpoint(work_dir))
     net = build_network(model, num_classes=10, in_chans=1, img_size=28, mean=(0.1307,), std=(0.3081,))

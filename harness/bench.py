@@ -191,7 +191,7 @@ def bench_model(arch: str, suite, args, shares, model_kwargs: dict, strict: bool
     import torch
     import zoo
     from . import benchkit
-    from .models import build_network_checked
+    from .wrappers import build_network_checked
     from .run import model_task
 
     task = model_task(arch)

@@ -154,7 +154,7 @@ def _run_command(argv: Sequence[str], model: str, seed: int) -> List[str]:
 def _check_buildable(plans, budgeted: bool = False) -> None:
     """Bad --model-kwargs fail here, in one line, before any model trains; so does a --budget
     for a model with no routing decisions to move."""
-    from .models import check_buildable
+    from .wrappers import check_buildable
     checked = set()
     for model, _, _, cfg in plans:
         if model not in checked:
@@ -282,7 +282,7 @@ def cmd_leaderboard(args, argv=()) -> int:
 
 
 def cmd_embedded(args, argv=()) -> int:
-    from .embedded import run_embedded
+    from .readme_job import run_embedded
     return run_embedded(args)
 
 

@@ -116,7 +116,7 @@ def _network(cfg, model: str, checkpoint: Optional[str]) -> torch.nn.Module:
     from mmengine.registry import MODELS
 
     from . import checkpoint as ckpt_mod
-    from . import models as _models  # noqa: F401  (registers the wrappers)
+    from . import wrappers as _models  # noqa: F401  (registers the wrappers)
 
     if checkpoint:
         ckpt_mod.install_safe_globals()

@@ -19,7 +19,7 @@ from mmengine.config import Config
 
 from . import checkpoint as ckpt_mod
 from .errors import HarnessError
-from .models import TIMM_PREFIX
+from .wrappers import TIMM_PREFIX
 from .records import build_record, jsonable_config
 from .suites import Suite
 

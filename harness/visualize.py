@@ -97,7 +97,7 @@ def load_routed(model: str, checkpoint: str, suite_name: str, model_kwargs: Opti
     from mmengine.registry import DATASETS, MODELS
 
     from . import checkpoint as ckpt_mod
-    from .models import TIMM_PREFIX, check_buildable
+    from .wrappers import TIMM_PREFIX, check_buildable
     from .run import RunOptions, build_config, check_tasks, resolve_models
     from .suites import get_suite
 

@@ -296,9 +296,15 @@ def test_timm_contract_and_forward_dict_shapes():
     assert feats.shape == (2, model.num_features, 3, 3) and model.num_features == 32
     assert model.forward_head(feats, pre_logits=True).shape == (2, 32)
     out = model.forward_dict(x)
-    assert set(out) == {"features", "logits", "ponder_cost", "alphas", "entropy"}
+    assert set(out) == {"features", "logits", "ponder_cost", "alphas", "entropy", "block_entropy",
+                        "ponder_steps"}
     assert out["logits"].shape == (2, 5) and out["entropy"].shape == (2, 5, 5)
     assert [a.shape for a in out["alphas"]] == [(2, 25), (2, 9), (2, 9)]
+    assert [e.shape for e in out["block_entropy"]] == [(2, 25), (2, 9), (2, 9)]
+    torch.testing.assert_close(out["block_entropy"][0], out["entropy"].reshape(2, 25))
+    assert [s.shape for s in out["ponder_steps"]] == [(2, 25), (2, 9), (2, 9)]
+    assert all(((s >= 0) & (s <= model.spec.act.max_extra_steps)).all() for s in out["ponder_steps"])
+    assert tiny(act=dict(enabled=False)).forward_dict(x[:, :, :16, :16])["ponder_steps"] is None
     assert model.default_cfg["pool_size"] == (3, 3)
     model.reset_classifier(3)
     assert model(x).shape == (2, 3)

@@ -13,7 +13,7 @@ import harness  # noqa: F401  (registers everything)
 from harness.errors import HarnessError
 from harness.hooks import AuxWeightScheduleHook, NaNGuardHook, TauScheduleHook, ramp_weight, tau_at
 from harness.metrics import ClassificationMetric, LMMetric, RoutingMetric
-from harness.models import ZooClassifier, ZooLM
+from harness.wrappers import ZooClassifier, ZooLM
 
 VISION_KW = dict(num_classes=10, in_chans=1, img_size=28, mean=(0.1307,), std=(0.3081,))
 AUX = dict(load_balance=0.5, budget=1.0, ponder=0.01, alpha_variance=0.1, gate_entropy=0.01)

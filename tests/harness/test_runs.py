@@ -202,7 +202,7 @@ def test_amp_on_cpu_trains_and_evaluates_in_bfloat16(tmp_path, capsys):
 def test_embedded_job_gives_every_model_of_a_suite_the_same_budget(capsys):
     """The job passes no recipe of its own (the suite config holds it), so no model can get a
     different budget, lr or schedule; one run per (model, seed), then the budget curves."""
-    from harness.embedded import BUDGET_CURVES, JOBS
+    from harness.readme_job import BUDGET_CURVES, JOBS
     code, out, _ = run_cli(["embedded", "--dry-run"], capsys)
     assert code == 0
     cmds = [line.split() for line in out.splitlines() if line.startswith("python -m harness run")]

@@ -10,18 +10,24 @@ architecture). The mechanics below are the same in all of them:
   is None when nothing needs a gradient (eval) and callers skip the multiply (a full pass).
 * `scaled(values, weight)`: values times the taken weight, or the values themselves.
 * `dense_mix(route, outputs)`: the dense combine, sum over choices of weight(c) * outputs[c].
-* gathering and scattering live in `zoo.ops.dispatch` (`select_items`, `pack_rows`,
-  `packed_rows_index` for writing packed rows and their padding into one buffer).
+* `gather_samples(x, *groups)` and `assemble(parts, batch)`: the samples of several item groups
+  in one batch (keeping x's memory format), and an output whose rows each come from exactly one
+  part, written once with no zero fill.
+* `rows_with(mask)`: the images (or sequences) that hold at least one item of a branch.
+* the lower-level gathers and scatters live in `zoo.ops.dispatch` (`select_items`, `pack_rows`,
+  `packed_rows_index`, which writes packed rows and their padding into one buffer).
 """
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Sequence, Tuple
 
 import torch
 
+from ..ops.dispatch import gather_items, select_items
 from .router import Route
 
-__all__ = ["single_choice", "taken_weight", "scaled", "dense_mix", "weight_of"]
+__all__ = ["single_choice", "taken_weight", "scaled", "dense_mix", "weight_of", "gather_samples", "assemble",
+           "rows_with", "memory_format"]
 
 
 def single_choice(route: Route) -> Optional[str]:
@@ -62,3 +68,43 @@ def dense_mix(route: Route, outputs: Mapping[str, torch.Tensor]) -> torch.Tensor
         term = weight_of(route, name, out) * out
         total = term if total is None else total + term
     return total
+
+
+def memory_format(x: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) \
+        else torch.contiguous_format
+
+
+def gather_samples(x: torch.Tensor, *groups: torch.Tensor) -> torch.Tensor:
+    """The samples of `groups` (sorted, disjoint index tensors), one group after the other,
+    keeping x's memory format (index_select on a channels-last tensor would return NCHW, and
+    every later op would convert back). One group that is the whole batch is x itself."""
+    if any(g.numel() == x.shape[0] for g in groups):
+        return x  # indices are sorted and unique: the whole batch, in order
+    index = torch.cat(groups) if len(groups) > 1 else groups[0]
+    if memory_format(x) == torch.channels_last:
+        return gather_items(x.permute(0, 2, 3, 1), index).permute(0, 3, 1, 2)
+    return gather_items(x, index)
+
+
+def assemble(parts: Sequence[Tuple[torch.Tensor, torch.Tensor]], batch: int) -> torch.Tensor:
+    """(index, values) parts whose indices cover every row of `batch` exactly once -> one tensor;
+    each row is written once (no zero fill, no out-of-place copies)."""
+    if len(parts) == 1:
+        return parts[0][1]
+    ref = parts[0][1]
+    out = torch.empty((batch,) + ref.shape[1:], dtype=ref.dtype, device=ref.device,
+                      memory_format=memory_format(ref))
+    for index, values in parts:
+        out.index_copy_(0, index, values)
+    return out
+
+
+def rows_with(mask: torch.Tensor):
+    """(rows, their mask rows) for the rows of a (B, N) mask that hold a True entry; rows is
+    None when every row does (then nothing needs selecting)."""
+    has = mask.any(dim=1)
+    if bool(has.all()):
+        return None, mask
+    rows = select_items(has)
+    return rows, mask.index_select(0, rows)

@@ -47,9 +47,9 @@ import torch.nn.functional as F
 
 from ..blocks.conv_branch import ConvBranch, conv_norm
 from ..blocks.pooled_attention import TransformerBranch
-from ..blocks.routed import dense_mix, scaled, single_choice, taken_weight
+from ..blocks.routed import assemble, dense_mix, gather_samples, scaled, single_choice, taken_weight
 from ..blocks.router import Route, Router, routes_budget_loss
-from ..ops.dispatch import gather_items, select_items
+from ..ops.dispatch import select_items
 from ..ops.gating import load_balance_loss
 from ..registry import build_model, register_model
 from ..specs import AttentionSpec, ConvBranchSpec, MlpSpec, RouterSpec
@@ -157,8 +157,8 @@ class HybridBlock(nn.Module):
         only_c, only_t, both = (select_items(route.mask(n)) for n in CHOICES)
         n_c, n_t, n_b = only_c.numel(), only_t.numel(), both.numel()
         # conv runs on [conv-only | both] samples, transformer on [transformer-only | both]
-        c = self.conv(_gather(x, only_c, both, B)) if n_c + n_b else None
-        t = self.trans(_gather(x, only_t, both, B)) if n_t + n_b else None
+        c = self.conv(gather_samples(x, only_c, both)) if n_c + n_b else None
+        t = self.trans(gather_samples(x, only_t, both)) if n_t + n_b else None
         parts = []
         if n_c:
             parts.append((only_c, c[:n_c]))
@@ -166,29 +166,8 @@ class HybridBlock(nn.Module):
             parts.append((only_t, t[:n_t]))
         if n_b:
             parts.append((both, self.mix(c[n_c:], t[n_t:])))
-        parts = [(items, scaled(v, None if w is None else w[items])) for items, v in parts]
-        # every sample took exactly one choice: each output row is written once, no zero fill
-        ref = parts[0][1]
-        out = torch.empty((B,) + ref.shape[1:], dtype=ref.dtype, device=ref.device,
-                          memory_format=_format(ref))
-        for index, values in parts:
-            out.index_copy_(0, index, values)
-        return out
-
-
-def _format(x: torch.Tensor) -> torch.memory_format:
-    return torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
-
-
-def _gather(x: torch.Tensor, first: torch.Tensor, second: torch.Tensor, batch: int) -> torch.Tensor:
-    """Samples `first` then `second` of x, keeping x's memory format (index_select on a
-    channels-last tensor would return NCHW, and every later op would convert back)."""
-    if first.numel() == batch or second.numel() == batch:
-        return x  # indices are sorted and unique: the whole batch, in order
-    index = torch.cat([first, second])
-    if x.dim() == 4 and _format(x) == torch.channels_last:
-        return gather_items(x.permute(0, 2, 3, 1), index).permute(0, 3, 1, 2)
-    return gather_items(x, index)
+        # every sample took exactly one choice: each output row is written once
+        return assemble([(items, scaled(v, None if w is None else w[items])) for items, v in parts], B)
 
 
 class DecoderStage(nn.Module):

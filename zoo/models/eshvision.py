@@ -55,7 +55,7 @@ from timm.layers import LayerNorm2d, Mlp, SwiGLU
 from ..blocks.act import ACTPonder
 from ..blocks.patch_merging import PatchMerging
 from ..blocks.rel_attention import RelPosAttention
-from ..blocks.routed import dense_mix, single_choice, taken_weight
+from ..blocks.routed import dense_mix, rows_with, single_choice, taken_weight
 from ..blocks.router import Route, Router, routes_budget_loss
 from ..blocks.vssm import BidirectionalVSSM
 from ..ops.dispatch import Packed, gather_items, gather_rows, pack_rows, packed_rows_index, select_items, unpack_rows
@@ -223,7 +223,7 @@ class ESHBlock(nn.Module):
         B, N, D = x.shape
         rows = B * N
         ssm_mask = ~attn_mask
-        images, mask = _images_with(ssm_mask)
+        images, mask = rows_with(ssm_mask)
         n_img = n if images is None else n.index_select(0, images)
         local = select_items(mask)
         y = gather_items(self.ssm.scan(n_img, hw), local, item_dims=2)  # the full scan freed here
@@ -232,7 +232,7 @@ class ESHBlock(nn.Module):
         ssm_index = local if images is None else select_items(ssm_mask)
         del y, n_items, n_img
 
-        images, mask = _images_with(attn_mask)
+        images, mask = rows_with(attn_mask)
         n_img = n if images is None else n.index_select(0, images)
         packed = pack_rows(mask)
         nq = gather_rows(n_img, packed.index)
@@ -245,15 +245,6 @@ class ESHBlock(nn.Module):
         update.index_copy_(0, index, a.reshape(b * M, D).to(x.dtype))
         update.index_copy_(0, ssm_index, s.to(x.dtype))
         return update[:rows].view(B, N, D)
-
-def _images_with(mask: torch.Tensor):
-    """(images or None when every image has a True entry, the mask rows of those images)."""
-    has = mask.any(dim=1)
-    if bool(has.all()):
-        return None, mask
-    images = select_items(has)
-    return images, mask.index_select(0, images)
-
 
 class _PonderStep:
     """One ACT step for the packed pondering patches: the block's attention path + FFN.
