@@ -22,12 +22,10 @@ import shlex
 import statistics
 from typing import List, Optional
 
+from . import options
 from .errors import HarnessError
 
 __all__ = ["add_parser", "cmd_bench", "bench_model"]
-
-EMBEDDED_INPUTS = {"mnist5k", "pydocs"}
-
 
 def add_parser(subparsers) -> str:
     p = subparsers.add_parser(
@@ -39,11 +37,10 @@ def add_parser(subparsers) -> str:
                "--execution both --memory\n"
                "  python -m harness bench --models eshvision_xs --execution both --checkpoint "
                "work_dirs/embedded/mnist5k/eshvision_xs/seed0/iter_400.pth")
-    p.add_argument("--models", nargs="+", required=True, metavar="PAT",
-                   help="zoo names or fnmatch patterns, or timm:NAME")
-    p.add_argument("--suite", help="input shapes (and model kwargs) of this suite; default mnist5k for "
-                                   "image models, pydocs for LMs. Embedded suites feed their real test data")
-    p.add_argument("--batch-size", type=int, default=64, help="items per step (default 64)")
+    options.add(p, "models")
+    options.add(p, "suite", help="input shapes (and model kwargs) of this suite; default mnist5k for "
+                                 "image models, pydocs for LMs. Embedded suites feed their real test data")
+    options.add(p, "batch_size", default=64, help="items per step (default 64)")
     p.add_argument("--seq-len", type=int, help="LM tokens per sequence (default: the suite's max_seq_len)")
     p.add_argument("--img-size", type=int, help="image side (default: the suite's)")
     p.add_argument("--execution", choices=["sparse", "dense", "both"],
@@ -51,9 +48,9 @@ def add_parser(subparsers) -> str:
     p.add_argument("--policy", help="fixed routing mix: skip=P (share P of items take the cheap path), "
                                     "NAME=SHARE,... over the router's choices, or one choice NAME")
     p.add_argument("--policy-seed", type=int, default=0, help="seed of the --policy draw (default 0)")
-    p.add_argument("--checkpoint", help="harness checkpoint (.pth) whose weights to time")
-    p.add_argument("--model-kwargs", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="model constructor overrides (python literals), e.g. depths='(1,1)'")
+    options.add(p, "checkpoint", help="harness checkpoint (.pth) whose weights to time")
+    options.add(p, "model_kwargs", help="model constructor overrides, as for `run`, e.g. depths=1,1")
+    options.add(p, "device")
     p.add_argument("--train", action="store_true", help="time forward + backward + SGD step")
     p.add_argument("--memory", action="store_true", help="also measure peak tensor memory per execution mode")
     p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
@@ -65,25 +62,8 @@ def add_parser(subparsers) -> str:
     return "bench"
 
 
-def _literal_kwargs(items: List[str]) -> dict:
-    import ast
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise HarnessError(f"bad --model-kwargs {item!r}: expected KEY=VALUE")
-        try:
-            out[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            out[key] = value
-    return out
-
-
 def _validate(args) -> None:
-    for flag in ("batch_size", "seq_len", "img_size", "threads", "iters"):
-        v = getattr(args, flag)
-        if v is not None and v < 1:
-            raise HarnessError(f"--{flag.replace('_', '-')} must be >= 1, got {v}")
+    options.check_at_least_one(args, "batch_size", "seq_len", "img_size", "threads", "iters")
     if args.warmup < 0:
         raise HarnessError(f"--warmup must be >= 0, got {args.warmup}")
 
@@ -107,12 +87,14 @@ def cmd_bench(args, argv=()) -> int:
     shares = benchkit.parse_policy(args.policy) if args.policy else None
     if args.threads:
         torch.set_num_threads(args.threads)
-    model_kwargs = _literal_kwargs(args.model_kwargs)
+    model_kwargs = dict(args.model_kwargs)
     command = "python -m harness " + " ".join(shlex.quote(a) for a in argv) if argv else None
     # a static model named outright with --execution/--policy is a mistake; one that a pattern
     # swept in beside routed models is timed once, with a note
     named = set(args.models)
-    results = [bench_model(m, suites[m], args, shares, model_kwargs, strict=m in named) for m in models]
+    device = options.resolve_device(args.device)
+    results = [bench_model(m, suites[m], args, shares, model_kwargs, strict=m in named, device=device)
+               for m in models]
     if args.json:
         print(json.dumps(results, indent=2))
     else:
@@ -127,12 +109,6 @@ def cmd_bench(args, argv=()) -> int:
         if not args.json:
             print(f"harness: wrote {args.json_out}")
     return 0
-
-
-def _suite_arch_kwargs(suite) -> dict:
-    from mmengine.config import Config
-    cfg = Config.fromfile(suite.config)
-    return dict(cfg.model.get("arch_kwargs") or {})
 
 
 def build_inputs(suite, task: str, batch: int, seq_len: Optional[int], img_size: Optional[int],
@@ -170,28 +146,11 @@ def build_inputs(suite, task: str, batch: int, seq_len: Optional[int], img_size:
     return x, y, f"random images, {batch}x{chans}x{side}x{side}"
 
 
-def load_weights(net, path: str, arch: str) -> None:
-    """Harness checkpoint -> the bare network (keys carry the wrapper's `net.` prefix)."""
-    from .checkpoint import load_checkpoint_file
-    sd = load_checkpoint_file(path)["state_dict"]
-    if sd and all(k.startswith("net.") for k in sd):
-        sd = {k[4:]: v for k, v in sd.items()}
-    ours = net.state_dict()
-    missing = [k for k in ours if k not in sd]
-    unexpected = [k for k in sd if k not in ours]
-    shapes = [k for k in ours if k in sd and tuple(sd[k].shape) != tuple(ours[k].shape)]
-    if missing or unexpected or shapes:
-        first = (missing or unexpected or shapes)[0]
-        raise HarnessError(f"checkpoint {path} does not fit {arch}: {len(missing)} missing, "
-                           f"{len(unexpected)} unexpected, {len(shapes)} mis-shaped keys (e.g. {first})")
-    net.load_state_dict(sd)
-
-
-def bench_model(arch: str, suite, args, shares, model_kwargs: dict, strict: bool = True) -> dict:
+def bench_model(arch: str, suite, args, shares, model_kwargs: dict, strict: bool = True,
+                device: str = "cpu") -> dict:
     import torch
     import zoo
     from . import benchkit
-    from .wrappers import build_network_checked
     from .run import model_task
 
     task = model_task(arch)
@@ -199,16 +158,17 @@ def bench_model(arch: str, suite, args, shares, model_kwargs: dict, strict: bool
         raise HarnessError(f"--img-size applies to image models; {arch} is a causal LM (use --seq-len)")
     if task != "causal-lm" and args.seq_len:
         raise HarnessError(f"--seq-len applies to LMs; {arch} is an image model (use --img-size)")
-    arch_kwargs = _suite_arch_kwargs(suite)
+    from .loading import network_from_config, suite_config
+    overrides = {}
+    base_kwargs = suite_config(arch, suite, device=device)[0].model["arch_kwargs"]
     if task == "causal-lm" and args.seq_len:
-        arch_kwargs["max_seq_len"] = max(args.seq_len, int(arch_kwargs.get("max_seq_len", 0)))
+        overrides["max_seq_len"] = max(args.seq_len, int(base_kwargs.get("max_seq_len", 0)))
     if task != "causal-lm" and args.img_size:
-        arch_kwargs["img_size"] = args.img_size
-    arch_kwargs.update(model_kwargs)
-    net = build_network_checked(arch, **arch_kwargs)
-    if args.checkpoint:
-        load_weights(net, args.checkpoint, arch)
-    net.eval()
+        overrides["img_size"] = args.img_size
+    overrides.update(model_kwargs)
+    cfg, _ = suite_config(arch, suite, overrides, device=device)
+    arch_kwargs = cfg.model["arch_kwargs"]
+    net = network_from_config(cfg, arch, args.checkpoint, device)
     routed = bool(zoo.routing.routers(net))
     note = None
     execution = args.execution
@@ -226,6 +186,7 @@ def bench_model(arch: str, suite, args, shares, model_kwargs: dict, strict: bool
         policy = benchkit.FrozenPolicy(per_router, seed=args.policy_seed)
         policy_desc = per_router
     x, y, input_desc = build_inputs(suite, task, args.batch_size, args.seq_len, args.img_size, arch_kwargs)
+    x, y = x.to(device), y.to(device)
     if args.train:
         net.train()
     fns = [benchkit.step_fn(net, x, m, policy, args.train, y) for m in modes]
@@ -241,7 +202,7 @@ def bench_model(arch: str, suite, args, shares, model_kwargs: dict, strict: bool
     out = dict(model=arch, suite=suite.name, task=task, train=bool(args.train), batch_size=args.batch_size,
                input_shape=list(x.shape), inputs=input_desc, checkpoint=args.checkpoint,
                policy=args.policy if shares else None, policy_shares=policy_desc, warmup=args.warmup, iters=args.iters,
-               conditions=benchkit.conditions("cpu", torch.get_default_dtype()), runs=runs)
+               conditions=benchkit.conditions(device, torch.get_default_dtype()), runs=runs)
     if note:
         out["note"] = note
     if routed:

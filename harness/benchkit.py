@@ -123,20 +123,26 @@ def step_fn(model: nn.Module, x: torch.Tensor, execution: Optional[str], policy,
     """One timed step -> seconds. Eval: a no-grad forward. Train: forward, cross-entropy against
     `targets`, backward and an SGD step (timm benchmark.py's train mode)."""
     opt = torch.optim.SGD(model.parameters(), lr=1e-6) if train else None
+    # CUDA runs asynchronously: a step ends when the device has finished it
+    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
 
     def run() -> float:
         with routing_context(model, execution, policy):
             if not train:
                 with torch.no_grad():
+                    sync()
                     t0 = time.perf_counter()
                     model(x)
+                    sync()
                     return time.perf_counter() - t0
+            sync()
             t0 = time.perf_counter()
             out = model(x)
             loss = F.cross_entropy(out.float().reshape(-1, out.shape[-1]), targets.reshape(-1))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            sync()
             return time.perf_counter() - t0
     return run
 

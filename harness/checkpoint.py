@@ -16,6 +16,8 @@ mmengine without this hook is refused with a one-line error naming the global it
 """
 from __future__ import annotations
 
+import glob
+import os
 import pickle
 from typing import Optional
 
@@ -29,7 +31,7 @@ from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
 __all__ = ["install_safe_globals", "safe_globals", "load_checkpoint_file", "check_checkpoint",
-           "SafeCheckpointHook"]
+           "latest_checkpoint", "SafeCheckpointHook"]
 
 
 _multiarray = getattr(np, "_core", None) or np.core  # numpy 2 renamed np.core
@@ -107,6 +109,21 @@ def check_checkpoint(path: str, model: nn.Module, arch: Optional[str] = None) ->
             detail.append(f"{len(shapes)} shape mismatches (e.g. {k}: {tuple(theirs[k].shape)} vs {tuple(ours[k].shape)})")
         raise HarnessError(f"checkpoint {path} does not fit {what}: {', '.join(detail)}")
     return ckpt
+
+
+def latest_checkpoint(work_dir: str) -> str:
+    """The checkpoint mmengine names in work_dir/last_checkpoint (read relative to work_dir, so a
+    moved or re-cloned tree still works), else the newest iter_*/epoch_*.pth."""
+    marker = os.path.join(work_dir, "last_checkpoint")
+    if os.path.exists(marker):
+        with open(marker) as f:
+            path = os.path.join(work_dir, os.path.basename(f.read().strip()))
+        if os.path.exists(path):
+            return path
+    found = sorted(glob.glob(os.path.join(work_dir, "*.pth")), key=os.path.getmtime)
+    if not found:
+        raise HarnessError(f"no checkpoint in {work_dir}; run `python -m harness embedded` first")
+    return found[-1]
 
 
 _BUFFER_TAG = "__history_buffer__"

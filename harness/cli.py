@@ -11,17 +11,13 @@ import os
 import sys
 from typing import List, Optional, Sequence
 
+from . import options
 from .errors import HarnessError
 
 __all__ = ["main", "build_parser"]
 
-DEFAULT_RESULTS_DIR = os.path.join("leaderboard", "results")
+DEFAULT_RESULTS_DIR = options.OPTIONS["results_dir"][1]["default"]
 DEFAULT_LEADERBOARD = os.path.join("leaderboard", "LEADERBOARD.md")
-
-
-def _dict_action():
-    from mmengine.config import DictAction
-    return DictAction
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,31 +41,27 @@ def build_parser() -> argparse.ArgumentParser:
                               "--model-kwargs patch_size=4\n"
                               "  python -m harness run --models dhvn_nano --suite imagenet --data-root /data/imagenet",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", required=True, metavar="PAT",
-                   help="zoo names or fnmatch patterns (quote them), or timm:NAME for timm's own models")
-    p.add_argument("--suite", required=True, help="benchmark suite (see `python -m harness list`)")
+    options.add(p, "models")
+    options.add(p, "suite", required=True)
     p.add_argument("--epochs", type=int, help="train for this many epochs (epoch-based loop)")
     p.add_argument("--max-iters", type=int, help="train for this many iterations (iteration-based loop)")
-    p.add_argument("--batch-size", type=int, help="training batch size")
+    options.add(p, "batch_size", help="training batch size")
     p.add_argument("--lr", type=float, help="peak learning rate")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed (default: 0)")
     p.add_argument("--work-dir", help="checkpoints and logs (default: work_dirs/<suite>/<model>/seed<seed>; "
                                       "with several runs, <work-dir>/<model>/seed<seed>)")
-    p.add_argument("--data-root", help="dataset location for suites that need one")
-    p.add_argument("--cfg-options", nargs="+", action=_dict_action(), default={}, metavar="KEY=VALUE",
-                   help="override config keys, e.g. train_dataloader.num_workers=2")
-    p.add_argument("--model-kwargs", nargs="+", action=_dict_action(), default={}, metavar="KEY=VALUE",
-                   help="model constructor overrides, e.g. patch_size=4 (img_size/in_chans/max_seq_len "
-                        "also reshape the data)")
+    options.add(p, "data_root")
+    options.add(p, "cfg_options")
+    options.add(p, "model_kwargs")
     p.add_argument("--eval-only", action="store_true", help="skip training; evaluate --checkpoint")
-    p.add_argument("--checkpoint", help="weights to evaluate (--eval-only) or to start training from")
+    options.add(p, "checkpoint", help="weights to evaluate (--eval-only) or to start training from")
     p.add_argument("--budget", type=float, nargs="+", metavar="F",
                    help="with --eval-only: evaluate a routed model once per compute budget F in (0, 1], "
                         "a fraction of its full form's FLOPs (zoo.routing.budget, calibrated on the "
                         "training split); one record per budget")
     p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CKPT",
                    help="continue training from the latest checkpoint in the work dir (or from CKPT)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    options.add(p, "device")
     p.add_argument("--amp", action="store_true", help="mixed precision (AmpOptimWrapper; bf16 on CPU)")
     p.add_argument("--results", help="results store (default: leaderboard/results/<suite>.jsonl)")
     p.add_argument("--no-record", action="store_true", help="do not append to the results store")
@@ -81,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Regenerate the markdown leaderboard from <results-dir>/*.jsonl.")
     p.add_argument("--check", action="store_true",
                    help="exit 1 if the committed file differs from what would be generated")
-    p.add_argument("--results-dir", default=DEFAULT_RESULTS_DIR)
+    options.add(p, "results_dir")
     p.add_argument("--out", default=DEFAULT_LEADERBOARD)
     p.set_defaults(func=cmd_leaderboard)
 
@@ -90,14 +82,16 @@ def build_parser() -> argparse.ArgumentParser:
                                    "static) and timm peers on mnist5k/pydocs with one budget, then regenerate "
                                    "the leaderboard.")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--results-dir", default=DEFAULT_RESULTS_DIR)
+    options.add(p, "results_dir")
     p.add_argument("--out", default=DEFAULT_LEADERBOARD)
     p.add_argument("--dry-run", action="store_true", help="print the commands without running them")
     p.add_argument("--jobs", type=int, help="runs at a time, each at cores/jobs threads (default: one per core)")
     p.set_defaults(func=cmd_embedded)
 
-    from .commands import add_extension_parsers
-    add_extension_parsers(sub)
+    # commands in modules of their own; each imports its heavy dependencies only when it runs
+    from . import bench, compare, flops_cmd, visualize
+    for command in (bench, flops_cmd, visualize, compare):
+        command.add_parser(sub)
     return parser
 
 
@@ -125,15 +119,6 @@ def cmd_list(args) -> int:
     print(tabulate([[s.name, s.task, s.description] for s in SUITES.values()],
                    headers=["suite", "task", "data"]))
     return 0
-
-
-def _resolve_device(requested: str) -> str:
-    import torch
-    if requested == "cpu":
-        return "cpu"
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise HarnessError("--device cuda was requested but no CUDA device is available")
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _run_command(argv: Sequence[str], model: str, seed: int) -> List[str]:
@@ -189,21 +174,17 @@ def cmd_run(args, argv: Sequence[str] = ()) -> int:
         bad = [b for b in args.budget if not (math.isfinite(b) and 0 < b <= 1)]
         if bad:
             raise HarnessError(f"--budget is a fraction of the full form's FLOPs in (0, 1], got {bad[0]:g}")
-    for flag in ("epochs", "max_iters", "batch_size"):
-        v = getattr(args, flag)
-        if v is not None and v < 1:
-            raise HarnessError(f"--{flag.replace('_', '-')} must be >= 1, got {v}")
+    options.check_at_least_one(args, "epochs", "max_iters", "batch_size")
     if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
         raise HarnessError(f"--lr must be a finite number > 0, got {args.lr}")
     bad_seeds = [s for s in args.seeds if not 0 <= s < 2**32]
     if bad_seeds:
         raise HarnessError(f"--seeds must lie in [0, 2**32), got {bad_seeds[0]}")
-    if suite.needs_root and not args.data_root and not args.cfg_options:
-        raise HarnessError(f"suite {suite.name} needs --data-root: {suite.layout}")
+    options.check_data_root(suite, args.data_root, args.cfg_options)
     if args.resume not in (None, "auto"):
         from .checkpoint import load_checkpoint_file
         load_checkpoint_file(args.resume)  # missing / corrupt / foreign: one line, before any work
-    device = _resolve_device(args.device)
+    device = options.resolve_device(args.device)
     init_cpu_distributed(args.launcher, device)
     many = len(models) * len(args.seeds) > 1
     results = args.results or os.path.join(DEFAULT_RESULTS_DIR, f"{suite.name}.jsonl")
@@ -213,7 +194,7 @@ def cmd_run(args, argv: Sequence[str] = ()) -> int:
         for seed in args.seeds:
             work_dir = args.work_dir
             if work_dir and many:
-                work_dir = os.path.join(work_dir, model.replace(":", "-"), f"seed{seed}")
+                work_dir = os.path.join(work_dir, options.work_dir_name(model), f"seed{seed}")
             opts = RunOptions(epochs=args.epochs, max_iters=args.max_iters, batch_size=args.batch_size,
                               lr=args.lr, work_dir=work_dir, data_root=args.data_root,
                               cfg_options=dict(args.cfg_options), model_kwargs=dict(args.model_kwargs),

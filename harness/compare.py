@@ -23,6 +23,7 @@ import json
 import os
 from typing import Dict, List, Optional, Sequence
 
+from . import options
 from .errors import HarnessError
 
 __all__ = ["add_parser", "cmd_compare", "compare", "find_runs", "read_training_log", "ROUTING_NOTE"]
@@ -43,13 +44,13 @@ def add_parser(subparsers) -> str:
         epilog="Example:\n  python -m harness compare --models dhvn_nano dhvn_nano_static --suite mnist5k "
                "--work-dirs work_dirs/embedded/mnist5k",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", required=True, metavar="MODEL", help="zoo names or timm:NAME")
-    p.add_argument("--suite", help="suite (default: the one suite of the results store holding every model)")
+    options.add(p, "models", metavar="MODEL", help="zoo names or timm:NAME")
+    options.add(p, "suite", help="suite (default: the one suite of the results store holding every model)")
     p.add_argument("--work-dirs", nargs="+", metavar="DIR",
                    help="roots holding <model>/seed<k>/ (what `run --work-dir DIR` writes for several runs), "
                         "or one work dir per model in --models order "
                         "(default: work_dirs/<suite> and work_dirs/embedded/<suite>)")
-    p.add_argument("--results-dir", default=os.path.join("leaderboard", "results"))
+    options.add(p, "results_dir")
     p.add_argument("--out", help="output folder (default: comparisons/<suite>)")
     p.set_defaults(func=cmd_compare)
     return "compare"
@@ -66,10 +67,6 @@ def cmd_compare(args, argv=()) -> int:
 
 
 # ----------------------------------------------------------------------------- training logs
-
-
-def _safe(model: str) -> str:
-    return model.replace(":", "-").replace("/", "-")
 
 
 def _is_work_dir(path: str) -> bool:
@@ -97,7 +94,7 @@ def find_runs(models: Sequence[str], suite: str, work_dirs: Optional[Sequence[st
     for k, model in enumerate(models):
         runs: Dict[int, str] = {}
         for root in roots:
-            runs = _seed_dirs(os.path.join(root, _safe(model)))
+            runs = _seed_dirs(os.path.join(root, options.work_dir_name(model)))
             if runs:
                 break
         if not runs and work_dirs and len(work_dirs) == len(models):

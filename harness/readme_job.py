@@ -56,7 +56,8 @@ class Step:
 
 
 def _work_dir(root: str, suite: str, model: str, seed: int) -> str:
-    return os.path.join(root, suite, model.replace(":", "-").replace("/", "-"), f"seed{seed}")
+    from .options import work_dir_name
+    return os.path.join(root, suite, work_dir_name(model), f"seed{seed}")
 
 
 def plan(seeds: Sequence[int], staging: str, root: str = os.path.join("work_dirs", "embedded")) -> List[Step]:
@@ -82,7 +83,7 @@ def plan(seeds: Sequence[int], staging: str, root: str = os.path.join("work_dirs
 
 
 def _checkpoint(work_dir: str) -> str:
-    from .visualize import latest_checkpoint
+    from .checkpoint import latest_checkpoint
     return latest_checkpoint(work_dir)
 
 
@@ -201,6 +202,8 @@ def run_embedded(args) -> int:
         return 1
     for path in _swap_in(staging, args.results_dir):
         print(f"harness: replaced {path}")
-    from .cli import cmd_leaderboard
-    import argparse
-    return cmd_leaderboard(argparse.Namespace(check=False, results_dir=args.results_dir, out=args.out))
+    from leaderboard.render import write_leaderboard
+    from leaderboard.sections import extra_sections
+    write_leaderboard(args.results_dir, args.out, extra_sections(args.results_dir, write=True))
+    print(f"harness: wrote {args.out}")
+    return 0

@@ -18,6 +18,7 @@ import torch
 from mmengine.config import Config
 
 from . import checkpoint as ckpt_mod
+from . import options
 from .errors import HarnessError
 from .wrappers import TIMM_PREFIX
 from .records import build_record, jsonable_config
@@ -104,7 +105,7 @@ def check_tasks(names: Sequence[str], suite: Suite) -> None:
 
 
 def default_work_dir(suite: str, model: str, seed: int) -> str:
-    return os.path.join("work_dirs", suite, model.replace(":", "-").replace("/", "-"), f"seed{seed}")
+    return os.path.join("work_dirs", suite, options.work_dir_name(model), f"seed{seed}")
 
 
 # ---------------------------------------------------------------- config
@@ -268,7 +269,7 @@ def _metric(runner, cls_name: str):
 
 def _measure_flops(net, dataset, eval_batch_size: int, task: str) -> dict:
     """Executed / dense FLOPs on a few evenly spaced eval samples (the record says how many)."""
-    from .flops_cmd import RUN_FLOPS_SAMPLES, RUN_FLOPS_SEQUENCES, measure_flops
+    from .executed_flops import RUN_FLOPS_SAMPLES, RUN_FLOPS_SEQUENCES, measure_flops
     limit = RUN_FLOPS_SAMPLES if task == IMAGE_TASK else RUN_FLOPS_SEQUENCES
     with torch.no_grad():
         return measure_flops(net, dataset, limit, min(int(eval_batch_size), limit))
@@ -284,7 +285,7 @@ def calibration_inputs(cfg: Config, task: str, device) -> torch.Tensor:
     from mmengine.registry import DATASETS
     from torch.utils.data import default_collate
 
-    from .flops_cmd import sample_indices
+    from .executed_flops import sample_indices
     dataset = DATASETS.build(copy.deepcopy(cfg.train_dataloader["dataset"]))
     n = CALIBRATION_SAMPLES if task == IMAGE_TASK else CALIBRATION_SEQUENCES
     batch = default_collate([dataset[i] for i in sample_indices(len(dataset), n)])

@@ -13,16 +13,17 @@ draws beside it (`harness.viz.common.save_picture`); the numbers come from
 from __future__ import annotations
 
 import argparse
-import copy
+import importlib
 import os
 from typing import List, Optional
 
+from . import options
+from .checkpoint import latest_checkpoint
 from .errors import HarnessError
 
-__all__ = ["add_parser", "cmd_visualize", "load_routed", "visualize", "readme_figures", "FAMILIES",
+__all__ = ["add_parser", "cmd_visualize", "load_routed", "visualize", "readme_figures", "families",
            "README_MODELS"]
 
-FAMILIES = ("dhvn", "eshvision", "exp11")
 # (suite, model, images or texts shown) of the README pictures: the routed small variants the embedded job trains
 README_MODELS = (("mnist5k", "dhvn_nano", 16), ("mnist5k", "eshvision_xs", 4), ("pydocs", "exp11_dynamic_tiny", 1))
 README_COMPARE = (("mnist5k", ("dhvn_nano", "dhvn_nano_static", "eshvision_xs", "eshvision_xs_soft")),
@@ -30,7 +31,6 @@ README_COMPARE = (("mnist5k", ("dhvn_nano", "dhvn_nano_static", "eshvision_xs", 
 
 
 def add_parser(subparsers) -> str:
-    from mmengine.config import DictAction
     p = subparsers.add_parser(
         "visualize", help="routing pictures (PNG + JSON) of a checkpoint on a suite's eval split",
         description="Draw the routing of a trained routed zoo model: DHVN gate heat-map and per-sample "
@@ -40,22 +40,20 @@ def add_parser(subparsers) -> str:
                "--checkpoint work_dirs/mnist5k/dhvn_nano/seed0/iter_400.pth --n 16\n"
                "  python -m harness visualize --readme   # README pictures from work_dirs/embedded",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", help="one routed zoo model (dhvn_*, eshvision_*, exp11_dynamic_*)")
-    p.add_argument("--checkpoint", help="an mmengine checkpoint the harness wrote (work_dir/iter_N.pth), "
-                                        "or a work dir (its last checkpoint)")
-    p.add_argument("--suite", help="suite whose eval split is drawn (see `python -m harness list`)")
+    options.add(p, "model", help="one routed zoo model (dhvn_*, eshvision_*, exp11_dynamic_*)")
+    options.add(p, "checkpoint", help="an mmengine checkpoint the harness wrote (work_dir/iter_N.pth), "
+                                      "or a work dir (its last checkpoint)")
+    options.add(p, "suite", help="suite whose eval split is drawn (see `python -m harness list`)")
     p.add_argument("--n", type=int, default=8,
                    help="images (vision) or eval texts (LM, at most 4) drawn one by one (default 8)")
     p.add_argument("--limit", type=int, default=0,
                    help="eval items the statistics cover (default 0: the whole eval split)")
     p.add_argument("--out", help="output folder (default: visualizations/<suite>/<model>; "
                                  "with --readme: docs/figures)")
-    p.add_argument("--data-root", help="dataset location for suites that need one")
-    p.add_argument("--model-kwargs", nargs="+", action=DictAction, default={}, metavar="KEY=VALUE",
-                   help="the --model-kwargs the checkpoint was trained with")
-    p.add_argument("--cfg-options", nargs="+", action=DictAction, default={}, metavar="KEY=VALUE",
-                   help="config overrides, e.g. test_dataloader.dataset.limit=200")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    options.add(p, "data_root")
+    options.add(p, "model_kwargs", help="the --model-kwargs the checkpoint was trained with")
+    options.add(p, "cfg_options", help="config overrides, e.g. test_dataloader.dataset.limit=200")
+    options.add(p, "device")
     p.add_argument("--readme", action="store_true",
                    help="draw one picture of each kind for the README from --work-dirs-root")
     p.add_argument("--work-dirs-root", default=os.path.join("work_dirs", "embedded"),
@@ -80,13 +78,6 @@ def cmd_visualize(args, argv=()) -> int:
     return 0
 
 
-def _device(requested: str):
-    import torch
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise HarnessError("--device cuda was requested but no CUDA device is available")
-    return torch.device("cuda" if requested != "cpu" and torch.cuda.is_available() else "cpu")
-
-
 def load_routed(model: str, checkpoint: str, suite_name: str, model_kwargs: Optional[dict] = None,
                 cfg_options: Optional[dict] = None, data_root: Optional[str] = None, device="cpu"):
     """(network in eval mode, eval dataset, family, resolved config) for one routed zoo model.
@@ -94,47 +85,34 @@ def load_routed(model: str, checkpoint: str, suite_name: str, model_kwargs: Opti
     Every user mistake (pattern, unknown or timm or static model, wrong suite, bad checkpoint)
     is a one-line HarnessError before any picture is drawn."""
     import zoo
-    from mmengine.registry import DATASETS, MODELS
 
-    from . import checkpoint as ckpt_mod
-    from .wrappers import TIMM_PREFIX, check_buildable
-    from .run import RunOptions, build_config, check_tasks, resolve_models
-    from .suites import get_suite
+    from .loading import suite_network
+    from .wrappers import TIMM_PREFIX
 
     if any(ch in model for ch in "*?["):
         raise HarnessError(f"--model takes one model name, not a pattern ({model!r})")
-    suite = get_suite(suite_name)
-    resolve_models([model])  # unknown names: one line with the closest names
     if model.startswith(TIMM_PREFIX):
         raise HarnessError(f"{model} is a timm model and has no routers; visualize draws routed zoo models "
-                           f"({', '.join(f + '_*' for f in FAMILIES)})")
-    info = zoo.model_info(model)
-    family = info["family"]
-    if family not in FAMILIES:
-        raise HarnessError(f"{model} is a {family} model; visualize knows {', '.join(FAMILIES)}")
-    if info["routing"] == "static":
-        raise HarnessError(f"{model} is a static model (no routers): there is no routing to draw; "
-                           f"use its routed form")
-    check_tasks([model], suite)
-    if suite.needs_root and not data_root and not cfg_options:
-        raise HarnessError(f"suite {suite.name} needs --data-root: {suite.layout}")
-    ckpt_mod.load_checkpoint_file(checkpoint)  # corrupt / foreign / missing: fail before building
-    opts = RunOptions(model_kwargs=dict(model_kwargs or {}), cfg_options=dict(cfg_options or {}),
-                      data_root=data_root, device=str(device))
-    cfg = build_config(suite, model, 0, opts, str(device))
-    dataset = DATASETS.build(copy.deepcopy(cfg.test_dataloader["dataset"]))
-    if len(dataset) == 0:
-        raise HarnessError(f"suite {suite.name}: the eval split is empty")
-    if cfg.model["arch_kwargs"].get("num_classes", 0) is None:
-        cfg.model["arch_kwargs"]["num_classes"] = getattr(dataset, "num_classes", None)
-    check_buildable(model, cfg.model["arch_kwargs"])
-    wrapper = MODELS.build(copy.deepcopy(cfg.model))
-    ckpt = ckpt_mod.check_checkpoint(checkpoint, wrapper, arch=model)
-    wrapper.load_state_dict(ckpt["state_dict"])
-    net = wrapper.net.to(device).eval()
-    if not zoo.routing.routers(net):  # a --model-kwargs override can make a routed variant static
+                           f"({', '.join(f + '_*' for f in families())})")
+    if zoo.is_model(model):
+        info = zoo.model_info(model)
+        if info["family"] not in families():
+            raise HarnessError(f"{model} is a {info['family']} model; visualize knows {', '.join(families())}")
+        if info["routing"] == "static":
+            raise HarnessError(f"{model} is a static model (no routers): there is no routing to draw; "
+                               f"use its routed form")
+    loaded = suite_network(model, suite_name, checkpoint, model_kwargs, cfg_options, data_root, str(device))
+    if not zoo.routing.routers(loaded.net):  # a --model-kwargs override can make a routed variant static
         raise HarnessError(f"{model} has no routers with these settings: there is no routing to draw")
-    return net, dataset, family, cfg
+    return loaded.net, loaded.dataset, zoo.model_info(model)["family"], loaded.cfg
+
+
+def families() -> list:
+    """The families with pictures: one module of `harness.viz` each, named after the family."""
+    import pkgutil
+
+    from . import viz
+    return sorted(m.name for m in pkgutil.iter_modules(viz.__path__) if m.name not in ("common", "compare_plots"))
 
 
 def _classes(dataset) -> List[str]:
@@ -153,42 +131,20 @@ def visualize(model: str, checkpoint: str, suite: str, n: int = 8, out: Optional
         raise HarnessError(f"--n must be >= 1, got {n}")
     if limit < 0:
         raise HarnessError(f"--limit must be >= 0, got {limit}")
-    dev = _device(device)
+    dev = options.resolve_device(device)
     if os.path.isdir(checkpoint):  # a work dir: the checkpoint mmengine saved last
         checkpoint = latest_checkpoint(checkpoint)
     net, dataset, family, cfg = load_routed(model, checkpoint, suite, model_kwargs, cfg_options,
                                             data_root, dev)
-    out = out or os.path.join("visualizations", suite, model.replace(":", "-"))
+    out = out or os.path.join("visualizations", suite, options.work_dir_name(model))
     meta = dict(model=model, suite=suite, checkpoint=checkpoint, split="test",
                 routing="argmax (eval), sparse execution")
     batch_size = int(cfg.test_dataloader.get("batch_size") or 64)
-    if family == "dhvn":
-        from .viz import dhvn
-        return dhvn.draw_all(net, dataset, _classes(dataset), n, out, meta, batch_size, limit, dev)
-    if family == "eshvision":
-        from .viz import eshvision
-        return eshvision.draw_all(net, dataset, _classes(dataset), n, out, meta, batch_size, limit, dev)
-    from .viz import exp11
-    return exp11.draw_all(net, dataset, n, out, meta, batch_size, limit, dev)
+    pictures = importlib.import_module(f"harness.viz.{family}")
+    return pictures.draw_all(net, dataset, _classes(dataset), n, out, meta, batch_size, limit, dev)
 
 
 # ----------------------------------------------------------------------------- README pictures
-
-
-def latest_checkpoint(work_dir: str) -> str:
-    """The checkpoint mmengine names in work_dir/last_checkpoint (read relative to work_dir, so a
-    moved or re-cloned tree still works), else the newest iter_*/epoch_*.pth."""
-    import glob
-    marker = os.path.join(work_dir, "last_checkpoint")
-    if os.path.exists(marker):
-        with open(marker) as f:
-            path = os.path.join(work_dir, os.path.basename(f.read().strip()))
-        if os.path.exists(path):
-            return path
-    found = sorted(glob.glob(os.path.join(work_dir, "*.pth")), key=os.path.getmtime)
-    if not found:
-        raise HarnessError(f"no checkpoint in {work_dir}; run `python -m harness embedded` first")
-    return found[-1]
 
 
 def readme_figures(root: str = os.path.join("work_dirs", "embedded"),

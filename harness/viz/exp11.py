@@ -167,8 +167,9 @@ def share_vs_position(data: dict, out_dir: str, meta: dict) -> Picture:
         units=f"share of eval texts routing the token at each position to {target}, in [0, 1]"))
 
 
-def draw_all(net, dataset, n: int, out_dir: str, meta: dict, batch_size: int, limit: int,
+def draw_all(net, dataset, classes, n: int, out_dir: str, meta: dict, batch_size: int, limit: int,
              device) -> List[Picture]:
+    """Every Exp11 picture (`classes`, which an LM's eval split does not have, is unused)."""
     data = collect(net, dataset, batch_size, limit, device)
     return [token_routes(data, n, out_dir, meta), layer_shares(data, out_dir, meta),
             share_vs_position(data, out_dir, meta)]

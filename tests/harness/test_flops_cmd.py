@@ -27,7 +27,7 @@ def _json(out: str) -> list:
 
 def test_flops_table_and_json_agree_with_the_counter(capsys):
     import zoo
-    from harness.flops_cmd import sample_indices
+    from harness.executed_flops import sample_indices
     from harness.suites import Mnist5k
 
     argv = ["flops", "--models", "dhvn_nano*", "--suite", "mnist5k", "--limit", "8", "--batch-size", "4"]

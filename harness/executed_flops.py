@@ -1,0 +1,69 @@
+"""Executed FLOPs of a trained network over a suite's eval items: the record's `flops` field.
+
+For each batch of evenly spaced eval items, `zoo.flops.flops_report` counts the FLOPs hard
+routing executes (sparse execution) and the dense reference (dense execution, every router at
+its full choice); saved = 1 - executed / dense over the whole set.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from .errors import HarnessError
+
+__all__ = ["measure_flops", "sample_indices", "RUN_FLOPS_SAMPLES", "RUN_FLOPS_SEQUENCES"]
+
+# `run` counts this many evenly spaced eval images / sequences: enough to average the routing
+# mix (a quarter of mnist5k's eval digits; 16 x 256 = 4,096 tokens on pydocs), cheap next to
+# the evaluation itself
+RUN_FLOPS_SAMPLES = 256
+RUN_FLOPS_SEQUENCES = 16
+
+
+def sample_indices(size: int, limit: Optional[int]) -> list:
+    """`limit` evenly spaced indices of a `size`-item eval set (all of them when None).
+
+    Evenly spaced, not the first N: eval sets are ordered (mnist5k's test split is sorted by
+    class, pydocs by topic), and routing, hence executed FLOPs, depends on the content."""
+    n = size if limit is None else min(int(limit), size)
+    return [i * size // n for i in range(n)]
+
+
+def measure_flops(net: torch.nn.Module, dataset, limit: Optional[int] = None, batch_size: int = 64) -> dict:
+    """Executed and dense FLOPs of `net` averaged over `limit` evenly spaced items of `dataset`
+    (all of them when None), in batches of `batch_size`; the record's `flops` field."""
+    from torch.utils.data import default_collate
+
+    import zoo.flops
+
+    index = sample_indices(len(dataset), limit)
+    n = len(index)
+    if n < 1:
+        raise HarnessError("no eval samples to count FLOPs on")
+    batch_size = min(int(batch_size), n)
+    device = next(net.parameters()).device
+    executed = dense = tokens = 0
+    per = "sample"
+    for start in range(0, n, batch_size):
+        batch = default_collate([dataset[i] for i in index[start:start + batch_size]])
+        x = batch["inputs"].to(device)
+        report = zoo.flops.flops_report(net, x)
+        executed += report["executed"]
+        dense += report["dense"]
+        per = report["per"]
+        tokens += report["items"] if per == "token" else 0
+    out = dict(
+        unit="GFLOPs (2 x MACs)",
+        executed_gflops=executed / n / 1e9,       # per sample: one image, or one sequence
+        dense_gflops=dense / n / 1e9,
+        saved=(1.0 - executed / dense) if dense else 0.0,
+        per_sample="sequence" if per == "token" else "image",
+        samples=n, batch_size=int(batch_size),
+        execution="sparse, hard routing", dense_reference="dense execution, full policy",
+        counter="torch.utils.flop_counter.FlopCounterMode + zoo op formulas",
+    )
+    if per == "token":
+        out.update(executed_gflops_per_token=executed / tokens / 1e9,
+                   dense_gflops_per_token=dense / tokens / 1e9, tokens_per_sample=tokens / n)
+    return out

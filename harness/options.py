@@ -1,0 +1,80 @@
+"""Every command-line option more than one command takes, declared once, and the checks on them.
+
+A command adds an option with `add(parser, "models", help=...)`: the flag, its type, its grammar
+(`KEY=VALUE` options all parse with mmengine's DictAction) and its default live here; the command
+may only word the help its own way. The checks that several commands share (counts that must be
+at least 1, the data root a suite needs, the device, the name of a model's work dir) are here too,
+each raising the harness's one-line error.
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+from .errors import HarnessError
+
+__all__ = ["add", "OPTIONS", "check_at_least_one", "check_data_root", "resolve_device", "work_dir_name"]
+
+
+def _dict_action():
+    from mmengine.config import DictAction
+    return DictAction
+
+
+# name -> (flag, argparse keywords, default help)
+OPTIONS = {
+    "models": ("--models", dict(nargs="+", required=True, metavar="PAT"),
+               "zoo names or fnmatch patterns (quote them), or timm:NAME for timm's own models"),
+    "model": ("--model", dict(metavar="NAME"), "one zoo model name"),
+    "suite": ("--suite", dict(), "benchmark suite (see `python -m harness list`)"),
+    "checkpoint": ("--checkpoint", dict(metavar="PTH"), "a checkpoint the harness wrote (work_dir/iter_N.pth)"),
+    "data_root": ("--data-root", dict(metavar="DIR"), "dataset location for suites that need one"),
+    "model_kwargs": ("--model-kwargs", dict(nargs="+", default={}, metavar="KEY=VALUE", action="dict"),
+                     "model constructor overrides, e.g. patch_size=4 (img_size/in_chans/max_seq_len "
+                     "also reshape the data)"),
+    "cfg_options": ("--cfg-options", dict(nargs="+", default={}, metavar="KEY=VALUE", action="dict"),
+                    "override config keys, e.g. train_dataloader.num_workers=2"),
+    "device": ("--device", dict(choices=["auto", "cpu", "cuda"], default="auto"),
+               "where to run: cuda when available with auto (the default)"),
+    "batch_size": ("--batch-size", dict(type=int, metavar="N"), "items per batch"),
+    "results_dir": ("--results-dir", dict(metavar="DIR", default=os.path.join("leaderboard", "results")),
+                    "the results store (one <suite>.jsonl per suite)"),
+}
+
+
+def add(parser, name: str, help: Optional[str] = None, **overrides):
+    """Add option `name` of OPTIONS to `parser` (overrides: argparse keywords such as required)."""
+    flag, kwargs, default_help = OPTIONS[name]
+    kwargs = dict(kwargs, **overrides)
+    if kwargs.get("action") == "dict":
+        kwargs["action"] = _dict_action()
+    return parser.add_argument(flag, help=help or default_help, **kwargs)
+
+
+def check_at_least_one(args, *names: str) -> None:
+    """Counts given on the command line (epochs, iterations, batch size, ...) must be >= 1."""
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise HarnessError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+
+
+def check_data_root(suite, data_root: Optional[str], cfg_options: Optional[dict] = None) -> None:
+    """A suite that reads from disk needs --data-root (or a --cfg-options that points it somewhere)."""
+    if suite.needs_root and not data_root and not cfg_options:
+        raise HarnessError(f"suite {suite.name} needs --data-root: {suite.layout}")
+
+
+def resolve_device(requested: str = "auto") -> str:
+    """'cpu' or 'cuda' for --device auto|cpu|cuda; cuda without a GPU is a one-line error."""
+    import torch
+    if requested == "cpu":
+        return "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise HarnessError("--device cuda was requested but no CUDA device is available")
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def work_dir_name(model: str) -> str:
+    """A model name as one path component (timm:NAME and hub/NAME keep no ':' or '/')."""
+    return model.replace(":", "-").replace("/", "-")
