@@ -3,7 +3,7 @@
 torch.load now defaults to weights_only=True, and mmengine 0.10.7's resume/load_checkpoint
 then fails with UnpicklingError on the non-tensor objects mmengine stores in `message_hub`.
 Found with `torch.serialization.get_unsafe_globals_in_checkpoint` on a checkpoint the Runner
-wrote (tests/harness/test_checkpoint.py keeps the list honest), they are:
+wrote (tests/harness/test_components.py keeps the list honest), they are:
   * numpy arrays, dtypes and scalars (the loss/lr histories, runtime info such as `eta`):
     allowlisted with add_safe_globals, exactly these, see `safe_globals()`;
   * mmengine's `HistoryBuffer`, whose `__getstate__` adds a dict of *functions* that pickle

@@ -121,29 +121,15 @@ def cmd_list(args) -> int:
     return 0
 
 
-def _run_command(argv: Sequence[str], model: str, seed: int) -> List[str]:
-    """argv that reproduces one (model, seed) run of this invocation."""
-    out, skip = ["python", "-m", "harness"], False
-    for tok in argv:
-        if skip and not tok.startswith("--"):
-            continue
-        skip = False
-        if tok in ("--models", "--seeds", "--results", "--no-record") or tok.startswith(
-                ("--models=", "--seeds=", "--results=")):
-            skip = "=" not in tok and tok != "--no-record"
-            continue
-        out.append(tok)
-    return out + ["--models", model, "--seeds", str(seed)]
-
-
 def _check_buildable(plans, budgeted: bool = False) -> None:
     """Bad --model-kwargs fail here, in one line, before any model trains; so does a --budget
     for a model with no routing decisions to move."""
     from .wrappers import check_buildable
     checked = set()
-    for model, _, _, cfg in plans:
+    for plan in plans:
+        model = plan.model
         if model not in checked:
-            net = check_buildable(model, cfg.model["arch_kwargs"])
+            net = check_buildable(model, plan.cfg.model["arch_kwargs"])
             checked.add(model)
             if budgeted:
                 import zoo
@@ -158,7 +144,8 @@ def cmd_run(args, argv: Sequence[str] = ()) -> int:
     if args.device == "cpu":
         # before anything initialises CUDA, so mmengine's get_device() sees none
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
-    from .run import RunOptions, build_config, check_tasks, init_cpu_distributed, preflight, resolve_models, run_one
+    from .run import (RunOptions, RunPlan, build_config, check_tasks, init_cpu_distributed, preflight,
+                      resolve_models, run_one)
     from .suites import get_suite
 
     suite = get_suite(args.suite)
@@ -189,29 +176,28 @@ def cmd_run(args, argv: Sequence[str] = ()) -> int:
     many = len(models) * len(args.seeds) > 1
     results = args.results or os.path.join(DEFAULT_RESULTS_DIR, f"{suite.name}.jsonl")
 
-    plans = []
-    for model in models:
-        for seed in args.seeds:
-            work_dir = args.work_dir
-            if work_dir and many:
-                work_dir = os.path.join(work_dir, options.work_dir_name(model), f"seed{seed}")
-            opts = RunOptions(epochs=args.epochs, max_iters=args.max_iters, batch_size=args.batch_size,
-                              lr=args.lr, work_dir=work_dir, data_root=args.data_root,
-                              cfg_options=dict(args.cfg_options), model_kwargs=dict(args.model_kwargs),
-                              eval_only=args.eval_only, checkpoint=args.checkpoint, resume=args.resume,
-                              device=device, amp=args.amp, launcher=args.launcher, results=results,
-                              budgets=args.budget)
-            plans.append((model, seed, opts, build_config(suite, model, seed, opts, device)))
-    # data problems surface before the first model trains
-    num_classes = preflight(plans[0][3], suite)
-    for model, seed, opts, cfg in plans:
-        if cfg.model["arch_kwargs"].get("num_classes", 0) is None:
-            cfg.model["arch_kwargs"]["num_classes"] = num_classes
+    def options_for(model: str, seed: int) -> RunOptions:
+        work_dir = args.work_dir
+        if work_dir and many:
+            work_dir = os.path.join(work_dir, options.work_dir_name(model), f"seed{seed}")
+        return RunOptions(epochs=args.epochs, max_iters=args.max_iters, batch_size=args.batch_size,
+                          lr=args.lr, work_dir=work_dir, data_root=args.data_root,
+                          cfg_options=dict(args.cfg_options), model_kwargs=dict(args.model_kwargs),
+                          eval_only=args.eval_only, checkpoint=args.checkpoint, resume=args.resume,
+                          device=device, amp=args.amp, launcher=args.launcher, results=results,
+                          budgets=args.budget, device_flag=args.device)
+
+    # data problems surface before the first model trains; the data may define num_classes
+    first = options_for(models[0], args.seeds[0])
+    num_classes = preflight(build_config(suite, models[0], args.seeds[0], first, device), suite)
+    plans = [RunPlan(suite, model, seed, opts, build_config(suite, model, seed, opts, device, num_classes))
+             for model in models for seed in args.seeds for opts in [options_for(model, seed)]]
     _check_buildable(plans, budgeted=args.budget is not None)
 
     from mmengine.dist import is_main_process
-    for model, seed, opts, cfg in plans:
-        records = run_one(cfg, suite, model, seed, opts, _run_command(argv, model, seed), device)
+    for plan in plans:
+        model, seed, cfg = plan.model, plan.seed, plan.cfg
+        records = run_one(plan)
         if records is None:
             print(f"harness: {model} seed {seed} stopped after {cfg.stop_after}; continue with --resume "
                   f"(work dir {cfg.work_dir})")

@@ -24,7 +24,7 @@ from .wrappers import TIMM_PREFIX
 from .records import build_record, jsonable_config
 from .suites import Suite
 
-__all__ = ["RunOptions", "resolve_models", "model_task", "check_tasks", "build_config", "run_one",
+__all__ = ["RunOptions", "RunPlan", "resolve_models", "model_task", "check_tasks", "build_config", "run_one",
            "default_work_dir", "preflight", "init_cpu_distributed"]
 
 IMAGE_TASK = "image-classification"
@@ -51,6 +51,52 @@ class RunOptions:
     launcher: str = "none"
     results: Optional[str] = None
     budgets: Optional[List[float]] = None  # eval only: one record per compute budget (zoo.routing.budget)
+    device_flag: str = "auto"              # what --device said (`device` is what it resolved to)
+
+
+def _kv(key: str, value) -> str:
+    """KEY=VALUE as mmengine's DictAction reads it back (lists a,b; tuples (a,b))."""
+    if isinstance(value, tuple):
+        return f"{key}=({','.join(map(str, value))})"
+    if isinstance(value, list):
+        return f"{key}=[{','.join(map(str, value))}]"
+    return f"{key}={value}"
+
+
+@dataclass
+class RunPlan:
+    """One (model, seed) run of a `run` invocation: what to build, and the config it resolved to."""
+    suite: Suite
+    model: str
+    seed: int
+    opts: RunOptions
+    cfg: Config
+
+    def command(self) -> List[str]:
+        """argv that reproduces this run alone (the results store aside)."""
+        o = self.opts
+        argv = ["python", "-m", "harness", "run", "--suite", self.suite.name]
+        for flag, value in (("--epochs", o.epochs), ("--max-iters", o.max_iters), ("--batch-size", o.batch_size),
+                            ("--lr", o.lr), ("--work-dir", o.work_dir), ("--data-root", o.data_root),
+                            ("--checkpoint", o.checkpoint)):
+            if value is not None:
+                argv += [flag, str(value)]
+        for flag, kv in (("--cfg-options", o.cfg_options), ("--model-kwargs", o.model_kwargs)):
+            if kv:
+                argv += [flag, *(_kv(k, v) for k, v in kv.items())]
+        if o.eval_only:
+            argv.append("--eval-only")
+        if o.budgets:
+            argv += ["--budget", *(format(b, "g") for b in o.budgets)]
+        if o.resume:
+            argv += ["--resume"] + ([] if o.resume == "auto" else [o.resume])
+        if o.device_flag != "auto":
+            argv += ["--device", o.device_flag]
+        if o.amp:
+            argv.append("--amp")
+        if o.launcher != "none":
+            argv += ["--launcher", o.launcher]
+        return argv + ["--models", self.model, "--seeds", str(self.seed)]
 
 
 # ---------------------------------------------------------------- model names
@@ -175,7 +221,10 @@ def _set_device(cfg: Config, device: str, amp: bool) -> None:
         cfg.test_cfg["fp16"] = True  # autocast at eval too (bfloat16 on CPU)
 
 
-def build_config(suite: Suite, model: str, seed: int, opts: RunOptions, device: str) -> Config:
+def build_config(suite: Suite, model: str, seed: int, opts: RunOptions, device: str,
+                 num_classes: Optional[int] = None) -> Config:
+    """The suite's config with this run's options applied. num_classes: what the data defines
+    (ImageFolder trees, CIFAR), for a config that leaves it open (None)."""
     cfg = Config.fromfile(suite.config)
     if opts.cfg_options:
         try:
@@ -198,6 +247,8 @@ def build_config(suite: Suite, model: str, seed: int, opts: RunOptions, device: 
                 ds["root"] = opts.data_root
     kwargs = dict(cfg.model.get("arch_kwargs") or {})
     kwargs.update(opts.model_kwargs)
+    if kwargs.get("num_classes", 0) is None and num_classes is not None:
+        kwargs["num_classes"] = num_classes
     cfg.model["arch_kwargs"] = kwargs
     for key in _SHARED_KEYS:
         if key in opts.model_kwargs:
@@ -260,11 +311,8 @@ def _unwrap(model):
     return model.module if is_model_wrapper(model) else model
 
 
-def _metric(runner, cls_name: str):
-    for m in runner.test_loop.evaluator.metrics:
-        if type(m).__name__ == cls_name:
-            return m
-    return None
+def _metric(runner, cls):
+    return next((m for m in runner.test_loop.evaluator.metrics if isinstance(m, cls)), None)
 
 
 def _measure_flops(net, dataset, eval_batch_size: int, task: str) -> dict:
@@ -302,11 +350,13 @@ def _fit_budgets(net, budgets: Sequence[float], calibration: torch.Tensor, model
             raise HarnessError(f"--budget for {model}: {e}") from None
 
 
-def run_one(cfg: Config, suite: Suite, model: str, seed: int, opts: RunOptions, command: List[str],
-            device: str) -> Optional[List[dict]]:
+def run_one(plan: RunPlan) -> Optional[List[dict]]:
     """Train (unless eval-only), evaluate, and return the results records: one, or one per
     --budget. Returns None when the session was stopped early by `stop_after` (nothing to record)."""
     from mmengine.runner import Runner
+
+    cfg, suite, model, seed, opts = plan.cfg, plan.suite, plan.model, plan.seed, plan.opts
+    command, device = plan.command(), opts.device
 
     ckpt_mod.install_safe_globals()
     if opts.eval_only or opts.checkpoint:
@@ -364,9 +414,11 @@ def _static_form(model: str) -> Optional[str]:
 
 def _evaluate(runner, cfg: Config, suite: Suite) -> dict:
     """Test loop metrics, routing mix, throughput and FLOPs of the runner's model as it is now."""
+    from .metrics import RoutingMetric, ThroughputMetric
     metrics = runner.test()
-    routing = _metric(runner, "RoutingMetric").summary if _metric(runner, "RoutingMetric") else {}
-    tp = dict(_metric(runner, "ThroughputMetric").summary) if _metric(runner, "ThroughputMetric") else {}
+    routing_metric, throughput_metric = _metric(runner, RoutingMetric), _metric(runner, ThroughputMetric)
+    routing = routing_metric.summary if routing_metric else {}
+    tp = dict(throughput_metric.summary) if throughput_metric else {}
     tp["batch_size"] = cfg.test_dataloader["batch_size"]
     test_ds = runner.test_dataloader.dataset
     data = {k: v for k, v in getattr(test_ds, "metainfo", {}).items() if k != "classes"}

@@ -17,7 +17,7 @@ Record schema (the harness writes it; only ``REQUIRED_FIELDS`` are enforced):
                       "share": {choice: fraction 0-1}, "entropy": float (nats),
                       "load_balance": float}; {} for a static model
     throughput  dict  samples_per_s (classification) or tokens_per_s (LM),
-                      batch_size, threads, device, dtype
+                      batch_size, threads, load_avg_1m, device, dtype
     flops       dict | null   executed FLOPs (harness.executed_flops.measure_flops; null: not
                       measured). unit "GFLOPs (2 x MACs)"; executed_gflops (hard routing,
                       sparse execution) and dense_gflops (same weights, dense execution,
@@ -29,8 +29,13 @@ Record schema (the harness writes it; only ``REQUIRED_FIELDS`` are enforced):
     train       dict  epochs, iters, wall_s, lr, batch_size
     config      dict  resolved (the fully resolved config dict) and sha256 (of it)
     env         dict  git_sha, git_dirty, python, torch, timm, mmengine, device, cpu, threads
+    data        dict  what the eval split was: test_items, and the suite's metainfo (the Python
+                      version and corpus SHA-256 for pydocs, the class count of an ImageFolder...)
     command     list  argv that reproduces the run
     created     str   UTC ISO 8601 time the record was written, e.g. "2024-05-01T12:00:00Z"
+    static_form str   (routed zoo models) the static comparator the board saves FLOPs against
+    budget      dict  (budget evaluations only) target, shift, calibration_fraction, reachable,
+                      calibration_items, calibration_split: one point of a compute-budget curve
 
 Why a lock *and* a single write: O_APPEND alone keeps small writes whole on local disks, but
 not large lines or network filesystems; the lock makes "one process writes at a time" explicit.

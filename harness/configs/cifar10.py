@@ -2,7 +2,6 @@
 _base_ = ['./_base_/default_runtime.py', './_base_/schedule_adamw_cosine.py']
 
 suite = 'cifar10'
-task = 'image-classification'
 mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 model = dict(

@@ -3,7 +3,6 @@
 _base_ = ['./_base_/default_runtime.py', './_base_/schedule_adamw_cosine.py']
 
 suite = 'imagefolder'
-task = 'image-classification'
 img_size = 224
 mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 

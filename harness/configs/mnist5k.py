@@ -2,7 +2,6 @@
 _base_ = ['./_base_/default_runtime.py', './_base_/schedule_adamw_cosine.py']
 
 suite = 'mnist5k'
-task = 'image-classification'
 
 # The recipe: every model on this suite gets it, dynamic, static and timm peers alike (the
 # embedded job passes no budget of its own). 400 iterations x 64 digits is 6.4 passes over the

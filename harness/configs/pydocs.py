@@ -2,7 +2,6 @@
 _base_ = ['./_base_/default_runtime.py', './_base_/schedule_adamw_cosine.py']
 
 suite = 'pydocs'
-task = 'causal-lm'
 max_seq_len = 256
 
 # The recipe, the same for every model: 300 steps x 8 windows of 256 bytes (1.5 passes over the

@@ -9,7 +9,6 @@ from __future__ import annotations
 import difflib
 import os
 from dataclasses import dataclass
-from typing import Optional
 
 from ..errors import HarnessError
 from .cifar import Cifar
@@ -61,7 +60,3 @@ def get_suite(name: str) -> Suite:
         close = difflib.get_close_matches(name, list(SUITES), n=3, cutoff=0.5)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise HarnessError(f"unknown suite {name!r}{hint}; suites: {', '.join(SUITES)}") from None
-
-
-def task_of_suite(name: str) -> Optional[str]:
-    return SUITES[name].task if name in SUITES else None

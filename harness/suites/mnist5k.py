@@ -8,7 +8,6 @@ permutation with seed SPLIT_SEED, the same for every run seed.
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 from typing import Dict, Optional, Tuple
 
@@ -46,11 +45,6 @@ def _load() -> Dict[str, Tuple[torch.Tensor, torch.Tensor]]:
     labels_t = torch.from_numpy(labels)
     keep = {"train": torch.from_numpy(~test), "test": torch.from_numpy(test)}
     return {k: (images[m].contiguous(), labels_t[m].contiguous()) for k, m in keep.items()}
-
-
-def corpus_sha256() -> str:
-    with open(csv_path(), "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
 
 
 @DATASETS.register_module()

@@ -85,9 +85,6 @@ class Route:
             m |= self.decisions == self.index(n)
         return m
 
-    def weight(self, name: str) -> torch.Tensor:
-        return self.weights[..., self.index(name)]
-
 
 def routes_budget_loss(routes: Sequence[Route], target: float) -> torch.Tensor:
     """The compute-aware objective over the routes of one forward: (expected share of the
