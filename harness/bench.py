@@ -56,7 +56,7 @@ def add_parser(subparsers) -> str:
     p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per mode (default 3)")
     p.add_argument("--iters", type=int, default=10, help="timed steps per mode (default 10)")
-    p.add_argument("--json", action="store_true", help="print the results as JSON instead of text")
+    options.add(p, "json")
     p.add_argument("--json-out", metavar="FILE", help="also write the results, conditions and command to FILE")
     p.set_defaults(func=cmd_bench)
     return "bench"

@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-iters", type=int, help="train for this many iterations (iteration-based loop)")
     options.add(p, "batch_size", help="training batch size")
     p.add_argument("--lr", type=float, help="peak learning rate")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed (default: 0)")
+    options.add(p, "seeds")
     p.add_argument("--work-dir", help="checkpoints and logs (default: work_dirs/<suite>/<model>/seed<seed>; "
                                       "with several runs, <work-dir>/<model>/seed<seed>)")
     options.add(p, "data_root")
@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train and evaluate the small variants of all three families (dynamic and "
                                    "static) and timm peers on mnist5k/pydocs with one budget, then regenerate "
                                    "the leaderboard.")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    options.add(p, "seeds", default=[0, 1, 2], help="seeds of every run (default: 0 1 2)")
     options.add(p, "results_dir")
     p.add_argument("--out", default=DEFAULT_LEADERBOARD)
     p.add_argument("--dry-run", action="store_true", help="print the commands without running them")

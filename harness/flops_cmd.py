@@ -41,7 +41,7 @@ def add_parser(subparsers) -> str:
     options.add(p, "data_root")
     options.add(p, "model_kwargs", help="model constructor overrides, as for `run`")
     options.add(p, "device")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    options.add(p, "json")
     p.set_defaults(func=cmd_flops)
     return "flops"
 

@@ -37,6 +37,8 @@ OPTIONS = {
     "device": ("--device", dict(choices=["auto", "cpu", "cuda"], default="auto"),
                "where to run: cuda when available with auto (the default)"),
     "batch_size": ("--batch-size", dict(type=int, metavar="N"), "items per batch"),
+    "seeds": ("--seeds", dict(type=int, nargs="+", default=[0], metavar="S"), "one run per seed (default: 0)"),
+    "json": ("--json", dict(action="store_true"), "print the results as JSON instead of a table"),
     "results_dir": ("--results-dir", dict(metavar="DIR", default=os.path.join("leaderboard", "results")),
                     "the results store (one <suite>.jsonl per suite)"),
 }

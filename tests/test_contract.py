@@ -36,12 +36,15 @@ def test_timm_contract(name):
     assert model.forward_head(feats, pre_logits=True).shape == (2, model.num_features)
     assert model(x).shape == (2, 7)
     cfg = model.default_cfg
-    assert cfg is model.pretrained_cfg or cfg == model.pretrained_cfg
     for key in ("input_size", "mean", "std", "first_conv", "classifier"):
         assert key in cfg, key
     assert cfg["input_size"][0] == in_chans and len(cfg["mean"]) == in_chans
+    # the cfg describes this model: its input size runs, its pool size is what the features have
+    full = model.forward_features(torch.randn(1, *cfg["input_size"]))
+    if "pool_size" in cfg:
+        assert tuple(full.shape[-2:]) == tuple(cfg["pool_size"])
     first = model.get_submodule(cfg["first_conv"])
-    assert getattr(first, "in_channels", in_chans) == in_chans
+    assert isinstance(first, torch.nn.Conv2d) and first.in_channels == in_chans
     assert model.get_submodule(cfg["classifier"]) is model.get_classifier()
     model.reset_classifier(3)
     assert model(x).shape == (2, 3) and model.num_classes == 3
@@ -81,7 +84,14 @@ def test_lm_contract(name):
     ids = torch.randint(0, 97, (2, 24))
     logits = model(ids)
     assert logits.shape == (2, 24, 97) and torch.isfinite(logits).all()
-    assert isinstance(model.aux_losses(), dict)
+    aux = model.aux_losses()
+    if zoo.model_info(name)["routing"] == "static":
+        assert aux == {}
+    else:  # unweighted scalars from the routes this forward took, never part of the logits
+        assert aux and all(v.dim() == 0 and torch.isfinite(v) for v in aux.values())
+        model.train()
+        train_aux = (model(ids), model.aux_losses())[1]
+        assert all(v.requires_grad for v in train_aux.values())
     with pytest.raises(ValueError, match="token ids"):
         model(torch.full((1, 4), 97))
     with pytest.raises(ValueError, match="max_seq_len"):

@@ -1,5 +1,9 @@
-"""Executed-FLOP counting (zoo.flops): cross-checked against ultralytics-thop on every variant,
-against hand-written formulas for one block of each kind, and for what routing saves.
+"""Executed-FLOP counting (zoo.flops): compared with ultralytics-thop on every variant, against
+hand-written formulas for one block of each kind, and for what routing saves.
+
+The thop comparison is independent for the matmuls, convolutions and attention thop sees; for
+the recurrences (scans, delta rule, short conv) thop is given the zoo's own formulas (THOP_RULES),
+so there it only checks the plumbing, and the hand-formula tests below are what check the counts.
 
 FLOPs = 2 x MACs throughout; thop reports MACs.
 """
@@ -38,7 +42,7 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-# ----------------------------------------------------------------------------- thop cross-check
+# ----------------------------------------------------------------------------- thop comparison
 # thop counts module calls through forward hooks and functional matmul / linear / SDPA through
 # a TorchFunctionMode; FlopCounterMode counts dispatched aten ops. To compare like with like:
 #   * thop's norm and average-pool rules count elementwise work FlopCounterMode does not: zeroed;
