@@ -45,16 +45,8 @@ def _routers(model: nn.Module):
     return rs
 
 
-@contextlib.contextmanager
-def _shifted(rs, shift: float) -> Iterator[None]:
-    saved = [r.cost_shift for r in rs]
-    for r in rs:
-        r.cost_shift = float(shift)
-    try:
-        yield
-    finally:
-        for r, s in zip(rs, saved):
-            r.cost_shift = s
+def _shifted(rs, shift: float):
+    return routing.setting(rs, "cost_shift", [float(shift)] * len(rs))
 
 
 def _executed(model: nn.Module, rs, inputs: torch.Tensor, shift: float) -> int:

@@ -12,7 +12,7 @@ import torch.nn as nn
 
 from .router import EXECUTION_MODES, RouteRecord, Router
 
-__all__ = ["routers", "trace", "execution", "force", "random_policy", "set_tau", "get_tau", "summarize"]
+__all__ = ["routers", "trace", "execution", "force", "random_policy", "set_tau", "get_tau", "summarize", "setting"]
 
 
 def routers(model: nn.Module) -> List[Router]:
@@ -29,14 +29,21 @@ def execution(model: nn.Module, mode: str) -> Iterator[nn.Module]:
     if mode not in EXECUTION_MODES:
         raise ValueError(f"execution mode must be one of {EXECUTION_MODES}, got {mode!r}")
     rs = routers(model)
-    saved = [r.execution for r in rs]
-    for r in rs:
-        r.execution = mode
-    try:
+    with setting(rs, "execution", [mode] * len(rs)):
         yield model
+
+
+@contextlib.contextmanager
+def setting(rs: List[Router], attr: str, values: list) -> Iterator[None]:
+    """Set `attr` of each router to its value for the duration, then restore what it was."""
+    saved = [getattr(r, attr) for r in rs]
+    for r, v in zip(rs, values):
+        setattr(r, attr, v)
+    try:
+        yield
     finally:
-        for r, s in zip(rs, saved):
-            r.execution = s
+        for r, v in zip(rs, saved):
+            setattr(r, attr, v)
 
 
 Choice = Union[str, Callable[[Router, torch.Size], torch.Tensor]]
@@ -57,14 +64,8 @@ def force(model: nn.Module, choice: Choice) -> Iterator[nn.Module]:
             policies.append(r.choices.index(choice))
         else:
             raise ValueError(f"router {r.layer!r} has choices {r.choices}; cannot force {choice!r}")
-    saved = [r.forced for r in rs]
-    for r, p in zip(rs, policies):
-        r.forced = p
-    try:
+    with setting(rs, "forced", policies):
         yield model
-    finally:
-        for r, s in zip(rs, saved):
-            r.forced = s
 
 
 def random_policy(shares: dict, generator: Optional[torch.Generator] = None) -> Callable:
