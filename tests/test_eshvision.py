@@ -10,7 +10,8 @@ from hypothesis import given, settings, strategies as st
 import zoo
 from zoo import routing
 from zoo.blocks.act import ACTPonder
-from zoo.models.eshvision import ESHVision, alpha_variance_loss
+from zoo.models.eshvision import ESHVision
+from zoo.ops.gating import alpha_variance_loss
 from zoo.ops.dispatch import pack_rows
 from zoo.specs import ACTSpec
 

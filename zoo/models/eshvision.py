@@ -50,21 +50,23 @@ from typing import Dict, Tuple
 
 import torch
 import torch.nn as nn
-from timm.layers import LayerNorm2d, Mlp, SwiGLU
+from timm.layers import Mlp, SwiGLU
 
 from ..blocks.act import ACTPonder
 from ..blocks.patch_merging import PatchMerging
+from ..blocks.patch_stem import patch_stem
 from ..blocks.rel_attention import RelPosAttention
 from ..blocks.routed import dense_mix, rows_with, single_choice, taken_weight
 from ..blocks.router import Route, Router, routes_budget_loss
 from ..blocks.vssm import BidirectionalVSSM
 from ..ops.dispatch import Packed, gather_items, gather_rows, pack_rows, packed_rows_index, select_items, unpack_rows
 from ..ops.entropy import patch_entropy, pool_entropy, unnormalize
+from ..ops.gating import alpha_variance_loss
 from ..registry import build_model, register_model
 from ..specs import ACTSpec, AttentionSpec, MlpSpec, RouterSpec, SSMSpec
 from .base import VisionSpec, ZooVisionModel
 
-__all__ = ["ESHVision", "ESHVisionSpec", "alpha_variance_loss"]
+__all__ = ["ESHVision", "ESHVisionSpec"]
 
 
 @dataclass(frozen=True)
@@ -111,37 +113,9 @@ class ESHVisionSpec(VisionSpec):
                              "from num_heads per stage (set only attention.qkv_bias)")
 
 
-def alpha_variance_loss(alphas) -> torch.Tensor:
-    """Minus the mean, over blocks and images, of the spatial variance of alpha (B, N) per block.
-
-    The seed's -Var(alpha) over everything is also maximised by whole blocks going all-0 or
-    all-1; per image and per block, a collapsed block has zero variance and earns nothing.
-    """
-    return -torch.stack([a.float().var(dim=1, unbiased=False).mean() for a in alphas]).mean()
-
-
 def _take(x: torch.Tensor, packed: Packed) -> torch.Tensor:
     """(B, N, C) -> (B, M, C): each image's packed patches."""
     return gather_rows(x, packed.index)
-
-
-def _stem(spec: ESHVisionSpec) -> nn.Sequential:
-    D = spec.embed_dim
-    if spec.stem == "patch":
-        return nn.Sequential(nn.Conv2d(spec.in_chans, D, spec.patch_size, stride=spec.patch_size))
-    n = spec.patch_size.bit_length() - 1
-    widths = [spec.in_chans] + [max(D >> (n - 1 - i), 8) for i in range(n - 1)] + [D]
-    layers = []
-    for i in range(n):
-        # replicate padding: zero padding is a bright frame around a normalised image (MNIST's
-        # background is -0.42), which told every later layer where the border was; the routers
-        # then routed border patches by position, not content (the alpha-map artefact)
-        layers.append(nn.Conv2d(widths[i], widths[i + 1], 3, stride=2, padding=1, bias=i == n - 1,
-                                padding_mode="replicate"))
-        if i < n - 1:
-            # a per-sample norm: train and eval run the same network (no batch statistics)
-            layers += [LayerNorm2d(widths[i + 1]), nn.GELU()]
-    return nn.Sequential(*layers)
 
 
 class ESHBlock(nn.Module):
@@ -187,7 +161,7 @@ class ESHBlock(nn.Module):
         out = mixed + self.mlp(self.norm2(mixed))
         if self.act is None:
             return out, route, None
-        ponder = route.mask("attention") & (route.probs[..., 1] > self.ponder_threshold)
+        ponder = route.mask("attention") & (route.probs[..., route.index("attention")] > self.ponder_threshold)
         res = self.act(out, ponder, _PonderStep(self, hw))
         return res.output, route, res
 
@@ -280,7 +254,7 @@ class ESHVision(ZooVisionModel):
         super().__init__(spec)
         # merges pad odd grids, so only the patch size constrains the input
         self.stride = spec.patch_size
-        self.patch_embed = _stem(spec)
+        self.patch_embed = patch_stem(spec.in_chans, spec.embed_dim, spec.patch_size, spec.stem)
         self.embed_norm = nn.LayerNorm(spec.embed_dim)
         grid = spec.img_size // spec.patch_size
         self.stages = nn.ModuleList()
@@ -335,7 +309,7 @@ class ESHVision(ZooVisionModel):
             for blk in stage.blocks:
                 seq, route, act = blk(seq, e, (h, w))
                 routes.append(route)
-                alphas.append(route.probs[..., 1])
+                alphas.append(route.probs[..., route.index("attention")])
                 priors.append(e)
                 if act is not None:
                     costs.append(act.ponder_cost.mean())

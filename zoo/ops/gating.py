@@ -10,6 +10,7 @@ import torch.nn.functional as F
 __all__ = [
     "straight_through", "gumbel_straight_through", "load_balance_loss", "routing_entropy",
     "choice_shares", "expected_compute_share", "budget_loss", "straight_through_at", "explore",
+    "alpha_variance_loss",
 ]
 
 
@@ -111,3 +112,12 @@ def budget_loss(share: torch.Tensor, target: float) -> torch.Tensor:
     leave routing to drift to whatever the task loss prefers below the budget, and the task loss
     alone always prefers the dearest choice."""
     return (share - float(target)) ** 2
+
+
+def alpha_variance_loss(alphas) -> torch.Tensor:
+    """Minus the mean, over blocks and images, of the spatial variance of alpha (B, N) per block.
+
+    The seed's -Var(alpha) over everything is also maximised by whole blocks going all-0 or
+    all-1; per image and per block, a collapsed block has zero variance and earns nothing.
+    """
+    return -torch.stack([a.float().var(dim=1, unbiased=False).mean() for a in alphas]).mean()
