@@ -19,6 +19,7 @@ from __future__ import annotations
 import glob
 import os
 import pickle
+import re
 from typing import Optional
 
 import numpy as np
@@ -27,12 +28,16 @@ import torch.nn as nn
 
 from .errors import HarnessError
 
-from mmengine.hooks import Hook
+from mmengine.hooks import CheckpointHook, Hook
 from mmengine.registry import HOOKS
 
 __all__ = ["install_safe_globals", "safe_globals", "load_checkpoint_file", "check_checkpoint",
-           "latest_checkpoint", "SafeCheckpointHook"]
+           "latest_checkpoint", "SafeCheckpointHook", "AtomicCheckpointHook"]
 
+
+# torch's refusal names the global: "Unsupported global: GLOBAL posix.system ..." or
+# "unsupported GLOBAL posix.system whose module posix is blocked"
+_GLOBAL = re.compile(r"(?:[Uu]nsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)")
 
 _multiarray = getattr(np, "_core", None) or np.core  # numpy 2 renamed np.core
 _multiarray = _multiarray.multiarray
@@ -71,11 +76,15 @@ def load_checkpoint_file(path: str) -> dict:
         raise HarnessError(f"checkpoint {path} is a directory, expected a .pth file") from None
     except pickle.UnpicklingError as e:
         text = str(e)
+        named = _GLOBAL.search(text)
+        if named:
+            # never torch's advice (loading with weights_only=False runs what the file says)
+            raise HarnessError(f"refused: the checkpoint {path} names {named.group(1)}, which is not an "
+                               f"allowed class (checkpoints load weights-only)") from None
         reason = text.split("WeightsUnpickler error:", 1)[-1].strip().splitlines()[0] if text.strip() else ""
         reason = reason.split(" Please use")[0].split(" Check the documentation")[0]
-        if "Unsupported global" in text or "allowlisted" in text:
-            raise HarnessError(f"checkpoint {path} is not a harness/mmengine checkpoint: it stores objects "
-                               f"that are not allowed to load safely ({reason})") from None
+        if "weights_only" in reason or "Weights only" in reason:
+            reason = "the weights-only unpickler could not read it"
         raise HarnessError(f"checkpoint {path} is corrupt or not a torch checkpoint ({reason})") from None
     except Exception as e:  # noqa: BLE001
         # garbage bytes make the weights-only unpickler fail in arbitrary ways (IndexError on a
@@ -154,3 +163,50 @@ class SafeCheckpointHook(Hook):
             if isinstance(buf, dict) and buf.get(_BUFFER_TAG):
                 scalars[key] = HistoryBuffer(list(buf["log_history"]), list(buf["count_history"]),
                                              buf["max_length"])
+
+
+@HOOKS.register_module()
+class AtomicCheckpointHook(CheckpointHook):
+    """mmengine's CheckpointHook, with a save that a kill at any instant cannot break.
+
+    mmengine deletes the checkpoint it no longer keeps *before* writing the new one, and writes
+    the new one straight to its final name; a kill during the save left `last_checkpoint`
+    naming a file that was gone or half written, and `--resume` had nothing to resume from.
+    Here the new checkpoint is written to a temporary name in the same folder and renamed into
+    place (atomic on POSIX), then `last_checkpoint` is rewritten the same way, and only then
+    are the checkpoints beyond `max_keep_ckpts` removed. Every instant leaves a complete
+    checkpoint that `last_checkpoint` names."""
+
+    def _save_checkpoint_with_step(self, runner, step, meta):
+        from mmengine.dist import is_main_process
+        stale = []
+        if self.max_keep_ckpts > 0 and (not self.keep_ckpt_ids or self.keep_ckpt_ids[-1] != step):
+            if len(self.keep_ckpt_ids) == self.max_keep_ckpts:  # a deque with that maxlen
+                stale.append(self.keep_ckpt_ids.popleft())
+            self.keep_ckpt_ids.append(step)
+            runner.message_hub.update_info("keep_ckpt_ids", list(self.keep_ckpt_ids))
+        name = self.filename_tmpl.format(step)
+        final = self.file_backend.join_path(self.out_dir, name)
+        self.last_ckpt = final
+        runner.message_hub.update_info("last_ckpt", self.last_ckpt)
+        tmp_name = f".{name}.tmp"
+        runner.save_checkpoint(self.out_dir, tmp_name, self.file_client_args, save_optimizer=self.save_optimizer,
+                               save_param_scheduler=self.save_param_scheduler, meta=meta,
+                               by_epoch=self.by_epoch, backend_args=self.backend_args, **self.args)
+        if not is_main_process():
+            return
+        os.replace(os.path.join(self.out_dir, tmp_name), final)
+        _atomic_write(os.path.join(runner.work_dir, "last_checkpoint"), final)
+        for old_step in stale:  # only now that the new checkpoint is complete and named
+            old = self.file_backend.join_path(self.out_dir, self.filename_tmpl.format(old_step))
+            if self.file_backend.isfile(old):
+                self.file_backend.remove(old)
+
+
+def _atomic_write(path: str, text: str) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

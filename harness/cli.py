@@ -145,7 +145,7 @@ def cmd_run(args, argv: Sequence[str] = ()) -> int:
         # before anything initialises CUDA, so mmengine's get_device() sees none
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
     from .run import (RunOptions, RunPlan, build_config, check_tasks, init_cpu_distributed, preflight,
-                      resolve_models, run_one)
+                      resolve_models, resolve_resume, run_one)
     from .suites import get_suite
 
     suite = get_suite(args.suite)
@@ -168,9 +168,6 @@ def cmd_run(args, argv: Sequence[str] = ()) -> int:
     if bad_seeds:
         raise HarnessError(f"--seeds must lie in [0, 2**32), got {bad_seeds[0]}")
     options.check_data_root(suite, args.data_root, args.cfg_options)
-    if args.resume not in (None, "auto"):
-        from .checkpoint import load_checkpoint_file
-        load_checkpoint_file(args.resume)  # missing / corrupt / foreign: one line, before any work
     device = options.resolve_device(args.device)
     init_cpu_distributed(args.launcher, device)
     many = len(models) * len(args.seeds) > 1
@@ -193,6 +190,13 @@ def cmd_run(args, argv: Sequence[str] = ()) -> int:
     plans = [RunPlan(suite, model, seed, opts, build_config(suite, model, seed, opts, device, num_classes))
              for model in models for seed in args.seeds for opts in [options_for(model, seed)]]
     _check_buildable(plans, budgeted=args.budget is not None)
+    for plan in plans:
+        resolve_resume(plan)
+    # before any training: a store or work dir that cannot be written fails now, not after it
+    if not args.no_record:
+        options.check_writable(results, "results store")
+    for plan in plans:
+        options.check_writable(os.path.join(plan.cfg.work_dir, ".write-check"), "work dir")
 
     from mmengine.dist import is_main_process
     for plan in plans:
@@ -208,7 +212,11 @@ def cmd_run(args, argv: Sequence[str] = ()) -> int:
             _print_summary(record)
             if not args.no_record:
                 from leaderboard.store import append_record
-                append_record(results, record)
+                try:
+                    append_record(results, record)
+                except OSError as e:
+                    raise HarnessError(f"could not append {model} seed {seed} to {results} ({e.strerror or e}); "
+                                       f"the store is as it was before this record") from None
                 at = f" at budget {record['budget']['target']:g}" if "budget" in record else ""
                 print(f"harness: appended {model} seed {seed}{at} to {results}")
     return 0

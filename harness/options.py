@@ -13,7 +13,8 @@ from typing import Optional
 
 from .errors import HarnessError
 
-__all__ = ["add", "OPTIONS", "check_at_least_one", "check_data_root", "resolve_device", "work_dir_name"]
+__all__ = ["add", "OPTIONS", "check_at_least_one", "check_data_root", "check_writable", "resolve_device",
+           "work_dir_name"]
 
 
 def _dict_action():
@@ -80,3 +81,20 @@ def resolve_device(requested: str = "auto") -> str:
 def work_dir_name(model: str) -> str:
     """A model name as one path component (timm:NAME and hub/NAME keep no ':' or '/')."""
     return model.replace(":", "-").replace("/", "-")
+
+
+def check_writable(path: str, what: str) -> None:
+    """`path` (a file to append to or create) can be written: its folder exists or can be made,
+    and a file can be created there. Leaves an existing file untouched."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        if os.path.exists(path):
+            with open(path, "ab"):
+                pass
+        else:
+            import tempfile
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".harness-write-check-"):
+                pass
+    except OSError as e:
+        raise HarnessError(f"the {what} {path} cannot be written ({e.strerror or e}); nothing was run") from None

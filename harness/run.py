@@ -24,7 +24,7 @@ from .wrappers import TIMM_PREFIX
 from .records import build_record, jsonable_config
 from .suites import Suite
 
-__all__ = ["RunOptions", "RunPlan", "resolve_models", "model_task", "check_tasks", "build_config", "run_one",
+__all__ = ["RunOptions", "RunPlan", "resolve_resume", "resolve_models", "model_task", "check_tasks", "build_config", "run_one",
            "default_work_dir", "preflight", "init_cpu_distributed"]
 
 IMAGE_TASK = "image-classification"
@@ -284,6 +284,45 @@ def build_config(suite: Suite, model: str, seed: int, opts: RunOptions, device: 
     return cfg
 
 
+def resolve_resume(plan: RunPlan) -> None:
+    """Point a --resume run at a checkpoint the safe loader has read, that fits the model, and
+    that is not already at the end of the budget; refuse anything else in one line.
+
+    --resume (auto) reads the work dir's `last_checkpoint` itself instead of leaving it to
+    mmengine, whose loader would surface a missing or unsafe file as a traceback. With no
+    checkpoint in the work dir yet, the run starts from the beginning."""
+    import torch
+    from mmengine.registry import MODELS
+    cfg, opts = plan.cfg, plan.opts
+    if not opts.resume:
+        return
+    path = opts.resume
+    if path == "auto":
+        marker = os.path.join(cfg.work_dir, "last_checkpoint")
+        if not os.path.exists(marker):
+            cfg.resume, cfg.load_from = False, None
+            print(f"harness: {plan.model} seed {plan.seed}: nothing to resume in {cfg.work_dir}; starting anew")
+            return
+        with open(marker) as f:
+            path = os.path.join(cfg.work_dir, os.path.basename(f.read().strip()))
+        if not os.path.exists(path):
+            raise HarnessError(f"{marker} names {path}, which does not exist; nothing to resume from "
+                               f"(delete the marker to start anew)")
+    with torch.device("meta"):
+        wrapper = MODELS.build(copy.deepcopy(cfg.model))
+    ckpt = ckpt_mod.check_checkpoint(path, wrapper, arch=plan.model)  # safe load + keys and shapes
+    meta = ckpt.get("meta") or {}
+    by_iter = cfg.train_cfg.get("type") == "IterBasedTrainLoop"
+    done, total = (meta.get("iter"), cfg.train_cfg["max_iters"]) if by_iter else \
+        (meta.get("epoch"), cfg.train_cfg["max_epochs"])
+    unit = "iteration" if by_iter else "epoch"
+    if isinstance(done, int) and done >= total:
+        raise HarnessError(f"checkpoint {path} is at {unit} {done}, already at or past this run's budget of "
+                           f"{total} {unit}s: nothing to resume (raise the budget, or evaluate it with "
+                           f"--eval-only --checkpoint)")
+    cfg.resume, cfg.load_from = True, path
+
+
 def init_cpu_distributed(launcher: str, device: str) -> None:
     """mmengine's pytorch launcher calls torch.cuda.set_device; on CPU we start the gloo
     process group ourselves (from torchrun's env), and the Runner then finds it initialised."""
@@ -352,11 +391,36 @@ def _fit_budgets(net, budgets: Sequence[float], calibration: torch.Tensor, model
 
 def run_one(plan: RunPlan) -> Optional[List[dict]]:
     """Train (unless eval-only), evaluate, and return the results records: one, or one per
-    --budget. Returns None when the session was stopped early by `stop_after` (nothing to record)."""
-    from mmengine.runner import Runner
-
+    --budget. Returns None when the session was stopped early by `stop_after` (nothing to record).
+    The work dir is locked for the whole run."""
     cfg, suite, model, seed, opts = plan.cfg, plan.suite, plan.model, plan.seed, plan.opts
     command, device = plan.command(), opts.device
+    from mmengine.dist import is_main_process
+    # one lock per run: under a distributed launcher the ranks share the work dir, rank 0 holds it
+    lock = _work_dir_lock(cfg.work_dir) if is_main_process() else None
+    try:
+        return _run_locked(plan, cfg, suite, model, seed, opts, command, device)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _work_dir_lock(work_dir: str):
+    """Held for a whole run: a second run in the same work dir would overwrite the first one's
+    checkpoints and logs and record the same (model, suite, seed) twice."""
+    from filelock import FileLock, Timeout
+    os.makedirs(work_dir, exist_ok=True)
+    lock = FileLock(os.path.join(work_dir, ".harness-run.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise HarnessError(f"work dir {work_dir} is in use by another run (its lock {lock.lock_file} is "
+                           f"held); wait for it, or give this run its own --work-dir") from None
+    return lock
+
+
+def _run_locked(plan, cfg, suite, model, seed, opts, command, device):
+    from mmengine.runner import Runner
 
     ckpt_mod.install_safe_globals()
     if opts.eval_only or opts.checkpoint:

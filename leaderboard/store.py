@@ -106,7 +106,8 @@ def record_problems(record: Any) -> List[str]:
 def append_record(path: PathLike, record: dict) -> None:
     """Append `record` as one line to the JSONL file at `path`, safely across processes.
 
-    Raises ValueError for a record the reader would reject, so bad data fails at the writer.
+    Raises ValueError for a record the reader would reject, so bad data fails at the writer,
+    and OSError when the write fails, after cutting the file back to its previous size.
     """
     record = _jsonable(record)
     problems = record_problems(record)
@@ -119,13 +120,24 @@ def append_record(path: PathLike, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path) + ".lock"):
         with open(path, "ab") as f:
+            size = f.tell()
             # A writer killed mid-line leaves no trailing newline; start on a fresh line so
             # only the torn line is malformed, not ours too.
-            if f.tell() > 0 and not _ends_with_newline(path):
+            if size > 0 and not _ends_with_newline(path):
                 data = b"\n" + data
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            try:
+                _write(f, data)
+            except OSError:
+                # a full disk (ENOSPC) can leave part of the line written: cut the file back to
+                # what it was, so the store never holds a torn record of ours
+                f.truncate(size)
+                raise
+
+
+def _write(f, data: bytes) -> None:
+    f.write(data)
+    f.flush()
+    os.fsync(f.fileno())
 
 
 def _ends_with_newline(path: Path) -> bool:

@@ -150,6 +150,12 @@ class Payload:  # a class no allowlist names: what an untrusted pickle would car
     pass
 
 
+class Shell:
+    def __reduce__(self):
+        import os
+        return (os.system, ("touch /tmp/harness-test-pwned",))
+
+
 def test_foreign_checkpoints(tmp_path, capsys):
     # weights of another architecture, in mmengine's layout
     other = tmp_path / "other.pth"
@@ -160,7 +166,17 @@ def test_foreign_checkpoints(tmp_path, capsys):
     unsafe = tmp_path / "unsafe.pth"
     torch.save({"state_dict": {}, "payload": Payload()}, unsafe)
     code, _, err = run_cli(tiny_run_args(tmp_path, "--eval-only", "--checkpoint", str(unsafe)), capsys)
-    assert_one_line_error(code, err, "not allowed to load safely")
+    assert_one_line_error(code, err, "refused: the checkpoint", "names test_bad_input.Payload",
+                          "which is not an allowed class")
+    assert "weights_only=False" not in err and "corrupt" not in err
+    # and the classic: a file whose unpickling would run a shell command
+    evil = tmp_path / "evil.pth"
+    torch.save({"state_dict": {}, "x": Shell()}, evil)
+    if os.path.exists("/tmp/harness-test-pwned"):
+        os.remove("/tmp/harness-test-pwned")
+    code, _, err = run_cli(tiny_run_args(tmp_path, "--eval-only", "--checkpoint", str(evil)), capsys)
+    assert_one_line_error(code, err, f"refused: the checkpoint {evil} names posix.system, which is not an allowed class")
+    assert not os.path.exists("/tmp/harness-test-pwned")
     # a plain tensor file is no mmengine checkpoint
     plain = tmp_path / "plain.pth"
     torch.save(torch.zeros(3), plain)

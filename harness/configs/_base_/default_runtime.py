@@ -8,7 +8,8 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20),  # the training progress line, with ETA
     param_scheduler=dict(type='ParamSchedulerHook'),
     # one checkpoint per epoch (or per `interval` iters in iteration mode), only the last kept
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=1, save_last=True),
+    # written to a temporary name and renamed into place; the old one is removed only after
+    checkpoint=dict(type='AtomicCheckpointHook', interval=1, max_keep_ckpts=1, save_last=True),
 )
 
 custom_hooks = [
