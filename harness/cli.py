@@ -261,13 +261,24 @@ def cmd_embedded(args, argv=()) -> int:
     return run_embedded(args)
 
 
+def _one_line(e: Exception) -> str:
+    """The error's own line. A HarnessError raised in a data-loader worker comes back wrapped in
+    the worker's traceback ("Caught HarnessError in DataLoader worker process 0 ..."): its last
+    line is the message."""
+    text = str(e).strip()
+    if "Original Traceback" in text:
+        text = text.splitlines()[-1]
+        text = text.split("HarnessError: ", 1)[-1]
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
         code = args.func(args, argv) if args.func is not cmd_list else args.func(args)
     except HarnessError as e:
-        print(f"harness: error: {e}", file=sys.stderr)
+        print(f"harness: error: {_one_line(e)}", file=sys.stderr)
         raise SystemExit(2)
     except KeyboardInterrupt:
         print("harness: interrupted; no record written for the unfinished run", file=sys.stderr)

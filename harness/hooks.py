@@ -8,6 +8,7 @@ iteration count (restart-safe by construction) and also store their state in che
 from __future__ import annotations
 
 import math
+import sys
 from typing import Dict, Optional
 
 import torch
@@ -229,7 +230,8 @@ class EvalProgressHook(Hook):
     def _start(self, runner, loader) -> None:
         from mmengine.dist import is_main_process
         from mmengine.utils import ProgressBar
-        self.bar = ProgressBar(len(loader)) if is_main_process() else None
+        # file= given: mmengine binds sys.stdout as a default at import, which may be long gone
+        self.bar = ProgressBar(len(loader), file=sys.stdout) if is_main_process() else None
 
     def _step(self) -> None:
         if self.bar is not None:

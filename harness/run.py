@@ -19,6 +19,7 @@ from mmengine.config import Config
 
 from . import checkpoint as ckpt_mod
 from . import options
+from .config_checks import check_data_fits, check_option_keys, check_values
 from .errors import HarnessError
 from .wrappers import TIMM_PREFIX
 from .records import build_record, jsonable_config
@@ -227,6 +228,7 @@ def build_config(suite: Suite, model: str, seed: int, opts: RunOptions, device: 
     (ImageFolder trees, CIFAR), for a config that leaves it open (None)."""
     cfg = Config.fromfile(suite.config)
     if opts.cfg_options:
+        check_option_keys(cfg, opts.cfg_options)
         try:
             cfg.merge_from_dict(copy.deepcopy(opts.cfg_options))
         except (TypeError, KeyError, ValueError) as e:
@@ -261,6 +263,7 @@ def build_config(suite: Suite, model: str, seed: int, opts: RunOptions, device: 
         if stop.get("iters") and cfg.train_cfg.get("type") == "IterBasedTrainLoop":
             cfg.default_hooks["checkpoint"]["interval"] = int(stop["iters"])
     _finalize_schedule(cfg)
+    check_values(cfg)
     _set_device(cfg, device, opts.amp)
     cfg.randomness["seed"] = int(seed)
     cfg.launcher = opts.launcher
@@ -339,7 +342,7 @@ def preflight(cfg: Config, suite: Suite) -> Optional[int]:
     dataset = DATASETS.build(ds_cfg)
     if len(dataset) == 0:
         raise HarnessError(f"suite {suite.name}: the eval split is empty")
-    return getattr(dataset, "num_classes", None)
+    return check_data_fits(cfg.model.get("arch_kwargs") or {}, dataset, suite.name)
 
 
 # ---------------------------------------------------------------- running

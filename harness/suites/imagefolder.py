@@ -103,10 +103,14 @@ class ImageFolderSuite(Dataset):
         self.classes = list(getattr(label, "names", None) or sorted(set(self.data["label"])))
 
     def _load_image(self, path: str):
-        from PIL import Image
-        with open(path, "rb") as f:
-            img = Image.open(f)
-            return img.convert("L" if self.in_chans == 1 else "RGB")
+        from PIL import Image, UnidentifiedImageError
+        try:
+            with open(path, "rb") as f:
+                img = Image.open(f)
+                return img.convert("L" if self.in_chans == 1 else "RGB")
+        except (UnidentifiedImageError, OSError) as e:
+            # named here: in a loader worker the bare PIL error would say nothing of which file
+            raise HarnessError(f"cannot read image {path}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
 
     @property
     def num_classes(self) -> int:

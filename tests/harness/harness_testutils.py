@@ -49,3 +49,19 @@ def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
     assert "Traceback" not in err
     for frag in fragments:
         assert frag in lines[0], f"{frag!r} not in {lines[0]!r}"
+
+
+def write_imagefolder(root, per_class=3, classes=range(10)):
+    """An ImageFolder tree of real digits (train/ and val/, one folder per class), as PNG files."""
+    from PIL import Image
+    from harness.suites.mnist5k import MNIST_MEAN, MNIST_STD, Mnist5k
+    for split, source in (("train", Mnist5k("train")), ("val", Mnist5k("test"))):
+        seen = {}
+        for img, label in zip(source.images, source.labels.tolist()):
+            if label not in classes or seen.get(label, 0) >= per_class:
+                continue
+            seen[label] = seen.get(label, 0) + 1
+            pixels = ((img[0] * MNIST_STD[0] + MNIST_MEAN[0]).clamp(0, 1) * 255).round().byte().numpy()
+            folder = root / split / f"digit{label}"
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels, mode="L").save(folder / f"{seen[label]}.png")

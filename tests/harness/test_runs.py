@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from harness_testutils import TINY_MODEL, read_jsonl, run_cli, tiny_run_args
+from harness_testutils import TINY_MODEL, read_jsonl, run_cli, tiny_run_args, write_imagefolder
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RECORD_FIELDS = {"model", "suite", "seed", "task", "metrics", "routing", "throughput", "flops", "params",
@@ -111,23 +111,8 @@ def test_eval_only_reproduces_the_trained_metrics(tmp_path, capsys, trained_chec
     assert ev["train"]["eval_only"] is True and ev["train"]["checkpoint"].endswith("epoch_2.pth")
 
 
-def _write_imagefolder(root, per_class=3):
-    from PIL import Image
-    from harness.suites.mnist5k import MNIST_MEAN, MNIST_STD, Mnist5k
-    for split, source in (("train", Mnist5k("train")), ("val", Mnist5k("test"))):
-        seen = {}
-        for img, label in zip(source.images, source.labels.tolist()):
-            if seen.get(label, 0) >= per_class:
-                continue
-            seen[label] = seen.get(label, 0) + 1
-            pixels = ((img[0] * MNIST_STD[0] + MNIST_MEAN[0]).clamp(0, 1) * 255).round().byte().numpy()
-            folder = root / split / f"digit{label}"
-            folder.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(pixels, mode="L").save(folder / f"{seen[label]}.png")
-
-
 def test_imagenet_suite_on_an_imagefolder_tree(tmp_path, capsys):
-    _write_imagefolder(tmp_path / "imagenet")
+    write_imagefolder(tmp_path / "imagenet")
     results = tmp_path / "imagenet.jsonl"
     code, out, err = run_cli([
         "run", "--models", "dhvn_nano*", "--suite", "imagenet", "--data-root", str(tmp_path / "imagenet"),
