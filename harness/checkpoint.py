@@ -99,7 +99,8 @@ def load_checkpoint_file(path: str) -> dict:
 
 
 def check_checkpoint(path: str, model: nn.Module, arch: Optional[str] = None) -> dict:
-    """Load `path` and make sure it holds weights for exactly `model` (mmengine itself only warns)."""
+    """Load `path` and make sure it holds weights for exactly `model` (mmengine itself only warns);
+    the weights are loaded into `model`."""
     ckpt = load_checkpoint_file(path)
     theirs = ckpt["state_dict"]
     ours = model.state_dict()
@@ -117,6 +118,10 @@ def check_checkpoint(path: str, model: nn.Module, arch: Optional[str] = None) ->
             k = shapes[0]
             detail.append(f"{len(shapes)} shape mismatches (e.g. {k}: {tuple(theirs[k].shape)} vs {tuple(ours[k].shape)})")
         raise HarnessError(f"checkpoint {path} does not fit {what}: {', '.join(detail)}")
+    try:  # values the keys cannot show (a router temperature <= 0, say) are refused by the load
+        model.load_state_dict(theirs)
+    except (ValueError, RuntimeError) as e:
+        raise HarnessError(f"checkpoint {path}: {str(e).strip().splitlines()[-1].strip()}") from None
     return ckpt
 
 

@@ -251,6 +251,11 @@ def cmd_leaderboard(args, argv=()) -> int:
             return 1
         print(f"harness: {args.out} is up to date")
         return 0
+    from leaderboard.figures import FIGURES_DIRNAME
+    # before anything is drawn: a page or figures folder that cannot be written loses nothing
+    options.check_writable(args.out, "leaderboard page", done="nothing was written")
+    figures = os.path.join(os.path.dirname(os.path.abspath(args.results_dir)), FIGURES_DIRNAME)
+    options.check_writable(os.path.join(figures, ".write-check"), "figures folder", done="nothing was written")
     write_leaderboard(args.results_dir, args.out, extra_sections(args.results_dir, write=True))
     print(f"harness: wrote {args.out}")
     return 0

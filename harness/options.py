@@ -83,7 +83,7 @@ def work_dir_name(model: str) -> str:
     return model.replace(":", "-").replace("/", "-")
 
 
-def check_writable(path: str, what: str) -> None:
+def check_writable(path: str, what: str, done: str = "nothing was run") -> None:
     """`path` (a file to append to or create) can be written: its folder exists or can be made,
     and a file can be created there. Leaves an existing file untouched."""
     folder = os.path.dirname(os.path.abspath(path))
@@ -97,4 +97,4 @@ def check_writable(path: str, what: str) -> None:
             with tempfile.NamedTemporaryFile(dir=folder, prefix=".harness-write-check-"):
                 pass
     except OSError as e:
-        raise HarnessError(f"the {what} {path} cannot be written ({e.strerror or e}); nothing was run") from None
+        raise HarnessError(f"the {what} {path} cannot be written ({e.strerror or e}); {done}") from None

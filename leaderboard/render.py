@@ -7,6 +7,7 @@ with ``check_leaderboard``.
 from __future__ import annotations
 
 import difflib
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -66,7 +67,10 @@ def write_leaderboard(results_dir, out_path, extra_sections: Optional[Sequence[s
     markdown, problems = build_leaderboard(results_dir, extra_sections)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_bytes(markdown.encode("utf-8"))
+    # a temporary beside it, then a rename: an interrupted write never leaves half a page
+    tmp = out_path.with_name(f".{out_path.name}.tmp")
+    tmp.write_bytes(markdown.encode("utf-8"))
+    os.replace(tmp, out_path)
     return problems
 
 

@@ -100,6 +100,10 @@ def record_problems(record: Any) -> List[str]:
         problems.append(f"seed must be an integer, got {record['seed']!r}")
     if not isinstance(record["metrics"], dict):
         problems.append(f"metrics must be an object, got {type(record['metrics']).__name__}")
+    else:
+        # null is a diverged run (kept, shown as missing); a string would render as a number
+        problems += [f"metrics.{k} must be a number or null, got {v!r}" for k, v in record["metrics"].items()
+                     if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)))]
     return problems
 
 

@@ -265,6 +265,18 @@ def test_problems_section_lists_malformed_lines(tmp_path):
     assert "## Problems" not in build_leaderboard(tmp_path)[0]
 
 
+def test_non_numeric_metric_is_a_problem_not_a_row(tmp_path):
+    write_lines(tmp_path / "r.jsonl", [json.dumps(rec(seed=0, top1="abc")), json.dumps(rec(seed=1, top1=True)),
+                                       json.dumps(rec(seed=2, top1=91.0))])
+    markdown, problems = build_leaderboard(tmp_path)
+    assert problems == ["r.jsonl:1: metrics.top1 must be a number or null, got 'abc'",
+                        "r.jsonl:2: metrics.top1 must be a number or null, got True"]
+    assert "abc" in markdown[markdown.index("## Problems"):]
+    assert table_row(markdown, "m_a")[1] == "91.00 (n=1)"  # only the numeric record counts
+    with pytest.raises(ValueError, match="metrics.top1 must be a number"):
+        append_record(tmp_path / "r.jsonl", rec(seed=3, top1="abc"))
+
+
 def test_header_and_extra_sections_hook(tmp_path):
     append_record(tmp_path / "r.jsonl", rec())
     markdown, _ = build_leaderboard(tmp_path, extra_sections=["## Performance\n\n![x](x.png)\n"])

@@ -38,7 +38,7 @@ def test_gumbel_is_finite_under_bf16_and_extreme_logits(tau):
     assert w.dtype == torch.float32
 
 
-@pytest.mark.parametrize("tau", [0.0, -1.0, float("nan")])
+@pytest.mark.parametrize("tau", [0.0, -1.0, float("nan"), float("inf")])
 def test_tau_must_be_positive(tau):
     r = Router(4, ("a", "b"), "sample")
     with pytest.raises(ValueError, match="tau"):
@@ -49,6 +49,22 @@ def test_tau_must_be_positive(tau):
         RouterSpec(tau=tau)
     with pytest.raises(ValueError, match="tau"):
         gumbel_straight_through(torch.zeros(2, 2), tau)
+
+
+@pytest.mark.parametrize("tau", [0.0, -1.0, float("nan"), float("inf")])
+def test_a_state_dict_with_a_bad_tau_is_refused_by_every_loader(tau):
+    from mmengine.runner.checkpoint import load_state_dict as mmengine_load
+    model = torch.nn.Sequential(Router(4, ("a", "b"), "sample"))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state["0.tau"] = torch.tensor(tau)
+    for load in (lambda: model.load_state_dict(state), lambda: model.load_state_dict(state, strict=False),
+                 lambda: mmengine_load(model, state, strict=False)):   # mmengine's only warns on errors
+        with pytest.raises(ValueError, match="the state dict's 0.tau is"):
+            load()
+        assert float(model[0].tau) == 1.0  # left as it was
+    state["0.tau"] = torch.tensor(0.5)
+    model.load_state_dict(state)
+    assert float(model[0].tau) == 0.5
 
 
 @given(st.integers(1, 8), st.integers(0, 1000))

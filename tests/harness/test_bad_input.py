@@ -185,6 +185,20 @@ def test_foreign_checkpoints(tmp_path, capsys):
     assert not (tmp_path / "results.jsonl").exists()
 
 
+def test_checkpoint_with_a_bad_router_temperature(tmp_path, capsys, trained_checkpoint):
+    from harness.checkpoint import latest_checkpoint, load_checkpoint_file
+    work, _ = trained_checkpoint
+    ckpt = load_checkpoint_file(latest_checkpoint(str(work)))
+    key = next(k for k in ckpt["state_dict"] if k.endswith(".tau"))
+    ckpt["state_dict"][key] = torch.tensor(float("nan"))
+    bad = tmp_path / "nan_tau.pth"
+    torch.save(ckpt, bad)
+    code, _, err = run_cli(tiny_run_args(tmp_path, "--eval-only", "--checkpoint", str(bad)), capsys)
+    assert_one_line_error(code, err, f"checkpoint {bad}", f"the state dict's {key} is nan",
+                          "finite number > 0")
+    assert not (tmp_path / "results.jsonl").exists()
+
+
 def test_nan_loss_stops_and_names_the_iteration(tmp_path, capsys):
     # an absurd learning rate blows the weights up after the first update
     code, _, err = run_cli(tiny_run_args(tmp_path, "--max-iters", "6", "--lr", "1e30",

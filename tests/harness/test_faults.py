@@ -143,3 +143,32 @@ def test_auto_resume_goes_through_the_safe_loader(tmp_path, capsys):
     code, _, err = run_cli(tiny_run_args(tmp_path, "--max-iters", "2", "--resume", work_dir=work), capsys)
     assert_one_line_error(code, err, "refused: the checkpoint", "names posix.system, which is not an allowed class")
     assert "weights_only=False" not in err
+
+
+def test_outputs_that_cannot_be_written_fail_before_drawing(tmp_path, capsys, trained_checkpoint):
+    from leaderboard.store import append_record
+    blocker = tmp_path / "file"
+    blocker.write_text("a file, not a folder")
+    work, rec = trained_checkpoint
+    code, _, err = run_cli(["visualize", "--model", "dhvn_nano", "--checkpoint", str(work), "--suite", "mnist5k",
+                            "--out", str(blocker / "pics")], capsys)
+    assert_one_line_error(code, err, "the output folder", "cannot be written", "nothing was drawn")
+    code, _, err = run_cli(["visualize", "--readme", "--work-dirs-root", str(work), "--out", str(blocker / "pics")],
+                           capsys)
+    assert_one_line_error(code, err, "the output folder", "cannot be written")
+
+    results = tmp_path / "board" / "results"
+    append_record(results / "mnist5k.jsonl", rec)
+    page = tmp_path / "board" / "PAGE.md"
+    code, _, err = run_cli(["leaderboard", "--results-dir", str(results), "--out", str(blocker / "PAGE.md")], capsys)
+    assert_one_line_error(code, err, "the leaderboard page", "cannot be written", "nothing was written")
+    # the figures go beside the results dir: when they cannot be written, the page is kept as it was
+    page.write_text("the page as committed\n")
+    (tmp_path / "board" / "figures").write_text("a file where the figures folder would be")
+    code, _, err = run_cli(["leaderboard", "--results-dir", str(results), "--out", str(page)], capsys)
+    assert_one_line_error(code, err, "the figures folder", "cannot be written")
+    assert page.read_text() == "the page as committed\n"
+    (tmp_path / "board" / "figures").unlink()
+    code, _, err = run_cli(["leaderboard", "--results-dir", str(results), "--out", str(page)], capsys)
+    assert code == 0, err
+    assert "dhvn_nano" in page.read_text() and not list(page.parent.glob(".*.tmp"))

@@ -196,6 +196,17 @@ class Router(nn.Module):
             raise ValueError(f"temperature tau must be a finite number > 0, got {tau}")
         self.tau.fill_(tau)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # a temperature <= 0 or non-finite would make every eval probability NaN; refused here,
+        # since loaders that only warn (mmengine's non-strict load) would carry it through
+        tau = state_dict.get(prefix + "tau")
+        if isinstance(tau, torch.Tensor) and tau.numel() == 1 and not tau.is_meta:
+            value = float(tau)
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"router {self.layer!r}: the state dict's {prefix}tau is {value}; a temperature "
+                                 f"must be a finite number > 0")
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def is_sparse(self) -> bool:
         if self.spec.mode == "soft" and self.forced is None:
             return False  # a continuous merge needs every branch
