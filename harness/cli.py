@@ -144,7 +144,8 @@ def cmd_run(args, argv: Sequence[str] = ()) -> int:
     if args.device == "cpu":
         # before anything initialises CUDA, so mmengine's get_device() sees none
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
-    from .run import (RunOptions, RunPlan, build_config, check_tasks, init_cpu_distributed, preflight,
+    from .distributed import init_cpu_distributed
+    from .run import (RunOptions, RunPlan, build_config, check_tasks, preflight,
                       resolve_models, resolve_resume, run_one)
     from .suites import get_suite
 

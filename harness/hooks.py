@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from typing import Dict, Optional
 
 import torch
@@ -217,6 +218,42 @@ class StopAfterHook(Hook):
         # called before the loop advances runner.iter, hence + 1
         if self.iters is not None and runner.iter + 1 >= self.iters:
             self._stop(runner)
+
+
+@HOOKS.register_module()
+class TrainWallClockHook(Hook):
+    """Training wall-clock summed over every session of a run: each checkpoint carries the time
+    spent to reach it (meta.train_wall_s) and the sessions so far, and a resumed session adds
+    its own time to what it loaded. Time a killed session spent after its last checkpoint is
+    not counted; that work is redone, and the redone time is."""
+    priority = "VERY_LOW"
+
+    def __init__(self):
+        self.before_s, self.sessions_before, self._t0, self._end = 0.0, 0, None, None
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        meta = checkpoint.get("meta") or {}
+        self.before_s = float(meta.get("train_wall_s", 0.0))
+        self.sessions_before = int(meta.get("train_sessions", 0))
+
+    def before_train(self, runner) -> None:
+        self._t0, self._end = time.perf_counter(), None
+
+    def after_train(self, runner) -> None:
+        self._end = time.perf_counter()
+
+    @property
+    def total_s(self) -> float:
+        if self._t0 is None:
+            return self.before_s
+        return self.before_s + ((self._end or time.perf_counter()) - self._t0)
+
+    @property
+    def sessions(self) -> int:
+        return self.sessions_before + (self._t0 is not None)
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        checkpoint.setdefault("meta", {}).update(train_wall_s=self.total_s, train_sessions=self.sessions)
 
 
 @HOOKS.register_module()

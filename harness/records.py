@@ -18,7 +18,7 @@ from typing import List, Optional
 import torch
 
 __all__ = ["build_record", "config_sha256", "env_info", "git_state", "git_label", "cpu_model",
-           "jsonable_config"]
+           "jsonable_config", "VOLATILE_CONFIG_KEYS"]
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # results, the generated page and the generated pictures change during a benchmark run (the
@@ -33,8 +33,14 @@ def jsonable_config(cfg_dict: dict) -> dict:
     return json.loads(json.dumps(cfg_dict, sort_keys=True, default=str))
 
 
+# where a run writes and how it was started, not what it computes: identical runs share a hash
+VOLATILE_CONFIG_KEYS = ("experiment_name", "work_dir", "resume", "load_from")
+
+
 def config_sha256(resolved: dict) -> str:
-    return hashlib.sha256(json.dumps(resolved, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    """SHA-256 of the resolved config without VOLATILE_CONFIG_KEYS (the record keeps them)."""
+    stable = {k: v for k, v in resolved.items() if k not in VOLATILE_CONFIG_KEYS}
+    return hashlib.sha256(json.dumps(stable, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def git_state(root: str = REPO_ROOT) -> dict:

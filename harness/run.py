@@ -20,13 +20,15 @@ from mmengine.config import Config
 from . import checkpoint as ckpt_mod
 from . import options
 from .config_checks import check_data_fits, check_option_keys, check_values
+from .distributed import launch_info
+from .hooks import StopAfterHook, TrainWallClockHook
 from .errors import HarnessError
 from .wrappers import TIMM_PREFIX
 from .records import build_record, jsonable_config
 from .suites import Suite
 
 __all__ = ["RunOptions", "RunPlan", "resolve_resume", "resolve_models", "model_task", "check_tasks", "build_config", "run_one",
-           "default_work_dir", "preflight", "init_cpu_distributed"]
+           "default_work_dir", "preflight"]
 
 IMAGE_TASK = "image-classification"
 # model overrides that also shape the data: one value for both
@@ -326,14 +328,6 @@ def resolve_resume(plan: RunPlan) -> None:
     cfg.resume, cfg.load_from = True, path
 
 
-def init_cpu_distributed(launcher: str, device: str) -> None:
-    """mmengine's pytorch launcher calls torch.cuda.set_device; on CPU we start the gloo
-    process group ourselves (from torchrun's env), and the Runner then finds it initialised."""
-    import torch.distributed as dist
-    if launcher == "pytorch" and device == "cpu" and not dist.is_initialized():
-        dist.init_process_group(backend="gloo")
-
-
 def preflight(cfg: Config, suite: Suite) -> Optional[int]:
     """Build the training dataset once, so a bad data root fails before any model is built.
     Returns the number of classes the data defines (ImageFolder trees, CIFAR), if any."""
@@ -351,6 +345,10 @@ def preflight(cfg: Config, suite: Suite) -> Optional[int]:
 def _unwrap(model):
     from mmengine.model import is_model_wrapper
     return model.module if is_model_wrapper(model) else model
+
+
+def _hook(runner, cls):
+    return next((h for h in runner.hooks if isinstance(h, cls)), None)
 
 
 def _metric(runner, cls):
@@ -434,20 +432,25 @@ def _run_locked(plan, cfg, suite, model, seed, opts, command, device):
         net_model = _unwrap(runner.model)
         if opts.checkpoint and (opts.eval_only or not opts.resume):
             ckpt_mod.check_checkpoint(opts.checkpoint, net_model, arch=model)
-        wall = None
+        wall, sessions = None, None
         if not opts.eval_only:
             t0 = time.perf_counter()
             runner.train()
-            wall = time.perf_counter() - t0
-            stop = next((h for h in runner.hooks if type(h).__name__ == "StopAfterHook"), None)
+            wall, sessions = time.perf_counter() - t0, 1
+            stop = _hook(runner, StopAfterHook)
             if stop is not None and stop.fired:
                 return None
+            clock = _hook(runner, TrainWallClockHook)
+            if clock is not None:  # every session of a resumed run, not only this one
+                wall, sessions = clock.total_s, clock.sessions
         loop = runner.train_loop if not opts.eval_only else None
+        launch = launch_info(opts.launcher, command, cfg.train_dataloader["batch_size"])
+        command = launch.pop("command")
         train = dict(epochs=(loop.epoch if loop is not None else None),
                      iters=(loop.iter if loop is not None else None),
-                     wall_s=wall, lr=cfg.optim_wrapper["optimizer"]["lr"],
+                     wall_s=wall, sessions=sessions, lr=cfg.optim_wrapper["optimizer"]["lr"],
                      batch_size=cfg.train_dataloader["batch_size"],
-                     loop=cfg.train_cfg.get("type"), amp=bool(opts.amp))
+                     loop=cfg.train_cfg.get("type"), amp=bool(opts.amp), **launch)
         if opts.eval_only:
             train.update(eval_only=True, checkpoint=opts.checkpoint)
         params = sum(p.numel() for p in net_model.net.parameters())

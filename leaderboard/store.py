@@ -26,12 +26,16 @@ Record schema (the harness writes it; only ``REQUIRED_FIELDS`` are enforced):
                       1 - executed / dense); samples and batch_size counted on. LMs add
                       executed_gflops_per_token, dense_gflops_per_token, tokens_per_sample
     params      int   parameter count
-    train       dict  epochs, iters, wall_s, lr, batch_size
-    config      dict  resolved (the fully resolved config dict) and sha256 (of it)
+    train       dict  epochs, iters, wall_s (every session of a resumed run), sessions, lr,
+                      batch_size (per rank), launcher, world_size, nnodes, per_rank_batch_size,
+                      global_batch_size (nproc_per_node under torchrun)
+    config      dict  resolved (the fully resolved config dict) and sha256 (of it, without the
+                      volatile keys experiment_name, work_dir, resume and load_from)
     env         dict  git_sha, git_dirty, python, torch, timm, mmengine, device, cpu, threads
     data        dict  what the eval split was: test_items, and the suite's metainfo (the Python
                       version and corpus SHA-256 for pydocs, the class count of an ImageFolder...)
-    command     list  argv that reproduces the run
+    command     list  argv that reproduces the run (for a distributed run, under its launcher:
+                      torchrun --nnodes --nproc_per_node, or srun --nodes --ntasks)
     created     str   UTC ISO 8601 time the record was written, e.g. "2024-05-01T12:00:00Z"
     static_form str   (routed zoo models) the static comparator the board saves FLOPs against
     budget      dict  (budget evaluations only) target, shift, calibration_fraction, reachable,

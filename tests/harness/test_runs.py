@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from harness_testutils import TINY_MODEL, read_jsonl, run_cli, tiny_run_args, write_imagefolder
+from harness_testutils import TINY_MODEL, assert_one_line_error, read_jsonl, run_cli, tiny_run_args, write_imagefolder
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RECORD_FIELDS = {"model", "suite", "seed", "task", "metrics", "routing", "throughput", "flops", "params",
@@ -85,11 +85,20 @@ def test_resume_equals_uninterrupted(tmp_path, capsys):
     assert code == 0, err
     assert "stopped after" in out and read_jsonl(split / "results.jsonl") == []  # no record for a partial run
     assert sorted(os.listdir(split / "work")).count("epoch_2.pth") == 1
-    saved = _state(split / "work" / "epoch_2.pth")["meta"]["tau_schedule"]
+    meta = _state(split / "work" / "epoch_2.pth")["meta"]
+    saved, first_wall = meta["tau_schedule"], meta["train_wall_s"]
+    assert meta["train_sessions"] == 1 and first_wall > 0
     code, _, err = run_cli(tiny_run_args(split, "--epochs", "3", "--resume", seed=5), capsys)
     assert code == 0, err
     (a,), (b,) = read_jsonl(full / "results.jsonl"), read_jsonl(split / "results.jsonl")
     assert a["metrics"] == b["metrics"] and a["routing"] == b["routing"]
+    # the resumed record's wall-clock counts both sessions
+    assert a["train"]["sessions"] == 1 and b["train"]["sessions"] == 2
+    assert b["train"]["wall_s"] > first_wall
+    # other work dirs, resume and load_from: the same run, so the same config hash
+    assert a["config"]["resolved"]["work_dir"] != b["config"]["resolved"]["work_dir"]
+    assert b["config"]["resolved"]["resume"] is True
+    assert a["config"]["sha256"] == b["config"]["sha256"]
     assert a["train"]["iters"] == b["train"]["iters"] == 12
     sa, sb = _state(full / "work" / "epoch_3.pth"), _state(split / "work" / "epoch_3.pth")
     for k, v in sa["state_dict"].items():
@@ -220,6 +229,55 @@ def test_torchrun_two_cpu_processes_write_one_record(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     (rec,) = read_jsonl(results)
     assert rec["data"]["test_items"] == 60 and rec["config"]["resolved"]["launcher"] == "pytorch"
+    train = rec["train"]
+    assert train["world_size"] == 2 and train["nnodes"] == 1 and train["nproc_per_node"] == 2
+    assert train["per_rank_batch_size"] == 8 and train["global_batch_size"] == 16
+    # the recorded command starts the same launch: torchrun with 2 processes, the same per-rank batch
+    cmd = rec["command"]
+    assert cmd[:3] == ["torchrun", "--nnodes=1", "--nproc_per_node=2"] and cmd[3:6] == ["-m", "harness", "run"]
+    assert cmd[cmd.index("--batch-size") + 1] == "8" and cmd[cmd.index("--launcher") + 1] == "pytorch"
+
+
+def test_a_single_process_record_says_world_size_1(trained_checkpoint):
+    _, rec = trained_checkpoint
+    assert rec["train"]["world_size"] == 1 and rec["train"]["global_batch_size"] == rec["train"]["batch_size"]
+    assert rec["command"][:4] == ["python", "-m", "harness", "run"]
+
+
+@pytest.mark.parametrize("launcher, env, fragments", [
+    ("pytorch", {}, ["--launcher pytorch needs RANK, WORLD_SIZE", "torchrun"]),
+    ("slurm", {}, ["--launcher slurm needs SLURM_PROCID, SLURM_NTASKS, SLURM_NODELIST", "srun"]),
+    ("slurm", {"SLURM_PROCID": "0", "SLURM_NTASKS": "1", "SLURM_NODELIST": "node1"},
+     ["scontrol show hostname", "not on PATH", "MASTER_ADDR"]),
+])
+def test_launcher_without_its_environment_is_one_line(launcher, env, fragments, tmp_path, capsys, monkeypatch):
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID", "SLURM_NTASKS",
+                "SLURM_NODELIST"):
+        monkeypatch.delenv(var, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no scontrol
+    code, _, err = run_cli(tiny_run_args(tmp_path, "--launcher", launcher), capsys)
+    assert_one_line_error(code, err, *fragments)
+    assert not (tmp_path / "work").exists()
+
+
+def test_slurm_launch_on_cpu_from_srun_variables(tmp_path):
+    """What srun sets for one task: the gloo group starts from the slurm variables, as mmengine's
+    slurm path would set them on CUDA, and the record's command is an srun line."""
+    results = tmp_path / "r.jsonl"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "MASTER_", "RANK", "WORLD_SIZE"))}
+    env.update(SLURM_PROCID="0", SLURM_NTASKS="1", SLURM_NODELIST="localhost", SLURM_LOCALID="0",
+               SLURM_NNODES="1", MASTER_ADDR="127.0.0.1", MASTER_PORT="29541")
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", "run", "--models", TINY_MODEL, "--suite", "mnist5k", "--max-iters", "2",
+         "--batch-size", "8", "--launcher", "slurm", "--results", str(results), "--work-dir", str(tmp_path / "w"),
+         "--cfg-options", "train_dataloader.dataset.limit=32", "test_dataloader.dataset.limit=20",
+         "test_dataloader.batch_size=10"], capture_output=True, text=True, cwd=REPO, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (rec,) = read_jsonl(results)
+    assert rec["train"]["launcher"] == "slurm" and rec["train"]["world_size"] == 1
+    assert rec["command"][:3] == ["srun", "--nodes=1", "--ntasks=1"] and rec["command"][3:6] == ["python", "-m", "harness"]
 
 
 def test_training_logs_routing_shares_per_router(trained_checkpoint):

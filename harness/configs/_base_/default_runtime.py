@@ -16,6 +16,7 @@ custom_hooks = [
     dict(type='NaNGuardHook'),
     dict(type='SafeCheckpointHook'),  # checkpoints that load with weights_only=True
     dict(type='RNGStateHook'),  # --resume continues the random streams exactly
+    dict(type='TrainWallClockHook'),  # train.wall_s sums every session of a resumed run
     dict(type='EvalProgressHook'),
     # Gumbel temperature of every router; a no-op for static and timm models
     dict(type='TauScheduleHook', start=1.0, end=0.5, schedule='cosine'),
