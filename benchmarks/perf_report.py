@@ -87,6 +87,27 @@ def _script(name):
     return module
 
 
+def _one_job(bar, name, kind, args, needs, harness_main, skipped, failed) -> None:
+    say = bar.console.print
+    if needs and not os.path.exists(needs):
+        say(f"perf_report: skip {name}: {needs} is absent (train it with `python -m harness embedded`)")
+        skipped.append(name)
+        return
+    out = os.path.join(PERF_DIR, f"{name}.json")
+    t0 = time.perf_counter()
+    try:
+        if kind == "bench":
+            harness_main([*args, "--json-out", out])
+        else:
+            _script("bench_ops" if kind == "ops" else "bench_router_overhead").main([*args, "--json-out", out])
+    except SystemExit as e:  # a failed job (e.g. a checkpoint that no longer fits) stops only itself
+        if e.code:
+            say(f"perf_report: {name} FAILED (exit {e.code}); {out} was not rewritten")
+            failed.append(name)
+            return
+    say(f"perf_report: {name} done in {time.perf_counter() - t0:.0f} s")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", nargs="+", metavar="JOB", help="run only these jobs (see --list)")
@@ -109,26 +130,14 @@ def main(argv=None) -> int:
     # would hide zoo.create_model from the jobs after it
     import zoo  # noqa: F401
     from harness.cli import main as harness_main
+    from harness.progress import job_progress
     start, skipped, failed = time.perf_counter(), [], []
-    for name, kind, args, needs in todo:
-        if needs and not os.path.exists(needs):
-            print(f"perf_report: skip {name}: {needs} is absent (train it with `python -m harness embedded`)")
-            skipped.append(name)
-            continue
-        out = os.path.join(PERF_DIR, f"{name}.json")
-        t0 = time.perf_counter()
-        print(f"perf_report: {name} ...", flush=True)
-        try:
-            if kind == "bench":
-                harness_main([*args, "--json-out", out])
-            else:
-                _script("bench_ops" if kind == "ops" else "bench_router_overhead").main([*args, "--json-out", out])
-        except SystemExit as e:  # a failed job (e.g. a checkpoint that no longer fits) stops only itself
-            if e.code:
-                print(f"perf_report: {name} FAILED (exit {e.code}); {out} was not rewritten", flush=True)
-                failed.append(name)
-                continue
-        print(f"perf_report: {name} done in {time.perf_counter() - t0:.0f} s", flush=True)
+    with job_progress() as bar:
+        overall = bar.add_task("perf_report", total=len(todo))
+        for name, kind, args, needs in todo:
+            bar.update(overall, description=f"perf_report {name}")
+            _one_job(bar, name, kind, args, needs, harness_main, skipped, failed)
+            bar.advance(overall)
     print(f"perf_report: {len(todo) - len(skipped) - len(failed)} jobs in {time.perf_counter() - start:.0f} s"
           + (f"; skipped {', '.join(skipped)}" if skipped else "")
           + (f"; FAILED {', '.join(failed)}" if failed else ""))

@@ -8,7 +8,7 @@
 Importing the package registers its datasets, model wrappers, hooks and metrics in
 mmengine's registries, so the configs under harness/configs can name them by `type=`.
 """
-from . import checkpoint, hooks, metrics, optim, suites, wrappers  # noqa: F401  (registration)
+from . import checkpoint, console, hooks, metrics, optim, suites, wrappers  # noqa: F401  (registration)
 from .errors import HarnessError
 
 __all__ = ["HarnessError", "main"]

@@ -93,8 +93,14 @@ def cmd_bench(args, argv=()) -> int:
     # swept in beside routed models is timed once, with a note
     named = set(args.models)
     device = options.resolve_device(args.device)
-    results = [bench_model(m, suites[m], args, shares, model_kwargs, strict=m in named, device=device)
-               for m in models]
+    from .progress import job_progress
+    results = []
+    with job_progress(transient=True) as bar:
+        task = bar.add_task("bench", total=len(models))
+        for m in models:
+            bar.update(task, description=f"bench {m}")
+            results.append(bench_model(m, suites[m], args, shares, model_kwargs, strict=m in named, device=device))
+            bar.advance(task)
     if args.json:
         print(json.dumps(results, indent=2))
     else:

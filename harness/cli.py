@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-record", action="store_true", help="do not append to the results store")
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none",
                    help="distributed launcher, e.g. under torchrun: --launcher pytorch")
+    p.add_argument("--verbose", action="store_true",
+                   help="mmengine's full console output (environment, config, hooks, every log key); "
+                        "the log file in the work dir has it either way")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("leaderboard", help="regenerate leaderboard/LEADERBOARD.md from the results store",
@@ -183,7 +186,7 @@ def cmd_run(args, argv: Sequence[str] = ()) -> int:
                           cfg_options=dict(args.cfg_options), model_kwargs=dict(args.model_kwargs),
                           eval_only=args.eval_only, checkpoint=args.checkpoint, resume=args.resume,
                           device=device, amp=args.amp, launcher=args.launcher, results=results,
-                          budgets=args.budget, device_flag=args.device)
+                          budgets=args.budget, device_flag=args.device, verbose=args.verbose)
 
     # data problems surface before the first model trains; the data may define num_classes
     first = options_for(models[0], args.seeds[0])

@@ -84,11 +84,15 @@ def work_dir_name(model: str) -> str:
 
 
 def check_writable(path: str, what: str, done: str = "nothing was run") -> None:
-    """`path` (a file to append to or create) can be written: its folder exists or can be made,
-    and a file can be created there. Leaves an existing file untouched."""
+    """`path` (a file to append to or create) can be written: it is writable if it exists, else
+    a file can be created in its nearest existing folder. Creates nothing: a refused command
+    leaves no empty folders behind."""
     folder = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
     try:
-        os.makedirs(folder, exist_ok=True)
+        if not os.path.isdir(folder):
+            raise OSError(f"{folder} is not a folder")
         if os.path.exists(path):
             with open(path, "ab"):
                 pass

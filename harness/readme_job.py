@@ -129,8 +129,7 @@ def _swap_in(staging: str, results_dir: str) -> List[str]:
 
 
 def run_embedded(args) -> int:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-        TimeRemainingColumn
+    from .progress import job_progress
 
     staging = os.path.join("work_dirs", "embedded", "results.staging")
     steps = plan(args.seeds, staging)
@@ -145,8 +144,6 @@ def run_embedded(args) -> int:
     by_name = {s.name: s for s in steps}
     pending, done, failed, procs = list(steps), set(), [], []
     t0 = time.perf_counter()
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("eta"), TimeRemainingColumn())
     def stop_all() -> None:
         for p in procs:
             if p.poll() is None:
@@ -156,7 +153,7 @@ def run_embedded(args) -> int:
                     pass
 
     try:
-        with Progress(*columns, transient=False) as bar, ThreadPoolExecutor(jobs) as pool:
+        with job_progress() as bar, ThreadPoolExecutor(jobs) as pool:
             task = bar.add_task(f"embedded job ({jobs} workers x {threads} thread)", total=len(steps))
             running: Dict[Future, Step] = {}
             while pending or running:

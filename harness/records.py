@@ -34,7 +34,7 @@ def jsonable_config(cfg_dict: dict) -> dict:
 
 
 # where a run writes and how it was started, not what it computes: identical runs share a hash
-VOLATILE_CONFIG_KEYS = ("experiment_name", "work_dir", "resume", "load_from")
+VOLATILE_CONFIG_KEYS = ("experiment_name", "work_dir", "resume", "load_from", "console")
 
 
 def config_sha256(resolved: dict) -> str:

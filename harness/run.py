@@ -55,6 +55,7 @@ class RunOptions:
     results: Optional[str] = None
     budgets: Optional[List[float]] = None  # eval only: one record per compute budget (zoo.routing.budget)
     device_flag: str = "auto"              # what --device said (`device` is what it resolved to)
+    verbose: bool = False                  # mmengine's full console output (config key `console`)
 
 
 def _kv(key: str, value) -> str:
@@ -97,6 +98,8 @@ class RunPlan:
             argv += ["--device", o.device_flag]
         if o.amp:
             argv.append("--amp")
+        if o.verbose:
+            argv.append("--verbose")
         if o.launcher != "none":
             argv += ["--launcher", o.launcher]
         return argv + ["--models", self.model, "--seeds", str(self.seed)]
@@ -268,6 +271,8 @@ def build_config(suite: Suite, model: str, seed: int, opts: RunOptions, device: 
     check_values(cfg)
     _set_device(cfg, device, opts.amp)
     cfg.randomness["seed"] = int(seed)
+    if opts.verbose:
+        cfg.console = "full"
     cfg.launcher = opts.launcher
     if opts.launcher != "none":
         # routed blocks may leave a branch unused in a step; DDP must not wait for its grads
@@ -421,13 +426,13 @@ def _work_dir_lock(work_dir: str):
 
 
 def _run_locked(plan, cfg, suite, model, seed, opts, command, device):
-    from mmengine.runner import Runner
+    from .console import HarnessRunner
 
     ckpt_mod.install_safe_globals()
     if opts.eval_only or opts.checkpoint:
         ckpt_mod.load_checkpoint_file(opts.checkpoint)  # corrupt/foreign: fail before building
     resolved = jsonable_config(cfg.to_dict())
-    runner = Runner.from_cfg(cfg)
+    runner = HarnessRunner.from_cfg(cfg)
     try:
         net_model = _unwrap(runner.model)
         if opts.checkpoint and (opts.eval_only or not opts.resume):

@@ -162,3 +162,18 @@ def test_parse_policy_forms():
     assert benchkit.parse_policy("conv=0.3, both=0.7") == {"conv": 0.3, "both": 0.7}
     with pytest.raises(HarnessError):
         benchkit.parse_policy("conv=0.5,conv=0.5")
+
+
+def test_bench_reports_progress_to_the_bar_it_runs_under(capsys):
+    """perf_report runs bench inside its own bar: bench's bar joins it (rich allows one live display),
+    and stdout keeps only the results."""
+    from harness.progress import job_progress
+    with job_progress() as bar:
+        task = bar.add_task("outer", total=2)
+        for _ in range(2):
+            code, out, _ = run_cli(["bench", "--models", "dhvn_nano", "--batch-size", "4", "--iters", "1",
+                                    "--warmup", "0", "--json"], capsys)
+            assert code == 0
+            assert json.loads(out)[0]["model"] == "dhvn_nano"
+            bar.advance(task)
+    assert bar.tasks[0].completed == 2

@@ -49,7 +49,11 @@ def test_record_fields(trained_checkpoint):
     assert train["lr"] == pytest.approx(Config.fromfile(get_suite("mnist5k").config).optim_wrapper.optimizer.lr)
     resolved = rec["config"]["resolved"]
     assert resolved["model"]["arch"] == TINY_MODEL and resolved["randomness"]["seed"] == 0
-    digest = hashlib.sha256(json.dumps(resolved, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    # the hash leaves out where the run wrote and how it was started, which the record keeps
+    volatile = ("experiment_name", "work_dir", "resume", "load_from", "console")
+    assert "work_dir" in resolved and "console" in resolved
+    stable = {k: v for k, v in resolved.items() if k not in volatile}
+    digest = hashlib.sha256(json.dumps(stable, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     assert rec["config"]["sha256"] == digest
     env = rec["env"]
     for key in ("git_sha", "git_dirty", "python", "torch", "timm", "mmengine", "device", "cpu", "threads"):
@@ -315,3 +319,25 @@ def test_budget_curve_from_one_checkpoint(tmp_path, capsys, trained_checkpoint):
     from leaderboard.render import build_leaderboard
     markdown, _ = build_leaderboard(tmp_path)
     assert "compute-budget curves" in markdown and "| dhvn_nano " in markdown
+
+
+def test_console_is_short_unless_verbose(tmp_path, capsys):
+    """One line per logger interval and the result; mmengine's tables only with --verbose. The log
+    file in the work dir keeps everything either way."""
+    args = ("--max-iters", "4", "--cfg-options", "default_hooks.logger.interval=2")
+    code, out, err = run_cli(tiny_run_args(tmp_path / "q", *args), capsys)
+    assert code == 0, err
+    lines = [ln for ln in (out + err).splitlines() if ln.strip() and "task/s" not in ln and "ETA" not in ln]
+    progress = [ln for ln in lines if "iter " in ln and "/4" in ln]
+    assert [ln.split("iter ")[1].split()[0] for ln in progress] == ["2/4", "4/4"]
+    assert all(len(ln) < 200 for ln in progress) and "loss" in progress[0] and "eta" in progress[0]
+    assert len(lines) <= 5, "\n".join(lines)   # 2 progress lines, the result, the append
+    assert "System environment" not in out and "Hooks will be executed" not in out
+    (log,) = (tmp_path / "q" / "work").glob("*/*.log")
+    assert "System environment" in log.read_text() and "Iter(train) [4/4]" in log.read_text()
+    code, out, err = run_cli(tiny_run_args(tmp_path / "v", *args, "--verbose"), capsys)
+    assert code == 0, err
+    assert "System environment" in out and "Iter(train) [4/4]" in out
+    (quiet,), (verbose,) = read_jsonl(tmp_path / "q" / "results.jsonl"), read_jsonl(tmp_path / "v" / "results.jsonl")
+    assert quiet["config"]["sha256"] == verbose["config"]["sha256"]  # the console is not the run
+    assert "--verbose" in verbose["command"] and "--verbose" not in quiet["command"]

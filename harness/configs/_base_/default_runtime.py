@@ -18,6 +18,7 @@ custom_hooks = [
     dict(type='RNGStateHook'),  # --resume continues the random streams exactly
     dict(type='TrainWallClockHook'),  # train.wall_s sums every session of a resumed run
     dict(type='EvalProgressHook'),
+    dict(type='ConsoleProgressHook'),  # the short console's line per logger interval
     # Gumbel temperature of every router; a no-op for static and timm models
     dict(type='TauScheduleHook', start=1.0, end=0.5, schedule='cosine'),
     # per-router choice shares of the training routes (and tau), logged at the logger interval
@@ -41,6 +42,9 @@ visualizer = dict(type='Visualizer',
                   vis_backends=[dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')])
 log_processor = dict(type='LogProcessor', window_size=20, by_epoch=True)
 log_level = 'INFO'
+# 'short': the console keeps warnings and one line per logger interval (harness.console); the log
+# file in the work dir keeps everything. 'full' (--verbose): mmengine's own console output.
+console = 'short'
 
 load_from = None
 resume = False
