@@ -1,0 +1,89 @@
+"""The embedded job as a person runs it: Ctrl-C stops all of it (exit 130, no runs left behind),
+and the committed results change only when every step has finished."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from harness_testutils import TINY_DATA, read_jsonl, run_cli
+
+OLD = '{"model": "kept", "suite": "mnist5k", "seed": 0, "metrics": {"top1": 1.0}}\n'
+
+
+def _processes_mentioning(text: str) -> list:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if text.encode() in f.read():
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds leftover runs through /proc")
+def test_ctrl_c_stops_the_whole_job_with_130(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "mnist5k.jsonl").write_text(OLD)
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "embedded", "--seeds", "0", "--jobs", "1",
+                             "--results-dir", str(results), "--out", str(tmp_path / "PAGE.md")],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while (not list((tmp_path / "work_dirs" / "embedded").rglob("run.log")) and time.time() < deadline
+           and proc.poll() is None):
+        time.sleep(0.5)
+    time.sleep(2)  # the first run is training now
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGINT)   # what Ctrl-C sends the foreground process
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert "embedded job interrupted" in err and "leaderboard/results/ is unchanged" in err
+    assert "done " not in out + err  # no later step was started after the interrupt
+    assert (results / "mnist5k.jsonl").read_text() == OLD and not (tmp_path / "PAGE.md").exists()
+    time.sleep(1)
+    assert _processes_mentioning(str(tmp_path / "work_dirs")) == []  # the runs it started are gone
+
+
+def _tiny_plan(fail: bool):
+    def plan(seeds, staging, root=os.path.join("work_dirs", "embedded")):
+        from harness.readme_job import Step
+        steps = []
+        for model in ("dhvn_nano", "no_such_model" if fail else "dhvn_nano_static"):
+            wd = os.path.join(root, "mnist5k", model, "seed0")
+            steps.append(Step(f"mnist5k/{model}/seed0", [
+                "run", "--suite", "mnist5k", "--models", model, "--seeds", "0", "--max-iters", "2",
+                "--batch-size", "8", "--work-dir", wd, "--results", os.path.join(staging, "mnist5k.jsonl"),
+                "--cfg-options", *TINY_DATA], wd))
+        return steps
+    return plan
+
+
+def test_results_are_swapped_in_only_when_every_step_finished(tmp_path, capsys, monkeypatch):
+    import harness.readme_job as job
+    monkeypatch.chdir(tmp_path)
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "mnist5k.jsonl").write_text(OLD)
+    argv = ["embedded", "--jobs", "2", "--results-dir", str(results), "--out", str(tmp_path / "PAGE.md")]
+
+    monkeypatch.setattr(job, "plan", _tiny_plan(fail=True))
+    code, out, err = run_cli(argv, capsys)
+    assert code == 1 and "1 step(s) failed" in err and "no model matches 'no_such_model'" in err
+    assert (results / "mnist5k.jsonl").read_text() == OLD   # the committed results are as they were
+    staged = read_jsonl(tmp_path / "work_dirs" / "embedded" / "results.staging" / "mnist5k.jsonl")
+    assert [r["model"] for r in staged] == ["dhvn_nano"]    # the finished run's record is kept aside
+
+    monkeypatch.setattr(job, "plan", _tiny_plan(fail=False))
+    code, out, err = run_cli(argv, capsys)
+    assert code == 0, err
+    assert sorted(r["model"] for r in read_jsonl(results / "mnist5k.jsonl")) == ["dhvn_nano", "dhvn_nano_static"]
+    assert "kept" not in (results / "mnist5k.jsonl").read_text()  # replaced, not appended to
+    assert "dhvn_nano_static" in (tmp_path / "PAGE.md").read_text()
+    assert "2/2" in err  # the job's progress: steps done of all
