@@ -3,7 +3,7 @@
     python -m harness list 'dhvn_*'
     python -m harness run --models 'dhvn_*' --suite mnist5k --seeds 0 1 2
     python -m harness leaderboard [--check]
-    python -m harness embedded          # the README job, about 21 minutes on 2 CPU cores
+    python -m harness embedded          # the README job, about 22 minutes on 2 CPU cores
 
 Importing the package registers its datasets, model wrappers, hooks and metrics in
 mmengine's registries, so the configs under harness/configs can name them by `type=`.
