@@ -89,7 +89,10 @@ def _kwargs_case(kv):
 
 def _cfg_case(kv):
     def case(tree, s):
-        code, line, _ = harness(tree, s, *run_args(s, "--max-iters", "2", *TINY, kv))
+        argv = run_args(s, "--max-iters", "2", *TINY, kv)
+        i = argv.index("--batch-size")
+        del argv[i:i + 2]  # the flag would override the option
+        code, line, _ = harness(tree, s, *argv)
         recs = records(s)
         return code, line, f"records: {len(recs)}"
     return case
@@ -167,7 +170,8 @@ def case_non_numeric_metric(tree, s):
     code, line, _ = harness(tree, s, "leaderboard", "--results-dir", res, "--out", os.path.join(s, "PAGE.md"))
     page = open(os.path.join(s, "PAGE.md")).read() if os.path.exists(os.path.join(s, "PAGE.md")) else ""
     listed = "## Problems" in page and "abc" in page.split("## Problems", 1)[1]
-    return code, line, "listed under Problems" if listed else ("rendered in the table" if "abc" in page else "-")
+    row = next((ln for ln in page.splitlines() if ln.startswith("| m ")), "")
+    return code, line, "listed under Problems" if listed else f"table row: {' '.join(row.split())[:60]}"
 
 
 def case_console_and_hash(tree, s):

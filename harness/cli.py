@@ -200,7 +200,7 @@ def cmd_run(args, argv: Sequence[str] = ()) -> int:
     if not args.no_record:
         options.check_writable(results, "results store")
     for plan in plans:
-        options.check_writable(os.path.join(plan.cfg.work_dir, ".write-check"), "work dir")
+        options.check_writable(plan.cfg.work_dir, "work dir", folder_only=True)
 
     from mmengine.dist import is_main_process
     for plan in plans:
@@ -259,7 +259,7 @@ def cmd_leaderboard(args, argv=()) -> int:
     # before anything is drawn: a page or figures folder that cannot be written loses nothing
     options.check_writable(args.out, "leaderboard page", done="nothing was written")
     figures = os.path.join(os.path.dirname(os.path.abspath(args.results_dir)), FIGURES_DIRNAME)
-    options.check_writable(os.path.join(figures, ".write-check"), "figures folder", done="nothing was written")
+    options.check_writable(figures, "figures folder", done="nothing was written", folder_only=True)
     write_leaderboard(args.results_dir, args.out, extra_sections(args.results_dir, write=True))
     print(f"harness: wrote {args.out}")
     return 0

@@ -168,7 +168,7 @@ def compare(models: Sequence[str], suite: Optional[str] = None, work_dirs: Optio
                            f"{results_dir} and no training log under "
                            f"{', '.join(work_dirs or [f'work_dirs/{suite}', f'work_dirs/embedded/{suite}'])}")
     out = out or os.path.join("comparisons", suite)
-    options.check_writable(os.path.join(out, ".write-check"), "output folder", done="nothing was drawn")
+    options.check_writable(out, "output folder", done="nothing was drawn", folder_only=True)
     meta = dict(suite=suite, models=list(names), results_dir=results_dir,
                 work_dirs={m: {str(s): d for s, d in runs[m].items()} for m in names})
     pictures = [loss_curves(logs, out, meta), routing_training(logs, out, meta, ROUTING_NOTE)]

@@ -83,10 +83,14 @@ def work_dir_name(model: str) -> str:
     return model.replace(":", "-").replace("/", "-")
 
 
-def check_writable(path: str, what: str, done: str = "nothing was run") -> None:
-    """`path` (a file to append to or create) can be written: it is writable if it exists, else
-    a file can be created in its nearest existing folder. Creates nothing: a refused command
-    leaves no empty folders behind."""
+def check_writable(path: str, what: str, done: str = "nothing was run", folder_only: bool = False) -> None:
+    """`path` (a file to append to or create; with folder_only, a folder to write into) can be
+    written: it is writable if it exists, else a file can be created in its nearest existing
+    folder. Creates nothing: a refused command leaves no empty folders behind."""
+    if folder_only:
+        shown, path = path, os.path.join(path, ".harness-write-check")
+    else:
+        shown = path
     folder = os.path.dirname(os.path.abspath(path))
     while not os.path.exists(folder):
         folder = os.path.dirname(folder)
@@ -101,4 +105,4 @@ def check_writable(path: str, what: str, done: str = "nothing was run") -> None:
             with tempfile.NamedTemporaryFile(dir=folder, prefix=".harness-write-check-"):
                 pass
     except OSError as e:
-        raise HarnessError(f"the {what} {path} cannot be written ({e.strerror or e}); {done}") from None
+        raise HarnessError(f"the {what} {shown} cannot be written ({e.strerror or e}); {done}") from None

@@ -133,7 +133,7 @@ def visualize(model: str, checkpoint: str, suite: str, n: int = 8, out: Optional
         raise HarnessError(f"--limit must be >= 0, got {limit}")
     dev = options.resolve_device(device)
     out = out or os.path.join("visualizations", suite, options.work_dir_name(model))
-    options.check_writable(os.path.join(out, ".write-check"), "output folder", done="nothing was drawn")
+    options.check_writable(out, "output folder", done="nothing was drawn", folder_only=True)
     if os.path.isdir(checkpoint):  # a work dir: the checkpoint mmengine saved last
         checkpoint = latest_checkpoint(checkpoint)
     net, dataset, family, cfg = load_routed(model, checkpoint, suite, model_kwargs, cfg_options,
@@ -153,7 +153,7 @@ def readme_figures(root: str = os.path.join("work_dirs", "embedded"),
     """One picture of each kind for the README, from the embedded job's work dirs (seed 0):
     out/<model>/... for visualize, out/compare_<suite>/... for compare."""
     from .compare import compare
-    options.check_writable(os.path.join(out, ".write-check"), "output folder", done="nothing was drawn")
+    options.check_writable(out, "output folder", done="nothing was drawn", folder_only=True)
     pictures = []
     for suite, model, n in README_MODELS:
         work = os.path.join(root, suite, model, f"seed{seed}")
