@@ -10,8 +10,9 @@ mmengine's registries, so the configs under harness/configs can name them by `ty
 """
 from . import checkpoint, console, hooks, metrics, optim, suites, wrappers  # noqa: F401  (registration)
 from .errors import HarnessError
+from zoo import __version__  # one version for the distribution (routing-zoo)
 
-__all__ = ["HarnessError", "main"]
+__all__ = ["HarnessError", "main", "__version__"]
 
 
 def main(argv=None):

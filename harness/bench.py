@@ -20,7 +20,7 @@ import json
 import os
 import shlex
 import statistics
-from typing import List, Optional
+from typing import Optional
 
 from . import options
 from .errors import HarnessError

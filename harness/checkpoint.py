@@ -118,8 +118,11 @@ def check_checkpoint(path: str, model: nn.Module, arch: Optional[str] = None) ->
             k = shapes[0]
             detail.append(f"{len(shapes)} shape mismatches (e.g. {k}: {tuple(theirs[k].shape)} vs {tuple(ours[k].shape)})")
         raise HarnessError(f"checkpoint {path} does not fit {what}: {', '.join(detail)}")
-    try:  # values the keys cannot show (a router temperature <= 0, say) are refused by the load
-        model.load_state_dict(theirs)
+    # values the keys cannot show (a router temperature <= 0, say) are refused by the load; a
+    # model built on the meta device (a fit check only) takes the tensors as they are
+    on_meta = any(t.is_meta for t in model.state_dict().values())
+    try:
+        model.load_state_dict(theirs, assign=on_meta)
     except (ValueError, RuntimeError) as e:
         raise HarnessError(f"checkpoint {path}: {str(e).strip().splitlines()[-1].strip()}") from None
     return ckpt

@@ -9,7 +9,7 @@ import argparse
 import math
 import os
 import sys
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 from . import options
 from .errors import HarnessError
@@ -21,10 +21,14 @@ DEFAULT_LEADERBOARD = os.path.join("leaderboard", "LEADERBOARD.md")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+    # the same parser serves `python -m harness` and the `routing-zoo` console script
+    prog = "routing-zoo" if os.path.basename(sys.argv[0]) == "routing-zoo" else "python -m harness"
     parser = argparse.ArgumentParser(
-        prog="python -m harness",
+        prog=prog,
         description="Train and evaluate zoo and timm models on benchmark suites with mmengine runners, "
                     "append results, and regenerate the leaderboard.")
+    parser.add_argument("--version", action="version", version=f"routing-zoo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="list models (with family, task, routing, params) and suites",
@@ -292,6 +296,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("harness: interrupted; no record written for the unfinished run", file=sys.stderr)
         raise SystemExit(130)
+    except BrokenPipeError:
+        # the reader went away (`routing-zoo list | head`): stop quietly, as a shell tool does; the
+        # rest of the output goes nowhere instead of raising again at interpreter exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(141)
     if code:
         raise SystemExit(code)
     return 0

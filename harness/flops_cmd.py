@@ -13,7 +13,6 @@ sample; LMs per token (and per sequence). Static and timm models: executed = den
 from __future__ import annotations
 
 import json
-from typing import Optional
 
 import torch
 

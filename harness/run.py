@@ -7,7 +7,6 @@ config to `Runner.from_cfg`. Training, evaluation, checkpoints and logging are m
 from __future__ import annotations
 
 import copy
-import difflib
 import itertools
 import os
 import time
@@ -18,11 +17,12 @@ import torch
 from mmengine.config import Config
 
 from . import checkpoint as ckpt_mod
-from . import options
 from .config_checks import check_data_fits, check_option_keys, check_values
 from .distributed import launch_info
 from .hooks import StopAfterHook, TrainWallClockHook
 from .errors import HarnessError
+from .names import IMAGE_TASK, check_tasks, default_work_dir, model_task, resolve_models  # noqa: F401 (API)
+from .resume import resolve_resume  # noqa: F401 (API)
 from .wrappers import TIMM_PREFIX
 from .records import build_record, jsonable_config
 from .suites import Suite
@@ -30,7 +30,6 @@ from .suites import Suite
 __all__ = ["RunOptions", "RunPlan", "resolve_resume", "resolve_models", "model_task", "check_tasks", "build_config", "run_one",
            "default_work_dir", "preflight"]
 
-IMAGE_TASK = "image-classification"
 # model overrides that also shape the data: one value for both
 _SHARED_KEYS = ("img_size", "in_chans", "max_seq_len")
 _run_counter = itertools.count()
@@ -103,61 +102,6 @@ class RunPlan:
         if o.launcher != "none":
             argv += ["--launcher", o.launcher]
         return argv + ["--models", self.model, "--seeds", str(self.seed)]
-
-
-# ---------------------------------------------------------------- model names
-
-
-def _timm_names(pattern: str) -> List[str]:
-    import timm
-    return timm.list_models(pattern) if any(c in pattern for c in "*?[") else (
-        [pattern] if timm.is_model(pattern) else [])
-
-
-def resolve_models(patterns: Sequence[str]) -> List[str]:
-    """Zoo names / fnmatch patterns and timm:NAME (patterns too), in order, without repeats."""
-    import zoo
-    names: List[str] = []
-    for pat in patterns:
-        if pat.startswith(TIMM_PREFIX):
-            found = [TIMM_PREFIX + n for n in _timm_names(pat[len(TIMM_PREFIX):])]
-            pool = [TIMM_PREFIX + n for n in _close_pool_timm(pat[len(TIMM_PREFIX):])]
-        else:
-            found = zoo.list_models(pat)
-            pool = zoo.list_models()
-        if not found:
-            close = difflib.get_close_matches(pat, pool, n=5, cutoff=0.4)
-            stem = pat.split(":")[-1].strip("*?[]").split("_")[0]
-            close += [n for n in pool if stem and stem in n and n not in close][: 5 - len(close)]
-            hint = f"; closest: {', '.join(close)}" if close else "; see `python -m harness list`"
-            raise HarnessError(f"no model matches {pat!r}{hint}")
-        names += [n for n in found if n not in names]
-    return names
-
-
-def _close_pool_timm(name: str) -> List[str]:
-    import timm
-    stem = name.strip("*?[]")[:4]
-    return timm.list_models(f"{stem}*") if stem else []
-
-
-def model_task(name: str) -> str:
-    if name.startswith(TIMM_PREFIX):
-        return IMAGE_TASK
-    import zoo
-    return zoo.model_info(name)["task"]
-
-
-def check_tasks(names: Sequence[str], suite: Suite) -> None:
-    for n in names:
-        task = model_task(n)
-        if task != suite.task:
-            raise HarnessError(f"{n} is a {task} model and cannot run on suite {suite.name} "
-                               f"({suite.task}); pick a {suite.task} model (`python -m harness list`)")
-
-
-def default_work_dir(suite: str, model: str, seed: int) -> str:
-    return os.path.join("work_dirs", suite, options.work_dir_name(model), f"seed{seed}")
 
 
 # ---------------------------------------------------------------- config
@@ -292,45 +236,6 @@ def build_config(suite: Suite, model: str, seed: int, opts: RunOptions, device: 
     elif opts.checkpoint:
         cfg.load_from = opts.checkpoint  # fine-tune from these weights
     return cfg
-
-
-def resolve_resume(plan: RunPlan) -> None:
-    """Point a --resume run at a checkpoint the safe loader has read, that fits the model, and
-    that is not already at the end of the budget; refuse anything else in one line.
-
-    --resume (auto) reads the work dir's `last_checkpoint` itself instead of leaving it to
-    mmengine, whose loader would surface a missing or unsafe file as a traceback. With no
-    checkpoint in the work dir yet, the run starts from the beginning."""
-    import torch
-    from mmengine.registry import MODELS
-    cfg, opts = plan.cfg, plan.opts
-    if not opts.resume:
-        return
-    path = opts.resume
-    if path == "auto":
-        marker = os.path.join(cfg.work_dir, "last_checkpoint")
-        if not os.path.exists(marker):
-            cfg.resume, cfg.load_from = False, None
-            print(f"harness: {plan.model} seed {plan.seed}: nothing to resume in {cfg.work_dir}; starting anew")
-            return
-        with open(marker) as f:
-            path = os.path.join(cfg.work_dir, os.path.basename(f.read().strip()))
-        if not os.path.exists(path):
-            raise HarnessError(f"{marker} names {path}, which does not exist; nothing to resume from "
-                               f"(delete the marker to start anew)")
-    with torch.device("meta"):
-        wrapper = MODELS.build(copy.deepcopy(cfg.model))
-    ckpt = ckpt_mod.check_checkpoint(path, wrapper, arch=plan.model)  # safe load + keys and shapes
-    meta = ckpt.get("meta") or {}
-    by_iter = cfg.train_cfg.get("type") == "IterBasedTrainLoop"
-    done, total = (meta.get("iter"), cfg.train_cfg["max_iters"]) if by_iter else \
-        (meta.get("epoch"), cfg.train_cfg["max_epochs"])
-    unit = "iteration" if by_iter else "epoch"
-    if isinstance(done, int) and done >= total:
-        raise HarnessError(f"checkpoint {path} is at {unit} {done}, already at or past this run's budget of "
-                           f"{total} {unit}s: nothing to resume (raise the budget, or evaluate it with "
-                           f"--eval-only --checkpoint)")
-    cfg.resume, cfg.load_from = True, path
 
 
 def preflight(cfg: Config, suite: Suite) -> Optional[int]:

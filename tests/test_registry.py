@@ -92,7 +92,12 @@ def test_timm_bridge():
     m = timm.create_model("dhvn_nano", num_classes=3, in_chans=1, img_size=28)
     assert m.num_classes == 3
     assert set(zoo.list_models("dhvn_*")) <= set(timm.list_models("dhvn_*"))
-    assert "exp11_dynamic_tiny" in timm.list_models("exp11_*")
+    # LMs stay out of timm's image-model registry, and stay reachable through zoo and mmengine
+    assert timm.list_models("exp11_*") == []
+    with pytest.raises(RuntimeError, match="Unknown model"):
+        timm.create_model("exp11_dynamic_tiny")
+    from mmengine.registry import MODELS
+    assert zoo.create_model("exp11_dynamic_tiny").task == MODELS.build(dict(type="exp11_dynamic_tiny")).task
 
 
 def test_mmengine_bridge():

@@ -1,6 +1,7 @@
 """Make every zoo entry point visible to timm and mmengine as soon as it is registered.
 
-timm:     timm.create_model("dhvn_tiny"), timm.list_models("dhvn_*")
+timm:     timm.create_model("dhvn_tiny"), timm.list_models("dhvn_*") (image models only: timm's
+          registry is a list of image models, so the LMs are not in it)
 mmengine: MODELS.build(dict(type="dhvn_tiny", num_classes=10)) — registered in mmengine's
           root MODELS registry under the zoo's own names (no prefix: zoo names do not collide
           with mmengine's, and a config then reads exactly like a create_model call).
@@ -32,6 +33,7 @@ def _register_mmengine(fn: Callable) -> None:
     MODELS.register_module(name=fn.__name__, module=build, force=True)
 
 
-def register_everywhere(fn: Callable) -> None:
-    _register_timm(fn)
+def register_everywhere(fn: Callable, timm: bool = True) -> None:
+    if timm:
+        _register_timm(fn)
     _register_mmengine(fn)

@@ -11,6 +11,7 @@ Registering also bridges the entry point into timm's and mmengine's registries.
 """
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import difflib
 import fnmatch
@@ -55,7 +56,9 @@ def register_model(fn: Optional[Callable] = None, *, static_form: Optional[str] 
     if static_form is not None:
         _STATIC_FORMS[name] = static_form
     from . import bridges  # late import: bridges import this module
-    bridges.register_everywhere(fn)
+    # timm's registry lists image models; an LM there would be built by timm.create_model as if
+    # it were one, so LMs are reachable through zoo and mmengine only
+    bridges.register_everywhere(fn, timm=resolve_spec(name)[0].task == "image-classification")
     return fn
 
 
@@ -82,6 +85,7 @@ class _Resolved(Exception):
 
 def build_model(model_cls, spec: Spec, pretrained: bool = False, **overrides):
     """The one place variants are built. Called by every entry point."""
+    device, dtype = overrides.get("device"), overrides.get("dtype")
     overrides = {k: v for k, v in overrides.items() if k not in _TIMM_FACTORY_KEYS}
     if pretrained:
         raise ValueError(f"no pretrained weights are published for {model_cls.__name__}; "
@@ -89,7 +93,16 @@ def build_model(model_cls, spec: Spec, pretrained: bool = False, **overrides):
     spec = spec.replace(**overrides)
     if _SPEC_ONLY.get():
         raise _Resolved(model_cls, spec)
-    return model_cls(spec)
+    # timm's factory kwargs: parameters are created on `device` (meta too), then cast to `dtype`
+    with torch.device(device) if device is not None else contextlib.nullcontext():
+        model = model_cls(spec)
+    if dtype is not None:
+        if isinstance(dtype, str):
+            dtype = getattr(torch, dtype)
+        if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise ValueError(f"dtype must be a floating-point torch dtype, got {dtype!r}")
+        model.to(dtype=dtype)
+    return model
 
 
 def resolve_spec(name: str, **overrides) -> Tuple[type, Spec]:

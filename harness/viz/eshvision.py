@@ -10,7 +10,7 @@ Sources, all from one eval forward per batch:
 from __future__ import annotations
 
 import math
-from typing import Dict, List
+from typing import List
 
 import torch
 

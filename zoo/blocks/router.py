@@ -215,8 +215,18 @@ class Router(nn.Module):
         return not self.training
 
     def logits(self, feats: torch.Tensor) -> torch.Tensor:
+        # in fp32 whatever the model's dtype (bf16, fp16) or autocast: a near-tie of two logits
+        # decides which branch runs, and half precision would flip it. fp32 weights are used as
+        # they are (`.float()` returns the same tensor), so fp32 numerics are unchanged.
+        x = feats.float()
         with torch.autocast(device_type=feats.device.type, enabled=False):
-            out = self.net(feats.float()).clamp(-self.spec.logit_clamp, self.spec.logit_clamp)
+            for layer in self.net:
+                if isinstance(layer, nn.Linear):
+                    bias = None if layer.bias is None else layer.bias.float()
+                    x = F.linear(x, layer.weight.float(), bias)
+                else:
+                    x = layer(x)
+        out = x.clamp(-self.spec.logit_clamp, self.spec.logit_clamp)
         if self.binary:
             out = torch.cat([torch.zeros_like(out), out], dim=-1)
         return out

@@ -86,7 +86,14 @@ def chunk_gated_delta_rule(q, k, v, g, beta, scale=None, initial_state=None,
     Shapes as in the naive reference: q, k (B,T,H,K); v (B,T,H,V); g, beta (B,T,H).
     T need not be a multiple of `chunk_size`: the tail is padded with g=0, beta=0 tokens,
     which leave the state untouched, and their outputs are dropped.
+    Under autocast it runs in fp32 and returns o in v's dtype: autocast would cast some matmuls
+    to half precision and leave the float64 decay terms beside them, and baddbmm refuses mixed dtypes.
     """
+    if torch.is_autocast_enabled(q.device.type):
+        with torch.autocast(device_type=q.device.type, enabled=False):
+            o, final = chunk_gated_delta_rule(q.float(), k.float(), v.float(), g.float(), beta.float(), scale,
+                                              initial_state, output_final_state, chunk_size)
+        return o.to(v.dtype), final
     dtype = v.dtype
     B, T, H, K = k.shape
     V = v.shape[-1]
