@@ -96,8 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_embedded)
 
     # commands in modules of their own; each imports its heavy dependencies only when it runs
-    from . import bench, compare, flops_cmd, visualize
-    for command in (bench, flops_cmd, visualize, compare):
+    from . import bench, compare, export, flops_cmd, visualize
+    for command in (bench, flops_cmd, visualize, compare, export):
         command.add_parser(sub)
     return parser
 

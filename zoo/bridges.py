@@ -9,26 +9,47 @@ mmengine: MODELS.build(dict(type="dhvn_tiny", num_classes=10)) — registered in
 from __future__ import annotations
 
 import functools
+import sys
 from typing import Callable
 
 __all__ = ["register_everywhere"]
 
 
+def _named(fn: Callable) -> Callable:
+    """The entry point, called inside `registry.building(name)` so build_model can look up the
+    pretrained tags a timm or mmengine caller names."""
+    from .registry import building
+
+    @functools.wraps(fn)
+    def entry(*args, **kwargs):
+        with building(fn.__name__):
+            return fn(*args, **kwargs)
+    entry.__wrapped_zoo__ = fn
+    return entry
+
+
 def _register_timm(fn: Callable) -> None:
     from timm.models import _registry as timm_registry
     from timm.models import register_model as timm_register_model
+    from .pretrained import timm_cfgs
 
-    if timm_registry._model_entrypoints.get(fn.__name__) is fn:
+    if getattr(timm_registry._model_entrypoints.get(fn.__name__), "__wrapped_zoo__", None) is fn:
         return
-    timm_register_model(fn)
+    # timm reads the pretrained cfgs of an entry point from its module's `default_cfgs`
+    module = sys.modules[fn.__module__]
+    if not hasattr(module, "default_cfgs"):
+        module.default_cfgs = {}
+    module.default_cfgs.update(timm_cfgs(fn.__name__))
+    timm_register_model(_named(fn))
 
 
 def _register_mmengine(fn: Callable) -> None:
     from mmengine.registry import MODELS
+    named = _named(fn)
 
     @functools.wraps(fn)
     def build(**kwargs):
-        return fn(pretrained=kwargs.pop("pretrained", False), **kwargs)
+        return named(pretrained=kwargs.pop("pretrained", False), **kwargs)
 
     MODELS.register_module(name=fn.__name__, module=build, force=True)
 

@@ -28,6 +28,7 @@ _ENTRYPOINTS: Dict[str, Callable] = {}
 _INFO_CACHE: Dict[str, dict] = {}
 _SPEC_ONLY = contextvars.ContextVar("zoo_spec_only", default=False)
 # keyword arguments timm.create_model passes to every entry point
+_BUILDING: contextvars.ContextVar = contextvars.ContextVar("zoo_building", default=None)
 _TIMM_FACTORY_KEYS = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir", "device", "dtype")
 
 
@@ -85,11 +86,25 @@ class _Resolved(Exception):
 
 def build_model(model_cls, spec: Spec, pretrained: bool = False, **overrides):
     """The one place variants are built. Called by every entry point."""
+    from . import pretrained as _pretrained
     device, dtype = overrides.get("device"), overrides.get("dtype")
+    overlay = overrides.get("pretrained_cfg_overlay") or {}
+    name = _BUILDING.get()
+    tag = _pretrained.resolve_tag(name, overrides.get("pretrained_cfg")) if name else None
     overrides = {k: v for k, v in overrides.items() if k not in _TIMM_FACTORY_KEYS}
-    if pretrained:
-        raise ValueError(f"no pretrained weights are published for {model_cls.__name__}; "
-                         "train with `python -m harness run` and load the checkpoint")
+    weights = overlay.get("file") or (tag.file if tag is not None else None)
+    if pretrained and not weights:
+        raise ValueError(f"no pretrained weights are shipped for {name or model_cls.__name__} (tags: "
+                         f"{', '.join(_pretrained.PRETRAINED) or 'none'}); pass "
+                         f"pretrained_cfg_overlay=dict(file=PATH) for weights of your own")
+    if pretrained and tag is not None and not overlay.get("file"):
+        # the shape the weights were trained at, unless the caller asks for the same one
+        clash = {k: v for k, v in overrides.items() if k in tag.kwargs and v != tag.kwargs[k]}
+        if clash:
+            raise ValueError(f"pretrained {tag.name} was trained with "
+                             f"{', '.join(f'{k}={tag.kwargs[k]!r}' for k in clash)}; got "
+                             f"{', '.join(f'{k}={v!r}' for k, v in clash.items())}")
+        overrides = {**tag.kwargs, **overrides}
     spec = spec.replace(**overrides)
     if _SPEC_ONLY.get():
         raise _Resolved(model_cls, spec)
@@ -102,6 +117,10 @@ def build_model(model_cls, spec: Spec, pretrained: bool = False, **overrides):
         if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
             raise ValueError(f"dtype must be a floating-point torch dtype, got {dtype!r}")
         model.to(dtype=dtype)
+    if pretrained:
+        _pretrained.load_weights(model, weights)
+        model.pretrained_source = dict(file=weights, **({"tag": tag.tag} if tag is not None and weights == tag.file
+                                                        else {}))
     return model
 
 
@@ -119,7 +138,22 @@ def resolve_spec(name: str, **overrides) -> Tuple[type, Spec]:
 
 
 def create_model(name: str, pretrained: bool = False, **overrides) -> torch.nn.Module:
-    return _entrypoint(name)(pretrained=pretrained, **overrides)
+    """`name` may carry a pretrained tag, timm's way: `create_model("dhvn_nano.mnist5k", pretrained=True)`."""
+    if name not in _ENTRYPOINTS and "." in name:
+        name, tag = name.split(".", 1)
+        overrides.setdefault("pretrained_cfg", tag)
+    with building(name):
+        return _entrypoint(name)(pretrained=pretrained, **overrides)
+
+
+@contextlib.contextmanager
+def building(name: str):
+    """The entry point being called (build_model looks its pretrained tags up by this name)."""
+    token = _BUILDING.set(name)
+    try:
+        yield
+    finally:
+        _BUILDING.reset(token)
 
 
 def _tags(name: str) -> dict:

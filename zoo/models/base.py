@@ -114,6 +114,7 @@ class ZooVisionModel(_ZooModel):
         pool = self.pool_size()
         if pool is not None:
             cfg["pool_size"] = pool
+        cfg.update(getattr(self, "pretrained_source", None) or {})  # tag and file, when loaded pretrained
         return cfg
 
     @property
