@@ -88,6 +88,8 @@ def build_model(model_cls, spec: Spec, pretrained: bool = False, **overrides):
     """The one place variants are built. Called by every entry point."""
     from . import pretrained as _pretrained
     device, dtype = overrides.get("device"), overrides.get("dtype")
+    features_only = overrides.pop("features_only", False)
+    out_indices = overrides.pop("out_indices", None)
     overlay = overrides.get("pretrained_cfg_overlay") or {}
     name = _BUILDING.get()
     tag = _pretrained.resolve_tag(name, overrides.get("pretrained_cfg")) if name else None
@@ -121,7 +123,21 @@ def build_model(model_cls, spec: Spec, pretrained: bool = False, **overrides):
         _pretrained.load_weights(model, weights)
         model.pretrained_source = dict(file=weights, **({"tag": tag.tag} if tag is not None and weights == tag.file
                                                         else {}))
+    if features_only:
+        return _feature_net(model, out_indices)
     return model
+
+
+def _feature_net(model, out_indices):
+    """timm's `features_only=True`: its FeatureGetterNet over the model's forward_intermediates
+    (the zoo's stages are not a plain chain of child modules, which FeatureListNet needs)."""
+    from timm.models._features import FeatureGetterNet
+    stages = getattr(model, "feature_info", None)
+    if not stages:
+        raise ValueError(f"{type(model).__name__} has no feature stages; features_only is for vision models")
+    from .models.base import _take_indices
+    take = _take_indices(len(stages), out_indices)   # out of range: one line, before timm asserts
+    return FeatureGetterNet(model, out_indices=take, prune=False)
 
 
 def resolve_spec(name: str, **overrides) -> Tuple[type, Spec]:

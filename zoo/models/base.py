@@ -122,6 +122,25 @@ class ZooVisionModel(_ZooModel):
         return self.default_cfg
 
     first_conv: str = "stem.0"
+    feature_info: List[dict] = []   # per stage: num_chs, reduction, module (set by each family)
+
+    def _intermediates(self, x: torch.Tensor):
+        """(per-stage feature maps NCHW, in feature_info order; forward_features' output)."""
+        raise NotImplementedError
+
+    def forward_intermediates(self, x: torch.Tensor, indices=None, norm: bool = False, stop_early: bool = False,
+                              output_fmt: str = "NCHW", intermediates_only: bool = False):
+        """timm's backbone API: the stage outputs `indices` selects (None: all; n: the last n; a
+        list: those, negatives from the end), and unless intermediates_only, forward_features'
+        output first. Every stage runs either way (stop_early changes nothing: the routed blocks
+        are cheap to finish), and `norm` is accepted for timm's signature (stage outputs are
+        the blocks' own)."""
+        if output_fmt != "NCHW":
+            raise ValueError(f"{type(self).__name__} gives NCHW intermediates, not {output_fmt!r}")
+        take = _take_indices(len(self.feature_info), indices)
+        stages, final = self._intermediates(x)
+        picked = [stages[i] for i in take]
+        return picked if intermediates_only else (final, picked)
 
     def pool_size(self) -> Optional[tuple]:
         s = self.spec.img_size // self.stride
@@ -198,3 +217,20 @@ class ZooCausalLM(_ZooModel):
         if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= self.vocab_size):
             raise ValueError(f"token ids must lie in [0, {self.vocab_size}), got "
                              f"[{int(input_ids.min())}, {int(input_ids.max())}]")
+
+
+def _take_indices(n: int, indices) -> List[int]:
+    """timm's feature_take_indices, with a one-line ValueError for an index out of range."""
+    if indices is None:
+        return list(range(n))
+    if isinstance(indices, int):
+        if not 0 < indices <= n:
+            raise ValueError(f"last-n out_indices {indices} is out of range: this model has {n} stages (1 to {n})")
+        return list(range(n - indices, n))
+    out = []
+    for i in indices:
+        if not -n <= int(i) < n:
+            raise ValueError(f"out_indices {list(indices)} has {i}, out of range for {n} stages "
+                             f"(0 to {n - 1}, or -{n} to -1)")
+        out.append(int(i) % n)
+    return out

@@ -212,6 +212,8 @@ class DHVN(ZooVisionModel):
             DecoderStage(spec.widths[i + 1], spec.widths[i], spec.widths[i], spec.decoder_depth,
                          spec, f"decoder.{j}", size[i + 1])
             for j, i in enumerate(reversed(range(spec.num_stages - 1)))])
+        self.feature_info = [dict(num_chs=w, reduction=2 ** (i + 1), module=f"encoder.{i}")
+                             for i, w in enumerate(spec.widths)]
         self._build_head(spec.widths[0])
         self._init_weights()
 
@@ -227,6 +229,9 @@ class DHVN(ZooVisionModel):
         return [m for m in self.modules() if isinstance(m, HybridBlock)]
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self._intermediates(x)[1]
+
+    def _intermediates(self, x: torch.Tensor):
         self.check_input(x)
         # channels-last end to end: the transformer branches' (B, N, C) tokens are then views of
         # the feature maps both ways (no transpose copies), and GN / depthwise convs keep NHWC
@@ -238,10 +243,11 @@ class DHVN(ZooVisionModel):
         for block in self.encoder:
             x = block(x)
             skips.append(x)
+        stages = list(skips)  # the encoder's outputs are the backbone's stages
         skips.pop()  # the bottleneck output is x itself
         for stage in self.decoder:
             x = stage(x, skips.pop())
-        return x
+        return stages, x
 
     def aux_losses(self) -> Dict[str, torch.Tensor]:
         routes = self.last_routes()

@@ -270,6 +270,8 @@ class ESHVision(ZooVisionModel):
                 ESHBlock(dim, heads, (grid, grid), spec, layer=f"stages.{i}.blocks.{j}") for j in range(depth))
             self.stages.append(stage)
         self.final_grid = grid
+        self.feature_info = [dict(num_chs=spec.embed_dim << i, reduction=spec.patch_size << i, module=f"stages.{i}")
+                             for i in range(len(spec.depths))]
         self.norm = nn.LayerNorm(dim)
         self._build_head(dim)
         self._init_weights()
@@ -292,12 +294,12 @@ class ESHVision(ZooVisionModel):
         features (B, C, h, w), logits (B, classes), ponder_cost (the mean ACT cost, 0-d);
         per block, in order: alphas (B, N) = P(attention), block_entropy (B, N) the entropy
         prior its router read, ponder_steps (B, N) extra ACT steps (None without ACT);
-        entropy (B, h0, w0) the stage-0 prior.
+        entropy (B, h0, w0) the stage-0 prior; stages, each stage's output (B, D, h, w).
         """
         self.check_input(x)
         entropy = ent = self.entropy_prior(x)
         t = self.embed_norm(self.patch_embed(x).permute(0, 2, 3, 1))
-        alphas, costs, routes, priors, steps = [], [], [], [], []
+        alphas, costs, routes, priors, steps, stage_maps = [], [], [], [], [], []
         for i, stage in enumerate(self.stages):
             if i > 0:
                 t, ent = stage.downsample(t), pool_entropy(ent)
@@ -315,6 +317,7 @@ class ESHVision(ZooVisionModel):
                     costs.append(act.ponder_cost.mean())
                     steps.append(act.steps)
             t = seq.view(B, h, w, D)
+            stage_maps.append(t.permute(0, 3, 1, 2))
         features = self.norm(t).permute(0, 3, 1, 2)
         ponder = torch.stack(costs).mean() if costs else features.new_zeros(())
         aux = {"alpha_variance": alpha_variance_loss(alphas)}
@@ -324,10 +327,15 @@ class ESHVision(ZooVisionModel):
             aux["budget"] = routes_budget_loss(routes, self.spec.router.budget)
         self._last.aux = aux
         return dict(features=features, logits=self.forward_head(features), ponder_cost=ponder,
-                    alphas=alphas, entropy=entropy, block_entropy=priors, ponder_steps=steps or None)
+                    alphas=alphas, entropy=entropy, block_entropy=priors, ponder_steps=steps or None,
+                    stages=stage_maps)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_dict(x)["features"]
+
+    def _intermediates(self, x: torch.Tensor):
+        out = self.forward_dict(x)
+        return out["stages"], out["features"]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_dict(x)["logits"]
