@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Callable
+from typing import Callable, Optional
 
 __all__ = ["register_everywhere"]
 
@@ -18,7 +18,7 @@ __all__ = ["register_everywhere"]
 def _named(fn: Callable) -> Callable:
     """The entry point, called inside `registry.building(name)` so build_model can look up the
     pretrained tags a timm or mmengine caller names."""
-    from .registry import building
+    from .building import building
 
     @functools.wraps(fn)
     def entry(*args, **kwargs):
@@ -28,10 +28,9 @@ def _named(fn: Callable) -> Callable:
     return entry
 
 
-def _register_timm(fn: Callable) -> None:
+def _register_timm(fn: Callable, timm_cfgs: dict) -> None:
     from timm.models import _registry as timm_registry
     from timm.models import register_model as timm_register_model
-    from .pretrained import timm_cfgs
 
     if getattr(timm_registry._model_entrypoints.get(fn.__name__), "__wrapped_zoo__", None) is fn:
         return
@@ -39,7 +38,7 @@ def _register_timm(fn: Callable) -> None:
     module = sys.modules[fn.__module__]
     if not hasattr(module, "default_cfgs"):
         module.default_cfgs = {}
-    module.default_cfgs.update(timm_cfgs(fn.__name__))
+    module.default_cfgs.update(timm_cfgs)
     timm_register_model(_named(fn))
 
 
@@ -54,7 +53,8 @@ def _register_mmengine(fn: Callable) -> None:
     MODELS.register_module(name=fn.__name__, module=build, force=True)
 
 
-def register_everywhere(fn: Callable, timm: bool = True) -> None:
-    if timm:
-        _register_timm(fn)
+def register_everywhere(fn: Callable, timm_cfgs: Optional[dict] = None) -> None:
+    """mmengine always; timm for image models, given their pretrained cfgs (None: not in timm)."""
+    if timm_cfgs is not None:
+        _register_timm(fn, timm_cfgs)
     _register_mmengine(fn)

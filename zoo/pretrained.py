@@ -96,12 +96,11 @@ def load_weights(model: torch.nn.Module, path: str) -> None:
     model.load_state_dict(state)
 
 
-def timm_cfgs(model: str) -> dict:
-    """timm's `default_cfgs` entries of one zoo vision model: an untagged cfg, and one per
-    shipped tag, with its file (so timm lists it under `list_models(pretrained=True)`)."""
+def timm_cfgs(model: str, cls, spec) -> dict:
+    """timm's `default_cfgs` entries of one zoo vision model (its class and default spec): an
+    untagged cfg, and one per shipped tag, with its file (so timm lists it under
+    `list_models(pretrained=True)`)."""
     from timm.models import generate_default_cfgs
-    from .registry import resolve_spec
-    cls, spec = resolve_spec(model)
     common = dict(first_conv=cls.first_conv, classifier="head")
     cfgs = {model: dict(common, num_classes=spec.num_classes, input_size=cls.default_input_size(spec),
                         mean=tuple(spec.mean), std=tuple(spec.std))}

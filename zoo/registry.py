@@ -19,6 +19,7 @@ from typing import Callable, Dict, Iterable, Optional, Sequence, Tuple, Union
 
 import torch
 
+from .building import building, current as current_build
 from .specs import Spec
 
 __all__ = ["register_model", "create_model", "list_models", "model_info", "resolve_spec",
@@ -28,7 +29,6 @@ _ENTRYPOINTS: Dict[str, Callable] = {}
 _INFO_CACHE: Dict[str, dict] = {}
 _SPEC_ONLY = contextvars.ContextVar("zoo_spec_only", default=False)
 # keyword arguments timm.create_model passes to every entry point
-_BUILDING: contextvars.ContextVar = contextvars.ContextVar("zoo_building", default=None)
 _TIMM_FACTORY_KEYS = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir", "device", "dtype")
 
 
@@ -59,7 +59,12 @@ def register_model(fn: Optional[Callable] = None, *, static_form: Optional[str] 
     from . import bridges  # late import: bridges import this module
     # timm's registry lists image models; an LM there would be built by timm.create_model as if
     # it were one, so LMs are reachable through zoo and mmengine only
-    bridges.register_everywhere(fn, timm=resolve_spec(name)[0].task == "image-classification")
+    cls, spec = resolve_spec(name)
+    if cls.task == "image-classification":
+        from . import pretrained
+        bridges.register_everywhere(fn, timm_cfgs=pretrained.timm_cfgs(name, cls, spec))
+    else:
+        bridges.register_everywhere(fn, timm_cfgs=None)
     return fn
 
 
@@ -91,7 +96,7 @@ def build_model(model_cls, spec: Spec, pretrained: bool = False, **overrides):
     features_only = overrides.pop("features_only", False)
     out_indices = overrides.pop("out_indices", None)
     overlay = overrides.get("pretrained_cfg_overlay") or {}
-    name = _BUILDING.get()
+    name = current_build()
     tag = _pretrained.resolve_tag(name, overrides.get("pretrained_cfg")) if name else None
     overrides = {k: v for k, v in overrides.items() if k not in _TIMM_FACTORY_KEYS}
     weights = overlay.get("file") or (tag.file if tag is not None else None)
@@ -162,14 +167,7 @@ def create_model(name: str, pretrained: bool = False, **overrides) -> torch.nn.M
         return _entrypoint(name)(pretrained=pretrained, **overrides)
 
 
-@contextlib.contextmanager
-def building(name: str):
-    """The entry point being called (build_model looks its pretrained tags up by this name)."""
-    token = _BUILDING.set(name)
-    try:
-        yield
-    finally:
-        _BUILDING.reset(token)
+
 
 
 def _tags(name: str) -> dict:
