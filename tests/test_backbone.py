@@ -69,3 +69,23 @@ def test_training_backward_reaches_every_parameter(name):
     loss.backward()
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing, missing[:5]
+
+
+@pytest.mark.parametrize("pool", ["avg", "max", "avgmax", ""])
+def test_global_pool_kwarg(pool):
+    import timm
+    x = torch.randn(2, 1, 28, 28)
+    for make in (zoo.create_model, timm.create_model):
+        torch.manual_seed(0)
+        model = make("dhvn_nano", num_classes=3, in_chans=1, img_size=28, global_pool=pool).eval()
+        assert model.global_pool == pool
+        with torch.no_grad():
+            feats = model.forward_features(x)
+            pre = model.forward_head(feats, pre_logits=True)
+        expected = {"avg": feats.mean((-2, -1)), "max": feats.amax((-2, -1)),
+                    "avgmax": 0.5 * (feats.mean((-2, -1)) + feats.amax((-2, -1))), "": feats}[pool]
+        torch.testing.assert_close(pre, expected, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="global_pool must be one of"):
+        zoo.create_model("dhvn_nano", global_pool="catavgmax")
+    with pytest.raises(ValueError, match="no pooled head"):
+        zoo.create_model("exp11_dynamic_tiny", global_pool="avg")

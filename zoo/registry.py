@@ -94,6 +94,7 @@ def build_model(model_cls, spec: Spec, pretrained: bool = False, **overrides):
     from . import pretrained as _pretrained
     device, dtype = overrides.get("device"), overrides.get("dtype")
     features_only = overrides.pop("features_only", False)
+    global_pool = overrides.pop("global_pool", None)
     out_indices = overrides.pop("out_indices", None)
     overlay = overrides.get("pretrained_cfg_overlay") or {}
     name = current_build()
@@ -128,6 +129,10 @@ def build_model(model_cls, spec: Spec, pretrained: bool = False, **overrides):
         _pretrained.load_weights(model, weights)
         model.pretrained_source = dict(file=weights, **({"tag": tag.tag} if tag is not None and weights == tag.file
                                                         else {}))
+    if global_pool is not None:
+        if not hasattr(model, "set_global_pool"):
+            raise ValueError(f"{type(model).__name__} has no pooled head; global_pool is for vision models")
+        model.set_global_pool(global_pool)
     if features_only:
         return _feature_net(model, out_indices)
     return model

@@ -86,6 +86,9 @@ class _ZooModel(nn.Module):
         return {}
 
 
+GLOBAL_POOLS = ("avg", "max", "avgmax", "")
+
+
 class ZooVisionModel(_ZooModel):
     task = "image-classification"
     #: total downsampling of forward_features; inputs must be divisible by it
@@ -172,11 +175,16 @@ class ZooVisionModel(_ZooModel):
     def get_classifier(self) -> nn.Module:
         return self.head
 
+    def set_global_pool(self, global_pool: str) -> None:
+        """timm's pool types that keep num_features: avg, max, avgmax (their mean), or '' (none:
+        forward_head then takes pooled or unpooled features as given)."""
+        if global_pool not in GLOBAL_POOLS:
+            raise ValueError(f"global_pool must be one of {', '.join(map(repr, GLOBAL_POOLS))}, got {global_pool!r}")
+        self.global_pool = global_pool
+
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
-        if global_pool is not None and global_pool not in ("avg", ""):
-            raise ValueError(f"global_pool must be 'avg' or '', got {global_pool!r}")
         if global_pool is not None:
-            self.global_pool = global_pool
+            self.set_global_pool(global_pool)
         self.num_classes = num_classes
         device = next(self.parameters()).device
         self.head = (nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()).to(device)
@@ -188,6 +196,10 @@ class ZooVisionModel(_ZooModel):
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         if self.global_pool == "avg":
             x = x.mean(dim=(-2, -1))
+        elif self.global_pool == "max":
+            x = x.amax(dim=(-2, -1))
+        elif self.global_pool == "avgmax":
+            x = 0.5 * (x.mean(dim=(-2, -1)) + x.amax(dim=(-2, -1)))
         x = self.head_drop(x)
         return x if pre_logits else self.head(x)
 
