@@ -46,7 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
                               "  python -m harness run --models dhvn_nano --suite imagenet --data-root /data/imagenet",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     options.add(p, "models")
-    options.add(p, "suite", required=True)
+    options.add(p, "suite", help="benchmark suite (see `python -m harness list`); with --config, the "
+                                 "config's own `suite` unless given")
+    p.add_argument("--config", metavar="PY", help="an mmengine config of your own instead of the suite's; "
+                   "its _base_ may be a suite config (harness/configs/<suite>.py); --models, --seeds "
+                   "and --cfg-options still apply")
     p.add_argument("--epochs", type=int, help="train for this many epochs (epoch-based loop)")
     p.add_argument("--max-iters", type=int, help="train for this many iterations (iteration-based loop)")
     options.add(p, "batch_size", help="training batch size")
@@ -154,9 +158,14 @@ def cmd_run(args, argv: Sequence[str] = ()) -> int:
     from .distributed import init_cpu_distributed
     from .run import (RunOptions, RunPlan, build_config, check_tasks, preflight,
                       resolve_models, resolve_resume, run_one)
-    from .suites import get_suite
+    from .suites import get_suite, suite_of_config
 
-    suite = get_suite(args.suite)
+    if args.config:
+        suite = suite_of_config(args.config, args.suite)
+    elif args.suite:
+        suite = get_suite(args.suite)
+    else:
+        raise HarnessError("run needs --suite (or --config)")
     models = resolve_models(args.models)
     check_tasks(models, suite)
     if args.eval_only and not args.checkpoint:

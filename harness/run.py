@@ -79,6 +79,8 @@ class RunPlan:
         """argv that reproduces this run alone (the results store aside)."""
         o = self.opts
         argv = ["python", "-m", "harness", "run", "--suite", self.suite.name]
+        if self.suite.config_file:
+            argv += ["--config", self.suite.config_file]
         for flag, value in (("--epochs", o.epochs), ("--max-iters", o.max_iters), ("--batch-size", o.batch_size),
                             ("--lr", o.lr), ("--work-dir", o.work_dir), ("--data-root", o.data_root),
                             ("--checkpoint", o.checkpoint)):

@@ -18,7 +18,7 @@ from .pydocs import PyDocs
 from .text import TextFiles
 
 __all__ = ["Suite", "SUITES", "get_suite", "CONFIG_DIR", "Mnist5k", "PyDocs", "ImageFolderSuite",
-           "Cifar", "TextFiles"]
+           "Cifar", "TextFiles", "suite_of_config"]
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
@@ -30,10 +30,11 @@ class Suite:
     description: str
     needs_root: bool = False       # True: --data-root (or the config's data_root) is required
     layout: str = ""               # what the data root must look like, for error messages
+    config_file: str = ""          # a config of one's own (`run --config`); "" is the suite's own
 
     @property
     def config(self) -> str:
-        return os.path.join(CONFIG_DIR, f"{self.name}.py")
+        return self.config_file or os.path.join(CONFIG_DIR, f"{self.name}.py")
 
 
 _IMAGE, _LM = "image-classification", "causal-lm"
@@ -51,6 +52,26 @@ SUITES = {s.name: s for s in (
     Suite("text", _LM, "local text files (or a hub corpus via `datasets`), byte tokens",
           needs_root=True, layout=TextFiles.LAYOUT),
 )}
+
+
+def suite_of_config(path: str, suite_name=None) -> Suite:
+    """The suite a config of one's own runs: its `suite` key (set by the suite config it takes
+    as `_base_`) or `suite_name`, with the file as its config. Each problem is one line."""
+    from mmengine.config import Config
+    if not os.path.isfile(path):
+        raise HarnessError(f"config {path} does not exist")
+    try:
+        cfg = Config.fromfile(path)
+    except Exception as e:  # a syntax error, a missing _base_, ...: mmengine's own message, one line
+        raise HarnessError(f"cannot read config {path}: {type(e).__name__}: {str(e).strip().splitlines()[0]}") from None
+    name = suite_name or cfg.get("suite")
+    if not name:
+        raise HarnessError(f"config {path} names no suite: give it a suite config as _base_ "
+                           f"(e.g. {os.path.join(CONFIG_DIR, 'mnist5k.py')}) or pass --suite")
+    if not isinstance(cfg.get("model"), dict):
+        raise HarnessError(f"config {path} has no model dict; take a suite config as _base_ for one")
+    from dataclasses import replace
+    return replace(get_suite(name), config_file=os.path.abspath(path))
 
 
 def get_suite(name: str) -> Suite:
