@@ -58,6 +58,9 @@ def add_parser(subparsers) -> str:
     p.add_argument("--iters", type=int, default=10, help="timed steps per mode (default 10)")
     options.add(p, "json")
     p.add_argument("--json-out", metavar="FILE", help="also write the results, conditions and command to FILE")
+    p.add_argument("--results-file", metavar="CSV", help="also write one row per model and execution mode, with "
+                   "the columns of timm's benchmark.py (infer_/train_ samples_per_sec, step_time, batch_size, "
+                   "img_size, gmacs, param_count) and the zoo's execution, policy and conditions")
     p.set_defaults(func=cmd_bench)
     return "bench"
 
@@ -106,6 +109,10 @@ def cmd_bench(args, argv=()) -> int:
     else:
         for r in results:
             print(format_result(r))
+    if args.results_file:
+        write_csv(results, args.results_file)
+        if not args.json:
+            print(f"harness: wrote {args.results_file}")
     if args.json_out:
         doc = dict(benchmark="bench", command=command, results=results)
         os.makedirs(os.path.dirname(os.path.abspath(args.json_out)), exist_ok=True)
@@ -206,6 +213,7 @@ def bench_model(arch: str, suite, args, shares, model_kwargs: dict, strict: bool
         runs[m or "static"] = dict(step_ms_median=med * 1e3, step_ms_min=min(t) * 1e3,
                                    **{f"{unit}_per_s": per_step / med})
     out = dict(model=arch, suite=suite.name, task=task, train=bool(args.train), batch_size=args.batch_size,
+               param_count=sum(p.numel() for p in net.parameters()),
                input_shape=list(x.shape), inputs=input_desc, checkpoint=args.checkpoint,
                policy=args.policy if shares else None, policy_shares=policy_desc, warmup=args.warmup, iters=args.iters,
                conditions=benchkit.conditions(device, torch.get_default_dtype()), runs=runs)
@@ -240,6 +248,37 @@ def _flops(net, x, policy) -> dict:
             counts[m] = count_flops(net, x)
     return dict(unit=UNIT, sparse=counts["sparse"], dense=counts["dense"],
                 ratio=counts["dense"] / counts["sparse"] if counts["sparse"] else None)
+
+
+def csv_rows(results: list) -> list:
+    """timm benchmark.py's columns, one row per (model, execution mode). gmacs are per sample (per
+    sequence for LMs): the executed count of that mode, FLOPs / 2."""
+    rows = []
+    for r in results:
+        prefix = "train" if r["train"] else "infer"
+        fl = r.get("flops") or {}
+        for mode, run in r["runs"].items():
+            items = r["input_shape"][0]
+            row = {"model": r["model"], f"{prefix}_samples_per_sec": None, f"{prefix}_step_time": run["step_ms_median"],
+                   f"{prefix}_batch_size": r["batch_size"],
+                   f"{prefix}_img_size": r["input_shape"][-1] if r["task"] != "causal-lm" else None,
+                   f"{prefix}_gmacs": fl[mode] / 2 / items / 1e9 if mode in fl else None,
+                   "param_count": round(r["param_count"] / 1e6, 3), "execution": mode, "policy": r.get("policy"),
+                   "suite": r["suite"], "threads": r["conditions"]["threads"],
+                   "loadavg_1m": r["conditions"]["loadavg_1m"], "device": r["conditions"]["device"]}
+            if "samples_per_s" in run:
+                row[f"{prefix}_samples_per_sec"] = run["samples_per_s"]
+            else:  # an LM step is batch x seq_len tokens
+                row[f"{prefix}_tokens_per_sec"] = run["tokens_per_s"]
+                row[f"{prefix}_samples_per_sec"] = run["tokens_per_s"] / r["input_shape"][-1]
+            rows.append(row)
+    return rows
+
+
+def write_csv(results: list, path: str) -> None:
+    import pandas as pd
+    options.check_writable(path, "results file", done="nothing was written")
+    pd.DataFrame(csv_rows(results)).to_csv(path, index=False)
 
 
 def format_result(r: dict) -> str:

@@ -177,3 +177,23 @@ def test_bench_reports_progress_to_the_bar_it_runs_under(capsys):
             assert json.loads(out)[0]["model"] == "dhvn_nano"
             bar.advance(task)
     assert bar.tasks[0].completed == 2
+
+
+def test_results_file_has_timms_benchmark_columns(tmp_path, capsys):
+    import pandas as pd
+    out = tmp_path / "bench.csv"
+    code, stdout, err = run_cli(["bench", "--models", "dhvn_nano", "--batch-size", "4", "--iters", "2", "--warmup",
+                                 "0", "--execution", "both", "--json", "--results-file", str(out)], capsys)
+    assert code == 0, err
+    (result,) = json.loads(stdout)
+    table = pd.read_csv(out)
+    timm_columns = ["model", "infer_samples_per_sec", "infer_step_time", "infer_batch_size", "infer_img_size",
+                    "infer_gmacs", "param_count"]
+    assert list(table.columns[:len(timm_columns)]) == timm_columns
+    assert list(table["execution"]) == ["sparse", "dense"]
+    for _, row in table.iterrows():
+        run = result["runs"][row["execution"]]
+        assert row["infer_samples_per_sec"] == pytest.approx(run["samples_per_s"])
+        assert row["infer_step_time"] == pytest.approx(run["step_ms_median"])
+        assert row["infer_gmacs"] == pytest.approx(result["flops"][row["execution"]] / 2 / 4 / 1e9)
+    assert table["param_count"].iloc[0] == pytest.approx(result["param_count"] / 1e6, abs=1e-3)
