@@ -54,19 +54,19 @@ class ConsoleProgressHook(Hook):
 
     def __init__(self):
         self._t0 = self._start_iter = None
+        self._interval = 50
 
     def before_train(self, runner) -> None:
+        from mmengine.hooks import LoggerHook
         self._t0, self._start_iter = time.perf_counter(), runner.iter
-
-    def _interval(self, runner) -> int:
-        logger = next((h for h in runner.hooks if type(h).__name__ == "LoggerHook"), None)
-        return int(getattr(logger, "interval", 50))
+        logger = next((h for h in runner.hooks if isinstance(h, LoggerHook)), None)
+        self._interval = int(getattr(logger, "interval", 50))  # the full console's interval
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         if not _short(runner.cfg):
             return  # mmengine's LoggerHook prints the full line
         done, total = runner.iter + 1, runner.max_iters
-        if done % self._interval(runner) and done != total:
+        if done % self._interval and done != total:
             return
         hub = runner.message_hub
         arch = (runner.cfg.get("model") or {}).get("arch") or "train"

@@ -11,7 +11,7 @@ import itertools
 import os
 import time
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence
+from typing import List, Optional
 
 import torch
 from mmengine.config import Config
@@ -21,6 +21,7 @@ from .config_checks import check_data_fits, check_option_keys, check_values
 from .distributed import launch_info
 from .hooks import StopAfterHook, TrainWallClockHook
 from .errors import HarnessError
+from .budget_eval import calibration_inputs, fit_budgets
 from .names import IMAGE_TASK, check_tasks, default_work_dir, model_task, resolve_models  # noqa: F401 (API)
 from .resume import resolve_resume  # noqa: F401 (API)
 from .wrappers import TIMM_PREFIX
@@ -275,33 +276,6 @@ def _measure_flops(net, dataset, eval_batch_size: int, task: str) -> dict:
         return measure_flops(net, dataset, limit, min(int(eval_batch_size), limit))
 
 
-# the calibration set of the budget knob: evenly spaced training items (no labels are used)
-CALIBRATION_SAMPLES = 256
-CALIBRATION_SEQUENCES = 16
-
-
-def calibration_inputs(cfg: Config, task: str, device) -> torch.Tensor:
-    """Evenly spaced items of the training split, as one batch of inputs."""
-    from mmengine.registry import DATASETS
-    from torch.utils.data import default_collate
-
-    from .executed_flops import sample_indices
-    dataset = DATASETS.build(copy.deepcopy(cfg.train_dataloader["dataset"]))
-    n = CALIBRATION_SAMPLES if task == IMAGE_TASK else CALIBRATION_SEQUENCES
-    batch = default_collate([dataset[i] for i in sample_indices(len(dataset), n)])
-    return batch["inputs"].to(device)
-
-
-def _fit_budgets(net, budgets: Sequence[float], calibration: torch.Tensor, model: str) -> list:
-    """Every budget's threshold shift, before any evaluation: an unreachable budget fails first."""
-    import zoo
-    with torch.no_grad():
-        try:
-            return zoo.routing.fit_budgets(net, list(budgets), calibration)
-        except ValueError as e:
-            raise HarnessError(f"--budget for {model}: {e}") from None
-
-
 def run_one(plan: RunPlan) -> Optional[List[dict]]:
     """Train (unless eval-only), evaluate, and return the results records: one, or one per
     --budget. Returns None when the session was stopped early by `stop_after` (nothing to record).
@@ -375,7 +349,7 @@ def _run_locked(plan, cfg, suite, model, seed, opts, command, device):
         net = net_model.net
         calibration = calibration_inputs(cfg, suite.task, next(net.parameters()).device)
         records = []
-        for fit in _fit_budgets(net, opts.budgets, calibration, model):
+        for fit in fit_budgets(net, opts.budgets, calibration, model):
             with zoo.routing.budget(net, fit):
                 measured = _evaluate(runner, cfg, suite)
             budget = dict(target=fit.target, shift=fit.shift, calibration_fraction=fit.fraction,

@@ -15,7 +15,7 @@ from typing import Dict, Mapping, Optional, Tuple
 
 import torch
 
-__all__ = ["PretrainedTag", "PRETRAINED", "WEIGHTS_DIR", "tags_of", "resolve_tag", "load_weights",
+__all__ = ["PretrainedTag", "PRETRAINED", "WEIGHTS_DIR", "tags_of", "resolve_tag", "plan", "load_weights",
            "timm_cfgs"]
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
@@ -70,6 +70,36 @@ def resolve_tag(model: str, pretrained_cfg=None) -> Optional[PretrainedTag]:
         have = ", ".join(f"{model}.{t}" for t in known) or "none"
         raise ValueError(f"unknown pretrained tag {model}.{tag}; shipped tags of {model}: {have}")
     return PRETRAINED[f"{model}.{tag}"]
+
+
+@dataclass(frozen=True)
+class Weights:
+    file: str
+    kwargs: Mapping[str, object]   # constructor fields the file was trained with (defaults under the caller's)
+    source: Mapping[str, object]   # what the model's pretrained_cfg reports: file, and tag when shipped
+
+
+def plan(name: Optional[str], what: str, pretrained: bool, overrides: Mapping[str, object]) -> Optional[Weights]:
+    """The weights a create call asks for, checked before anything is built. `name` is the entry
+    point (None outside create_model / timm / mmengine); `overrides` the caller's kwargs, with
+    timm's pretrained_cfg (a tag) and pretrained_cfg_overlay (dict(file=...)). An unknown tag is
+    an error even without pretrained=True: it must never build a silently random model."""
+    tag = resolve_tag(name, overrides.get("pretrained_cfg")) if name else None
+    own = (overrides.get("pretrained_cfg_overlay") or {}).get("file")
+    if not pretrained:
+        return None
+    if own:
+        return Weights(own, {}, dict(file=own))
+    if tag is None:
+        raise ValueError(f"no pretrained weights are shipped for {name or what} (tags: "
+                         f"{', '.join(PRETRAINED) or 'none'}); pass "
+                         f"pretrained_cfg_overlay=dict(file=PATH) for weights of your own")
+    clash = {k: v for k, v in overrides.items() if k in tag.kwargs and v != tag.kwargs[k]}
+    if clash:  # the shape the weights were trained at, unless the caller asks for the same one
+        raise ValueError(f"pretrained {tag.name} was trained with "
+                         f"{', '.join(f'{k}={tag.kwargs[k]!r}' for k in clash)}; got "
+                         f"{', '.join(f'{k}={v!r}' for k, v in clash.items())}")
+    return Weights(tag.file, dict(tag.kwargs), dict(file=tag.file, tag=tag.tag))
 
 
 def load_weights(model: torch.nn.Module, path: str) -> None:

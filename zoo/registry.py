@@ -92,27 +92,14 @@ class _Resolved(Exception):
 def build_model(model_cls, spec: Spec, pretrained: bool = False, **overrides):
     """The one place variants are built. Called by every entry point."""
     from . import pretrained as _pretrained
-    device, dtype = overrides.get("device"), overrides.get("dtype")
+    device, dtype = overrides.get("device"), _float_dtype(overrides.get("dtype"))
     features_only = overrides.pop("features_only", False)
     global_pool = overrides.pop("global_pool", None)
     out_indices = overrides.pop("out_indices", None)
-    overlay = overrides.get("pretrained_cfg_overlay") or {}
-    name = current_build()
-    tag = _pretrained.resolve_tag(name, overrides.get("pretrained_cfg")) if name else None
+    weights = _pretrained.plan(current_build(), model_cls.__name__, pretrained, overrides)
     overrides = {k: v for k, v in overrides.items() if k not in _TIMM_FACTORY_KEYS}
-    weights = overlay.get("file") or (tag.file if tag is not None else None)
-    if pretrained and not weights:
-        raise ValueError(f"no pretrained weights are shipped for {name or model_cls.__name__} (tags: "
-                         f"{', '.join(_pretrained.PRETRAINED) or 'none'}); pass "
-                         f"pretrained_cfg_overlay=dict(file=PATH) for weights of your own")
-    if pretrained and tag is not None and not overlay.get("file"):
-        # the shape the weights were trained at, unless the caller asks for the same one
-        clash = {k: v for k, v in overrides.items() if k in tag.kwargs and v != tag.kwargs[k]}
-        if clash:
-            raise ValueError(f"pretrained {tag.name} was trained with "
-                             f"{', '.join(f'{k}={tag.kwargs[k]!r}' for k in clash)}; got "
-                             f"{', '.join(f'{k}={v!r}' for k, v in clash.items())}")
-        overrides = {**tag.kwargs, **overrides}
+    if weights is not None:
+        overrides = {**weights.kwargs, **overrides}
     spec = spec.replace(**overrides)
     if _SPEC_ONLY.get():
         raise _Resolved(model_cls, spec)
@@ -120,15 +107,10 @@ def build_model(model_cls, spec: Spec, pretrained: bool = False, **overrides):
     with torch.device(device) if device is not None else contextlib.nullcontext():
         model = model_cls(spec)
     if dtype is not None:
-        if isinstance(dtype, str):
-            dtype = getattr(torch, dtype)
-        if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-            raise ValueError(f"dtype must be a floating-point torch dtype, got {dtype!r}")
         model.to(dtype=dtype)
-    if pretrained:
-        _pretrained.load_weights(model, weights)
-        model.pretrained_source = dict(file=weights, **({"tag": tag.tag} if tag is not None and weights == tag.file
-                                                        else {}))
+    if weights is not None:
+        _pretrained.load_weights(model, weights.file)
+        model.pretrained_source = weights.source
     if global_pool is not None:
         if not hasattr(model, "set_global_pool"):
             raise ValueError(f"{type(model).__name__} has no pooled head; global_pool is for vision models")
@@ -138,6 +120,17 @@ def build_model(model_cls, spec: Spec, pretrained: bool = False, **overrides):
     return model
 
 
+def _float_dtype(dtype):
+    """timm's `dtype=` factory kwarg (a torch dtype or its name), checked before anything is built."""
+    if dtype is None:
+        return None
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype, dtype)
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ValueError(f"dtype must be a floating-point torch dtype, got {dtype!r}")
+    return dtype
+
+
 def _feature_net(model, out_indices):
     """timm's `features_only=True`: its FeatureGetterNet over the model's forward_intermediates
     (the zoo's stages are not a plain chain of child modules, which FeatureListNet needs)."""
@@ -145,8 +138,8 @@ def _feature_net(model, out_indices):
     stages = getattr(model, "feature_info", None)
     if not stages:
         raise ValueError(f"{type(model).__name__} has no feature stages; features_only is for vision models")
-    from .models.base import _take_indices
-    take = _take_indices(len(stages), out_indices)   # out of range: one line, before timm asserts
+    from .models.base import take_indices
+    take = take_indices(len(stages), out_indices)   # out of range: one line, before timm asserts
     return FeatureGetterNet(model, out_indices=take, prune=False)
 
 

@@ -140,7 +140,7 @@ class ZooVisionModel(_ZooModel):
         the blocks' own)."""
         if output_fmt != "NCHW":
             raise ValueError(f"{type(self).__name__} gives NCHW intermediates, not {output_fmt!r}")
-        take = _take_indices(len(self.feature_info), indices)
+        take = take_indices(len(self.feature_info), indices)
         stages, final = self._intermediates(x)
         picked = [stages[i] for i in take]
         return picked if intermediates_only else (final, picked)
@@ -231,7 +231,7 @@ class ZooCausalLM(_ZooModel):
                              f"[{int(input_ids.min())}, {int(input_ids.max())}]")
 
 
-def _take_indices(n: int, indices) -> List[int]:
+def take_indices(n: int, indices) -> List[int]:
     """timm's feature_take_indices, with a one-line ValueError for an index out of range."""
     if indices is None:
         return list(range(n))

@@ -1,0 +1,38 @@
+"""`run --eval-only --budget`: the calibration batch and the threshold shift of each budget."""
+from __future__ import annotations
+
+import copy
+from typing import Sequence
+
+import torch
+
+from .errors import HarnessError
+from .names import IMAGE_TASK
+
+__all__ = ["CALIBRATION_SAMPLES", "CALIBRATION_SEQUENCES", "calibration_inputs", "fit_budgets"]
+
+# the calibration set of the budget knob: evenly spaced training items (no labels are used)
+CALIBRATION_SAMPLES = 256
+CALIBRATION_SEQUENCES = 16
+
+
+def calibration_inputs(cfg, task: str, device) -> torch.Tensor:
+    """Evenly spaced items of the training split, as one batch of inputs."""
+    from mmengine.registry import DATASETS
+    from torch.utils.data import default_collate
+
+    from .executed_flops import sample_indices
+    dataset = DATASETS.build(copy.deepcopy(cfg.train_dataloader["dataset"]))
+    n = CALIBRATION_SAMPLES if task == IMAGE_TASK else CALIBRATION_SEQUENCES
+    batch = default_collate([dataset[i] for i in sample_indices(len(dataset), n)])
+    return batch["inputs"].to(device)
+
+
+def fit_budgets(net, budgets: Sequence[float], calibration: torch.Tensor, model: str) -> list:
+    """Every budget's threshold shift, before any evaluation: an unreachable budget fails first."""
+    import zoo
+    with torch.no_grad():
+        try:
+            return zoo.routing.fit_budgets(net, list(budgets), calibration)
+        except ValueError as e:
+            raise HarnessError(f"--budget for {model}: {e}") from None
