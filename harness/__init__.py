@@ -8,7 +8,7 @@
 Importing the package registers its datasets, model wrappers, hooks and metrics in
 mmengine's registries, so the configs under harness/configs can name them by `type=`.
 """
-from . import checkpoint, console, hooks, metrics, optim, suites, wrappers  # noqa: F401  (registration)
+from . import checkpoint, console, hooks, metrics, optim, recipe, suites, wrappers  # noqa: F401  (registration)
 from .errors import HarnessError
 from zoo import __version__  # one version for the distribution (routing-zoo)
 

@@ -117,20 +117,19 @@ def _datasets(cfg: Config):
             yield key, loader["dataset"]
 
 
-def _loop_total(train_cfg) -> int:
+def _loop_total(train_cfg):
+    """The loop's length in its own unit, as configured (check_values rejects a bad one)."""
     by_epoch = train_cfg.get("type", "EpochBasedTrainLoop") == "EpochBasedTrainLoop"
-    return int(train_cfg["max_epochs"] if by_epoch else train_cfg["max_iters"])
+    return train_cfg.get("max_epochs" if by_epoch else "max_iters")
 
 
 def _set_budget(cfg: Config, epochs: Optional[int], max_iters: Optional[int],
                 user_ckpt_interval: bool = False) -> None:
-    """--epochs / --max-iters replace the suite's loop; schedulers that ended with the old loop
-    end with the new one (`_finalize_schedule`)."""
+    """--epochs / --max-iters replace the suite's loop (`_follow_loop` then moves the schedule)."""
     if epochs is not None and max_iters is not None:
         raise HarnessError("give --epochs or --max-iters, not both")
     if epochs is None and max_iters is None:
         return
-    old_total = _loop_total(cfg.train_cfg)
     if epochs is not None:
         cfg.train_cfg = dict(type="EpochBasedTrainLoop", max_epochs=int(epochs), val_interval=10**9)
     if max_iters is not None:
@@ -142,10 +141,20 @@ def _set_budget(cfg: Config, epochs: Optional[int], max_iters: Optional[int],
     ckpt["by_epoch"] = by_epoch
     if not user_ckpt_interval:  # an interval the user set with --cfg-options stays theirs
         ckpt["interval"] = 1 if by_epoch else int(max_iters)
+
+
+def _follow_loop(cfg: Config, loaded_total: int) -> None:
+    """The suite configs are complete (a bare `Runner.from_cfg` runs them), so their schedules
+    end at their own loop's length. When --epochs, --max-iters or --cfg-options change that
+    length, a scheduler that ended with the loaded loop (its `end`, or a `T_max` that spans from
+    its `begin` to that end) is released to end with the new one (`_finalize_schedule`)."""
+    if _loop_total(cfg.train_cfg) == loaded_total:
+        return
     for s in cfg.get("param_scheduler") or []:
-        for key in ("end", "T_max"):
-            if s.get(key) == old_total:
-                s[key] = None  # "the end of training": filled from the new loop below
+        if s.get("end") == loaded_total:
+            s["end"] = None
+            if s.get("T_max") == loaded_total - s.get("begin", 0):
+                s["T_max"] = None
 
 
 def _finalize_schedule(cfg: Config) -> None:
@@ -157,7 +166,11 @@ def _finalize_schedule(cfg: Config) -> None:
             s["by_epoch"] = False
             s.pop("convert_to_iter_based", None)
         if s.get("end") is None:
-            s["end"] = total
+            s["end"] = int(total)
+        if s.get("begin", 0) >= s["end"]:
+            raise HarnessError(f"{s.get('type')} begins at {s.get('begin')} but training ends at {s['end']} "
+                               f"({'epochs' if by_epoch else 'iterations'}): train longer, or move its begin "
+                               f"with --cfg-options")
         if "T_max" in s and s["T_max"] is None:
             s["T_max"] = s["end"] - s.get("begin", 0)
 
@@ -179,6 +192,7 @@ def build_config(suite: Suite, model: str, seed: int, opts: RunOptions, device: 
     """The suite's config with this run's options applied. num_classes: what the data defines
     (ImageFolder trees, CIFAR), for a config that leaves it open (None)."""
     cfg = Config.fromfile(suite.config)
+    loaded_total = _loop_total(cfg.get("train_cfg") or {})
     if opts.cfg_options:
         check_option_keys(cfg, opts.cfg_options)
         try:
@@ -214,8 +228,9 @@ def build_config(suite: Suite, model: str, seed: int, opts: RunOptions, device: 
         cfg.custom_hooks.append(dict(type="StopAfterHook", **stop))
         if stop.get("iters") and cfg.train_cfg.get("type") == "IterBasedTrainLoop":
             cfg.default_hooks["checkpoint"]["interval"] = int(stop["iters"])
-    _finalize_schedule(cfg)
+    _follow_loop(cfg, loaded_total)
     check_values(cfg)
+    _finalize_schedule(cfg)
     _set_device(cfg, device, opts.amp)
     cfg.randomness["seed"] = int(seed)
     if opts.verbose:
@@ -337,6 +352,9 @@ def _run_locked(plan, cfg, suite, model, seed, opts, command, device):
                      wall_s=wall, sessions=sessions, lr=cfg.optim_wrapper["optimizer"]["lr"],
                      batch_size=cfg.train_dataloader["batch_size"],
                      loop=cfg.train_cfg.get("type"), amp=bool(opts.amp), **launch)
+        scale = cfg.get("auto_scale_lr") or {}
+        if scale.get("enable"):  # mmengine scaled the lr to the global batch: lr x global / base
+            train["lr_scaled"] = train["lr"] * train["global_batch_size"] / scale["base_batch_size"]
         if opts.eval_only:
             train.update(eval_only=True, checkpoint=opts.checkpoint)
         params = sum(p.numel() for p in net_model.net.parameters())
@@ -371,7 +389,16 @@ def _static_form(model: str) -> Optional[str]:
 def _evaluate(runner, cfg: Config, suite: Suite) -> dict:
     """Test loop metrics, routing mix, throughput and FLOPs of the runner's model as it is now."""
     from .metrics import RoutingMetric, ThroughputMetric
+    from .recipe import ZooEMAHook
     metrics = runner.test()
+    ema = _hook(runner, ZooEMAHook)
+    if ema is not None:  # that was the average; the record's main figures are the raw weights'
+        ema.swap = False
+        try:
+            raw = runner.test()
+        finally:
+            ema.swap = True
+        metrics = {**raw, **{f"ema_{k}": v for k, v in metrics.items() if "/" not in k}}
     routing_metric, throughput_metric = _metric(runner, RoutingMetric), _metric(runner, ThroughputMetric)
     routing = routing_metric.summary if routing_metric else {}
     tp = dict(throughput_metric.summary) if throughput_metric else {}

@@ -129,16 +129,26 @@ class _Wrapper(BaseModel):
 class ZooClassifier(_Wrapper):
     """inputs (B, C, H, W), data_samples (B,) labels."""
 
-    def __init__(self, *args, label_smoothing: float = 0.0, **kwargs):
+    def __init__(self, *args, label_smoothing: float = 0.0, channels_last: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.label_smoothing = label_smoothing
+        if channels_last:  # timm train.py --channels-last; the inputs follow in MixupPreprocessor
+            self.net.to(memory_format=torch.channels_last)
+        if getattr(self.data_preprocessor, "num_classes", 0) is None:  # MixupPreprocessor's targets
+            self.data_preprocessor.num_classes = getattr(self.net, "num_classes", None)
+
+    def _loss_ce(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if targets.is_floating_point():  # mixup/cutmix soft targets, label smoothing already in them
+            from timm.loss import SoftTargetCrossEntropy
+            return SoftTargetCrossEntropy()(logits, targets)
+        return F.cross_entropy(logits, targets, label_smoothing=self.label_smoothing)
 
     def forward(self, inputs, data_samples=None, mode: str = "tensor"):
         if mode == "tensor":
             return self.net(inputs)
         if mode == "loss":
             logits = self.net(inputs)
-            losses = {"loss_ce": F.cross_entropy(logits.float(), data_samples, label_smoothing=self.label_smoothing)}
+            losses = {"loss_ce": self._loss_ce(logits.float(), data_samples)}
             losses.update(self.aux_terms())
             return losses
         if mode == "predict":

@@ -6,7 +6,7 @@ mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 model = dict(
     type='ZooClassifier',
-    arch=None,
+    arch='dhvn_tiny',  # the CLI sets each run's model (--models)
     arch_kwargs=dict(num_classes=10, in_chans=3, img_size=32, mean=mean, std=std),
     aux_weights=dict(load_balance=0.0, budget=1.0, ponder=0.01, alpha_variance=0.1, gate_entropy=0.01),
     label_smoothing=0.0,
@@ -28,5 +28,11 @@ test_dataloader = dict(
 test_evaluator = [dict(type='ClassificationMetric'), dict(type='RoutingMetric'),
                   dict(type='ThroughputMetric', unit='samples')]
 
-train_cfg = dict(max_epochs=50)
+max_epochs = 50
+train_cfg = dict(max_epochs=max_epochs)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=20),
+    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=max_epochs, T_max=max_epochs, eta_min_ratio=0.01,
+         convert_to_iter_based=True),
+]
 optim_wrapper = dict(optimizer=dict(lr=2e-3, weight_decay=0.05))

@@ -8,7 +8,7 @@ mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 model = dict(
     type='ZooClassifier',
-    arch=None,
+    arch='dhvn_tiny',  # the CLI sets each run's model (--models)
     # num_classes=None: taken from the class folders before the model is built
     arch_kwargs=dict(num_classes=None, in_chans=3, img_size=img_size, mean=mean, std=std),
     aux_weights=dict(load_balance=0.0, budget=1.0, ponder=0.01, alpha_variance=0.1, gate_entropy=0.01),
@@ -33,5 +33,11 @@ test_dataloader = dict(
 test_evaluator = [dict(type='ClassificationMetric'), dict(type='RoutingMetric'),
                   dict(type='ThroughputMetric', unit='samples')]
 
-train_cfg = dict(max_epochs=30)
+max_epochs = 30
+train_cfg = dict(max_epochs=max_epochs)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=20),
+    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=max_epochs, T_max=max_epochs, eta_min_ratio=0.01,
+         convert_to_iter_based=True),
+]
 optim_wrapper = dict(optimizer=dict(lr=1e-3, weight_decay=0.05))

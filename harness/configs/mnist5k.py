@@ -15,7 +15,7 @@ max_iters = 400
 
 model = dict(
     type='ZooClassifier',
-    arch=None,  # set by the CLI: a zoo name or timm:NAME
+    arch='dhvn_nano',  # the CLI sets each run's model (--models): a zoo name or timm:NAME
     arch_kwargs=dict(num_classes=10, in_chans=1, img_size=28, mean=(0.1307,), std=(0.3081,)),
     # unweighted zoo aux losses x these weights; logged one by one as loss_<name>. budget: the
     # compute-aware routing objective (RouterSpec.budget). load_balance 0: every routed family

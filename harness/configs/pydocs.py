@@ -12,7 +12,7 @@ max_iters = 300
 
 model = dict(
     type='ZooLM',
-    arch=None,
+    arch='exp11_dynamic_tiny',  # the CLI sets each run's model (--models)
     arch_kwargs=dict(vocab_size=256, max_seq_len=max_seq_len),
     # load_balance 0: Exp11's choices are nested (a softmax token keeps its GDN output), and the
     # budget term is the routing objective

@@ -67,7 +67,8 @@ class ImageFolderSuite(Dataset):
 
     def __init__(self, root: str, split: str = "train", img_size: int = 224, in_chans: int = 3,
                  mean: Sequence[float] = (0.485, 0.456, 0.406), std: Sequence[float] = (0.229, 0.224, 0.225),
-                 crop_pct: float = 0.875, auto_augment: Optional[str] = None, suite: str = "imagefolder"):
+                 crop_pct: float = 0.875, auto_augment: Optional[str] = None, re_prob: float = 0.0,
+                 re_mode: str = "pixel", re_count: int = 1, suite: str = "imagefolder"):
         from timm.data import create_transform
 
         self.layout = find_layout(root, suite)
@@ -78,7 +79,7 @@ class ImageFolderSuite(Dataset):
         self.transform = create_transform(
             input_size=(in_chans, img_size, img_size), is_training=split == "train", mean=tuple(mean),
             std=tuple(std), crop_pct=crop_pct, auto_augment=auto_augment, interpolation="bicubic",
-            color_jitter=None if in_chans == 1 else 0.4)
+            color_jitter=None if in_chans == 1 else 0.4, re_prob=re_prob, re_mode=re_mode, re_count=re_count)
         if self.layout == "hf":
             self._init_hf()
         else:

@@ -1,5 +1,7 @@
 # Runtime shared by every suite: hooks, logging, TensorBoard, randomness, launcher.
 default_scope = 'mmengine'
+# the harness's datasets, wrappers, hooks and metrics, for a bare `Runner.from_cfg` too
+custom_imports = dict(imports=['harness'], allow_failed_imports=False)
 
 default_hooks = dict(
     runtime_info=dict(type='RuntimeInfoHook'),
