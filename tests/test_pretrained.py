@@ -78,8 +78,24 @@ def test_unknown_tags_and_missing_weights_are_errors():
         zoo.create_model("dhvn_nano.in1k")
     with pytest.raises(ValueError, match="no pretrained weights are shipped for dhvn_tiny"):
         zoo.create_model("dhvn_tiny", pretrained=True)
-    with pytest.raises(ValueError, match="trained with num_classes=10; got num_classes=5"):
-        zoo.create_model("dhvn_nano.mnist5k", pretrained=True, num_classes=5)
+    with pytest.raises(ValueError, match="trained with img_size=28; got img_size=32"):
+        zoo.create_model("dhvn_nano.mnist5k", pretrained=True, img_size=32)
+
+
+@pytest.mark.parametrize("name", VISION_TAGS)
+def test_another_num_classes_fine_tunes_with_a_new_head(name):
+    """timm's rule: every pretrained weight but the classifier's, which starts fresh."""
+    import timm
+    full = zoo.create_model(name, pretrained=True).state_dict()
+    torch.manual_seed(0)
+    fresh = zoo.create_model(name.split(".")[0], num_classes=5, in_chans=1, img_size=28).state_dict()
+    for make in (zoo.create_model, timm.create_model):
+        torch.manual_seed(0)
+        model = make(name, pretrained=True, num_classes=5)
+        assert model.num_classes == 5 and model.get_classifier().out_features == 5
+        for k, v in model.state_dict().items():
+            expect = fresh[k] if k.startswith("head.") else full[k]
+            assert torch.equal(v, expect), k
 
 
 def test_a_file_of_ones_own_through_the_overlay(tmp_path, trained_net_file):

@@ -77,6 +77,7 @@ class Weights:
     file: str
     kwargs: Mapping[str, object]   # constructor fields the file was trained with (defaults under the caller's)
     source: Mapping[str, object]   # what the model's pretrained_cfg reports: file, and tag when shipped
+    new_head: bool = False         # the classifier stays freshly initialised (another num_classes)
 
 
 def plan(name: Optional[str], what: str, pretrained: bool, overrides: Mapping[str, object]) -> Optional[Weights]:
@@ -94,17 +95,22 @@ def plan(name: Optional[str], what: str, pretrained: bool, overrides: Mapping[st
         raise ValueError(f"no pretrained weights are shipped for {name or what} (tags: "
                          f"{', '.join(PRETRAINED) or 'none'}); pass "
                          f"pretrained_cfg_overlay=dict(file=PATH) for weights of your own")
-    clash = {k: v for k, v in overrides.items() if k in tag.kwargs and v != tag.kwargs[k]}
+    # another num_classes fine-tunes, as in timm: every weight but the classifier's is loaded
+    new_head = "num_classes" in overrides and overrides["num_classes"] != tag.kwargs.get("num_classes")
+    clash = {k: v for k, v in overrides.items()
+             if k in tag.kwargs and v != tag.kwargs[k] and k != "num_classes"}
     if clash:  # the shape the weights were trained at, unless the caller asks for the same one
         raise ValueError(f"pretrained {tag.name} was trained with "
                          f"{', '.join(f'{k}={tag.kwargs[k]!r}' for k in clash)}; got "
                          f"{', '.join(f'{k}={v!r}' for k, v in clash.items())}")
-    return Weights(tag.file, dict(tag.kwargs), dict(file=tag.file, tag=tag.tag))
+    kwargs = {k: v for k, v in tag.kwargs.items() if not (new_head and k == "num_classes")}
+    return Weights(tag.file, kwargs, dict(file=tag.file, tag=tag.tag), new_head)
 
 
-def load_weights(model: torch.nn.Module, path: str) -> None:
+def load_weights(model: torch.nn.Module, path: str, skip: Optional[str] = None) -> None:
     """A safetensors file, or a torch state dict / harness checkpoint read weights-only, that must
-    fit `model` exactly (keys and shapes)."""
+    fit `model` exactly (keys and shapes). skip: a module name (the classifier, when fine-tuning
+    with another num_classes) whose weights are neither loaded nor required."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"pretrained weights {path} do not exist")
     if path.endswith(".safetensors"):
@@ -116,6 +122,9 @@ def load_weights(model: torch.nn.Module, path: str) -> None:
         if any(k.startswith("net.") for k in state):  # a harness checkpoint wraps the network
             state = {k[4:]: v for k, v in state.items() if k.startswith("net.")}
     ours = model.state_dict()
+    if skip:
+        drop = lambda d: {k: v for k, v in d.items() if not (k == skip or k.startswith(skip + "."))}
+        state, ours = drop(state), drop(ours)
     missing = sorted(set(ours) - set(state))
     unexpected = sorted(set(state) - set(ours))
     shapes = [k for k in ours if k in state and tuple(state[k].shape) != tuple(ours[k].shape)]
@@ -123,7 +132,7 @@ def load_weights(model: torch.nn.Module, path: str) -> None:
         detail = (f"{len(missing)} missing (e.g. {missing[:1]}), {len(unexpected)} unexpected (e.g. "
                   f"{unexpected[:1]}), {len(shapes)} of another shape (e.g. {shapes[:1]})")
         raise ValueError(f"weights {path} do not fit {type(model).__name__}: {detail}")
-    model.load_state_dict(state)
+    model.load_state_dict(state, strict=not skip)
 
 
 def timm_cfgs(model: str, cls, spec) -> dict:

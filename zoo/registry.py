@@ -109,7 +109,8 @@ def build_model(model_cls, spec: Spec, pretrained: bool = False, **overrides):
     if dtype is not None:
         model.to(dtype=dtype)
     if weights is not None:
-        _pretrained.load_weights(model, weights.file)
+        head = getattr(model, "pretrained_cfg", {}).get("classifier", "head") if weights.new_head else None
+        _pretrained.load_weights(model, weights.file, skip=head)
         model.pretrained_source = weights.source
     if global_pool is not None:
         if not hasattr(model, "set_global_pool"):
