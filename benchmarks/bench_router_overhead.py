@@ -14,10 +14,14 @@ alternately (routed, direct, routed, direct ...), no grad:
 
 (ESH's LN(x) is computed once outside both sides, as it is shared.) The outputs of both sides
 are compared (max abs difference printed) so the two really compute the same thing. The figure is
-the median over rounds of sum(routed) / sum(direct) - 1 over the model's routed layers (also
-printed: min(routed) / min(direct) - 1, the least disturbed round of each side).
+the median over rounds of sum(routed) / sum(direct) - 1 over the model's routed layers, with the
+spread over rounds (min / max) and min(routed) / min(direct) - 1, the least disturbed round of
+each side. `--threads 1 2` measures every row at each thread count; each row records the load
+around it (`harness.benchkit.LoadGate`: with --max-load it waits up to --max-wait seconds for
+other processes to quiet down, and marks the row unreliable if they did not).
 
-    python benchmarks/bench_router_overhead.py [--families dhvn esh exp11] [--rounds 15] [--json-out F]
+    python benchmarks/bench_router_overhead.py [--families dhvn esh exp11] [--rounds 15] [--threads 1 2]
+        [--max-load 0.5 --max-wait 60] [--json-out F]
 """
 from __future__ import annotations
 
@@ -35,7 +39,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import zoo  # noqa: E402
-from harness.benchkit import conditions  # noqa: E402
+from harness.benchkit import LoadGate, conditions, spread  # noqa: E402
 
 TARGET = 0.05
 # one small and one larger model per family: (family, model, create kwargs, input maker, branches,
@@ -118,40 +122,57 @@ def layer_pairs(family: str, model, x, branch: str):
     return pairs
 
 
-def measure(config: tuple, branch: str, rounds: int, warmup: int, seed: int = 0) -> dict:
+def measure(config: tuple, branch: str, rounds: int, warmup: int, threads=(None,), gate=None, seed: int = 0) -> list:
+    """One row per thread count: the routed layers against their branch alone, `rounds` rounds."""
     family, name, kwargs, make, _, shape = config
     torch.manual_seed(seed)
     model = zoo.create_model(name, **kwargs).eval()
     x = make()
+    gate = gate or LoadGate()
+    rows = []
     with zoo.routing.execution(model, "sparse"), zoo.routing.force(model, branch), torch.no_grad():
         pairs = layer_pairs(family, model, x, branch)
         err = max((r() - d()).abs().max().item() for r, d in pairs)
         routed_fns = [_timed(r) for r, _ in pairs]
         direct_fns = [_timed(d) for _, d in pairs]
-        for _ in range(warmup):
-            for r, d in zip(routed_fns, direct_fns):
-                r(), d()
-        ratios, tr_all, td_all = [], [], []
-        for k in range(rounds):
-            tr = td = 0.0
-            for r, d in zip(routed_fns, direct_fns):
-                # layer by layer, alternating which side goes first, so that cache state and a
-                # drifting load favour neither
-                if k % 2:
-                    td += d()[0]
-                    tr += r()[0]
-                else:
-                    tr += r()[0]
-                    td += d()[0]
-            ratios.append(tr / td)
-            tr_all.append(tr)
-            td_all.append(td)
-    overhead = statistics.median(ratios) - 1.0
-    # min/min: the least disturbed run of each side, a second reading on a loaded machine
-    overhead_min = min(tr_all) / min(td_all) - 1.0
-    return dict(family=family, model=name, branch=branch, shape=shape, layers=len(pairs),
-                routed_ms_median=statistics.median(tr_all) * 1e3, direct_ms_median=statistics.median(td_all) * 1e3,
-                overhead=overhead, overhead_min_ratio=overhead_min, target=TARGET, met=overhead <= TARGET, max_abs_diff=err)
+        for n in threads:
+            if n:
+                torch.set_num_threads(n)
+            with gate.watch() as load:
+                tr_all, td_all = _rounds(routed_fns, direct_fns, rounds, warmup)
+            ratios = [tr / td for tr, td in zip(tr_all, td_all)]
+            overhead = statistics.median(ratios) - 1.0
+            rows.append(dict(family=family, model=name, branch=branch, shape=shape, layers=len(pairs),
+                             threads=torch.get_num_threads(), load=load,
+                             routed_ms_median=statistics.median(tr_all) * 1e3,
+                             direct_ms_median=statistics.median(td_all) * 1e3,
+                             routed_ms=spread(tr_all, 1e3), direct_ms=spread(td_all, 1e3),
+                             overhead=overhead, overhead_spread=spread([q - 1.0 for q in ratios]),
+                             # min/min: the least disturbed run of each side, a second reading on a loaded machine
+                             overhead_min_ratio=min(tr_all) / min(td_all) - 1.0,
+                             target=TARGET, met=overhead <= TARGET, max_abs_diff=err))
+    return rows
+
+
+def _rounds(routed_fns, direct_fns, rounds: int, warmup: int):
+    for _ in range(warmup):
+        for r, d in zip(routed_fns, direct_fns):
+            r(), d()
+    tr_all, td_all = [], []
+    for k in range(rounds):
+        tr = td = 0.0
+        for r, d in zip(routed_fns, direct_fns):
+            # layer by layer, alternating which side goes first, so that cache state and a
+            # drifting load favour neither
+            if k % 2:
+                td += d()[0]
+                tr += r()[0]
+            else:
+                tr += r()[0]
+                td += d()[0]
+        tr_all.append(tr)
+        td_all.append(td)
+    return tr_all, td_all
 
 
 def main(argv=None) -> None:
@@ -161,23 +182,29 @@ def main(argv=None) -> None:
                    help="only these of the configured models (default: all of the chosen families)")
     p.add_argument("--rounds", type=int, default=15, help="timed rounds (default 15)")
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
+    p.add_argument("--threads", type=int, nargs="+", help="torch.set_num_threads; several: every row at each "
+                                                          "(default: torch's)")
+    p.add_argument("--max-load", type=float, help="cores' worth of CPU other processes may use while a row is "
+                                                  "timed; above it the row is marked unreliable (default: record only)")
+    p.add_argument("--max-wait", type=float, default=0.0, help="seconds to wait before each row for other "
+                                                               "processes to drop below --max-load (default 0)")
     p.add_argument("--json-out", metavar="FILE", help="write the figures, conditions and command to FILE")
     a = p.parse_args(argv)
-    if a.threads:
-        torch.set_num_threads(a.threads)
+    gate = LoadGate(a.max_load, a.max_wait)
     rows = []
-    print(f"{'family':6s} {'model':20s} {'branch':12s} {'shape':18s} {'routed ms':>10s} {'direct ms':>10s} "
-          f"{'overhead':>9s} {'min/min':>8s} {'target':>7s} {'max|diff|':>9s}")
+    print(f"{'family':6s} {'model':20s} {'branch':12s} {'shape':18s} {'thr':>3s} {'routed ms':>10s} {'direct ms':>10s} "
+          f"{'overhead':>9s} {'min/min':>8s} {'target':>7s} {'max|diff|':>9s} {'load':>5s}")
     for config in CONFIGS:
         if config[0] not in a.families or (a.models and config[1] not in a.models):
             continue
         for branch in config[4]:
-            r = measure(config, branch, a.rounds, a.warmup)
-            rows.append(r)
-            print(f"{config[0]:6s} {r['model']:20s} {branch:12s} {r['shape']:18s} {r['routed_ms_median']:10.2f} "
-                  f"{r['direct_ms_median']:10.2f} {r['overhead'] * 100:8.1f}% {r['overhead_min_ratio'] * 100:7.1f}% {'met' if r['met'] else 'MISSED':>7s} "
-                  f"{r['max_abs_diff']:9.1e}", flush=True)
+            for r in measure(config, branch, a.rounds, a.warmup, a.threads or [None], gate):
+                rows.append(r)
+                flag = {False: " UNRELIABLE", True: "", None: ""}[r["load"]["reliable"]]
+                print(f"{config[0]:6s} {r['model']:20s} {branch:12s} {r['shape']:18s} {r['threads']:3d} "
+                      f"{r['routed_ms_median']:10.2f} {r['direct_ms_median']:10.2f} {r['overhead'] * 100:8.1f}% "
+                      f"{r['overhead_min_ratio'] * 100:7.1f}% {'met' if r['met'] else 'MISSED':>7s} "
+                      f"{r['max_abs_diff']:9.1e} {r['load']['other_load']}{flag}", flush=True)
     if a.json_out:
         cmd = "python benchmarks/bench_router_overhead.py " + " ".join(
             shlex.quote(t) for t in (sys.argv[1:] if argv is None else argv))

@@ -1,25 +1,33 @@
 """Regenerate every figure of the leaderboard's Performance section, then the leaderboard.
 
-    python benchmarks/perf_report.py                 # all jobs -> leaderboard/perf/*.json, LEADERBOARD.md
-    python benchmarks/perf_report.py --only ops dhvn_nano_skip50 --no-leaderboard
+    flock /tmp/cpu-heavy.lock python benchmarks/perf_report.py      # everything, then LEADERBOARD.md
+    python benchmarks/perf_report.py --only ops_t1 peers --no-leaderboard
+    python benchmarks/perf_report.py --threads 1 --max-load 1 --max-wait 10
     python benchmarks/perf_report.py --list
 
 One JSON file per benchmark under leaderboard/perf/, each holding its results, conditions and
-the exact command that produced it (the same command run alone writes the same file). All jobs
-run in this one process (one interpreter start-up) one after the other, never in parallel, so
-they do not compete for the cores. About 3 minutes on 2 idle cores; over 20 at a load average of
-10 (timings taken then are noise: check the load average recorded in each file).
+the exact command that produced it (the same command run alone writes the same file; the ops
+files also get the load around them from here, as bench_ops.py records none). All jobs run in
+this one process one after the other, never in parallel, so they do not compete for the cores.
+About 6 minutes on 2 idle cores.
 
-What runs (issue 4's target configurations):
+Trust: every figure is measured at each of --threads (default 1 and 2) and records the spread
+of its rounds and the load around it. Before each figure the run waits (at most --max-wait
+seconds, default 20) until other processes use at most --max-load cores' worth of CPU (default
+0.5); a figure whose run still saw more is marked unreliable in its JSON and in the table.
+
+What runs (issue 4's target configurations, issue 12's references):
   * efficiency at forced skip 25/50/75 %: dhvn_nano and eshvision_xs at batch 64 on 1x28x28
-    digits, exp11_dynamic_tiny at T=1024, B=1 on pydocs text;
+    digits, exp11_dynamic_tiny at T=1024, B=1 on pydocs text, each against the routed model in
+    dense execution and against its static always-full form (harness/static_reference.py);
   * one larger configuration per family at skip 50 %: dhvn_tiny and eshvision_s at batch 64 on
     32x32 (digits resized; 224x224 does not fit the time), exp11_dynamic at T=1024, B=1;
   * the trained embedded checkpoints (seed 0, work_dirs/embedded/...), routing by their own
     decisions; skipped, and reported as not measured, where the checkpoint is absent;
   * peak memory sparse vs dense (`--memory`) at skip 50 % and on the checkpoints;
-  * scan and GDN speedups over their token loops (benchmarks/bench_ops.py);
-  * router overhead (benchmarks/bench_router_overhead.py).
+  * scan and GDN speedups over their token loops (benchmarks/bench_ops.py, one file per thread count);
+  * router overhead (benchmarks/bench_router_overhead.py);
+  * whole-model GFLOP/s against timm peers at 8x3x224x224 (benchmarks/bench_peers.py).
 """
 from __future__ import annotations
 
@@ -55,28 +63,35 @@ LARGE = {
     "exp11": ("exp11_dynamic", ["--batch-size", "1", "--seq-len", "1024"]),
 }
 SUITE = {"dhvn": "mnist5k", "esh": "mnist5k", "exp11": "pydocs"}
-TIMING = ["--threads", "2", "--warmup", "2", "--iters", "10"]
-TIMING_LARGE = ["--threads", "2", "--warmup", "1", "--iters", "3"]
+TIMING = ["--warmup", "2", "--iters", "9"]
+TIMING_LARGE = ["--warmup", "1", "--iters", "3"]
+THREADS = (1, 2)
+MAX_LOAD, MAX_WAIT = 0.5, 20.0
 
 
-def jobs():
+def jobs(threads=THREADS, max_load=MAX_LOAD, max_wait=MAX_WAIT):
     """[(name, kind, argv, needs)] in run order; argv excludes the --json-out it gets."""
-    out = [("ops", "ops", ["--threads", "2", "--repeats", "15", "--warmup", "2"], None),
-           ("router_overhead", "overhead", ["--threads", "2", "--rounds", "15", "--warmup", "2"], None)]
+    t = ["--threads", *map(str, threads)]
+    gate = ["--max-load", f"{max_load:g}", "--max-wait", f"{max_wait:g}"]
+    out = [(f"ops_t{n}", "ops", ["--threads", str(n), "--repeats", "15", "--warmup", "2"], None) for n in threads]
+    out.append(("router_overhead", "overhead", [*t, "--rounds", "15", "--warmup", "2", *gate], None))
+    both = ["--execution", "both", "--static-reference"]
     for fam, (model, shape) in SMALL.items():
         for skip in (25, 50, 75):
             extra = ["--memory"] if skip == 50 else []
             out.append((f"bench_{model}_skip{skip}", "bench",
-                        ["bench", "--models", model, "--suite", SUITE[fam], *shape, "--execution", "both",
-                         "--policy", f"skip={skip / 100:g}", *TIMING, *extra], None))
+                        ["bench", "--models", model, "--suite", SUITE[fam], *shape, *both,
+                         "--policy", f"skip={skip / 100:g}", *t, *TIMING, *gate, *extra], None))
         ckpt = trained_checkpoint(SUITE[fam], model)
         out.append((f"bench_{model}_trained", "bench",
-                    ["bench", "--models", model, "--suite", SUITE[fam], *shape, "--execution", "both",
-                     "--checkpoint", ckpt, *TIMING, "--memory"], ckpt))
+                    ["bench", "--models", model, "--suite", SUITE[fam], *shape, *both,
+                     "--checkpoint", ckpt, *t, *TIMING, *gate, "--memory"], ckpt))
     for fam, (model, shape) in LARGE.items():
         out.append((f"bench_{model}_skip50", "bench",
-                    ["bench", "--models", model, "--suite", SUITE[fam], *shape, "--execution", "both",
-                     "--policy", "skip=0.5", *TIMING_LARGE, "--memory"], None))
+                    ["bench", "--models", model, "--suite", SUITE[fam], *shape, *both,
+                     "--policy", "skip=0.5", *t, *TIMING_LARGE, *gate, "--memory"], None))
+    # after the trained jobs: the peers read their routing shares
+    out.append(("peers", "peers", [*t, "--rounds", "5", "--warmup", "1", *gate], None))
     return out
 
 
@@ -87,19 +102,46 @@ def _script(name):
     return module
 
 
-def _one_job(bar, name, kind, args, needs, harness_main, skipped, failed) -> None:
+def _write_skipped(out, kind, args, why) -> None:
+    """A figure from an earlier code state must not pass for this run's: the file says why it is absent."""
+    import json
+    prefix = "python -m harness" if kind == "bench" else f"python benchmarks/{kind}.py"
+    doc = dict(benchmark=kind, skipped=why, command=" ".join([prefix, *args, "--json-out", out]), results=[])
+    with open(out, "w") as f:
+        json.dump(doc, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+def _ops_with_load(args, out, gate) -> None:
+    """bench_ops.py (its own helper's script) records no load: measure it around the run."""
+    import json
+    with gate.watch() as load:
+        _script("bench_ops").main([*args, "--json-out", out])
+    with open(out) as f:
+        doc = json.load(f)
+    doc.setdefault("load", load)
+    with open(out, "w") as f:
+        json.dump(doc, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+def _one_job(bar, name, kind, args, needs, harness_main, skipped, failed, gate=None) -> None:
     say = bar.console.print
+    out = os.path.join(PERF_DIR, f"{name}.json")
     if needs and not os.path.exists(needs):
         say(f"perf_report: skip {name}: {needs} is absent (train it with `python -m harness embedded`)")
+        _write_skipped(out, kind, args, f"{needs} is absent")
         skipped.append(name)
         return
-    out = os.path.join(PERF_DIR, f"{name}.json")
     t0 = time.perf_counter()
     try:
         if kind == "bench":
             harness_main([*args, "--json-out", out])
+        elif kind == "ops":
+            _ops_with_load(args, out, gate)
         else:
-            _script("bench_ops" if kind == "ops" else "bench_router_overhead").main([*args, "--json-out", out])
+            script = {"overhead": "bench_router_overhead", "peers": "bench_peers"}[kind]
+            _script(script).main([*args, "--json-out", out])
     except SystemExit as e:  # a failed job (e.g. a checkpoint that no longer fits) stops only itself
         if e.code:
             say(f"perf_report: {name} FAILED (exit {e.code}); {out} was not rewritten")
@@ -113,10 +155,16 @@ def main(argv=None) -> int:
     p.add_argument("--only", nargs="+", metavar="JOB", help="run only these jobs (see --list)")
     p.add_argument("--list", action="store_true", help="print the jobs and exit")
     p.add_argument("--no-leaderboard", action="store_true", help="do not regenerate LEADERBOARD.md")
+    p.add_argument("--threads", type=int, nargs="+", default=list(THREADS),
+                   help=f"thread counts of every figure (default {' '.join(map(str, THREADS))})")
+    p.add_argument("--max-load", type=float, default=MAX_LOAD,
+                   help=f"cores' worth of CPU other processes may use during a figure (default {MAX_LOAD:g})")
+    p.add_argument("--max-wait", type=float, default=MAX_WAIT,
+                   help=f"seconds to wait before a figure for them to drop below it (default {MAX_WAIT:g})")
     a = p.parse_args(argv)
     os.chdir(ROOT)
     sys.path.insert(0, ROOT)
-    todo = jobs()
+    todo = jobs(a.threads, a.max_load, a.max_wait)
     if a.list:
         for name, kind, args, _ in todo:
             print(f"{name:32s} {kind:9s} {' '.join(args)}")
@@ -129,14 +177,16 @@ def main(argv=None) -> int:
     # the full zoo first: bench_ops.py otherwise installs a bare `zoo` package (ops only) that
     # would hide zoo.create_model from the jobs after it
     import zoo  # noqa: F401
+    from harness.benchkit import LoadGate
     from harness.cli import main as harness_main
     from harness.progress import job_progress
+    gate = LoadGate(a.max_load, a.max_wait)
     start, skipped, failed = time.perf_counter(), [], []
     with job_progress() as bar:
         overall = bar.add_task("perf_report", total=len(todo))
         for name, kind, args, needs in todo:
             bar.update(overall, description=f"perf_report {name}")
-            _one_job(bar, name, kind, args, needs, harness_main, skipped, failed)
+            _one_job(bar, name, kind, args, needs, harness_main, skipped, failed, gate)
             bar.advance(overall)
     print(f"perf_report: {len(todo) - len(skipped) - len(failed)} jobs in {time.perf_counter() - start:.0f} s"
           + (f"; skipped {', '.join(skipped)}" if skipped else "")

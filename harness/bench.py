@@ -12,6 +12,14 @@ efficiency = speedup / FLOPs ratio (1.0: the clock saves exactly what the FLOPs 
 own (argmax) decisions, e.g. on `--checkpoint` weights. `--memory` adds the peak tensor memory
 of one eval forward per execution mode. `--train` times forward + backward + an SGD step; the
 FLOPs ratio printed beside it is still that of one eval forward.
+
+`--static-reference` adds the model's static always-full form (`harness.static_reference`) to
+the alternation and reports speedup, FLOPs ratio and efficiency against it as well: the dense
+mode's weighted mix is overhead a static model never pays. `--threads 1 2` times every model at
+each thread count (one result per count). Every result carries the spread of its steps (min /
+median / max) and the load around its timing (`harness.benchkit.LoadGate`); with `--max-load`
+the run waits up to `--max-wait` seconds for other processes to quiet down and marks figures
+that still saw more load unreliable.
 """
 from __future__ import annotations
 
@@ -53,7 +61,14 @@ def add_parser(subparsers) -> str:
     options.add(p, "device")
     p.add_argument("--train", action="store_true", help="time forward + backward + SGD step")
     p.add_argument("--memory", action="store_true", help="also measure peak tensor memory per execution mode")
-    p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
+    p.add_argument("--threads", type=int, nargs="+", help="torch.set_num_threads; several: time each model at "
+                                                          "each count, e.g. 1 2 (default: torch's)")
+    p.add_argument("--static-reference", action="store_true",
+                   help="with --execution both: also time the static always-full form and report against it")
+    p.add_argument("--max-load", type=float, help="cores' worth of CPU other processes may use while a figure is "
+                                                  "timed; above it the figure is marked unreliable (default: record only)")
+    p.add_argument("--max-wait", type=float, default=0.0, help="seconds to wait, before each figure, for other "
+                                                               "processes' load to drop below --max-load (default 0)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps per mode (default 3)")
     p.add_argument("--iters", type=int, default=10, help="timed steps per mode (default 10)")
     options.add(p, "json")
@@ -66,9 +81,14 @@ def add_parser(subparsers) -> str:
 
 
 def _validate(args) -> None:
-    options.check_at_least_one(args, "batch_size", "seq_len", "img_size", "threads", "iters")
+    options.check_at_least_one(args, "batch_size", "seq_len", "img_size", "iters")
+    for t in args.threads or ():
+        if t < 1:
+            raise HarnessError(f"--threads must be >= 1, got {t}")
     if args.warmup < 0:
         raise HarnessError(f"--warmup must be >= 0, got {args.warmup}")
+    if args.static_reference and args.execution != "both":
+        raise HarnessError("--static-reference compares against sparse and dense runs: add --execution both")
 
 
 def cmd_bench(args, argv=()) -> int:
@@ -88,8 +108,7 @@ def cmd_bench(args, argv=()) -> int:
         from .run import model_task
         suites = {m: get_suite("pydocs" if model_task(m) == "causal-lm" else "mnist5k") for m in models}
     shares = benchkit.parse_policy(args.policy) if args.policy else None
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    gate = benchkit.LoadGate(args.max_load, args.max_wait)
     model_kwargs = dict(args.model_kwargs)
     command = "python -m harness " + " ".join(shlex.quote(a) for a in argv) if argv else None
     # a static model named outright with --execution/--policy is a mistake; one that a pattern
@@ -102,7 +121,8 @@ def cmd_bench(args, argv=()) -> int:
         task = bar.add_task("bench", total=len(models))
         for m in models:
             bar.update(task, description=f"bench {m}")
-            results.append(bench_model(m, suites[m], args, shares, model_kwargs, strict=m in named, device=device))
+            results += bench_model(m, suites[m], args, shares, model_kwargs, strict=m in named, device=device,
+                                   gate=gate)
             bar.advance(task)
     if args.json:
         print(json.dumps(results, indent=2))
@@ -160,7 +180,8 @@ def build_inputs(suite, task: str, batch: int, seq_len: Optional[int], img_size:
 
 
 def bench_model(arch: str, suite, args, shares, model_kwargs: dict, strict: bool = True,
-                device: str = "cpu") -> dict:
+                device: str = "cpu", gate=None) -> list:
+    """One result per thread count of `args.threads` (the current count when none is given)."""
     import torch
     import zoo
     from . import benchkit
@@ -200,42 +221,85 @@ def bench_model(arch: str, suite, args, shares, model_kwargs: dict, strict: bool
         policy_desc = per_router
     x, y, input_desc = build_inputs(suite, task, args.batch_size, args.seq_len, args.img_size, arch_kwargs)
     x, y = x.to(device), y.to(device)
-    if args.train:
-        net.train()
-    fns = [benchkit.step_fn(net, x, m, policy, args.train, y) for m in modes]
-    times = benchkit.alternate(fns, args.warmup, args.iters)
-    net.eval()
-    per_step = x.numel() if task == "causal-lm" else x.shape[0]
-    unit = "tokens" if task == "causal-lm" else "samples"
-    runs = {}
-    for m, t in zip(modes, times):
-        med = statistics.median(t)
-        runs[m or "static"] = dict(step_ms_median=med * 1e3, step_ms_min=min(t) * 1e3,
-                                   **{f"{unit}_per_s": per_step / med})
-    out = dict(model=arch, suite=suite.name, task=task, train=bool(args.train), batch_size=args.batch_size,
-               param_count=sum(p.numel() for p in net.parameters()),
-               input_shape=list(x.shape), inputs=input_desc, checkpoint=args.checkpoint,
-               policy=args.policy if shares else None, policy_shares=policy_desc, warmup=args.warmup, iters=args.iters,
-               conditions=benchkit.conditions(device, torch.get_default_dtype()), runs=runs)
+    reference = None
+    if execution == "both" and getattr(args, "static_reference", False):
+        from .static_reference import static_reference
+
+        def build(name):
+            return network_from_config(suite_config(name, suite, overrides, device=device)[0], name, None, device)
+        reference = static_reference(arch, net, build)
+    base = dict(model=arch, suite=suite.name, task=task, train=bool(args.train), batch_size=args.batch_size,
+                param_count=sum(p.numel() for p in net.parameters()),
+                input_shape=list(x.shape), inputs=input_desc, checkpoint=args.checkpoint,
+                policy=args.policy if shares else None, policy_shares=policy_desc, warmup=args.warmup,
+                iters=args.iters)
     if note:
-        out["note"] = note
+        base["note"] = note
     if routed:
         with benchkit.routing_context(net, "sparse", policy), torch.no_grad():
             net(x)
-        out["routing_mix"] = {layer: r["share"] for layer, r in zoo.routing.summarize(net).items()}
+        base["routing_mix"] = {layer: r["share"] for layer, r in zoo.routing.summarize(net).items()}
     if execution == "both":
-        out["speedup_median"] = benchkit.median_ratio(times[1], times[0])
-        out["flops"] = _flops(net, x, policy)
-        ratio = out["flops"].get("ratio")
-        out["efficiency"] = out["speedup_median"] / ratio if ratio else None
+        base["flops"] = _flops(net, x, policy, reference[1] if reference else None)
     if args.memory:
-        out["memory"] = dict(method="torch.profiler memory timeline: peak tensor bytes on CPU, one eval forward",
-                             **{f"{m or 'static'}_peak_bytes": benchkit.peak_memory_bytes(net, x, m, policy)
-                                for m in modes})
+        base["memory"] = dict(method="torch.profiler memory timeline: peak tensor bytes on CPU, one eval forward",
+                              **{f"{m or 'static'}_peak_bytes": benchkit.peak_memory_bytes(net, x, m, policy)
+                                 for m in modes})
+    gate = gate or benchkit.LoadGate()
+    out = []
+    for threads in args.threads or [torch.get_num_threads()]:
+        torch.set_num_threads(threads)
+        out.append(_timed_result(base, net, x, y, modes, policy, reference, args, task, device, gate))
     return out
 
 
-def _flops(net, x, policy) -> dict:
+def _timed_result(base, net, x, y, modes, policy, reference, args, task, device, gate) -> dict:
+    """`base` plus the timings, at the current thread count, of the modes (and the reference)."""
+    import copy
+    import torch
+    from . import benchkit
+    if args.train:
+        net.train()
+    fns = [benchkit.step_fn(net, x, m, policy, args.train, y) for m in modes]
+    if reference:
+        reference[1].train(args.train)
+        fns.append(benchkit.step_fn(reference[1], x, None, None, args.train, y))
+    with gate.watch() as load:
+        times = benchkit.alternate(fns, args.warmup, args.iters)
+    net.eval()
+    if reference:
+        reference[1].eval()
+    per_step = x.numel() if task == "causal-lm" else x.shape[0]
+    unit = "tokens" if task == "causal-lm" else "samples"
+    runs = {}
+    for m, t in zip(modes + (["reference"] if reference else []), times):
+        med = statistics.median(t)
+        runs[m or "static"] = dict(step_ms_median=med * 1e3, step_ms_min=min(t) * 1e3, step_ms_max=max(t) * 1e3,
+                                   **{f"{unit}_per_s": per_step / med})
+    out = copy.deepcopy(base)
+    out.update(conditions=benchkit.conditions(device, torch.get_default_dtype()), load=load, runs=runs)
+    if "flops" in out:
+        fl = out["flops"]
+        speedups = benchkit.pair_ratios(times[1], times[0])
+        out["speedup_median"] = statistics.median(speedups)
+        out["speedup_spread"] = benchkit.spread(speedups)
+        ratio = fl.get("ratio")
+        out["efficiency"] = out["speedup_median"] / ratio if ratio else None
+        out["efficiency_spread"] = benchkit.spread(speedups, 1 / ratio) if ratio else None
+        if reference:
+            vs = benchkit.pair_ratios(times[2], times[0])
+            ref_ratio = fl.get("reference_ratio")
+            out["reference"] = dict(
+                model=reference[0], speedup_median=statistics.median(vs), speedup_spread=benchkit.spread(vs),
+                flops_ratio=ref_ratio,
+                efficiency=statistics.median(vs) / ref_ratio if ref_ratio else None,
+                efficiency_spread=benchkit.spread(vs, 1 / ref_ratio) if ref_ratio else None,
+                # what the dense mode costs over the plain static model: the flattery it adds
+                dense_over_reference=benchkit.spread(benchkit.pair_ratios(times[1], times[2])))
+    return out
+
+
+def _flops(net, x, policy, reference=None) -> dict:
     try:
         from zoo.flops import UNIT, count_flops
     except ImportError as e:  # the counter is optional for timing
@@ -246,8 +310,13 @@ def _flops(net, x, policy) -> dict:
     for m in ("sparse", "dense"):
         with benchkit.routing_context(net, m, policy), torch.no_grad():
             counts[m] = count_flops(net, x)
-    return dict(unit=UNIT, sparse=counts["sparse"], dense=counts["dense"],
-                ratio=counts["dense"] / counts["sparse"] if counts["sparse"] else None)
+    out = dict(unit=UNIT, sparse=counts["sparse"], dense=counts["dense"],
+               ratio=counts["dense"] / counts["sparse"] if counts["sparse"] else None)
+    if reference is not None:
+        with torch.no_grad():
+            out["reference"] = count_flops(reference, x)
+        out["reference_ratio"] = out["reference"] / counts["sparse"] if counts["sparse"] else None
+    return out
 
 
 def csv_rows(results: list) -> list:
@@ -291,10 +360,15 @@ def format_result(r: dict) -> str:
             f"{layer} " + " ".join(f"{k}={v:.2f}" for k, v in s.items()) for layer, s in r["policy_shares"].items()))
     if r.get("note"):
         lines.append(f"  note: {r['note']}")
+    load = r.get("load") or {}
+    if load:
+        lines.append(f"  load: average {load.get('loadavg_before')} before, {load.get('loadavg_after')} after; "
+                     f"other processes {load.get('other_load')} cores while timing"
+                     + ("" if load.get("reliable") is not False else f"; UNRELIABLE: {load['why_unreliable']}"))
     for mode, run in r["runs"].items():
         rate = next((f"{v:,.1f} {k.replace('_per_s', '')}/s" for k, v in run.items() if k.endswith("_per_s")))
         lines.append(f"  {mode:6s}: {rate}, step {run['step_ms_median']:.2f} ms median "
-                     f"({run['step_ms_min']:.2f} min)")
+                     f"({run['step_ms_min']:.2f} min, {run.get('step_ms_max', float('nan')):.2f} max)")
     if "speedup_median" in r:
         fl = r["flops"]
         if "ratio" in fl and fl["ratio"]:
@@ -303,6 +377,12 @@ def format_result(r: dict) -> str:
                          f"MFLOPs, 2 x MACs) | efficiency {r['efficiency']:.3f}")
         else:
             lines.append(f"  speedup (dense/sparse) {r['speedup_median']:.3f}x | FLOPs: {fl.get('error')}")
+        ref = r.get("reference")
+        if ref and ref.get("flops_ratio"):
+            lines.append(f"  against {ref['model']}: speedup {ref['speedup_median']:.3f}x "
+                         f"({ref['speedup_spread']['min']:.3f}-{ref['speedup_spread']['max']:.3f}) | FLOPs ratio "
+                         f"{ref['flops_ratio']:.3f}x | efficiency {ref['efficiency']:.3f} | dense mode / static "
+                         f"{ref['dense_over_reference']['median']:.3f}x")
     if "memory" in r:
         mem = r["memory"]
         lines.append("  peak memory: " + ", ".join(

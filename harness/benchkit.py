@@ -10,6 +10,14 @@ Kept apart from the CLI (`harness.bench`) so `benchmarks/` scripts time things t
   FLOP count and every timed step see exactly the same decisions.
 * Timing alternates the runs being compared step by step (A B A B ...), so a noisy neighbour
   slows both alike; ratios are medians of the per-pair ratios.
+* Trust on a shared machine: every figure carries its thread count, the spread of its rounds
+  (min / median / max, `spread`) and the load around it (`LoadGate.watch`): the 1-minute load
+  average before and after, and the CPU that *other* processes used while it ran, read from
+  /proc (machine busy time minus this process's own). The load average counts this process's
+  own threads (at 2 threads on 2 cores it climbs to 2 with nothing else running), so it is
+  recorded but the judgement uses the other processes' share: above `max_load` cores' worth the
+  gate waits (at most `max_wait_s`) before timing, and a figure whose run still saw more is
+  marked unreliable.
 * Memory: torch.profiler's memory timeline (profile_memory + record_shapes + with_stack) over
   one eval forward; the figure is the peak of the tensor bytes it tracks on the CPU (weights,
   inputs, activations and temporaries it can attribute), not process RSS.
@@ -31,8 +39,8 @@ import torch.nn.functional as F
 
 from .errors import HarnessError
 
-__all__ = ["parse_policy", "FrozenPolicy", "policy_for", "alternate", "median_ratio",
-           "peak_memory_bytes", "routing_context", "step_fn", "conditions"]
+__all__ = ["parse_policy", "FrozenPolicy", "policy_for", "alternate", "median_ratio", "pair_ratios", "spread",
+           "LoadGate", "CpuWindow", "loadavg", "peak_memory_bytes", "routing_context", "step_fn", "conditions"]
 
 # full choice -> the cheap choice a "skip" takes instead (see module docstring)
 
@@ -159,9 +167,101 @@ def alternate(fns: Sequence[Callable[[], float]], warmup: int, iters: int) -> Li
     return times
 
 
+def pair_ratios(num: Sequence[float], den: Sequence[float]) -> List[float]:
+    """num[i] / den[i] for each pair of runs made back to back."""
+    return [n / d for n, d in zip(num, den)]
+
+
 def median_ratio(num: Sequence[float], den: Sequence[float]) -> float:
     """Median over pairs of num[i] / den[i] (pairs ran back to back)."""
-    return statistics.median(n / d for n, d in zip(num, den))
+    return statistics.median(pair_ratios(num, den))
+
+
+def spread(values: Sequence[float], scale: float = 1.0) -> Dict[str, float]:
+    """min / median / max of the rounds (times `scale`), the figure quoted being the median."""
+    if not values:
+        raise ValueError("spread of no rounds")
+    return dict(min=min(values) * scale, median=statistics.median(values) * scale, max=max(values) * scale)
+
+
+def loadavg() -> Optional[float]:
+    """The 1-minute load average (None where the OS has none)."""
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
+def _jiffies() -> Optional[Tuple[int, int]]:
+    """(busy clock ticks of the whole machine, of this process and all its threads); None off Linux.
+    Steal time counts as busy: on a VM it is CPU another guest took from us."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:9]]
+        with open("/proc/self/stat") as f:
+            own = f.read().rsplit(")", 1)[1].split()  # the name may hold spaces; fields follow it
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (ticks + [0] * 8)[:8]
+    return user + nice + system + irq + softirq + steal, int(own[11]) + int(own[12])  # utime + stime
+
+
+class CpuWindow:
+    """From its creation to `other_load()`: the cores' worth of CPU other processes used."""
+
+    def __init__(self):
+        self.t0, self.j0 = time.monotonic(), _jiffies()
+
+    def other_load(self) -> Optional[float]:
+        j1, dt = _jiffies(), time.monotonic() - self.t0
+        if self.j0 is None or j1 is None or dt <= 0:
+            return None
+        others = (j1[0] - self.j0[0]) - (j1[1] - self.j0[1])
+        return round(max(0.0, others / os.sysconf("SC_CLK_TCK") / dt), 3)
+
+
+class LoadGate:
+    """Waits for a quiet machine before a figure and records the load around it (module docstring).
+
+    max_load: cores' worth of CPU other processes may use (None: record only, judge nothing);
+    max_wait_s: longest wait for them to drop below it. `window` and `sleep` are the clock's
+    seams (tests replace them)."""
+
+    def __init__(self, max_load: Optional[float] = None, max_wait_s: float = 0.0, probe_s: float = 0.5,
+                 window: Callable[[], CpuWindow] = CpuWindow, sleep: Callable[[float], None] = time.sleep):
+        if max_load is not None and max_load < 0:
+            raise HarnessError(f"--max-load must be >= 0, got {max_load}")
+        if max_wait_s < 0:
+            raise HarnessError(f"--max-wait must be >= 0, got {max_wait_s}")
+        self.max_load, self.max_wait_s, self.probe_s = max_load, max_wait_s, probe_s
+        self.window, self.sleep = window, sleep
+
+    def settle(self) -> dict:
+        """Probe the other processes' load; while above max_load, keep probing until max_wait_s."""
+        waited, other = 0.0, None
+        while self.max_load is not None:
+            w = self.window()
+            self.sleep(self.probe_s)
+            other = w.other_load()
+            if other is None or other <= self.max_load or waited >= self.max_wait_s:
+                break
+            waited += self.probe_s
+        return dict(loadavg_before=loadavg(), other_load_before=other, waited_s=waited)
+
+    def judge(self, rec: dict) -> Tuple[Optional[bool], Optional[str]]:
+        if self.max_load is None:
+            return None, None
+        over = [f"{label} {rec[key]:.2f}" for key, label in (("other_load_before", "before"), ("other_load", "during"))
+                if rec.get(key) is not None and rec[key] > self.max_load]
+        if not over:
+            return True, None
+        return False, f"other processes used {' and '.join(over)} cores (> {self.max_load:g})"
+
+    @contextlib.contextmanager
+    def watch(self):
+        """Settle, then yield the record; on exit it holds the load during and after the block."""
+        rec = self.settle()
+        w = self.window()
+        yield rec
+        rec.update(other_load=w.other_load(), loadavg_after=loadavg(), max_load=self.max_load)
+        rec["reliable"], rec["why_unreliable"] = self.judge(rec)
 
 
 @contextlib.contextmanager
@@ -204,5 +304,5 @@ def conditions(device: str, dtype: torch.dtype) -> dict:
     return dict(device=device, dtype=str(dtype).replace("torch.", ""), threads=torch.get_num_threads(),
                 torch=torch.__version__, python=platform.python_version(),
                 cpu=platform.processor() or platform.machine(), cpu_count=os.cpu_count(),
-                loadavg_1m=round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+                loadavg_1m=loadavg(),
                 git_sha=git_label())

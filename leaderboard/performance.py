@@ -6,6 +6,9 @@ carries its figures, conditions and the exact command. `benchmarks/perf_report.p
 all of them. The rendering is deterministic (sorted files, fixed formats, no clock), so
 `python -m harness leaderboard --check` can compare it byte for byte. Every target is shown
 with its measured value and "met" or "**missed**"; a figure absent from the files is "–".
+Every row appears at each thread count it was measured at (perf_report: 1 and 2), with the
+spread of its rounds and the load around it; a figure taken under too much load from other
+processes is marked **unreliable** (cells in `leaderboard.perf_tables`).
 """
 from __future__ import annotations
 
@@ -13,13 +16,13 @@ import json
 from pathlib import Path
 from typing import Dict, List, Optional
 
-import pandas as pd
+from .perf_tables import (DASH, load_cell, ops_rows, overhead_rows, parity_rows, peers_rows, ranged, run_ms,
+                          status, table, threads_of, trusted)
 
 __all__ = ["performance_section", "load_perf", "EFFICIENCY_TARGET", "PERF_DIRNAME"]
 
 PERF_DIRNAME = "perf"
 EFFICIENCY_TARGET = 0.9
-DASH = "–"
 FAMILY_ORDER = {"dhvn": 0, "eshvision": 1, "exp11": 2}
 REGENERATE = "python benchmarks/perf_report.py"
 
@@ -31,14 +34,6 @@ def load_perf(perf_dir) -> Dict[str, dict]:
         with open(path, encoding="utf-8") as f:
             out[path.stem] = json.load(f)
     return out
-
-
-def _status(met: Optional[bool]) -> str:
-    return DASH if met is None else ("met" if met else "**missed**")
-
-
-def _table(rows: List[dict]) -> str:
-    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
 
 
 def _family(model: str) -> str:
@@ -77,7 +72,12 @@ def _bench_key(item):
     order = 3 if r.get("checkpoint") else 0
     if r.get("policy", "") and r["policy"].startswith("skip="):
         order = float(r["policy"][5:])
-    return FAMILY_ORDER.get(_family(r["model"]), 9), r["model"], order, name
+    threads = (r.get("conditions") or {}).get("threads") or 0
+    return FAMILY_ORDER.get(_family(r["model"]), 9), r["model"], order, name, threads
+
+
+def _target(eff: Optional[float]) -> Optional[bool]:
+    return None if eff is None else eff >= EFFICIENCY_TARGET
 
 
 def _bench_rows(benches) -> List[dict]:
@@ -87,51 +87,74 @@ def _bench_rows(benches) -> List[dict]:
         ratio = (r.get("flops") or {}).get("ratio")
         runs = r["runs"]
         rows.append({
-            "Model": r["model"], "Input": _input(r), "Routing mix": _mix(r),
-            "Sparse ms": f"{runs['sparse']['step_ms_median']:.1f}",
-            "Dense ms": f"{runs['dense']['step_ms_median']:.1f}",
-            "Speedup": f"{r['speedup_median']:.2f}x",
+            "Model": r["model"], "Input": _input(r), "Routing mix": _mix(r), "Threads": threads_of(r, {}),
+            "Sparse ms": run_ms(runs.get("sparse")), "Dense ms": run_ms(runs.get("dense")),
+            "Speedup": ranged(r["speedup_median"], r.get("speedup_spread"), suffix="x"),
             "FLOPs ratio": f"{ratio:.2f}x" if ratio else DASH,
-            "Efficiency": f"{eff:.2f}" if eff is not None else DASH,
-            f"≥ {EFFICIENCY_TARGET}": _status(None if eff is None else eff >= EFFICIENCY_TARGET),
+            "Efficiency": ranged(eff, r.get("efficiency_spread")),
+            f"≥ {EFFICIENCY_TARGET}": trusted(_target(eff), r.get("load")),
+            "Load": load_cell(r.get("load"), (r.get("conditions") or {}).get("loadavg_1m")),
+            "File": f"`{name}.json`",
+        })
+    return rows
+
+
+def _reference_rows(benches) -> List[dict]:
+    rows = []
+    for name, r in sorted(benches, key=_bench_key):
+        ref = r.get("reference")
+        if not ref:
+            continue
+        dense_over = ref.get("dense_over_reference")
+        rows.append({
+            "Model": r["model"], "Input": _input(r), "Routing mix": _mix(r), "Threads": threads_of(r, {}),
+            "Static form": ref["model"], "Sparse ms": run_ms(r["runs"].get("sparse")),
+            "Static ms": run_ms(r["runs"].get("reference")),
+            "Speedup": ranged(ref["speedup_median"], ref.get("speedup_spread"), suffix="x"),
+            "FLOPs ratio": f"{ref['flops_ratio']:.2f}x" if ref.get("flops_ratio") else DASH,
+            "Efficiency": ranged(ref.get("efficiency"), ref.get("efficiency_spread")),
+            f"≥ {EFFICIENCY_TARGET}": trusted(_target(ref.get("efficiency")), r.get("load")),
+            "Dense mode / static": ranged(dense_over["median"], dense_over, suffix="x") if dense_over else DASH,
             "File": f"`{name}.json`",
         })
     return rows
 
 
 def _memory_rows(benches) -> List[dict]:
-    rows = []
+    rows, seen = [], set()
     for name, r in sorted(benches, key=_bench_key):
         mem = r.get("memory")
-        if not mem:
+        if not mem or name in seen:  # one forward's memory does not depend on the thread count
             continue
+        seen.add(name)
         s, d = mem.get("sparse_peak_bytes"), mem.get("dense_peak_bytes")
         rows.append({"Model": r["model"], "Input": _input(r), "Routing mix": _mix(r),
                      "Sparse peak MiB": f"{s / 2**20:.2f}", "Dense peak MiB": f"{d / 2**20:.2f}",
-                     "Sparse / dense": f"{s / d:.2f}", "sparse ≤ dense": _status(s <= d),
+                     "Sparse / dense": f"{s / d:.2f}", "sparse ≤ dense": status(s <= d),
                      "File": f"`{name}.json`"})
     return rows
 
 
-def _ops_rows(doc) -> List[dict]:
-    return [{"Case": r["case"], "Token loop ms": f"{r['naive_ms_median']:.1f}", "Fast ms": f"{r['fast_ms_median']:.1f}",
-             "Speedup": f"{r['speedup']:.2f}x", "Target": f"≥ {r['target']:g}x", "Status": _status(r["met"]),
-             "max abs err": f"{r['max_abs_err']:.1e} (max abs out {r['max_abs_out']:.1f})"}
-            for r in doc["results"]]
-
-
-def _overhead_rows(doc) -> List[dict]:
-    return [{"Family": r["family"], "Model": r["model"], "Input": r["shape"], "Forced branch": r["branch"],
-             "Routed layers": str(r["layers"]), "Routed ms": f"{r['routed_ms_median']:.2f}",
-             "Branch alone ms": f"{r['direct_ms_median']:.2f}", "Overhead": f"{r['overhead'] * 100:.1f}%",
-             "min/min": f"{r['overhead_min_ratio'] * 100:.1f}%",
-             f"≤ {r['target'] * 100:.0f}%": _status(r["met"])}
-            for r in doc["results"]]
+def _tally(benches, efficiency) -> str:
+    """'7 of 15 at 1 thread, 9 of 15 at 2 threads' for one efficiency reading."""
+    by_threads: Dict[str, List[bool]] = {}
+    for _, r in benches:
+        eff = efficiency(r)
+        if eff is not None:
+            by_threads.setdefault(threads_of(r, {}), []).append(eff >= EFFICIENCY_TARGET)
+    return ", ".join(f"{sum(v)} of {len(v)} at {t} thread{'s' if t != '1' else ''}"
+                     for t, v in sorted(by_threads.items())) or DASH
 
 
 def _conditions(name: str, doc: dict) -> str:
-    c = doc.get("conditions") or (doc.get("results") or [{}])[0].get("conditions", {})
-    bits = [f"threads {c.get('threads')}", f"torch {c.get('torch')}", f"load avg {c.get('loadavg_1m')}"]
+    if doc.get("skipped"):
+        return f"- `{name}.json`: not measured: {doc['skipped']} (`{doc.get('command')}`)"
+    rows = doc.get("results") or [{}]
+    c = doc.get("conditions") or rows[0].get("conditions", {})
+    threads = sorted({threads_of(r, doc) for r in rows} - {DASH}) or [str(c.get("threads"))]
+    bits = [f"threads {', '.join(threads)}", f"torch {c.get('torch')}"]
+    if not any("load" in r for r in rows) and "load" not in doc:
+        bits.append(f"load avg {c.get('loadavg_1m')}")
     if c.get("git_sha"):
         bits.append(f"git {c['git_sha']}")
     return f"- `{name}.json`: `{doc.get('command')}` ({', '.join(bits)})"
@@ -145,14 +168,18 @@ def performance_section(results_dir, write: bool = False) -> Optional[str]:
     docs = load_perf(perf_dir)
     parts = ["## Performance",
              "Measured on CPU by the commands listed at the end of this section; regenerate every file with "
-             f"`{REGENERATE}` (about 3 minutes on 2 idle cores, over 20 under a load of 10), then `python -m harness leaderboard`. "
-             "Timings alternate the runs they compare step by step (A B A B …) and report medians of the "
-             "per-pair ratios; absolute times depend on the machine's load at the time (load average below)."]
+             f"`{REGENERATE}` (about 6 minutes on 2 idle cores; hold the machine's CPU lock), then "
+             "`python -m harness leaderboard`. Timings alternate the runs they compare step by step (A B A B …) "
+             "and report medians of the per-pair ratios, with the min–max over the rounds in brackets. Every "
+             "row is measured at 1 and at 2 threads. Load: the 1-minute load average before → after the "
+             "figure (it counts the benchmark's own threads) and the cores' worth of CPU other processes used "
+             f"while it ran; a figure above the run's threshold is marked {UNRELIABLE_NOTE}."]
     if not docs:
         parts.append(f"_No performance figures yet: run `{REGENERATE}`._")
         return "\n\n".join(parts) + "\n"
-    benches = [(n, r) for n, d in docs.items() if d.get("benchmark") == "bench" for r in d["results"]
-               if "speedup_median" in r]
+    benches = [(n, r) for n, d in docs.items() if d.get("benchmark") == "bench" and not d.get("skipped")
+               for r in d["results"] if "speedup_median" in r]
+    skipped = [f"`{n}` ({d['skipped']})" for n, d in docs.items() if d.get("skipped")]
     parts += ["### Efficiency: sparse against dense execution",
               "Same weights, same routing decisions in both modes. Speedup = median over step pairs of "
               "t_dense / t_sparse; FLOPs ratio = dense / sparse FLOPs of one forward (`zoo.flops.count_flops`, "
@@ -160,25 +187,63 @@ def performance_section(results_dir, write: bool = False) -> Optional[str]:
               "FLOPs save). `skip=P`: a random share P of the items at each router's granularity takes the "
               "cheap path, the rest the full one: DHVN sample conv-only instead of both (transformer "
               "skipped), ESH-Vision patch SSM instead of attention, Exp11 token Gated DeltaNet instead of "
-              "softmax attention. Target (issue 4): efficiency ≥ 0.9 at batch 64 (vision) or T = 1024 (LM)."]
-    parts.append(_table(_bench_rows(benches)) if benches else f"_{DASH} not measured._")
+              "softmax attention. Target (issues 4, 12): efficiency ≥ 0.9 on every row at batch 64 (vision) "
+              f"or T = 1024 (LM), at both thread counts. Met: {_tally(benches, lambda r: r.get('efficiency'))}."]
+    parts.append(table(_bench_rows(benches)) if benches else f"_{DASH} not measured._")
+    if skipped:
+        parts.append("Not measured: " + "; ".join(skipped) + ".")
+    ref_rows = _reference_rows(benches)
+    parts += ["### Efficiency: sparse against the static always-full form",
+              "The dense mode above is the routed model computing every branch and mixing them by the route "
+              "weights; a static model never pays for that mix. Here the same sparse run is timed, in the "
+              "same alternation, against the model without routing that computes the full path for every "
+              "item (`harness/static_reference.py`): DHVN's `dhvn_*_static` (always both), ESH-Vision's "
+              "`eshvision_*_soft` (attention and SSM on every patch), and for Exp11 the same model with each "
+              "routed layer as plain GDN + softmax attention modules (its registered static form, "
+              "exp11_baseline, is the accuracy comparator, not an always-full one). The reference has the "
+              "routed model's weights where names match. FLOPs ratio = static / sparse FLOPs (the FLOPs "
+              "routing saves against the static form); \"Dense mode / static\" is what the dense mode costs "
+              "over the static model, per step pair. Target: efficiency ≥ 0.9. "
+              f"Met: {_tally(benches, lambda r: (r.get('reference') or {}).get('efficiency'))}.",
+              table(ref_rows) if ref_rows else f"_{DASH} not measured._"]
     mem = _memory_rows(benches)
     parts += ["### Peak memory: sparse against dense eval",
               "Peak of the tensor bytes torch.profiler's memory timeline tracks on the CPU during one eval "
               "forward (weights, inputs, activations, temporaries; `profile_memory` + `record_shapes` + "
               "`with_stack`), not process RSS. Target: sparse ≤ dense.",
-              _table(mem) if mem else f"_{DASH} not measured._"]
+              table(mem) if mem else f"_{DASH} not measured._"]
+    ops = [(n, d) for n, d in docs.items() if d.get("benchmark") == "ops"]
     parts += ["### Scan and Gated DeltaNet against their token loops",
-              "Forward, median of interleaved calls, fp32 (`benchmarks/bench_ops.py`). Targets: selective "
-              "scan ≥ 3x at the ESH small shapes, chunked GDN ≥ 10x at B=1, T=1024, H=4, K=64, V=128."]
-    parts.append(_table(_ops_rows(docs["ops"])) if "ops" in docs else f"_{DASH} not measured._")
+              "Forward, median of interleaved calls, fp32 (`benchmarks/bench_ops.py`, one file per thread "
+              "count). Targets: selective scan ≥ 3x at the ESH small shapes, chunked GDN ≥ 10x at B=1, "
+              "T=1024, H=4, K=64, V=128, at 1 and 2 threads."]
+    parts.append(table(ops_rows(ops)) if ops else f"_{DASH} not measured._")
     parts += ["### Router overhead",
               "A routed layer in sparse execution with every item forced to one branch, against that branch "
               "module called directly on the same input (`benchmarks/bench_router_overhead.py`: router, "
               "selection, gather/packing and scatter are the difference). Overhead = median over rounds of "
               "routed / direct − 1, summed over the model's routed layers; min/min compares the fastest "
               "round of each side. Target: ≤ 5 % of layer time."]
-    parts.append(_table(_overhead_rows(docs["router_overhead"])) if "router_overhead" in docs
+    parts.append(table(overhead_rows(docs["router_overhead"])) if "router_overhead" in docs
                  else f"_{DASH} not measured._")
+    parts += _peers_parts(docs.get("peers"))
     parts += ["### Commands and conditions", "\n".join(_conditions(n, d) for n, d in docs.items())]
     return "\n\n".join(parts) + "\n"
+
+
+UNRELIABLE_NOTE = "**unreliable**"
+
+
+def _peers_parts(doc: Optional[dict]) -> List[str]:
+    head = ["### Whole models against dense timm peers",
+            "Each zoo vision model in sparse execution with fixed mixes, beside timm models of similar FLOPs, "
+            "at the same input, in one interleaved run (`benchmarks/bench_peers.py`: every round steps each "
+            "model once, in turn). GFLOP/s = executed FLOPs of one forward (`zoo.flops.count_flops`, the "
+            "decisions the timed steps take) / median step time. No trained checkpoint exists at 3x224x224; "
+            "the \"-trained mix\" rows apply the mean routing shares of the small sibling's trained figure. "
+            "Target (issue 12): each zoo model's GFLOP/s ≥ 0.8x its best peer's."]
+    if not doc:
+        return head + [f"_{DASH} not measured._"]
+    shape = "x".join(str(v) for v in doc["input_shape"])
+    peers = "; ".join(f"{m}: {', '.join(p)}" for m, p in doc["peers"].items())
+    return head + [f"Input {shape}. Peers: {peers}.", table(parity_rows(doc)), table(peers_rows(doc))]

@@ -107,7 +107,10 @@ def test_missing_parts_show_not_measured(perf_tree):
     (perf / "ops.json").unlink()
     (perf / "router_overhead.json").unlink()
     md = performance_section(results)
-    assert md.count("_– not measured._") == 2
+    # ops, router overhead; the fixture has no static reference figures and no peers file either
+    assert md.count("_– not measured._") == 4
+    ops_at = md.index("### Scan and Gated DeltaNet")
+    assert md.index("_– not measured._", ops_at) < md.index("### Router overhead")
 
 
 def test_real_pipeline_and_leaderboard_check(tmp_path, capsys):
@@ -141,3 +144,134 @@ def test_real_pipeline_and_leaderboard_check(tmp_path, capsys):
     bad2["results"][0]["overhead"] += 0.5
     (perf / "router_overhead.json").write_text(json.dumps(bad2))
     assert not check_leaderboard(results, out, [performance_section(results)])
+
+
+# ------------------------------------------------------------ issue 12: threads, spread, load, references
+
+def _load(other, reliable=True):
+    return {"loadavg_before": 0.4, "loadavg_after": 1.6, "other_load": other, "other_load_before": 0.0,
+            "waited_s": 0.0, "max_load": 0.5, "reliable": reliable,
+            "why_unreliable": None if reliable else f"other processes used during {other:.2f} cores (> 0.5)"}
+
+
+def _trusted_result(threads, speedup, ratio, ref_speedup, ref_ratio, other=0.05, reliable=True):
+    r = _bench("dhvn_nano", "skip=0.5", speedup, ratio)["results"][0]
+    r["conditions"] = dict(COND, threads=threads)
+    r["load"] = _load(other, reliable)
+    r["runs"] = {m: {"step_ms_median": ms, "step_ms_min": ms * 0.9, "step_ms_max": ms * 1.2, "samples_per_s": 1.0}
+                 for m, ms in (("sparse", 10.0), ("dense", 10.0 * speedup), ("reference", 10.0 * ref_speedup))}
+    r["speedup_spread"] = {"min": speedup * 0.8, "median": speedup, "max": speedup * 1.1}
+    r["efficiency_spread"] = {k: v / ratio for k, v in r["speedup_spread"].items()}
+    r["reference"] = {"model": "dhvn_nano_static", "speedup_median": ref_speedup, "flops_ratio": ref_ratio,
+                      "speedup_spread": {"min": ref_speedup * 0.9, "median": ref_speedup, "max": ref_speedup * 1.05},
+                      "efficiency": ref_speedup / ref_ratio,
+                      "efficiency_spread": {"min": ref_speedup * 0.9 / ref_ratio, "median": ref_speedup / ref_ratio,
+                                            "max": ref_speedup * 1.05 / ref_ratio},
+                      "dense_over_reference": {"min": 1.05, "median": 1.12, "max": 1.2}}
+    return r
+
+
+@pytest.fixture
+def trust_tree(tmp_path):
+    results, perf = tmp_path / "results", tmp_path / "perf"
+    results.mkdir()
+    doc = _bench("dhvn_nano", "skip=0.5", 1.0, 1.0)
+    # 1 thread: 1.9 / 2.0 = 0.95 against dense, met; 1.6 / 1.98 = 0.81 against static, missed.
+    # 2 threads: 1.7 / 2.0 = 0.85 missed, taken while others used 0.9 cores: unreliable
+    doc["results"] = [_trusted_result(1, 1.9, 2.0, 1.6, 1.98), _trusted_result(2, 1.7, 2.0, 1.9, 1.98, 0.9, False)]
+    _write(perf, "bench_dhvn_nano_skip50", doc)
+    return results, perf
+
+
+def test_every_row_at_both_thread_counts_against_both_references(trust_tree):
+    results, _ = trust_tree
+    md = performance_section(results)
+    dense_part = md[md.index("### Efficiency: sparse against dense"):md.index("### Efficiency: sparse against the static")]
+    static_part = md[md.index("### Efficiency: sparse against the static"):md.index("### Peak memory")]
+    row1 = _row(dense_part, "dhvn_nano", "| 1 ")
+    assert "1.90x (1.52–2.09)" in row1 and "0.95 (0.76–1.04)" in row1 and "| met" in row1
+    assert "10.0 (9.0–12.0)" in row1 and "0.4 → 1.6, others 0.05" in row1
+    row2 = _row(dense_part, "dhvn_nano", "| 2 ")
+    assert "0.85" in row2 and "**missed** (**unreliable**)" in row2 and "others 0.90 **unreliable**" in row2
+    srow1 = _row(static_part, "dhvn_nano", "| 1 ")
+    assert "dhvn_nano_static" in srow1 and "1.60x (1.44–1.68)" in srow1 and "1.98x" in srow1
+    assert "0.81" in srow1 and "**missed**" in srow1 and "1.12x (1.05–1.20)" in srow1
+    srow2 = _row(static_part, "dhvn_nano", "| 2 ")
+    assert "0.96" in srow2 and "met (**unreliable**)" in srow2
+    # the tallies count each thread count apart, per reference
+    assert "Met: 1 of 1 at 1 thread, 0 of 1 at 2 threads." in dense_part
+    assert "Met: 0 of 1 at 1 thread, 1 of 1 at 2 threads." in static_part
+    assert "(threads 1, 2, torch 2.x, git abc1234)" in md
+
+
+def test_files_without_spread_or_load_still_render(perf_tree):
+    """Figures written before issue 12 show their medians and '–' for what they lack."""
+    results, _ = perf_tree
+    md = performance_section(results)
+    row = _row(md, "skip=0.5", "0.94")
+    assert "| 1.50x  " in row and "| 10.0  " in row and "1.0 (after)" in row
+
+
+def test_ops_files_per_thread_count_and_skipped_jobs(perf_tree):
+    results, perf = perf_tree
+    ops = json.loads((perf / "ops.json").read_text())
+    (perf / "ops.json").unlink()
+    for n in (1, 2):
+        doc = copy.deepcopy(ops)
+        doc["conditions"] = dict(COND, threads=n)
+        doc["load"] = _load(0.1 * n, reliable=n == 1)
+        _write(perf, f"ops_t{n}", doc)
+    _write(perf, "bench_exp11_dynamic_tiny_trained", {"benchmark": "bench", "skipped": "w/last_checkpoint is absent",
+                                                      "command": "python -m harness bench x", "results": []})
+    md = performance_section(results)
+    assert "| met " in _row(md, "gated delta rule", "| 1 ")
+    assert "met (**unreliable**)" in _row(md, "gated delta rule", "| 2 ")
+    lines = [line for line in md.splitlines() if line.startswith("| gated") or line.startswith("| selective")]
+    assert [(line.split("|")[1].strip(), line.split("|")[2].strip()) for line in lines] == [
+        ("gated delta rule", "1"), ("gated delta rule", "2"), ("selective scan", "1"), ("selective scan", "2")]
+    assert "Not measured: `bench_exp11_dynamic_tiny_trained` (w/last_checkpoint is absent)." in md
+    assert "- `bench_exp11_dynamic_tiny_trained.json`: not measured: w/last_checkpoint is absent" in md
+
+
+def test_peers_table(perf_tree):
+    results, perf = perf_tree
+    rows = [dict(model="dhvn_tiny skip=0.5", zoo_model="dhvn_tiny", mix="skip=0.5", threads=1, params=4.6e6,
+                 flops=8e9, step_ms={"min": 300.0, "median": 320.0, "max": 350.0}, images_per_s=25.0,
+                 gflops_per_s=25.0, load=_load(0.01)),
+            dict(model="resnet18", zoo_model=None, mix="dense", threads=1, params=11.7e6, flops=29e9,
+                 step_ms={"min": 250.0, "median": 260.0, "max": 270.0}, images_per_s=30.8, gflops_per_s=111.5,
+                 load=_load(0.01))]
+    parity = [dict(model="dhvn_tiny", entry="dhvn_tiny skip=0.5", mix="skip=0.5", threads=1, gflops_per_s=25.0,
+                   best_peer="resnet18", best_peer_gflops_per_s=111.5, ratio=25.0 / 111.5, target=0.8, met=False,
+                   images_per_s=25.0, fastest_peer="resnet18", fastest_peer_images_per_s=30.8, reliable=True)]
+    _write(perf, "peers", {"benchmark": "peers", "command": "python benchmarks/bench_peers.py", "conditions": COND,
+                           "batch_size": 8, "input_shape": [8, 3, 224, 224], "target": 0.8,
+                           "peers": {"dhvn_tiny": ["resnet18"]}, "results": rows, "parity": parity})
+    md = performance_section(results)
+    part = md[md.index("### Whole models against dense timm peers"):]
+    row = _row(part, "dhvn_tiny skip=0.5", "resnet18 (111.5)")
+    assert "0.22" in row and "**missed**" in row and "resnet18 (30.8)" in row
+    assert "1.00" in _row(part, "| dhvn_tiny skip=0.5", "320.0 (300.0–350.0)")  # 8 GFLOPs / 8 images
+    assert "Input 8x3x224x224. Peers: dhvn_tiny: resnet18." in part
+
+
+def test_perf_report_measures_every_figure_at_both_thread_counts_against_the_static_form(tmp_path):
+    spec = importlib.util.spec_from_file_location("perf_report", os.path.join(ROOT, "benchmarks", "perf_report.py"))
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    todo = report.jobs()
+    names = [j[0] for j in todo]
+    assert {"ops_t1", "ops_t2", "router_overhead", "peers"} <= set(names)
+    assert names.index("peers") > max(i for i, n in enumerate(names) if n.endswith("_trained"))
+    for name, kind, args, _ in todo:
+        if kind == "ops":
+            continue
+        assert args[args.index("--threads") + 1:args.index("--threads") + 3] == ["1", "2"], name
+        assert "--max-load" in args and "--max-wait" in args, name
+        if kind == "bench":
+            assert "--static-reference" in args and "--execution" in args, name
+    # a job whose checkpoint is absent leaves a file that says so, not an older run's figures
+    out = tmp_path / "bench_x_trained.json"
+    report._write_skipped(str(out), "bench", ["bench", "--models", "x"], "ckpt is absent")
+    doc = json.loads(out.read_text())
+    assert doc["skipped"] == "ckpt is absent" and doc["results"] == [] and "--models x" in doc["command"]

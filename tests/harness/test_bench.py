@@ -5,6 +5,8 @@ Tiny shapes and one or two steps: these check what is reported and how, never ho
 from __future__ import annotations
 
 import json
+import os
+import time
 
 import pytest
 import torch
@@ -197,3 +199,128 @@ def test_results_file_has_timms_benchmark_columns(tmp_path, capsys):
         assert row["infer_step_time"] == pytest.approx(run["step_ms_median"])
         assert row["infer_gmacs"] == pytest.approx(result["flops"][row["execution"]] / 2 / 4 / 1e9)
     assert table["param_count"].iloc[0] == pytest.approx(result["param_count"] / 1e6, abs=1e-3)
+
+
+# --------------------------------------------------------------- trust: threads, spread, load, reference
+
+class _FakeWindow:
+    """A CpuWindow whose other_load() reads the next value of a shared script of loads."""
+    def __init__(self, loads):
+        self.loads = loads
+
+    def __call__(self):
+        return self
+
+    def other_load(self):
+        return self.loads.pop(0)
+
+
+def test_spread_is_min_median_max_of_the_rounds():
+    assert benchkit.spread([3.0, 1.0, 2.0, 10.0]) == {"min": 1.0, "median": 2.5, "max": 10.0}
+    assert benchkit.spread([0.5, 0.25], 1e3) == {"min": 250.0, "median": 375.0, "max": 500.0}
+    assert benchkit.pair_ratios([2.0, 3.0], [1.0, 2.0]) == [2.0, 1.5]
+    with pytest.raises(ValueError):
+        benchkit.spread([])
+
+
+def test_load_gate_waits_for_quiet_then_judges_the_timed_window():
+    sleeps = []
+    # probes before: 1.2 (busy), 0.9 (busy), 0.1 (quiet): the gate waits two probes; during: 0.2
+    gate = benchkit.LoadGate(max_load=0.5, max_wait_s=10, probe_s=1.0,
+                             window=_FakeWindow([1.2, 0.9, 0.1, 0.2]), sleep=sleeps.append)
+    with gate.watch() as rec:
+        pass
+    assert sleeps == [1.0, 1.0, 1.0] and rec["waited_s"] == 2.0
+    assert rec["other_load_before"] == 0.1 and rec["other_load"] == 0.2
+    assert rec["reliable"] is True and rec["why_unreliable"] is None and rec["max_load"] == 0.5
+    assert "loadavg_before" in rec and "loadavg_after" in rec
+
+
+def test_load_gate_gives_up_after_max_wait_and_marks_the_figure_unreliable():
+    sleeps = []
+    gate = benchkit.LoadGate(max_load=0.5, max_wait_s=2, probe_s=1.0,
+                             window=_FakeWindow([1.5] * 3 + [0.1]), sleep=sleeps.append)
+    with gate.watch() as rec:
+        pass
+    assert len(sleeps) == 3 and rec["waited_s"] == 2.0  # bounded: three probes, then it times anyway
+    assert rec["reliable"] is False and "before 1.50" in rec["why_unreliable"]
+    # quiet before but busy while timing: still unreliable
+    gate = benchkit.LoadGate(max_load=0.5, window=_FakeWindow([0.0, 0.8]), sleep=lambda s: None)
+    with gate.watch() as rec:
+        pass
+    assert rec["reliable"] is False and "during 0.80" in rec["why_unreliable"]
+
+
+def test_load_gate_without_a_threshold_records_only():
+    gate = benchkit.LoadGate(window=_FakeWindow([0.7]), sleep=lambda s: pytest.fail("no probe without a threshold"))
+    with gate.watch() as rec:
+        pass
+    assert rec["other_load"] == 0.7 and rec["reliable"] is None and rec["waited_s"] == 0.0
+
+
+def test_cpu_window_counts_other_processes_not_this_one(monkeypatch):
+    hz = os.sysconf("SC_CLK_TCK")
+    # over 2 s the machine was busy 3 s of CPU, 2 s of which were this process's: others used 0.5 cores
+    ticks = iter([(10 * hz, 4 * hz), (13 * hz, 6 * hz)])
+    clock = iter([100.0, 102.0])
+    monkeypatch.setattr(benchkit, "_jiffies", lambda: next(ticks))
+    monkeypatch.setattr(benchkit.time, "monotonic", lambda: next(clock))
+    assert benchkit.CpuWindow().other_load() == pytest.approx(0.5)
+    monkeypatch.undo()
+    real = benchkit._jiffies()
+    assert real is None or real[0] >= real[1] >= 0  # the machine's busy time includes ours
+
+
+def test_threads_list_times_each_count_with_spread_load_and_static_reference(tmp_path, capsys):
+    out_file = tmp_path / "b.json"
+    code, out, err = run_cli(["bench", "--models", "dhvn_nano", "--batch-size", "4", "--execution", "both",
+                              "--policy", "skip=0.5", "--static-reference", "--warmup", "0", "--iters", "2",
+                              "--threads", "1", "2", "--max-load", "100", "--json-out", str(out_file)], capsys)
+    assert code == 0, err
+    r1, r2 = json.loads(out_file.read_text())["results"]
+    assert (r1["conditions"]["threads"], r2["conditions"]["threads"]) == (1, 2)
+    for r in (r1, r2):
+        assert set(r["runs"]) == {"sparse", "dense", "reference"}
+        for run in r["runs"].values():
+            assert run["step_ms_min"] <= run["step_ms_median"] <= run["step_ms_max"]
+        s = r["speedup_spread"]
+        assert s["min"] <= s["median"] == r["speedup_median"] <= s["max"]
+        assert r["efficiency_spread"]["median"] == pytest.approx(r["efficiency"])
+        assert r["load"]["reliable"] is True and r["load"]["max_load"] == 100
+        ref = r["reference"]
+        assert ref["model"] == "dhvn_nano_static"
+        # the static form has no router: the FLOPs routing saves against it are those against dense,
+        # less the routers' own Linear layers
+        assert r["flops"]["sparse"] < r["flops"]["reference"] < r["flops"]["dense"]
+        assert ref["flops_ratio"] == pytest.approx(r["flops"]["reference"] / r["flops"]["sparse"])
+        assert ref["efficiency"] == pytest.approx(ref["speedup_median"] / ref["flops_ratio"])
+    assert r1["flops"] == r2["flops"] and r1["routing_mix"] == r2["routing_mix"]
+    assert "against dhvn_nano_static" in out and "load: average" in out
+
+
+@pytest.mark.parametrize("model,full", [("dhvn_nano", "both"), ("exp11_dynamic_tiny", "softmax")])
+def test_static_reference_computes_the_full_path(model, full):
+    """The reference is the routed model's full choice without routing: with the routed weights it
+    gives the routed model's output when every item is forced to the full path."""
+    from harness.static_reference import static_reference
+    kwargs = dict(num_classes=10, in_chans=1, img_size=28) if model.startswith("dhvn") else {}
+    net = zoo.create_model(model, **kwargs).eval()
+    name, ref = static_reference(model, net, lambda n: zoo.create_model(n, **kwargs))
+    assert not zoo.routing.routers(ref)
+    x = torch.randn(3, 1, 28, 28) if kwargs else torch.randint(0, 256, (2, 40))
+    with torch.no_grad(), zoo.routing.execution(net, "sparse"), zoo.routing.force(net, full):
+        expected = net(x)
+    with torch.no_grad():
+        assert torch.allclose(ref(x), expected, atol=1e-6)
+    if model.startswith("exp11"):
+        assert "plain GDN + attention" in name and len(zoo.routing.routers(net)) == 2  # the original is untouched
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["--models", "dhvn_nano", "--static-reference"], ["--static-reference", "--execution both"]),
+    (["--models", "dhvn_nano", "--threads", "1", "0"], ["--threads must be >= 1"]),
+    (["--models", "dhvn_nano", "--max-load", "-1"], ["--max-load must be >= 0"]),
+])
+def test_bad_trust_options_are_one_line(args, fragments, capsys):
+    code, out, err = run_cli(["bench", "--warmup", "0", "--iters", "1", "--batch-size", "2", *args], capsys)
+    assert_one_line_error(code, err, *fragments)
