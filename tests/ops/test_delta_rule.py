@@ -181,3 +181,20 @@ def test_inference_and_autograd_paths_agree(with_state):
     torch.testing.assert_close(s_fast, s_grad.detach(), atol=1e-6, rtol=1e-6)
     for x, c in zip(xs, copies):
         assert torch.equal(x, c)
+
+
+@pytest.mark.parametrize("chunk_size", [None, 16, 64])
+def test_flop_formula_is_what_the_op_executes(chunk_size):
+    # the formula's default chunk is the op's, and its count is the matmuls torch sees run
+    # (FlopCounterMode counts bmm/baddbmm; the unit-triangular solve is the formula's C*C*(C-1)).
+    # With autograd: the inference loop's in-place baddbmm_ is invisible to FlopCounterMode.
+    from torch.utils.flop_counter import FlopCounterMode
+    B, T, H, K, V = 1, 100, 2, 16, 8
+    q, k, v, g, beta, s0 = make_inputs(B, T, H, K, V, seed=2, requires_grad=True)
+    kw = {} if chunk_size is None else dict(chunk_size=chunk_size)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        chunk_gated_delta_rule(q, k, v, g, beta, initial_state=s0, **kw)
+    C = chunk_size or 32
+    trsm = B * H * (-(-T // C)) * C * C * (C - 1)
+    assert counter.get_total_flops() + trsm == gated_delta_rule_flops(B, T, H, K, V, **kw)
