@@ -117,8 +117,7 @@ def run(models, mixes, threads, rounds, warmup, batch, size, gate, perf_dir) -> 
     for n in threads:
         if n:
             torch.set_num_threads(n)
-        with gate.watch() as load:
-            times = benchkit.alternate(fns, warmup, rounds)
+        times, load = gate.run(lambda: benchkit.alternate(fns, warmup, rounds))
         for (label, zoo_model, m, pol, desc), t in zip(todo, times):
             med = statistics.median(t)
             rows.append(dict(model=label, zoo_model=zoo_model, mix=desc, threads=torch.get_num_threads(),

@@ -138,8 +138,7 @@ def measure(config: tuple, branch: str, rounds: int, warmup: int, threads=(None,
         for n in threads:
             if n:
                 torch.set_num_threads(n)
-            with gate.watch() as load:
-                tr_all, td_all = _rounds(routed_fns, direct_fns, rounds, warmup)
+            (tr_all, td_all), load = gate.run(lambda: _rounds(routed_fns, direct_fns, rounds, warmup))
             ratios = [tr / td for tr, td in zip(tr_all, td_all)]
             overhead = statistics.median(ratios) - 1.0
             rows.append(dict(family=family, model=name, branch=branch, shape=shape, layers=len(pairs),

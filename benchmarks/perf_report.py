@@ -14,7 +14,8 @@ About 6 minutes on 2 idle cores.
 Trust: every figure is measured at each of --threads (default 1 and 2) and records the spread
 of its rounds and the load around it. Before each figure the run waits (at most --max-wait
 seconds, default 20) until other processes use at most --max-load cores' worth of CPU (default
-0.5); a figure whose run still saw more is marked unreliable in its JSON and in the table.
+0.5); a figure whose run still saw more is timed once more, and if that run saw more too it is
+marked unreliable in its JSON and in the table.
 
 What runs (issue 4's target configurations, issue 12's references):
   * efficiency at forced skip 25/50/75 %: dhvn_nano and eshvision_xs at batch 64 on 1x28x28
@@ -115,8 +116,7 @@ def _write_skipped(out, kind, args, why) -> None:
 def _ops_with_load(args, out, gate) -> None:
     """bench_ops.py (its own helper's script) records no load: measure it around the run."""
     import json
-    with gate.watch() as load:
-        _script("bench_ops").main([*args, "--json-out", out])
+    _, load = gate.run(lambda: _script("bench_ops").main([*args, "--json-out", out]))
     with open(out) as f:
         doc = json.load(f)
     doc.setdefault("load", load)

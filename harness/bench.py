@@ -264,8 +264,7 @@ def _timed_result(base, net, x, y, modes, policy, reference, args, task, device,
     if reference:
         reference[1].train(args.train)
         fns.append(benchkit.step_fn(reference[1], x, None, None, args.train, y))
-    with gate.watch() as load:
-        times = benchkit.alternate(fns, args.warmup, args.iters)
+    times, load = gate.run(lambda: benchkit.alternate(fns, args.warmup, args.iters))
     net.eval()
     if reference:
         reference[1].eval()

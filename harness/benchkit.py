@@ -16,8 +16,8 @@ Kept apart from the CLI (`harness.bench`) so `benchmarks/` scripts time things t
   /proc (machine busy time minus this process's own). The load average counts this process's
   own threads (at 2 threads on 2 cores it climbs to 2 with nothing else running), so it is
   recorded but the judgement uses the other processes' share: above `max_load` cores' worth the
-  gate waits (at most `max_wait_s`) before timing, and a figure whose run still saw more is
-  marked unreliable.
+  gate waits (at most `max_wait_s`) before timing, a run that still saw more is made once more
+  (`LoadGate.run`), and a figure whose last run saw more is marked unreliable.
 * Memory: torch.profiler's memory timeline (profile_memory + record_shapes + with_stack) over
   one eval forward; the figure is the peak of the tensor bytes it tracks on the CPU (weights,
   inputs, activations and temporaries it can attribute), not process RSS.
@@ -253,6 +253,17 @@ class LoadGate:
         if not over:
             return True, None
         return False, f"other processes used {' and '.join(over)} cores (> {self.max_load:g})"
+
+    def run(self, fn: Callable[[], object], retries: int = 1):
+        """(fn(), load record) under `watch`; a run that other processes disturbed is made again,
+        up to `retries` times, and the last one is kept (its record says how many it took)."""
+        for attempt in range(retries + 1):
+            with self.watch() as rec:
+                out = fn()
+            rec["attempts"] = attempt + 1
+            if rec["reliable"] is not False:
+                break
+        return out, rec
 
     @contextlib.contextmanager
     def watch(self):

@@ -51,6 +51,8 @@ def load_cell(load: Optional[dict], fallback: Optional[float] = None) -> str:
         text += f", others {other:.2f}"
     if load.get("waited_s"):
         text += f", waited {load['waited_s']:.0f} s"
+    if (load.get("attempts") or 1) > 1:
+        text += f", run {load['attempts']} times"
     if load.get("reliable") is False:
         text += f" {UNRELIABLE}"
     return text

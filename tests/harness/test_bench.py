@@ -251,6 +251,18 @@ def test_load_gate_gives_up_after_max_wait_and_marks_the_figure_unreliable():
     assert rec["reliable"] is False and "during 0.80" in rec["why_unreliable"]
 
 
+def test_load_gate_runs_a_disturbed_figure_once_more():
+    calls = []
+    # first run: quiet before (0.1), busy during (0.9); second: quiet before and during
+    gate = benchkit.LoadGate(max_load=0.5, window=_FakeWindow([0.1, 0.9, 0.0, 0.2]), sleep=lambda s: None)
+    out, rec = gate.run(lambda: calls.append(1) or len(calls))
+    assert out == 2 and rec["attempts"] == 2 and rec["reliable"] is True
+    # still disturbed on the retry: the last run is kept, marked
+    gate = benchkit.LoadGate(max_load=0.5, window=_FakeWindow([0.1, 0.9, 0.1, 0.7]), sleep=lambda s: None)
+    out, rec = gate.run(lambda: "figure")
+    assert out == "figure" and rec["attempts"] == 2 and rec["reliable"] is False and rec["other_load"] == 0.7
+
+
 def test_load_gate_without_a_threshold_records_only():
     gate = benchkit.LoadGate(window=_FakeWindow([0.7]), sleep=lambda s: pytest.fail("no probe without a threshold"))
     with gate.watch() as rec:
