@@ -29,8 +29,13 @@ class VisionSpec(Spec):
     mean: Tuple[float, ...] = IMAGENET_DEFAULT_MEAN
     std: Tuple[float, ...] = IMAGENET_DEFAULT_STD
     drop_rate: float = 0.0
+    # stochastic depth (timm's drop_path_rate): each residual branch is dropped per sample in
+    # training, with a rate rising linearly from 0 at the first block to this at the last
+    drop_path_rate: float = 0.0
 
     def __post_init__(self):
+        if not 0.0 <= float(self.drop_path_rate) < 1.0:
+            raise ValueError(f"drop_path_rate must lie in [0, 1), got {self.drop_path_rate}")
         for name in ("num_classes", "in_chans", "img_size"):
             if int(getattr(self, name)) < (0 if name == "num_classes" else 1):
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -62,6 +67,20 @@ class _ZooModel(nn.Module):
         # family-specific graph tensors of the last forward (ESH's variance and ponder terms);
         # the routes themselves stay on their routers (`Router.last_route`)
         self._last = LastForward()
+        self.grad_checkpointing = False
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """timm's switch: in training, each block's activations are recomputed in the backward
+        instead of kept. The recompute replays the block's random draws (Gumbel noise, drop
+        path), so it takes the same routes and gives the same gradients."""
+        self.grad_checkpointing = bool(enable)
+
+    def run_block(self, block: nn.Module, *args):
+        """block(*args), checkpointed when grad checkpointing is on and gradients are taken."""
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            from torch.utils.checkpoint import checkpoint
+            return checkpoint(block, *args, use_reentrant=False)
+        return block(*args)
 
     @classmethod
     def routing_of(cls, spec: Spec) -> str:
@@ -229,6 +248,12 @@ class ZooCausalLM(_ZooModel):
         if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= self.vocab_size):
             raise ValueError(f"token ids must lie in [0, {self.vocab_size}), got "
                              f"[{int(input_ids.min())}, {int(input_ids.max())}]")
+
+
+def drop_path_rates(rate: float, depth: int) -> List[float]:
+    """timm's stochastic-depth rule: 0 at the first block, rising linearly to `rate` at the last."""
+    # plain floats: torch.linspace would make meta tensors under a meta-device construction
+    return [float(rate) * i / (depth - 1) if depth > 1 else 0.0 for i in range(depth)]
 
 
 def take_indices(n: int, indices) -> List[int]:

@@ -50,7 +50,7 @@ from typing import Dict, Tuple
 
 import torch
 import torch.nn as nn
-from timm.layers import Mlp, SwiGLU
+from timm.layers import DropPath, Mlp, SwiGLU
 
 from ..blocks.act import ACTPonder
 from ..blocks.patch_merging import PatchMerging
@@ -64,7 +64,7 @@ from ..ops.entropy import patch_entropy, pool_entropy, unnormalize
 from ..ops.gating import alpha_variance_loss
 from ..registry import build_model, register_model
 from ..specs import ACTSpec, AttentionSpec, MlpSpec, RouterSpec, SSMSpec
-from .base import VisionSpec, ZooVisionModel
+from .base import VisionSpec, ZooVisionModel, drop_path_rates
 
 __all__ = ["ESHVision", "ESHVisionSpec"]
 
@@ -119,8 +119,11 @@ def _take(x: torch.Tensor, packed: Packed) -> torch.Tensor:
 
 
 class ESHBlock(nn.Module):
-    def __init__(self, dim: int, num_heads: int, grid: Tuple[int, int], spec: ESHVisionSpec, layer: str):
+    def __init__(self, dim: int, num_heads: int, grid: Tuple[int, int], spec: ESHVisionSpec, layer: str,
+                 drop_path: float = 0.0):
         super().__init__()
+        # on the mixer's update and the MLP's; ACT's extra steps refine kept patches and keep theirs
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         router_spec = spec.router if spec.router.hidden else spec.router.replace(hidden=max(dim // 4, 32))
         self.norm1 = nn.LayerNorm(dim)
         # full form: attention, because ACT ponders attention patches only; a dense reference
@@ -158,7 +161,7 @@ class ESHBlock(nn.Module):
         n = self.norm1(x)
         route = self.router(torch.cat([n, entropy.unsqueeze(-1).to(n.dtype)], dim=-1))
         mixed = self._mix_sparse(x, n, route, hw) if route.sparse else self._mix_dense(x, n, route, hw)
-        out = mixed + self.mlp(self.norm2(mixed))
+        out = mixed + self.drop_path(self.mlp(self.norm2(mixed)))
         if self.act is None:
             return out, route, None
         ponder = route.mask("attention") & (route.probs[..., route.index("attention")] > self.ponder_threshold)
@@ -173,8 +176,8 @@ class ESHBlock(nn.Module):
         return self.norm_ssm(out + n) if self.branch_norm else out
 
     def _mix_dense(self, x, n, route: Route, hw):
-        return x + dense_mix(route, {"attention": self.attn_update(self.attn(n, hw), n),
-                                     "ssm": self.ssm_update(self.ssm(n, hw), n)})
+        return x + self.drop_path(dense_mix(route, {"attention": self.attn_update(self.attn(n, hw), n),
+                                                    "ssm": self.ssm_update(self.ssm(n, hw), n)}))
 
     def _mix_sparse(self, x, n, route: Route, hw):
         """Each patch's update comes from its own branch only; one multiply by the taken
@@ -186,6 +189,7 @@ class ESHBlock(nn.Module):
             update = self.ssm_update(self.ssm(n, hw), n)
         else:
             update = self._split_update(x, n, route.mask("attention"), hw)
+        update = self.drop_path(update)
         w = taken_weight(route, x.dtype)
         return x + update if w is None else torch.addcmul(x, update, w)
 
@@ -257,6 +261,7 @@ class ESHVision(ZooVisionModel):
         self.patch_embed = patch_stem(spec.in_chans, spec.embed_dim, spec.patch_size, spec.stem)
         self.embed_norm = nn.LayerNorm(spec.embed_dim)
         grid = spec.img_size // spec.patch_size
+        rates = iter(drop_path_rates(spec.drop_path_rate, sum(spec.depths)))
         self.stages = nn.ModuleList()
         for i, (depth, heads) in enumerate(zip(spec.depths, spec.num_heads)):
             dim = spec.embed_dim << i
@@ -267,7 +272,8 @@ class ESHVision(ZooVisionModel):
             if spec.pos_conv:
                 stage.pos = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
             stage.blocks = nn.ModuleList(
-                ESHBlock(dim, heads, (grid, grid), spec, layer=f"stages.{i}.blocks.{j}") for j in range(depth))
+                ESHBlock(dim, heads, (grid, grid), spec, layer=f"stages.{i}.blocks.{j}", drop_path=next(rates))
+                for j in range(depth))
             self.stages.append(stage)
         self.final_grid = grid
         self.feature_info = [dict(num_chs=spec.embed_dim << i, reduction=spec.patch_size << i, module=f"stages.{i}")
@@ -309,7 +315,7 @@ class ESHVision(ZooVisionModel):
             B, h, w, D = t.shape
             seq, e = t.reshape(B, h * w, D), ent.reshape(B, h * w)
             for blk in stage.blocks:
-                seq, route, act = blk(seq, e, (h, w))
+                seq, route, act = self.run_block(blk, seq, e, (h, w))
                 routes.append(route)
                 alphas.append(route.probs[..., route.index("attention")])
                 priors.append(e)

@@ -213,7 +213,7 @@ class Exp11(ZooCausalLM):
         x = self.embed(input_ids)
         routes: Dict[int, Route] = {}
         for i, block in enumerate(self.layers):
-            x = block(x, routes.get(i))
+            x = self.run_block(block, x, routes.get(i))
             if i == 0 and self.routed:
                 feats = self.router_norm(x)
                 routes = {j: router(feats) for j, router in zip(self.routed, self.routers)}
