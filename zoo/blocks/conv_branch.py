@@ -47,6 +47,7 @@ class DepthwiseSeparableBlock(nn.Module):
         self.act = nn.ReLU(inplace=True)
         self.pw = nn.Conv2d(in_chs, out_chs, 1, bias=False)
         self.norm2 = conv_norm(norm, out_chs, groups)
+        self.drop_path = nn.Identity()  # DHVN sets timm's DropPath here (drop_path_rate)
         if stride == 1 and in_chs == out_chs:
             self.shortcut = nn.Identity()
         else:
@@ -70,7 +71,7 @@ class DepthwiseSeparableBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.act(self.norm1(self.dw(x)))
         y = self.norm2(self.pw(y))
-        return self.act(y + self.shortcut(x))
+        return self.act(self.drop_path(y) + self.shortcut(x))
 
 
 class ConvBranch(nn.Sequential):

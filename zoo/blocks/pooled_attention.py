@@ -85,6 +85,7 @@ class PooledTransformerLayer(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.attn = PooledAttention(dim, _num_heads(dim, attn), attn.kv_pool, attn.qkv_bias)
         self.norm2 = nn.LayerNorm(dim)
+        self.drop_path = nn.Identity()  # DHVN sets timm's DropPath here (drop_path_rate)
         hidden = mlp.hidden or int(dim * mlp.ratio)
         if mlp.act == "gelu":
             self.mlp = Mlp(dim, hidden)
@@ -99,8 +100,8 @@ class PooledTransformerLayer(nn.Module):
         return self.attn.flops(hw) + mlp
 
     def forward(self, x: torch.Tensor, hw: Tuple[int, int]) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), hw)
-        return x + self.mlp(self.norm2(x))
+        x = x + self.drop_path(self.attn(self.norm1(x), hw))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
 class TransformerBranch(nn.Module):

@@ -5,6 +5,7 @@ Families subclass `ZooVisionModel` or `ZooCausalLM`, set `family`, and implement
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional, Tuple
 
@@ -79,7 +80,8 @@ class _ZooModel(nn.Module):
         """block(*args), checkpointed when grad checkpointing is on and gradients are taken."""
         if self.grad_checkpointing and torch.is_grad_enabled():
             from torch.utils.checkpoint import checkpoint
-            return checkpoint(block, *args, use_reentrant=False)
+            return checkpoint(block, *args, use_reentrant=False,
+                              context_fn=lambda: (contextlib.nullcontext(), _stats_kept(block)))
         return block(*args)
 
     @classmethod
@@ -248,6 +250,23 @@ class ZooCausalLM(_ZooModel):
         if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= self.vocab_size):
             raise ValueError(f"token ids must lie in [0, {self.vocab_size}), got "
                              f"[{int(input_ids.min())}, {int(input_ids.max())}]")
+
+
+@contextlib.contextmanager
+def _stats_kept(block: nn.Module):
+    """The recompute leaves BatchNorm running statistics as the forward left them: without
+    this, every checkpointed step would update them twice."""
+    norms = [m for m in block.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+             and m.track_running_stats]
+    saved = [[t.clone() for t in (m.running_mean, m.running_var, m.num_batches_tracked)] for m in norms]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for m, (mean, var, count) in zip(norms, saved):
+                m.running_mean.copy_(mean)
+                m.running_var.copy_(var)
+                m.num_batches_tracked.copy_(count)
 
 
 def drop_path_rates(rate: float, depth: int) -> List[float]:

@@ -44,16 +44,17 @@ from typing import Dict, List, Optional, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from timm.layers import DropPath
 
-from ..blocks.conv_branch import ConvBranch, conv_norm
-from ..blocks.pooled_attention import TransformerBranch
+from ..blocks.conv_branch import ConvBranch, DepthwiseSeparableBlock, conv_norm
+from ..blocks.pooled_attention import PooledTransformerLayer, TransformerBranch
 from ..blocks.routed import assemble, dense_mix, gather_samples, scaled, single_choice, taken_weight
 from ..blocks.router import Route, Router, routes_budget_loss
 from ..ops.dispatch import select_items
 from ..ops.gating import load_balance_loss
 from ..registry import build_model, register_model
 from ..specs import AttentionSpec, ConvBranchSpec, MlpSpec, RouterSpec
-from .base import VisionSpec, ZooVisionModel
+from .base import VisionSpec, ZooVisionModel, drop_path_rates
 
 __all__ = ["DHVN", "DHVNSpec", "HybridBlock"]
 
@@ -216,6 +217,13 @@ class DHVN(ZooVisionModel):
                              for i, w in enumerate(spec.widths)]
         self._build_head(spec.widths[0])
         self._init_weights()
+        # stochastic depth: one rate per hybrid block (encoder, then decoder), rising linearly;
+        # every residual layer of both branches of a block drops at its block's rate
+        for rate, block in zip(drop_path_rates(spec.drop_path_rate, len(self.hybrid_blocks())),
+                               self.hybrid_blocks()):
+            for m in block.modules() if rate > 0 else ():
+                if isinstance(m, (DepthwiseSeparableBlock, PooledTransformerLayer)):
+                    m.drop_path = DropPath(rate)
 
     @classmethod
     def routing_of(cls, spec: DHVNSpec) -> str:
@@ -241,12 +249,12 @@ class DHVN(ZooVisionModel):
         x = self.stem(x.contiguous(memory_format=cl)).contiguous(memory_format=cl)
         skips = []
         for block in self.encoder:
-            x = block(x)
+            x = self.run_block(block, x)
             skips.append(x)
         stages = list(skips)  # the encoder's outputs are the backbone's stages
         skips.pop()  # the bottleneck output is x itself
         for stage in self.decoder:
-            x = stage(x, skips.pop())
+            x = self.run_block(stage, x, skips.pop())
         return stages, x
 
     def aux_losses(self) -> Dict[str, torch.Tensor]:
