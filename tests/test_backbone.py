@@ -50,10 +50,10 @@ def test_features_only_through_timm(name):
 
 
 def test_out_indices_out_of_range_and_lms_are_one_line_errors():
-    with pytest.raises(ValueError, match=r"out_indices \[5\] has 5, out of range for 2 stages"):
+    with pytest.raises(ValueError, match=r"out_indices \[5\] has 5, out of range for 3 stages"):
         zoo.create_model("dhvn_nano", features_only=True, out_indices=(5,))
-    with pytest.raises(ValueError, match="last-n out_indices 3 is out of range"):
-        zoo.create_model("eshvision_xs", features_only=True, out_indices=3)
+    with pytest.raises(ValueError, match="last-n out_indices 4 is out of range"):
+        zoo.create_model("eshvision_xs", features_only=True, out_indices=4)
     with pytest.raises(ValueError, match="no feature stages"):
         zoo.create_model("exp11_dynamic_tiny", features_only=True)
 

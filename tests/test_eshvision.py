@@ -298,8 +298,9 @@ def test_timm_contract_and_forward_dict_shapes():
     assert model.forward_head(feats, pre_logits=True).shape == (2, 32)
     out = model.forward_dict(x)
     assert set(out) == {"features", "logits", "ponder_cost", "alphas", "entropy", "block_entropy",
-                        "ponder_steps", "stages"}
+                        "ponder_steps", "stages", "stem"}
     assert [s.shape for s in out["stages"]] == [(2, 16, 5, 5), (2, 32, 3, 3)]  # each stage's output
+    assert out["stem"].shape == (2, 8, 10, 10)  # the conv stem's first stride-2 level (its width 8)
     assert out["logits"].shape == (2, 5) and out["entropy"].shape == (2, 5, 5)
     assert [a.shape for a in out["alphas"]] == [(2, 25), (2, 9), (2, 9)]
     assert [e.shape for e in out["block_entropy"]] == [(2, 25), (2, 9), (2, 9)]

@@ -141,9 +141,13 @@ def timm_cfgs(model: str, cls, spec) -> dict:
     `list_models(pretrained=True)`)."""
     from timm.models import generate_default_cfgs
     common = dict(first_conv=cls.first_conv, classifier="head")
-    cfgs = {model: dict(common, num_classes=spec.num_classes, input_size=cls.default_input_size(spec),
-                        mean=tuple(spec.mean), std=tuple(spec.std))}
+    cfgs = {}
     for tag in tags_of(model):
         t = PRETRAINED[f"{model}.{tag}"]
         cfgs[t.name] = dict(common, **t.cfg, file=t.file, notes=(t.source,))
+    # the untagged cfg stays timm's default: it comes after the tags and is marked ".*".
+    # Otherwise timm makes the first tag with weights the default, and its input_size (1x28x28
+    # digits) would describe an untagged create_model, which builds the spec's defaults
+    cfgs[f"{model}.*"] = dict(common, num_classes=spec.num_classes, input_size=cls.default_input_size(spec),
+                              mean=tuple(spec.mean), std=tuple(spec.std))
     return generate_default_cfgs(cfgs)

@@ -141,7 +141,9 @@ def _feature_net(model, out_indices):
         raise ValueError(f"{type(model).__name__} has no feature stages; features_only is for vision models")
     from .models.base import take_indices
     take = take_indices(len(stages), out_indices)   # out of range: one line, before timm asserts
-    return FeatureGetterNet(model, out_indices=take, prune=False)
+    net = FeatureGetterNet(model, out_indices=take, prune=False)
+    net.pretrained_cfg = net.default_cfg = model.pretrained_cfg  # as timm's build_model_with_cfg sets
+    return net
 
 
 def resolve_spec(name: str, **overrides) -> Tuple[type, Spec]:

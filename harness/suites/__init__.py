@@ -70,6 +70,13 @@ def suite_of_config(path: str, suite_name=None) -> Suite:
                            f"(e.g. {os.path.join(CONFIG_DIR, 'mnist5k.py')}) or pass --suite")
     if not isinstance(cfg.get("model"), dict):
         raise HarnessError(f"config {path} has no model dict; take a suite config as _base_ for one")
+    kind = cfg.model.get("type")
+    if kind not in ("ZooClassifier", "ZooLM"):
+        import zoo
+        if isinstance(kind, str) and zoo.list_models(kind):  # a bare network: nothing to train it
+            raise HarnessError(f"config {path}: model type {kind!r} is a bare zoo network; a Runner trains a "
+                               f"wrapper: model = dict(type='ZooClassifier', arch={kind!r}, arch_kwargs=dict(...)) "
+                               f"(type='ZooLM' for a language model)")
     from dataclasses import replace
     return replace(get_suite(name), config_file=os.path.abspath(path))
 

@@ -52,6 +52,10 @@ def test_config_mistakes_are_one_line(tmp_path, capsys):
     assert_one_line_error(code, err, "names no suite", "_base_")
     code, _, err = run("--config", _write(tmp_path / "bare.py", "suite = 'mnist5k'\n"))
     assert_one_line_error(code, err, "has no model dict")
+    code, _, err = run("--config", _write(tmp_path / "net.py", "suite = 'mnist5k'\n"
+                                          "model = dict(type='dhvn_nano', num_classes=10)\n"))
+    assert_one_line_error(code, err, "model type 'dhvn_nano' is a bare zoo network",
+                          "type='ZooClassifier', arch='dhvn_nano'")
     code, _, err = run("--config", _write(tmp_path / "broken.py", "model = dict(\n"))
     assert_one_line_error(code, err, "cannot read config", "broken.py")
     code, _, err = run()

@@ -213,8 +213,9 @@ class DHVN(ZooVisionModel):
             DecoderStage(spec.widths[i + 1], spec.widths[i], spec.widths[i], spec.decoder_depth,
                          spec, f"decoder.{j}", size[i + 1])
             for j, i in enumerate(reversed(range(spec.num_stages - 1)))])
-        self.feature_info = [dict(num_chs=w, reduction=2 ** (i + 1), module=f"encoder.{i}")
-                             for i, w in enumerate(spec.widths)]
+        # the full-resolution stem, then each encoder stage (a U-Net's levels)
+        self.feature_info = [dict(num_chs=spec.stem_width, reduction=1, module="stem")] + [
+            dict(num_chs=w, reduction=2 ** (i + 1), module=f"encoder.{i}") for i, w in enumerate(spec.widths)]
         self._build_head(spec.widths[0])
         self._init_weights()
         # stochastic depth: one rate per hybrid block (encoder, then decoder), rising linearly;
@@ -247,11 +248,11 @@ class DHVN(ZooVisionModel):
         # channels-last, so the stem conv kept NCHW and the whole network ran in NCHW)
         cl = torch.channels_last
         x = self.stem(x.contiguous(memory_format=cl)).contiguous(memory_format=cl)
-        skips = []
+        stem, skips = x, []
         for block in self.encoder:
             x = self.run_block(block, x)
             skips.append(x)
-        stages = list(skips)  # the encoder's outputs are the backbone's stages
+        stages = [stem] + skips  # the backbone's levels
         skips.pop()  # the bottleneck output is x itself
         for stage in self.decoder:
             x = self.run_block(stage, x, skips.pop())

@@ -278,6 +278,11 @@ class ESHVision(ZooVisionModel):
         self.final_grid = grid
         self.feature_info = [dict(num_chs=spec.embed_dim << i, reduction=spec.patch_size << i, module=f"stages.{i}")
                              for i in range(len(spec.depths))]
+        # a convolutional stem's first stride-2 conv (after its norm and GELU) is a finer level
+        self.stem_level = 2 if len(self.patch_embed) > 3 else None
+        if self.stem_level is not None:
+            self.feature_info.insert(0, dict(num_chs=self.patch_embed[0].out_channels, reduction=2,
+                                             module=f"patch_embed.{self.stem_level}"))
         self.norm = nn.LayerNorm(dim)
         self._build_head(dim)
         self._init_weights()
@@ -300,11 +305,17 @@ class ESHVision(ZooVisionModel):
         features (B, C, h, w), logits (B, classes), ponder_cost (the mean ACT cost, 0-d);
         per block, in order: alphas (B, N) = P(attention), block_entropy (B, N) the entropy
         prior its router read, ponder_steps (B, N) extra ACT steps (None without ACT);
-        entropy (B, h0, w0) the stage-0 prior; stages, each stage's output (B, D, h, w).
+        entropy (B, h0, w0) the stage-0 prior; stages, each stage's output (B, D, h, w); stem,
+        a convolutional stem's stride-2 level (None for a patch stem).
         """
         self.check_input(x)
         entropy = ent = self.entropy_prior(x)
-        t = self.embed_norm(self.patch_embed(x).permute(0, 2, 3, 1))
+        if self.stem_level is None:
+            stem, t = None, self.patch_embed(x)
+        else:
+            stem = self.patch_embed[:self.stem_level + 1](x)
+            t = self.patch_embed[self.stem_level + 1:](stem)
+        t = self.embed_norm(t.permute(0, 2, 3, 1))
         alphas, costs, routes, priors, steps, stage_maps = [], [], [], [], [], []
         for i, stage in enumerate(self.stages):
             if i > 0:
@@ -334,14 +345,14 @@ class ESHVision(ZooVisionModel):
         self._last.aux = aux
         return dict(features=features, logits=self.forward_head(features), ponder_cost=ponder,
                     alphas=alphas, entropy=entropy, block_entropy=priors, ponder_steps=steps or None,
-                    stages=stage_maps)
+                    stages=stage_maps, stem=stem)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_dict(x)["features"]
 
     def _intermediates(self, x: torch.Tensor):
         out = self.forward_dict(x)
-        return out["stages"], out["features"]
+        return ([out["stem"]] if out["stem"] is not None else []) + out["stages"], out["features"]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_dict(x)["logits"]
