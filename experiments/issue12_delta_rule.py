@@ -28,13 +28,15 @@ from zoo.ops.delta_rule import naive_recurrent_gated_delta_rule  # noqa: E402
 from zoo.ops.delta_rule.chunk import chunk_gated_delta_rule, gated_delta_rule_flops  # noqa: E402
 
 
-def load_at(rev, path):
+def load_at(rev, path, package=None):
+    """The module at `path` as of git revision `rev`; `package` (dotted) for relative imports."""
     src = subprocess.run(["git", "-C", ROOT, "show", f"{rev}:{path}"], check=True, capture_output=True,
                          text=True).stdout
     f = tempfile.NamedTemporaryFile("w", suffix=".py", delete=False)
     f.write(src)
     f.close()
-    spec = importlib.util.spec_from_file_location(f"_before_{rev}", f.name)
+    name = f"{package}._before_{rev}" if package else f"_before_{rev}"
+    spec = importlib.util.spec_from_file_location(name, f.name)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod

@@ -163,34 +163,49 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, reverse=False, block=16):
     return y.to(dtype)
 
 
-def _ssd_chunks(x, dt, A_head, Bc, Cc, h):
-    """SSD over a run of chunks: x (Bt,nc,Q,H,P), dt (Bt,nc,Q,H), Bc, Cc (Bt,nc,Q,N), h the
-    state (Bt,H,P,N) entering the first chunk. Returns y (Bt,nc,Q,H,P) and the state after."""
-    Bt, nc, Q, H, P = x.shape
-    Dm = H * P
-    # fp64 cumulative sums: s_t - s_j of two large sums loses |s| * 6e-8 in fp32.
-    s = (dt * A_head).double().cumsum(2)                           # (Bt, nc, Q, H)
-    s_h = s.transpose(2, 3)                                        # (Bt, nc, H, Q)
-    decay = _exp_floor(s_h[..., :, None] - s_h[..., None, :]).tril()   # (Bt, nc, H, Q, Q)
-    from_start = _exp_floor(s)                                     # exp(s_t), (Bt, nc, Q, H)
-    to_end = _exp_floor(s[:, :, -1:] - s)                          # exp(s_Q - s_j)
-    chunk_decay = from_start[:, :, -1]                             # (Bt, nc, H)
+def _ssd_chunks(x, dt, A_head, Bc, Cc, h, inplace):
+    """SSD over a run of chunks: x (Bt,nc,Q,H,P), dt (Bt,nc,H,Q), Bc, Cc (Bt,nc,Q,N), h the state
+    (Bt,H,N,P) entering the first chunk. Returns y head-major (Bt,nc,H,Q,P) and the state after.
 
-    xd = x * dt[..., None]                                         # delta x
-    # Intra-chunk: per head, ((C B^T) * decay) @ (delta x); C B^T is shared by the heads.
-    CB = Cc @ Bc.transpose(-1, -2)                                 # (Bt, nc, Q, Q)
-    y = (CB[:, :, None] * decay) @ xd.transpose(2, 3)              # (Bt, nc, H, Q, P)
-    # Each chunk's own state, all channels at once: (delta x * to_end)^T @ B -> (Dm, N).
-    states = (xd * to_end[..., None]).reshape(Bt, nc, Q, Dm).transpose(-1, -2) @ Bc
+    Every per-head scale sits on a small operand, not on the (.., Q, P) activations: dt_j on the
+    columns of the intra-chunk matrix, dt_j exp(s_Q - s_j) on B's rows, exp(s_t) on C's rows. The
+    carried-state term is accumulated onto the intra-chunk output by the same batched matmul.
+    """
+    x = x.transpose(2, 3).contiguous()                              # head-major, copied in cache
+    Bt, nc, H, Q, P = x.shape
+    N = Bc.shape[-1]
+    # fp64 cumulative sums: s_t - s_j of two large sums loses |s| * 6e-8 in fp32.
+    s = (dt * A_head[:, None]).double().cumsum(-1)                 # (Bt, nc, H, Q)
+    log_d = (s[..., :, None] - s[..., None, :]).float()
+    from_start = _exp_floor(s)                                     # exp(s_t), (Bt, nc, H, Q)
+    to_end = _exp_floor(s[..., -1:] - s)                           # exp(s_Q - s_j)
+    chunk_decay = from_start[..., -1]                              # (Bt, nc, H)
+
+    CB = Cc @ Bc.transpose(-1, -2)                                 # (Bt, nc, Q, Q), shared by the heads
+    if inplace:
+        M = log_d.clamp_(_LOG_FLOOR, 0.0).exp_().tril_().mul_(CB[:, :, None]).mul_(dt[..., None, :])
+    else:
+        M = _exp_floor(log_d).tril() * CB[:, :, None] * dt[..., None, :]
+    Bw = Bc[:, :, None] * (to_end * dt)[..., None]                 # (Bt, nc, H, Q, N)
+    Cw = Cc[:, :, None] * from_start[..., None]
+    states = Bw.transpose(-1, -2) @ x                              # each chunk's own state, (Bt,nc,H,N,P)
 
     # Carry the state across chunks (one multiply-add per chunk).
-    h0 = []
-    for c in range(nc):
-        h0.append(h)
-        h = torch.addcmul(states[:, c].view(Bt, H, P, -1), h, chunk_decay[:, c, :, None, None])
-    h0 = torch.stack(h0, dim=1).view(Bt, nc, Dm, -1)
-    y_carry = (Cc @ h0.transpose(-1, -2)).view(Bt, nc, Q, H, P) * from_start[..., None]
-    return y.transpose(2, 3) + y_carry, h
+    if inplace:
+        h0 = torch.empty_like(states)
+        h0[:, 0] = h
+        for c in range(nc - 1):
+            torch.addcmul(states[:, c], h0[:, c], chunk_decay[:, c, :, None, None], out=h0[:, c + 1])
+        h = torch.addcmul(states[:, -1], h0[:, -1], chunk_decay[:, -1, :, None, None])
+    else:
+        hs = []
+        for c in range(nc):
+            hs.append(h)
+            h = torch.addcmul(states[:, c], h, chunk_decay[:, c, :, None, None])
+        h0 = torch.stack(hs, dim=1)
+    n = Bt * nc * H
+    y = torch.baddbmm(Cw.reshape(n, Q, N) @ h0.reshape(n, N, P), M.reshape(n, Q, Q), x.reshape(n, Q, P))
+    return y.view(Bt, nc, H, Q, P), h
 
 
 def ssd_scan(u, delta, A_head, B, C, D=None, z=None, reverse=False, head_dim=None, chunk_size=16):
@@ -199,10 +214,13 @@ def ssd_scan(u, delta, A_head, B, C, D=None, z=None, reverse=False, head_dim=Non
     u (Bt,L,Dm); delta (Bt,L,H); A_head (H,); B, C (Bt,L,N); D (Dm,); z (Bt,L,Dm); heads
     are P = Dm // H consecutive channels. The intra-chunk product costs 2*Q*P per token
     and head, so short chunks win on CPU: 16 was fastest at Bt=8, Dm=256, N=16.
+    Internally head-major, (Bt, nc, H, Q, P): one copy in, and one out that the D skip rides on.
     """
     dtype = u.dtype
     u, delta, A_head, B, C = (x.float() for x in (u, delta, A_head, B, C))
     z = None if z is None else z.float()
+    inputs = (u, delta, A_head, B, C) + tuple(t for t in (D, z) if t is not None)
+    inplace = not (torch.is_grad_enabled() and any(t.requires_grad for t in inputs))
     if reverse:
         u, delta, B, C = (x.flip(1) for x in (u, delta, B, C))
         z = None if z is None else z.flip(1)
@@ -221,20 +239,32 @@ def ssd_scan(u, delta, A_head, B, C, D=None, z=None, reverse=False, head_dim=Non
         u_p, delta, B, C = (F.pad(t, (0, 0, 0, pad)) for t in (u, delta, B, C))
     else:
         u_p = u
-    x = u_p.reshape(Bt, nc, Q, H, P)                               # channels-last chunks
-    dt = delta.reshape(Bt, nc, Q, H)
+    x = u_p.view(Bt, nc, Q, H, P)                                  # channels-last chunks
+    dt = delta.view(Bt, nc, Q, H).transpose(2, 3)                  # (Bt, nc, H, Q)
     Bc, Cc = B.reshape(Bt, nc, Q, N), C.reshape(Bt, nc, Q, N)
+    D = None if D is None else D.float().view(H, P)
     # Segments of 256 tokens keep every intermediate in cache (at L=784 that halves the
     # time); h is carried from one segment to the next exactly as from chunk to chunk.
+    # Each segment's head-major output goes back to channels-last with apply_skip_and_gate's
+    # y + D u riding on that copy (one pass, the same rounding).
     seg = max(1, 256 // Q)
-    h = u.new_zeros(Bt, H, P, N)
+    h = u.new_zeros(Bt, H, N, P)
+    out = x.new_empty(Bt, nc, Q, H, P) if inplace else None
     ys = []
     for c0 in range(0, nc, seg):
         c1 = min(nc, c0 + seg)
-        y_seg, h = _ssd_chunks(x[:, c0:c1], dt[:, c0:c1], A_head, Bc[:, c0:c1], Cc[:, c0:c1], h)
-        ys.append(y_seg)
-    y = torch.cat(ys, dim=1).reshape(Bt, nc * Q, Dm)[:, :L]
-    y = apply_skip_and_gate(y, u, D, z)
+        y_seg, h = _ssd_chunks(x[:, c0:c1], dt[:, c0:c1], A_head, Bc[:, c0:c1], Cc[:, c0:c1], h, inplace)
+        y_seg = y_seg.transpose(2, 3)                              # (Bt, c1 - c0, Q, H, P) view
+        if not inplace:
+            ys.append(y_seg if D is None else torch.addcmul(y_seg, x[:, c0:c1], D))
+        elif D is None:
+            out[:, c0:c1].copy_(y_seg)
+        else:
+            torch.addcmul(y_seg, x[:, c0:c1], D, out=out[:, c0:c1])
+    if not inplace:
+        out = ys[0] if len(ys) == 1 else torch.cat(ys, dim=1)
+    y = out.reshape(Bt, nc * Q, Dm)[:, :L]
+    y = y * F.silu(z) if z is not None else y.contiguous()
     if reverse:
         y = y.flip(1)
     return y.to(dtype)
