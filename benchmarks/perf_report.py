@@ -13,8 +13,8 @@ About 6 minutes on 2 idle cores.
 
 Trust: every figure is measured at each of --threads (default 1 and 2) and records the spread
 of its rounds and the load around it. Before each figure the run waits (at most --max-wait
-seconds, default 20) until other processes use at most --max-load cores' worth of CPU (default
-0.5); a figure whose run still saw more is timed once more, and if that run saw more too it is
+seconds, default 15; all figures together at most --wait-budget, default 120) until other
+processes use at most --max-load cores' worth of CPU (default 0.5); a figure whose run still saw more is timed once more, and if that run saw more too it is
 marked unreliable in its JSON and in the table.
 
 What runs (issue 4's target configurations, issue 12's references):
@@ -67,7 +67,8 @@ SUITE = {"dhvn": "mnist5k", "esh": "mnist5k", "exp11": "pydocs"}
 TIMING = ["--warmup", "2", "--iters", "9"]
 TIMING_LARGE = ["--warmup", "1", "--iters", "3"]
 THREADS = (1, 2)
-MAX_LOAD, MAX_WAIT = 0.5, 20.0
+# a busy neighbour can last minutes: each figure waits at most MAX_WAIT, the whole run WAIT_BUDGET
+MAX_LOAD, MAX_WAIT, WAIT_BUDGET = 0.5, 15.0, 120.0
 
 
 def jobs(threads=THREADS, max_load=MAX_LOAD, max_wait=MAX_WAIT):
@@ -75,7 +76,7 @@ def jobs(threads=THREADS, max_load=MAX_LOAD, max_wait=MAX_WAIT):
     t = ["--threads", *map(str, threads)]
     gate = ["--max-load", f"{max_load:g}", "--max-wait", f"{max_wait:g}"]
     out = [(f"ops_t{n}", "ops", ["--threads", str(n), "--repeats", "15", "--warmup", "2"], None) for n in threads]
-    out.append(("router_overhead", "overhead", [*t, "--rounds", "15", "--warmup", "2", *gate], None))
+    out.append(("router_overhead", "overhead", [*t, "--rounds", "11", "--warmup", "1", *gate], None))
     both = ["--execution", "both", "--static-reference"]
     for fam, (model, shape) in SMALL.items():
         for skip in (25, 50, 75):
@@ -92,7 +93,7 @@ def jobs(threads=THREADS, max_load=MAX_LOAD, max_wait=MAX_WAIT):
                     ["bench", "--models", model, "--suite", SUITE[fam], *shape, *both,
                      "--policy", "skip=0.5", *t, *TIMING_LARGE, *gate, "--memory"], None))
     # after the trained jobs: the peers read their routing shares
-    out.append(("peers", "peers", [*t, "--rounds", "5", "--warmup", "1", *gate], None))
+    out.append(("peers", "peers", [*t, "--rounds", "4", "--warmup", "1", *gate], None))
     return out
 
 
@@ -123,6 +124,27 @@ def _ops_with_load(args, out, gate) -> None:
     with open(out, "w") as f:
         json.dump(doc, f, indent=2, sort_keys=True)
         f.write("\n")
+
+
+def _waited(path) -> float:
+    """Seconds the figures in a written file waited for a quiet machine."""
+    import json
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+    except (OSError, ValueError):
+        return 0.0
+    loads = [doc.get("load")] + [r.get("load") for r in doc.get("results") or []]
+    # the peers' rows at one thread count share one record: count it once
+    unique = {json.dumps(x, sort_keys=True): x for x in loads if x}
+    return sum(x.get("waited_s") or 0.0 for x in unique.values())
+
+
+def _with_max_wait(args, seconds):
+    if "--max-wait" not in args:
+        return args
+    i = args.index("--max-wait") + 1
+    return [*args[:i], f"{seconds:g}", *args[i + 1:]]
 
 
 def _one_job(bar, name, kind, args, needs, harness_main, skipped, failed, gate=None) -> None:
@@ -161,6 +183,8 @@ def main(argv=None) -> int:
                    help=f"cores' worth of CPU other processes may use during a figure (default {MAX_LOAD:g})")
     p.add_argument("--max-wait", type=float, default=MAX_WAIT,
                    help=f"seconds to wait before a figure for them to drop below it (default {MAX_WAIT:g})")
+    p.add_argument("--wait-budget", type=float, default=WAIT_BUDGET,
+                   help=f"seconds all figures together may wait (default {WAIT_BUDGET:g}); then none waits")
     a = p.parse_args(argv)
     os.chdir(ROOT)
     sys.path.insert(0, ROOT)
@@ -184,9 +208,13 @@ def main(argv=None) -> int:
     start, skipped, failed = time.perf_counter(), [], []
     with job_progress() as bar:
         overall = bar.add_task("perf_report", total=len(todo))
+        budget = a.wait_budget
         for name, kind, args, needs in todo:
             bar.update(overall, description=f"perf_report {name}")
-            _one_job(bar, name, kind, args, needs, harness_main, skipped, failed, gate)
+            gate.max_wait_s = max(0.0, min(a.max_wait, budget))
+            _one_job(bar, name, kind, _with_max_wait(args, gate.max_wait_s), needs, harness_main, skipped, failed,
+                     gate)
+            budget -= _waited(os.path.join(PERF_DIR, f"{name}.json"))
             bar.advance(overall)
     print(f"perf_report: {len(todo) - len(skipped) - len(failed)} jobs in {time.perf_counter() - start:.0f} s"
           + (f"; skipped {', '.join(skipped)}" if skipped else "")

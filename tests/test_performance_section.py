@@ -270,6 +270,14 @@ def test_perf_report_measures_every_figure_at_both_thread_counts_against_the_sta
         assert "--max-load" in args and "--max-wait" in args, name
         if kind == "bench":
             assert "--static-reference" in args and "--execution" in args, name
+    # the run's wait budget: what a file's figures waited (a peers record shared by rows counts once)
+    shared = _load(0.0)
+    shared["waited_s"] = 4.0
+    waited = tmp_path / "peers.json"
+    waited.write_text(json.dumps({"load": dict(shared, waited_s=1.5), "results": [{"load": shared}, {"load": shared}]}))
+    assert report._waited(str(waited)) == 5.5 and report._waited(str(tmp_path / "absent.json")) == 0.0
+    assert report._with_max_wait(["--threads", "1", "--max-wait", "15", "--x"], 2.5) == [
+        "--threads", "1", "--max-wait", "2.5", "--x"]
     # a job whose checkpoint is absent leaves a file that says so, not an older run's figures
     out = tmp_path / "bench_x_trained.json"
     report._write_skipped(str(out), "bench", ["bench", "--models", "x"], "ckpt is absent")
