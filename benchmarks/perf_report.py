@@ -1,13 +1,12 @@
 """Regenerate every figure of the leaderboard's Performance section, then the leaderboard.
 
     flock /tmp/cpu-heavy.lock python benchmarks/perf_report.py      # everything, then LEADERBOARD.md
-    python benchmarks/perf_report.py --only ops_t1 peers --no-leaderboard
+    python benchmarks/perf_report.py --only ops peers --no-leaderboard
     python benchmarks/perf_report.py --threads 1 --max-load 1 --max-wait 10
     python benchmarks/perf_report.py --list
 
 One JSON file per benchmark under leaderboard/perf/, each holding its results, conditions and
-the exact command that produced it (the same command run alone writes the same file; the ops
-files also get the load around them from here, as bench_ops.py records none). All jobs run in
+the exact command that produced it (the same command run alone writes the same file). All jobs run in
 this one process one after the other, never in parallel, so they do not compete for the cores.
 About 6 minutes on 2 idle cores.
 
@@ -26,7 +25,7 @@ What runs (issue 4's target configurations, issue 12's references):
   * the trained embedded checkpoints (seed 0, work_dirs/embedded/...), routing by their own
     decisions; skipped, and reported as not measured, where the checkpoint is absent;
   * peak memory sparse vs dense (`--memory`) at skip 50 % and on the checkpoints;
-  * scan and GDN speedups over their token loops (benchmarks/bench_ops.py, one file per thread count);
+  * scan and GDN speedups over their token loops and shares of the matmul roof (benchmarks/bench_ops.py);
   * router overhead (benchmarks/bench_router_overhead.py);
   * whole-model GFLOP/s against timm peers at 8x3x224x224 (benchmarks/bench_peers.py).
 """
@@ -75,7 +74,7 @@ def jobs(threads=THREADS, max_load=MAX_LOAD, max_wait=MAX_WAIT):
     """[(name, kind, argv, needs)] in run order; argv excludes the --json-out it gets."""
     t = ["--threads", *map(str, threads)]
     gate = ["--max-load", f"{max_load:g}", "--max-wait", f"{max_wait:g}"]
-    out = [(f"ops_t{n}", "ops", ["--threads", str(n), "--repeats", "15", "--warmup", "2"], None) for n in threads]
+    out = [("ops", "ops", [*t, "--repeats", "15", "--warmup", "2", *gate], None)]
     out.append(("router_overhead", "overhead", [*t, "--rounds", "11", "--warmup", "1", *gate], None))
     both = ["--execution", "both", "--static-reference"]
     for fam, (model, shape) in SMALL.items():
@@ -114,18 +113,6 @@ def _write_skipped(out, kind, args, why) -> None:
         f.write("\n")
 
 
-def _ops_with_load(args, out, gate) -> None:
-    """bench_ops.py (its own helper's script) records no load: measure it around the run."""
-    import json
-    _, load = gate.run(lambda: _script("bench_ops").main([*args, "--json-out", out]))
-    with open(out) as f:
-        doc = json.load(f)
-    doc.setdefault("load", load)
-    with open(out, "w") as f:
-        json.dump(doc, f, indent=2, sort_keys=True)
-        f.write("\n")
-
-
 def _waited(path) -> float:
     """Seconds the figures in a written file waited for a quiet machine."""
     import json
@@ -147,7 +134,7 @@ def _with_max_wait(args, seconds):
     return [*args[:i], f"{seconds:g}", *args[i + 1:]]
 
 
-def _one_job(bar, name, kind, args, needs, harness_main, skipped, failed, gate=None) -> None:
+def _one_job(bar, name, kind, args, needs, harness_main, skipped, failed) -> None:
     say = bar.console.print
     out = os.path.join(PERF_DIR, f"{name}.json")
     if needs and not os.path.exists(needs):
@@ -159,10 +146,8 @@ def _one_job(bar, name, kind, args, needs, harness_main, skipped, failed, gate=N
     try:
         if kind == "bench":
             harness_main([*args, "--json-out", out])
-        elif kind == "ops":
-            _ops_with_load(args, out, gate)
         else:
-            script = {"overhead": "bench_router_overhead", "peers": "bench_peers"}[kind]
+            script = {"ops": "bench_ops", "overhead": "bench_router_overhead", "peers": "bench_peers"}[kind]
             _script(script).main([*args, "--json-out", out])
     except SystemExit as e:  # a failed job (e.g. a checkpoint that no longer fits) stops only itself
         if e.code:
@@ -201,19 +186,16 @@ def main(argv=None) -> int:
     # the full zoo first: bench_ops.py otherwise installs a bare `zoo` package (ops only) that
     # would hide zoo.create_model from the jobs after it
     import zoo  # noqa: F401
-    from harness.benchkit import LoadGate
     from harness.cli import main as harness_main
     from harness.progress import job_progress
-    gate = LoadGate(a.max_load, a.max_wait)
     start, skipped, failed = time.perf_counter(), [], []
     with job_progress() as bar:
         overall = bar.add_task("perf_report", total=len(todo))
         budget = a.wait_budget
         for name, kind, args, needs in todo:
             bar.update(overall, description=f"perf_report {name}")
-            gate.max_wait_s = max(0.0, min(a.max_wait, budget))
-            _one_job(bar, name, kind, _with_max_wait(args, gate.max_wait_s), needs, harness_main, skipped, failed,
-                     gate)
+            wait = max(0.0, min(a.max_wait, budget))
+            _one_job(bar, name, kind, _with_max_wait(args, wait), needs, harness_main, skipped, failed)
             budget -= _waited(os.path.join(PERF_DIR, f"{name}.json"))
             bar.advance(overall)
     print(f"perf_report: {len(todo) - len(skipped) - len(failed)} jobs in {time.perf_counter() - start:.0f} s"

@@ -69,22 +69,37 @@ def threads_of(row: dict, doc: dict) -> str:
     return str(row.get("threads", c.get("threads", DASH)))
 
 
+# issue 12: each fast op's executed GFLOP/s as a share of the fp32 matmul roof timed in the same run
+ROOF_TARGETS = {"delta": 0.40, "ssd": 0.15}
+
+
 def ops_rows(docs) -> List[dict]:
-    """Every ops file (one per thread count), rows in bench_ops.py's case order, then by threads."""
+    """Every ops file's rows (one file may hold several thread counts), in bench_ops.py's case
+    order, then by threads."""
     rows, order = [], {}
     for name, doc in docs:
         for r in doc["results"]:
-            spread = r.get("speedup_spread")
             order.setdefault(r["case"], len(order))
-            rows.append(((order[r["case"]], threads_of(r, doc)), {
-                "Case": r["case"], "Threads": threads_of(r, doc),
-                "Token loop ms": ranged(r["naive_ms_median"], _ms_spread(r, "naive"), "{:.1f}"),
-                "Fast ms": ranged(r["fast_ms_median"], _ms_spread(r, "fast"), "{:.1f}"),
-                "Speedup": ranged(r["speedup"], spread, suffix="x"), "Target": f"≥ {r['target']:g}x",
-                "Status": trusted(r["met"], doc.get("load")),
-                "max abs err": f"{r['max_abs_err']:.1e} (max abs out {r['max_abs_out']:.1f})",
-                "Load": load_cell(doc.get("load"), (doc.get("conditions") or {}).get("loadavg_1m")),
-                "File": f"`{name}.json`"}))
+            load = r.get("load") or doc.get("load")
+            row = {"Case": r["case"], "Threads": threads_of(r, doc),
+                   "Token loop ms": ranged(r["naive_ms_median"], _ms_spread(r, "naive"), "{:.1f}"),
+                   "Fast ms": ranged(r["fast_ms_median"], _ms_spread(r, "fast"), "{:.1f}"),
+                   "Speedup": ranged(r["speedup"], r.get("speedup_spread"), suffix="x"),
+                   "Target": f"≥ {r['target']:g}x", "Status": trusted(r["met"], load)}
+            if "fast_roof_share" in r:
+                goal = ROOF_TARGETS.get(r.get("op"))
+                row["Fast GFLOP/s (share of roof)"] = (f"{r['fast_gflops_per_s']:.1f} ({r['fast_roof_share']:.0%} of "
+                                                       f"{r['roof_gflops_per_s']:.0f})")
+                row["Roof share target"] = (f"≥ {goal:.0%}: {trusted(r['fast_roof_share'] >= goal, load)}"
+                                            if goal else DASH)
+            if any(r.get("peers") for _, d in docs for r in d["results"]):
+                row["flash-linear-attention peers"] = "; ".join(
+                    f"{k} {p['ms']['median']:.1f} ms (ours {p['fast_speedup']:.2f}x faster)"
+                    for k, p in sorted((r.get("peers") or {}).items())) or DASH
+            row["max abs err"] = f"{r['max_abs_err']:.1e} (max abs out {r['max_abs_out']:.1f})"
+            row["Load"] = load_cell(load, (doc.get("conditions") or {}).get("loadavg_1m"))
+            row["File"] = f"`{name}.json`"
+            rows.append(((order[r["case"]], threads_of(r, doc)), row))
     return [row for _, row in sorted(rows, key=lambda kv: kv[0])]
 
 

@@ -214,9 +214,12 @@ def performance_section(results_dir, write: bool = False) -> Optional[str]:
               table(mem) if mem else f"_{DASH} not measured._"]
     ops = [(n, d) for n, d in docs.items() if d.get("benchmark") == "ops"]
     parts += ["### Scan and Gated DeltaNet against their token loops",
-              "Forward, median of interleaved calls, fp32 (`benchmarks/bench_ops.py`, one file per thread "
-              "count). Targets: selective scan ≥ 3x at the ESH small shapes, chunked GDN ≥ 10x at B=1, "
-              "T=1024, H=4, K=64, V=128, at 1 and 2 threads."]
+              "Forward, median of interleaved calls, fp32 (`benchmarks/bench_ops.py`). Targets: selective "
+              "scan ≥ 3x at the ESH small shapes, chunked GDN ≥ 10x at B=1, T=1024, H=4, K=64, V=128, at 1 "
+              "and 2 threads. GFLOP/s: the fast form's executed FLOPs (the formulas in `zoo.ops`) over its "
+              "median time, as a share of a 1024² fp32 matmul timed in the same run at the same thread "
+              "count (issue 12 aims: GDN ≥ 40 %, SSD ≥ 15 %). flash-linear-attention's pure-PyTorch "
+              "references, where installed, run in the same alternation."]
     parts.append(table(ops_rows(ops)) if ops else f"_{DASH} not measured._")
     parts += ["### Router overhead",
               "A routed layer in sparse execution with every item forced to one branch, against that branch "

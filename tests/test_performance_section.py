@@ -231,6 +231,21 @@ def test_ops_files_per_thread_count_and_skipped_jobs(perf_tree):
         ("gated delta rule", "1"), ("gated delta rule", "2"), ("selective scan", "1"), ("selective scan", "2")]
     assert "Not measured: `bench_exp11_dynamic_tiny_trained` (w/last_checkpoint is absent)." in md
     assert "- `bench_exp11_dynamic_tiny_trained.json`: not measured: w/last_checkpoint is absent" in md
+    # bench_ops.py's issue-12 fields: a row's own load, the roof share against its aim, the fla peers
+    doc = copy.deepcopy(ops)
+    doc["results"][0].update(threads=1, load=_load(0.0), fast_gflops_per_s=30.0, fast_roof_share=0.2,
+                             roof_gflops_per_s=150.0,
+                             peers={"fla naive_chunk C=64": {"ms": {"min": 20.0, "median": 25.0, "max": 30.0},
+                                                             "fast_speedup": 5.0, "max_abs_err": 1e-7}})
+    doc["results"][1].update(threads=1, fast_gflops_per_s=10.0, fast_roof_share=0.1, roof_gflops_per_s=150.0)
+    (perf / "ops_t2.json").unlink()
+    _write(perf, "ops_t1", doc)
+    md = performance_section(results)
+    row = _row(md, "gated delta rule", "| 1 ")
+    assert "30.0 (20% of 150)" in row and "≥ 40%: **missed**" in row
+    assert "fla naive_chunk C=64 25.0 ms (ours 5.00x faster)" in row
+    row = _row(md, "selective scan", "| 1 ")  # Mamba-1 has no roof aim
+    assert "10.0 (10% of 150)" in row and "| –  " in row
 
 
 def test_peers_table(perf_tree):
@@ -261,11 +276,9 @@ def test_perf_report_measures_every_figure_at_both_thread_counts_against_the_sta
     spec.loader.exec_module(report)
     todo = report.jobs()
     names = [j[0] for j in todo]
-    assert {"ops_t1", "ops_t2", "router_overhead", "peers"} <= set(names)
+    assert {"ops", "router_overhead", "peers"} <= set(names)
     assert names.index("peers") > max(i for i, n in enumerate(names) if n.endswith("_trained"))
     for name, kind, args, _ in todo:
-        if kind == "ops":
-            continue
         assert args[args.index("--threads") + 1:args.index("--threads") + 3] == ["1", "2"], name
         assert "--max-load" in args and "--max-wait" in args, name
         if kind == "bench":
