@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue training from the latest checkpoint in the work dir (or from CKPT)")
     options.add(p, "device")
     p.add_argument("--amp", action="store_true", help="mixed precision (AmpOptimWrapper; bf16 on CPU)")
+    options.add(p, "compile", help="torch.compile the training step (mmengine's cfg.compile)")
     p.add_argument("--results", help="results store (default: leaderboard/results/<suite>.jsonl)")
     p.add_argument("--no-record", action="store_true", help="do not append to the results store")
     p.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none",
@@ -199,7 +200,8 @@ def cmd_run(args, argv: Sequence[str] = ()) -> int:
                           cfg_options=dict(args.cfg_options), model_kwargs=dict(args.model_kwargs),
                           eval_only=args.eval_only, checkpoint=args.checkpoint, resume=args.resume,
                           device=device, amp=args.amp, launcher=args.launcher, results=results,
-                          budgets=args.budget, device_flag=args.device, verbose=args.verbose)
+                          budgets=args.budget, device_flag=args.device, verbose=args.verbose,
+                          compile=args.compile)
 
     # data problems surface before the first model trains; the data may define num_classes
     first = options_for(models[0], args.seeds[0])

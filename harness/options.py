@@ -40,6 +40,9 @@ OPTIONS = {
     "batch_size": ("--batch-size", dict(type=int, metavar="N"), "items per batch"),
     "seeds": ("--seeds", dict(type=int, nargs="+", default=[0], metavar="S"), "one run per seed (default: 0)"),
     "json": ("--json", dict(action="store_true"), "print the results as JSON instead of a table"),
+    "compile": ("--compile", dict(action="store_true"),
+                "torch.compile the model's step (routing's data-dependent shapes recompile or break "
+                "graphs; see the README's measurement)"),
     "results_dir": ("--results-dir", dict(metavar="DIR", default=os.path.join("leaderboard", "results")),
                     "the results store (one <suite>.jsonl per suite)"),
 }

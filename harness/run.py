@@ -56,6 +56,7 @@ class RunOptions:
     budgets: Optional[List[float]] = None  # eval only: one record per compute budget (zoo.routing.budget)
     device_flag: str = "auto"              # what --device said (`device` is what it resolved to)
     verbose: bool = False                  # mmengine's full console output (config key `console`)
+    compile: bool = False                  # torch.compile the train step (mmengine's cfg.compile)
 
 
 def _kv(key: str, value) -> str:
@@ -102,6 +103,8 @@ class RunPlan:
             argv.append("--amp")
         if o.verbose:
             argv.append("--verbose")
+        if o.compile:
+            argv.append("--compile")
         if o.launcher != "none":
             argv += ["--launcher", o.launcher]
         return argv + ["--models", self.model, "--seeds", str(self.seed)]
@@ -232,6 +235,8 @@ def build_config(suite: Suite, model: str, seed: int, opts: RunOptions, device: 
     check_values(cfg)
     _finalize_schedule(cfg)
     _set_device(cfg, device, opts.amp)
+    if opts.compile:
+        cfg.compile = True
     cfg.randomness["seed"] = int(seed)
     if opts.verbose:
         cfg.console = "full"
@@ -351,7 +356,8 @@ def _run_locked(plan, cfg, suite, model, seed, opts, command, device):
                      iters=(loop.iter if loop is not None else None),
                      wall_s=wall, sessions=sessions, lr=cfg.optim_wrapper["optimizer"]["lr"],
                      batch_size=cfg.train_dataloader["batch_size"],
-                     loop=cfg.train_cfg.get("type"), amp=bool(opts.amp), **launch)
+                     loop=cfg.train_cfg.get("type"), amp=bool(opts.amp), compile=bool(cfg.get("compile")),
+                     **launch)
         scale = cfg.get("auto_scale_lr") or {}
         if scale.get("enable"):  # mmengine scaled the lr to the global batch: lr x global / base
             train["lr_scaled"] = train["lr"] * train["global_batch_size"] / scale["base_batch_size"]

@@ -95,3 +95,17 @@ def test_loop_shorter_than_warmup_is_a_one_line_error():
     _follow_loop(cfg, 30)
     with pytest.raises(HarnessError, match="begins at 5 but training ends at 3"):
         _finalize_schedule(cfg)
+
+
+def test_compile_flag_sets_mmengines_compile_and_replays():
+    """--compile is mmengine's cfg.compile (torch.compile of the train step) and is recorded in the
+    command that replays the run. Compiling itself is not run here: a routed model's step took
+    minutes to compile on CPU (see the issue 12 note)."""
+    from harness.run import RunOptions, RunPlan, build_config
+    from harness.suites import get_suite
+    opts = RunOptions(compile=True)
+    cfg = build_config(get_suite("mnist5k"), "dhvn_nano", 0, opts, "cpu")
+    assert cfg.compile is True
+    assert "compile" not in build_config(get_suite("mnist5k"), "dhvn_nano", 0, RunOptions(), "cpu")
+    plan = RunPlan(suite=get_suite("mnist5k"), model="dhvn_nano", seed=0, opts=opts, cfg=cfg)
+    assert "--compile" in plan.command()
