@@ -59,6 +59,8 @@ def add_parser(subparsers) -> str:
     options.add(p, "checkpoint", help="harness checkpoint (.pth) whose weights to time")
     options.add(p, "model_kwargs", help="model constructor overrides, as for `run`, e.g. depths=1,1")
     options.add(p, "device")
+    options.add(p, "compile", help="time torch.compile(model) (compiled in the warm-up steps, which are not "
+                                   "timed; a new routing mix may recompile)")
     p.add_argument("--train", action="store_true", help="time forward + backward + SGD step")
     p.add_argument("--memory", action="store_true", help="also measure peak tensor memory per execution mode")
     p.add_argument("--threads", type=int, nargs="+", help="torch.set_num_threads; several: time each model at "
@@ -232,7 +234,7 @@ def bench_model(arch: str, suite, args, shares, model_kwargs: dict, strict: bool
                 param_count=sum(p.numel() for p in net.parameters()),
                 input_shape=list(x.shape), inputs=input_desc, checkpoint=args.checkpoint,
                 policy=args.policy if shares else None, policy_shares=policy_desc, warmup=args.warmup,
-                iters=args.iters)
+                iters=args.iters, compile=bool(getattr(args, "compile", False)))
     if note:
         base["note"] = note
     if routed:
@@ -260,10 +262,12 @@ def _timed_result(base, net, x, y, modes, policy, reference, args, task, device,
     from . import benchkit
     if args.train:
         net.train()
-    fns = [benchkit.step_fn(net, x, m, policy, args.train, y) for m in modes]
+    compiled = torch.compile(net) if getattr(args, "compile", False) else None
+    fns = [benchkit.step_fn(net, x, m, policy, args.train, y, compiled) for m in modes]
     if reference:
         reference[1].train(args.train)
-        fns.append(benchkit.step_fn(reference[1], x, None, None, args.train, y))
+        ref_compiled = torch.compile(reference[1]) if compiled is not None else None
+        fns.append(benchkit.step_fn(reference[1], x, None, None, args.train, y, ref_compiled))
     times, load = gate.run(lambda: benchkit.alternate(fns, args.warmup, args.iters))
     net.eval()
     if reference:

@@ -127,10 +127,12 @@ def routing_context(model: nn.Module, execution: Optional[str], policy: Optional
 
 
 def step_fn(model: nn.Module, x: torch.Tensor, execution: Optional[str], policy, train: bool,
-            targets: Optional[torch.Tensor] = None) -> Callable[[], float]:
+            targets: Optional[torch.Tensor] = None, compiled: Optional[Callable] = None) -> Callable[[], float]:
     """One timed step -> seconds. Eval: a no-grad forward. Train: forward, cross-entropy against
-    `targets`, backward and an SGD step (timm benchmark.py's train mode)."""
+    `targets`, backward and an SGD step (timm benchmark.py's train mode). compiled: what to call
+    instead of the model (its torch.compile); the routing context still sets the model's modes."""
     opt = torch.optim.SGD(model.parameters(), lr=1e-6) if train else None
+    call = compiled or model
     # CUDA runs asynchronously: a step ends when the device has finished it
     sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
 
@@ -140,12 +142,12 @@ def step_fn(model: nn.Module, x: torch.Tensor, execution: Optional[str], policy,
                 with torch.no_grad():
                     sync()
                     t0 = time.perf_counter()
-                    model(x)
+                    call(x)
                     sync()
                     return time.perf_counter() - t0
             sync()
             t0 = time.perf_counter()
-            out = model(x)
+            out = call(x)
             loss = F.cross_entropy(out.float().reshape(-1, out.shape[-1]), targets.reshape(-1))
             opt.zero_grad(set_to_none=True)
             loss.backward()
