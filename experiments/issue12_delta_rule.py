@@ -17,13 +17,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from benchmarks.bench_ops import delta_rule_inputs  # noqa: E402
+from experiments._timing import interleaved  # noqa: E402
 from zoo.ops.delta_rule import naive_recurrent_gated_delta_rule  # noqa: E402
 from zoo.ops.delta_rule.chunk import chunk_gated_delta_rule, gated_delta_rule_flops  # noqa: E402
 
@@ -63,14 +63,7 @@ def main(argv=None):
         for threads in a.threads:
             torch.set_num_threads(threads)
             print(f"--- B={B} T={T} H={H} K={K} V={V}, {threads} thread(s), loadavg before {os.getloadavg()[0]:.2f}")
-            for f in forms.values():
-                f()
-            ts = {k: [] for k in forms}
-            for _ in range(a.rounds):
-                for k, f in forms.items():
-                    t0 = time.perf_counter()
-                    f()
-                    ts[k].append((time.perf_counter() - t0) * 1e3)
+            ts = interleaved(forms, a.rounds)
             loop = statistics.median(ts["loop"])
             for k, t in ts.items():
                 med = statistics.median(t)

@@ -22,13 +22,13 @@ import math
 import os
 import statistics
 import sys
-import time
 
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from benchmarks.bench_ops import scan_inputs  # noqa: E402
+from experiments._timing import interleaved  # noqa: E402
 from zoo.ops.selective_scan import naive_selective_scan, selective_scan  # noqa: E402
 
 
@@ -85,14 +85,7 @@ def main(argv=None):
                 for blk in (4, 8, 16, 32):
                     forms[f"fast block={blk}"] = lambda blk=blk: selective_scan(u, delta, A, B, C, D, z, block=blk)
                 forms["chain"], forms["precompute"] = chain, pre
-                for f in forms.values():
-                    f()
-                ts = {k: [] for k in forms}
-                for _ in range(a.rounds):
-                    for k, f in forms.items():
-                        t0 = time.perf_counter()
-                        f()
-                        ts[k].append((time.perf_counter() - t0) * 1e3)
+                ts = interleaved(forms, a.rounds)
                 med = {k: statistics.median(v) for k, v in ts.items()}
                 print(f"Bt=8 L={L} Dm=256 N=16")
                 for k, v in ts.items():

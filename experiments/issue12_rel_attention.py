@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 
@@ -19,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from experiments._timing import min_med_max  # noqa: E402
 from zoo.blocks.rel_attention import biased_attention  # noqa: E402
 
 
@@ -69,8 +69,7 @@ def main(argv=None):
                 for _ in range(a.rounds):
                     ts["sdpa"].append(timed(sdpa, args, backward, a.inner))
                     ts["baddbmm"].append(timed(biased_attention, args, backward, a.inner))
-                med = {k: statistics.median(v) for k, v in ts.items()}
-                spread = "  ".join(f"{k} {min(v):.2f}/{med[k]:.2f}/{max(v):.2f}" for k, v in ts.items())
+                med, spread = min_med_max(ts)
                 print(f"N={N:3d} h={h} d={d:3d} M={M:3d} {'packed' if packed else 'full  '} "
                       f"{'fwd+bwd' if backward else 'fwd    '}  {spread} ms (min/med/max)  "
                       f"sdpa/baddbmm {med['sdpa'] / med['baddbmm']:.2f}x  max|diff| {err:.1e}", flush=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 
@@ -21,6 +20,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from benchmarks.bench_ops import scan_inputs  # noqa: E402
+from experiments._timing import min_med_max  # noqa: E402
 from experiments.issue12_delta_rule import load_at  # noqa: E402
 from zoo.ops.selective_scan import naive_selective_scan, naive_ssd_scan, selective_scan, ssd_scan  # noqa: E402
 
@@ -62,8 +62,7 @@ def main(argv=None):
                         t0 = time.perf_counter()
                         f(*args)
                         ts[k].append((time.perf_counter() - t0) * 1e3)
-                med = {k: statistics.median(v) for k, v in ts.items()}
-                cells = "  ".join(f"{k} {min(v):6.2f}/{med[k]:6.2f}/{max(v):6.2f}" for k, v in ts.items())
+                med, cells = min_med_max(ts, "6.2f")
                 print(f"{kind:3s} Bt={Bt:2d} L={L:3d} Dm={Dm} N={N} H={H}: {cells} ms (min/med/max)  "
                       f"loop/before {med['loop'] / med['before']:.2f}x  loop/after {med['loop'] / med['after']:.2f}x  "
                       f"max|diff| after {err['after']:.1e}", flush=True)

@@ -1,0 +1,27 @@
+"""Timing helpers the issue-12 experiment scripts share: interleaved rounds, min/median/max."""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable, Dict, List
+
+
+def interleaved(forms: Dict[str, Callable[[], object]], rounds: int) -> Dict[str, List[float]]:
+    """One untimed call of each form, then `rounds` rounds of each in turn: {name: [ms]}.
+    Interleaving makes a load change hit every form alike."""
+    for f in forms.values():
+        f()
+    ts = {k: [] for k in forms}
+    for _ in range(rounds):
+        for k, f in forms.items():
+            t0 = time.perf_counter()
+            f()
+            ts[k].append((time.perf_counter() - t0) * 1e3)
+    return ts
+
+
+def min_med_max(ts: Dict[str, List[float]], fmt: str = ".2f") -> tuple:
+    """({name: median}, "name min/med/max  ..." cells)."""
+    med = {k: statistics.median(v) for k, v in ts.items()}
+    cells = "  ".join(f"{k} {min(v):{fmt}}/{med[k]:{fmt}}/{max(v):{fmt}}" for k, v in ts.items())
+    return med, cells
