@@ -26,6 +26,7 @@ from .names import IMAGE_TASK, check_tasks, default_work_dir, model_task, resolv
 from .resume import resolve_resume  # noqa: F401 (API)
 from .wrappers import TIMM_PREFIX
 from .records import build_record, jsonable_config
+from .schedule import finalize_schedule, follow_loop, loop_total, set_budget
 from .suites import Suite
 
 __all__ = ["RunOptions", "RunPlan", "resolve_resume", "resolve_models", "model_task", "check_tasks", "build_config", "run_one",
@@ -120,64 +121,6 @@ def _datasets(cfg: Config):
             yield key, loader["dataset"]
 
 
-def _loop_total(train_cfg):
-    """The loop's length in its own unit, as configured (check_values rejects a bad one)."""
-    by_epoch = train_cfg.get("type", "EpochBasedTrainLoop") == "EpochBasedTrainLoop"
-    return train_cfg.get("max_epochs" if by_epoch else "max_iters")
-
-
-def _set_budget(cfg: Config, epochs: Optional[int], max_iters: Optional[int],
-                user_ckpt_interval: bool = False) -> None:
-    """--epochs / --max-iters replace the suite's loop (`_follow_loop` then moves the schedule)."""
-    if epochs is not None and max_iters is not None:
-        raise HarnessError("give --epochs or --max-iters, not both")
-    if epochs is None and max_iters is None:
-        return
-    if epochs is not None:
-        cfg.train_cfg = dict(type="EpochBasedTrainLoop", max_epochs=int(epochs), val_interval=10**9)
-    if max_iters is not None:
-        cfg.train_cfg = dict(type="IterBasedTrainLoop", max_iters=int(max_iters), val_interval=10**9)
-    by_epoch = epochs is not None
-    cfg.log_processor["by_epoch"] = by_epoch
-    cfg.default_hooks["logger"]["log_metric_by_epoch"] = by_epoch
-    ckpt = cfg.default_hooks["checkpoint"]
-    ckpt["by_epoch"] = by_epoch
-    if not user_ckpt_interval:  # an interval the user set with --cfg-options stays theirs
-        ckpt["interval"] = 1 if by_epoch else int(max_iters)
-
-
-def _follow_loop(cfg: Config, loaded_total: int) -> None:
-    """The suite configs are complete (a bare `Runner.from_cfg` runs them), so their schedules
-    end at their own loop's length. When --epochs, --max-iters or --cfg-options change that
-    length, a scheduler that ended with the loaded loop (its `end`, or a `T_max` that spans from
-    its `begin` to that end) is released to end with the new one (`_finalize_schedule`)."""
-    if _loop_total(cfg.train_cfg) == loaded_total:
-        return
-    for s in cfg.get("param_scheduler") or []:
-        if s.get("end") == loaded_total:
-            s["end"] = None
-            if s.get("T_max") == loaded_total - s.get("begin", 0):
-                s["T_max"] = None
-
-
-def _finalize_schedule(cfg: Config) -> None:
-    """Fill `end=None` (end of training) and make the schedulers match the train loop type."""
-    by_epoch = cfg.train_cfg.get("type", "EpochBasedTrainLoop") == "EpochBasedTrainLoop"
-    total = _loop_total(cfg.train_cfg)
-    for s in cfg.get("param_scheduler") or []:
-        if not by_epoch and s.get("by_epoch", True):
-            s["by_epoch"] = False
-            s.pop("convert_to_iter_based", None)
-        if s.get("end") is None:
-            s["end"] = int(total)
-        if s.get("begin", 0) >= s["end"]:
-            raise HarnessError(f"{s.get('type')} begins at {s.get('begin')} but training ends at {s['end']} "
-                               f"({'epochs' if by_epoch else 'iterations'}): train longer, or move its begin "
-                               f"with --cfg-options")
-        if "T_max" in s and s["T_max"] is None:
-            s["T_max"] = s["end"] - s.get("begin", 0)
-
-
 def _set_device(cfg: Config, device: str, amp: bool) -> None:
     cfg.env_cfg["dist_cfg"]["backend"] = "nccl" if device.startswith("cuda") else "gloo"
     if amp:
@@ -195,7 +138,7 @@ def build_config(suite: Suite, model: str, seed: int, opts: RunOptions, device: 
     """The suite's config with this run's options applied. num_classes: what the data defines
     (ImageFolder trees, CIFAR), for a config that leaves it open (None)."""
     cfg = Config.fromfile(suite.config)
-    loaded_total = _loop_total(cfg.get("train_cfg") or {})
+    loaded_total = loop_total(cfg.get("train_cfg") or {})
     if opts.cfg_options:
         check_option_keys(cfg, opts.cfg_options)
         try:
@@ -206,7 +149,7 @@ def build_config(suite: Suite, model: str, seed: int, opts: RunOptions, device: 
         if not isinstance(cfg.get(key), dict):
             raise HarnessError(f"config key {key} must be a dict, got {cfg.get(key)!r} (check --cfg-options)")
     cfg.model["arch"] = model
-    _set_budget(cfg, opts.epochs, opts.max_iters,
+    set_budget(cfg, opts.epochs, opts.max_iters,
                 user_ckpt_interval=any(k.startswith("default_hooks.checkpoint") for k in opts.cfg_options))
     if opts.batch_size is not None:
         cfg.train_dataloader["batch_size"] = int(opts.batch_size)
@@ -231,9 +174,9 @@ def build_config(suite: Suite, model: str, seed: int, opts: RunOptions, device: 
         cfg.custom_hooks.append(dict(type="StopAfterHook", **stop))
         if stop.get("iters") and cfg.train_cfg.get("type") == "IterBasedTrainLoop":
             cfg.default_hooks["checkpoint"]["interval"] = int(stop["iters"])
-    _follow_loop(cfg, loaded_total)
+    follow_loop(cfg, loaded_total)
     check_values(cfg)
-    _finalize_schedule(cfg)
+    finalize_schedule(cfg)
     _set_device(cfg, device, opts.amp)
     if opts.compile:
         cfg.compile = True

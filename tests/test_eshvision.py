@@ -175,7 +175,7 @@ def test_halting_unit_learns_before_anyone_ponders():
 
 
 def test_model_ponder_step_gets_only_pondering_patches(monkeypatch):
-    from zoo.models import eshvision
+    from zoo.blocks import esh_block as eshvision
     calls = []
     original = eshvision._PonderStep.__call__
 

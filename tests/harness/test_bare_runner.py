@@ -10,7 +10,7 @@ from mmengine.config import Config
 
 import harness
 from harness.errors import HarnessError
-from harness.run import _finalize_schedule, _follow_loop, _loop_total
+from harness.schedule import finalize_schedule, follow_loop, loop_total
 from harness_testutils import write_imagefolder
 
 CONFIGS = os.path.join(os.path.dirname(harness.__file__), "configs")
@@ -23,7 +23,7 @@ def test_suite_configs_have_no_holes(path):
     assert cfg.custom_imports["imports"] == ["harness"]
     for s in cfg.param_scheduler:
         assert s["end"] is not None and s.get("T_max", 0) is not None, s
-    total = _loop_total(cfg.train_cfg)
+    total = loop_total(cfg.train_cfg)
     assert max(s["end"] for s in cfg.param_scheduler) == total  # the schedule ends with training
 
 
@@ -74,8 +74,8 @@ def _schedule(total=30, begin=0):
 def test_schedule_follows_a_changed_loop():
     cfg = _schedule(begin=5)
     cfg.train_cfg["max_epochs"] = 12  # --epochs or --cfg-options train_cfg.max_epochs=12
-    _follow_loop(cfg, 30)
-    _finalize_schedule(cfg)
+    follow_loop(cfg, 30)
+    finalize_schedule(cfg)
     warmup, cosine = cfg.param_scheduler
     assert warmup["end"] == 5  # a warm-up keeps its length
     assert (cosine["begin"], cosine["end"], cosine["T_max"]) == (5, 12, 7)
@@ -84,17 +84,17 @@ def test_schedule_follows_a_changed_loop():
 def test_schedule_untouched_when_the_loop_is_not_changed():
     cfg = _schedule(begin=0)
     cfg.param_scheduler[1]["T_max"] = 40  # a deliberate T_max longer than training stays
-    _follow_loop(cfg, 30)
-    _finalize_schedule(cfg)
+    follow_loop(cfg, 30)
+    finalize_schedule(cfg)
     assert cfg.param_scheduler[1]["T_max"] == 40 and cfg.param_scheduler[1]["end"] == 30
 
 
 def test_loop_shorter_than_warmup_is_a_one_line_error():
     cfg = _schedule(begin=5)
     cfg.train_cfg["max_epochs"] = 3
-    _follow_loop(cfg, 30)
+    follow_loop(cfg, 30)
     with pytest.raises(HarnessError, match="begins at 5 but training ends at 3"):
-        _finalize_schedule(cfg)
+        finalize_schedule(cfg)
 
 
 def test_compile_flag_sets_mmengines_compile_and_replays():

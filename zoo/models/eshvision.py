@@ -50,16 +50,11 @@ from typing import Dict, Tuple
 
 import torch
 import torch.nn as nn
-from timm.layers import DropPath, Mlp, SwiGLU
 
-from ..blocks.act import ACTPonder
+from ..blocks.esh_block import ESHBlock
 from ..blocks.patch_merging import PatchMerging
 from ..blocks.patch_stem import patch_stem
-from ..blocks.rel_attention import RelPosAttention
-from ..blocks.routed import dense_mix, rows_with, single_choice, taken_weight
-from ..blocks.router import Route, Router, routes_budget_loss
-from ..blocks.vssm import BidirectionalVSSM
-from ..ops.dispatch import Packed, gather_items, gather_rows, pack_rows, packed_rows_index, select_items, unpack_rows
+from ..blocks.router import routes_budget_loss
 from ..ops.entropy import patch_entropy, pool_entropy, unnormalize
 from ..ops.gating import alpha_variance_loss
 from ..registry import build_model, register_model
@@ -111,143 +106,6 @@ class ESHVisionSpec(VisionSpec):
         if att.rope or att.kv_pool or att.num_heads or att.head_dim or not att.rel_pos_bias:
             raise ValueError("ESH-Vision attention is global with a relative position bias; heads come "
                              "from num_heads per stage (set only attention.qkv_bias)")
-
-
-def _take(x: torch.Tensor, packed: Packed) -> torch.Tensor:
-    """(B, N, C) -> (B, M, C): each image's packed patches."""
-    return gather_rows(x, packed.index)
-
-
-class ESHBlock(nn.Module):
-    def __init__(self, dim: int, num_heads: int, grid: Tuple[int, int], spec: ESHVisionSpec, layer: str,
-                 drop_path: float = 0.0):
-        super().__init__()
-        # on the mixer's update and the MLP's; ACT's extra steps refine kept patches and keep theirs
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        router_spec = spec.router if spec.router.hidden else spec.router.replace(hidden=max(dim // 4, 32))
-        self.norm1 = nn.LayerNorm(dim)
-        # full form: attention, because ACT ponders attention patches only; a dense reference
-        # forced to "ssm" would drop the ponder steps that hard routing takes
-        self.router = Router(dim, ("ssm", "attention"), "patch", router_spec, layer=layer,
-                             binary=True, extra_features=1, full="attention")
-        self.attn = RelPosAttention(dim, num_heads, grid, spec.attention.qkv_bias)
-        self.ssm = BidirectionalVSSM(dim, spec.ssm)
-        self.branch_norm = spec.branch_norm
-        if spec.branch_norm:  # the seed's LN(branch(n) + n) on each branch's update
-            self.norm_attn = nn.LayerNorm(dim)
-            self.norm_ssm = nn.LayerNorm(dim)
-        self.norm2 = nn.LayerNorm(dim)
-        hidden = spec.mlp.hidden or int(dim * spec.mlp.ratio)
-        self.mlp = SwiGLU(dim, hidden) if spec.mlp.act == "swiglu" else Mlp(dim, hidden)
-        self.act = ACTPonder(dim, spec.act) if spec.act.enabled else None
-        self.ponder_threshold = spec.act.threshold
-        self.router.set_costs(self.choice_costs(grid[0] * grid[1]))
-
-    def choice_costs(self, n: int) -> dict:
-        """FLOPs a patch spends on each choice when the whole image (n patches) takes it.
-
-        An attention patch above the ponder threshold also ponders, so the attention choice
-        includes one ACT step (the query's attention path, its new key/value row and the FFN):
-        the number of steps a fresh halting unit takes (halt bias 1: 0.73 + 0.73 > 1 - eps)."""
-        attn = self.attn.flops_per_patch(n)
-        if self.act is not None:
-            ffn = sum(2 * m.in_features * m.out_features for m in self.mlp.modules() if isinstance(m, nn.Linear))
-            attn += self.attn.flops_per_patch(n) + ffn
-        return dict(ssm=self.ssm.flops_per_patch(n), attention=attn)
-
-    def forward(self, x: torch.Tensor, entropy: torch.Tensor, hw: Tuple[int, int]):
-        """x (B, N, D), entropy (B, N) -> (out, route, `ACTOutput` or None without ACT);
-        alpha = route.probs[..., 1]."""
-        n = self.norm1(x)
-        route = self.router(torch.cat([n, entropy.unsqueeze(-1).to(n.dtype)], dim=-1))
-        mixed = self._mix_sparse(x, n, route, hw) if route.sparse else self._mix_dense(x, n, route, hw)
-        out = mixed + self.drop_path(self.mlp(self.norm2(mixed)))
-        if self.act is None:
-            return out, route, None
-        ponder = route.mask("attention") & (route.probs[..., route.index("attention")] > self.ponder_threshold)
-        res = self.act(out, ponder, _PonderStep(self, hw))
-        return res.output, route, res
-
-    def attn_update(self, out: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-        """What the attention branch adds to the residual, from its output for patches n."""
-        return self.norm_attn(out + n) if self.branch_norm else out
-
-    def ssm_update(self, out: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
-        return self.norm_ssm(out + n) if self.branch_norm else out
-
-    def _mix_dense(self, x, n, route: Route, hw):
-        return x + self.drop_path(dense_mix(route, {"attention": self.attn_update(self.attn(n, hw), n),
-                                                    "ssm": self.ssm_update(self.ssm(n, hw), n)}))
-
-    def _mix_sparse(self, x, n, route: Route, hw):
-        """Each patch's update comes from its own branch only; one multiply by the taken
-        weight and one add finish the block, as in the dense combine."""
-        only = single_choice(route)
-        if only == "attention":
-            update = self.attn_update(self.attn(n, hw), n)
-        elif only == "ssm":
-            update = self.ssm_update(self.ssm(n, hw), n)
-        else:
-            update = self._split_update(x, n, route.mask("attention"), hw)
-        update = self.drop_path(update)
-        w = taken_weight(route, x.dtype)
-        return x + update if w is None else torch.addcmul(x, update, w)
-
-    def _split_update(self, x, n, attn_mask, hw):
-        """Both branches have patches. Every patch is in exactly one branch, so the two write
-        disjoint rows of one buffer that covers all rows (plus scratch rows for the packing's
-        padding). SSM first: its full scan is the largest temporary, and it then runs before
-        any attention buffer exists."""
-        B, N, D = x.shape
-        rows = B * N
-        ssm_mask = ~attn_mask
-        images, mask = rows_with(ssm_mask)
-        n_img = n if images is None else n.index_select(0, images)
-        local = select_items(mask)
-        y = gather_items(self.ssm.scan(n_img, hw), local, item_dims=2)  # the full scan freed here
-        n_items = gather_items(n_img, local, item_dims=2)
-        s = self.ssm_update(self.ssm.gate(y, n_items), n_items)
-        ssm_index = local if images is None else select_items(ssm_mask)
-        del y, n_items, n_img
-
-        images, mask = rows_with(attn_mask)
-        n_img = n if images is None else n.index_select(0, images)
-        packed = pack_rows(mask)
-        nq = gather_rows(n_img, packed.index)
-        a = self.attn_update(self.attn.attend(nq, self.attn.kv(n_img), hw, packed.index), nq)
-        b, M = packed.index.shape
-        # padding entries go to scratch rows past the end, each to its own
-        index = packed_rows_index(packed, N, images, total_rows=rows)
-        # in place into one fresh buffer (autograd-safe: index_copy_ saves no values)
-        update = x.new_empty(rows + b * M, D)
-        update.index_copy_(0, index, a.reshape(b * M, D).to(x.dtype))
-        update.index_copy_(0, ssm_index, s.to(x.dtype))
-        return update[:rows].view(B, N, D)
-
-class _PonderStep:
-    """One ACT step for the packed pondering patches: the block's attention path + FFN.
-
-    Queries are the pondering patches; keys/values are the current states of all patches of
-    the image. Only rows that changed since the last step get new keys/values.
-    """
-
-    def __init__(self, block: ESHBlock, hw):
-        self.block, self.hw = block, hw
-        self.kv = None
-        self.changed = None
-
-    def __call__(self, states: torch.Tensor, packed: Packed) -> torch.Tensor:
-        blk = self.block
-        if self.kv is None:
-            self.kv = blk.attn.kv(blk.norm1(states))
-        else:
-            rows = blk.attn.kv(blk.norm1(_take(states, self.changed)))
-            self.kv = unpack_rows(self.kv, self.changed, rows)
-        s = _take(states, packed)
-        nq = blk.norm1(s)
-        s = s + blk.attn_update(blk.attn.attend(nq, self.kv, self.hw, packed.index), nq)
-        self.changed = packed
-        return s + blk.mlp(blk.norm2(s))
 
 
 class ESHVision(ZooVisionModel):
