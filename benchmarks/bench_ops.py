@@ -173,10 +173,6 @@ def matmul_roof(repeats=7):
     return statistics.median(rate), min(rate), max(rate)
 
 
-def spread(xs):
-    return dict(min=min(xs), median=statistics.median(xs), max=max(xs))
-
-
 def run_case(case, a, gate):
     op, name, naive, fast, args, (f_naive, f_fast), peers = case
     forms = {"naive": naive, "fast": fast, **peers}
@@ -199,7 +195,8 @@ def run_case(case, a, gate):
     ts, load = gate.run(rounds, retries=a.retries)
     ms = {k: [t * 1e3 for t in v] for k, v in ts.items()}
     mn, mf = statistics.median(ms["naive"]), statistics.median(ms["fast"])
-    ratios = [n / f for n, f in zip(ms["naive"], ms["fast"])]
+    benchkit = _harness_module("benchkit")
+    ratios = benchkit.pair_ratios(ms["naive"], ms["fast"])
     row = dict(op=op, case=name, threads=torch.get_num_threads(),
                naive_ms_median=mn, fast_ms_median=mf, naive_ms_min=min(ms["naive"]), fast_ms_min=min(ms["fast"]),
                naive_ms_max=max(ms["naive"]), fast_ms_max=max(ms["fast"]), speedup=mn / mf,
@@ -210,7 +207,7 @@ def run_case(case, a, gate):
                # the loop's FLOPs over the fast form's time: the rate at which it does the op's work
                fast_useful_gflops_per_s=f_naive / mf / 1e6, load=load)
     if peers:
-        row["peers"] = {k: dict(ms=spread(ms[k]), max_abs_err=errs[k], fast_speedup=statistics.median(ms[k]) / mf)
+        row["peers"] = {k: dict(ms=benchkit.spread(ms[k]), max_abs_err=errs[k], fast_speedup=statistics.median(ms[k]) / mf)
                         for k in peers}
     return row
 

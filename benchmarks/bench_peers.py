@@ -57,7 +57,10 @@ def trained_shares(model: str, perf_dir: str):
     if not sibling or not os.path.exists(path):
         return None
     with open(path) as f:
-        mix = json.load(f)["results"][0]["routing_mix"]
+        doc = json.load(f)
+    if doc.get("skipped") or not doc.get("results"):  # perf_report left a "not measured" file
+        return None
+    mix = doc["results"][0]["routing_mix"]
     choices = list(next(iter(mix.values())))
     mean = {c: sum(m[c] for m in mix.values()) / len(mix) for c in choices}
     shares = {c: round(v, 3) for c, v in mean.items()}

@@ -46,7 +46,6 @@ def main(argv=None) -> int:
     import torch
     import zoo
     from harness.errors import HarnessError
-    from harness.recipe import MixupPreprocessor
     from harness.wrappers import ZooClassifier
 
     if args.threads:

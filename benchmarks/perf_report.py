@@ -12,7 +12,8 @@ About 6 minutes on 2 idle cores.
 
 Trust: every figure is measured at each of --threads (default 1 and 2) and records the spread
 of its rounds and the load around it. Before each figure the run waits (at most --max-wait
-seconds, default 15; all figures together at most --wait-budget, default 120) until other
+seconds, default 15; once the jobs so far have waited --wait-budget seconds in all, default 120,
+later jobs do not wait; the budget is checked between jobs, so one job may overrun it) until other
 processes use at most --max-load cores' worth of CPU (default 0.5); a figure whose run still saw more is timed once more, and if that run saw more too it is
 marked unreliable in its JSON and in the table.
 
@@ -103,10 +104,14 @@ def _script(name):
     return module
 
 
+# the script of each non-bench job kind (bench jobs run `python -m harness bench`)
+SCRIPTS = {"ops": "bench_ops", "overhead": "bench_router_overhead", "peers": "bench_peers"}
+
+
 def _write_skipped(out, kind, args, why) -> None:
     """A figure from an earlier code state must not pass for this run's: the file says why it is absent."""
     import json
-    prefix = "python -m harness" if kind == "bench" else f"python benchmarks/{kind}.py"
+    prefix = "python -m harness" if kind == "bench" else f"python benchmarks/{SCRIPTS[kind]}.py"
     doc = dict(benchmark=kind, skipped=why, command=" ".join([prefix, *args, "--json-out", out]), results=[])
     with open(out, "w") as f:
         json.dump(doc, f, indent=2, sort_keys=True)
@@ -147,7 +152,7 @@ def _one_job(bar, name, kind, args, needs, harness_main, skipped, failed) -> Non
         if kind == "bench":
             harness_main([*args, "--json-out", out])
         else:
-            script = {"ops": "bench_ops", "overhead": "bench_router_overhead", "peers": "bench_peers"}[kind]
+            script = SCRIPTS[kind]
             _script(script).main([*args, "--json-out", out])
     except SystemExit as e:  # a failed job (e.g. a checkpoint that no longer fits) stops only itself
         if e.code:
@@ -169,7 +174,8 @@ def main(argv=None) -> int:
     p.add_argument("--max-wait", type=float, default=MAX_WAIT,
                    help=f"seconds to wait before a figure for them to drop below it (default {MAX_WAIT:g})")
     p.add_argument("--wait-budget", type=float, default=WAIT_BUDGET,
-                   help=f"seconds all figures together may wait (default {WAIT_BUDGET:g}); then none waits")
+                   help=f"seconds of waiting after which later jobs do not wait (default {WAIT_BUDGET:g}); "
+                        f"checked between jobs, so one job may overrun it")
     a = p.parse_args(argv)
     os.chdir(ROOT)
     sys.path.insert(0, ROOT)
@@ -196,7 +202,8 @@ def main(argv=None) -> int:
             bar.update(overall, description=f"perf_report {name}")
             wait = max(0.0, min(a.max_wait, budget))
             _one_job(bar, name, kind, _with_max_wait(args, wait), needs, harness_main, skipped, failed)
-            budget -= _waited(os.path.join(PERF_DIR, f"{name}.json"))
+            if name not in failed:  # a failed job left the previous run's file
+                budget -= _waited(os.path.join(PERF_DIR, f"{name}.json"))
             bar.advance(overall)
     print(f"perf_report: {len(todo) - len(skipped) - len(failed)} jobs in {time.perf_counter() - start:.0f} s"
           + (f"; skipped {', '.join(skipped)}" if skipped else "")

@@ -94,7 +94,6 @@ def _validate(args) -> None:
 
 
 def cmd_bench(args, argv=()) -> int:
-    import torch
     from .run import check_tasks, resolve_models
     from .suites import get_suite
     from . import benchkit
@@ -248,26 +247,28 @@ def bench_model(arch: str, suite, args, shares, model_kwargs: dict, strict: bool
                               **{f"{m or 'static'}_peak_bytes": benchkit.peak_memory_bytes(net, x, m, policy)
                                  for m in modes})
     gate = gate or benchkit.LoadGate()
+    # compiled once: every thread count then times the same compiled model
+    compiled = (torch.compile(net), torch.compile(reference[1]) if reference else None) \
+        if getattr(args, "compile", False) else (None, None)
     out = []
     for threads in args.threads or [torch.get_num_threads()]:
         torch.set_num_threads(threads)
-        out.append(_timed_result(base, net, x, y, modes, policy, reference, args, task, device, gate))
+        out.append(_timed_result(base, net, x, y, modes, policy, reference, args, task, device, gate, compiled))
     return out
 
 
-def _timed_result(base, net, x, y, modes, policy, reference, args, task, device, gate) -> dict:
+def _timed_result(base, net, x, y, modes, policy, reference, args, task, device, gate,
+                  compiled=(None, None)) -> dict:
     """`base` plus the timings, at the current thread count, of the modes (and the reference)."""
     import copy
     import torch
     from . import benchkit
     if args.train:
         net.train()
-    compiled = torch.compile(net) if getattr(args, "compile", False) else None
-    fns = [benchkit.step_fn(net, x, m, policy, args.train, y, compiled) for m in modes]
+    fns = [benchkit.step_fn(net, x, m, policy, args.train, y, compiled[0]) for m in modes]
     if reference:
         reference[1].train(args.train)
-        ref_compiled = torch.compile(reference[1]) if compiled is not None else None
-        fns.append(benchkit.step_fn(reference[1], x, None, None, args.train, y, ref_compiled))
+        fns.append(benchkit.step_fn(reference[1], x, None, None, args.train, y, compiled[1]))
     times, load = gate.run(lambda: benchkit.alternate(fns, args.warmup, args.iters))
     net.eval()
     if reference:
@@ -283,23 +284,25 @@ def _timed_result(base, net, x, y, modes, policy, reference, args, task, device,
     out.update(conditions=benchkit.conditions(device, torch.get_default_dtype()), load=load, runs=runs)
     if "flops" in out:
         fl = out["flops"]
-        speedups = benchkit.pair_ratios(times[1], times[0])
-        out["speedup_median"] = statistics.median(speedups)
-        out["speedup_spread"] = benchkit.spread(speedups)
-        ratio = fl.get("ratio")
-        out["efficiency"] = out["speedup_median"] / ratio if ratio else None
-        out["efficiency_spread"] = benchkit.spread(speedups, 1 / ratio) if ratio else None
+        out.update(_versus(times[1], times[0], fl.get("ratio")))
         if reference:
-            vs = benchkit.pair_ratios(times[2], times[0])
-            ref_ratio = fl.get("reference_ratio")
             out["reference"] = dict(
-                model=reference[0], speedup_median=statistics.median(vs), speedup_spread=benchkit.spread(vs),
-                flops_ratio=ref_ratio,
-                efficiency=statistics.median(vs) / ref_ratio if ref_ratio else None,
-                efficiency_spread=benchkit.spread(vs, 1 / ref_ratio) if ref_ratio else None,
+                model=reference[0], flops_ratio=fl.get("reference_ratio"),
+                **_versus(times[2], times[0], fl.get("reference_ratio")),
                 # what the dense mode costs over the plain static model: the flattery it adds
                 dense_over_reference=benchkit.spread(benchkit.pair_ratios(times[1], times[2])))
     return out
+
+
+def _versus(slow, fast, flops_ratio) -> dict:
+    """Speedup of `fast` over `slow` (median and spread over step pairs) and efficiency =
+    speedup / FLOPs ratio (None without a ratio)."""
+    from . import benchkit
+    speedups = benchkit.pair_ratios(slow, fast)
+    median = statistics.median(speedups)
+    return dict(speedup_median=median, speedup_spread=benchkit.spread(speedups),
+                efficiency=median / flops_ratio if flops_ratio else None,
+                efficiency_spread=benchkit.spread(speedups, 1 / flops_ratio) if flops_ratio else None)
 
 
 def _flops(net, x, policy, reference=None) -> dict:

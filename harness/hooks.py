@@ -23,7 +23,8 @@ __all__ = ["TauScheduleHook", "AuxWeightScheduleHook", "NaNGuardHook", "StopAfte
            "EvalProgressHook", "RNGStateHook", "tau_at", "ramp_weight"]
 
 
-def _unwrap(model):
+def unwrap_model(model):
+    """The model inside a DDP-style wrapper, or the model itself."""
     return model.module if is_model_wrapper(model) else model
 
 
@@ -103,7 +104,7 @@ class RoutingLogHook(Hook):
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         import zoo
         if self._routers is None:
-            self._routers = zoo.routing.routers(_unwrap(runner.model))
+            self._routers = zoo.routing.routers(unwrap_model(runner.model))
         hub = runner.message_hub
         for router in self._routers:
             if router.last is None:
@@ -129,13 +130,13 @@ class AuxWeightScheduleHook(Hook):
         self.weights: Dict[str, float] = {}
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
-        model, p = _unwrap(runner.model), _progress(runner)
+        model, p = unwrap_model(runner.model), _progress(runner)
         for name, s in self.schedules.items():
             self.weights[name] = ramp_weight(p, **s)
             model.aux_weights[name] = self.weights[name]
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        checkpoint.setdefault("meta", {})["aux_weights"] = dict(_unwrap(runner.model).aux_weights)
+        checkpoint.setdefault("meta", {})["aux_weights"] = dict(unwrap_model(runner.model).aux_weights)
 
 
 @HOOKS.register_module()

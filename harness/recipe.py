@@ -14,10 +14,11 @@ from typing import Optional
 
 import torch
 from mmengine.hooks import EMAHook
-from mmengine.model import BaseDataPreprocessor, is_model_wrapper
+from mmengine.model import BaseDataPreprocessor
 from mmengine.registry import HOOKS, MODELS
 
 from .errors import HarnessError
+from .hooks import unwrap_model
 
 
 @MODELS.register_module()
@@ -59,10 +60,6 @@ class MixupPreprocessor(BaseDataPreprocessor):
         return dict(inputs=inputs, data_samples=targets)
 
 
-def _unwrap(model):
-    return model.module if is_model_wrapper(model) else model
-
-
 @HOOKS.register_module()
 class ZooEMAHook(EMAHook):
     """mmengine's EMAHook with three changes.
@@ -79,7 +76,7 @@ class ZooEMAHook(EMAHook):
     swap = True
 
     def before_run(self, runner) -> None:
-        if getattr(self, "src_model", None) is _unwrap(runner.model):
+        if getattr(self, "src_model", None) is unwrap_model(runner.model):
             return
         super().before_run(runner)
 

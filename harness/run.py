@@ -19,7 +19,7 @@ from mmengine.config import Config
 from . import checkpoint as ckpt_mod
 from .config_checks import check_data_fits, check_option_keys, check_values
 from .distributed import launch_info
-from .hooks import StopAfterHook, TrainWallClockHook
+from .hooks import StopAfterHook, TrainWallClockHook, unwrap_model
 from .errors import HarnessError
 from .budget_eval import calibration_inputs, fit_budgets
 from .names import IMAGE_TASK, check_tasks, default_work_dir, model_task, resolve_models  # noqa: F401 (API)
@@ -218,11 +218,6 @@ def preflight(cfg: Config, suite: Suite) -> Optional[int]:
 # ---------------------------------------------------------------- running
 
 
-def _unwrap(model):
-    from mmengine.model import is_model_wrapper
-    return model.module if is_model_wrapper(model) else model
-
-
 def _hook(runner, cls):
     return next((h for h in runner.hooks if isinstance(h, cls)), None)
 
@@ -278,7 +273,7 @@ def _run_locked(plan, cfg, suite, model, seed, opts, command, device):
     resolved = jsonable_config(cfg.to_dict())
     runner = HarnessRunner.from_cfg(cfg)
     try:
-        net_model = _unwrap(runner.model)
+        net_model = unwrap_model(runner.model)
         if opts.checkpoint and (opts.eval_only or not opts.resume):
             ckpt_mod.check_checkpoint(opts.checkpoint, net_model, arch=model)
         wall, sessions = None, None
@@ -355,6 +350,6 @@ def _evaluate(runner, cfg: Config, suite: Suite) -> dict:
     test_ds = runner.test_dataloader.dataset
     data = {k: v for k, v in getattr(test_ds, "metainfo", {}).items() if k != "classes"}
     data["test_items"] = len(test_ds)
-    flops = _measure_flops(_unwrap(runner.model).net, test_ds, cfg.test_dataloader["batch_size"], suite.task)
+    flops = _measure_flops(unwrap_model(runner.model).net, test_ds, cfg.test_dataloader["batch_size"], suite.task)
     return dict(metrics={k: v for k, v in metrics.items() if "/" not in k}, routing=routing,
                 throughput=tp, data=data, flops=flops)

@@ -57,11 +57,11 @@ def static_reference(arch: str, net: nn.Module, build: Callable[[str], nn.Module
     """(description, module) of `arch`'s always-full static reference. `build(name)` builds a
     registered model at the routed model's input shapes (same suite and overrides)."""
     import zoo
-    family = zoo.model_info(arch)["family"]
-    if family == "exp11":
+    info = zoo.model_info(arch)
+    if info["family"] == "exp11":
         ref = exp11_plain_both(net)
         return f"{arch} with plain GDN + attention layers", ref.eval()
-    name = zoo.model_info(arch).get("static_form")
+    name = info.get("static_form")
     if not name:
         raise ValueError(f"{arch} has no registered static form")
     ref = build(name)

@@ -16,8 +16,8 @@ import json
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from .perf_tables import (DASH, load_cell, ops_rows, overhead_rows, parity_rows, peers_rows, ranged, run_ms,
-                          status, table, threads_of, trusted)
+from .perf_tables import (DASH, UNRELIABLE, load_cell, ops_rows, overhead_rows, parity_rows, peers_rows, ranged,
+                          run_ms, status, table, threads_of, trusted)
 
 __all__ = ["performance_section", "load_perf", "EFFICIENCY_TARGET", "PERF_DIRNAME"]
 
@@ -173,7 +173,7 @@ def performance_section(results_dir, write: bool = False) -> Optional[str]:
              "and report medians of the per-pair ratios, with the min–max over the rounds in brackets. Every "
              "row is measured at 1 and at 2 threads. Load: the 1-minute load average before → after the "
              "figure (it counts the benchmark's own threads) and the cores' worth of CPU other processes used "
-             f"while it ran; a figure above the run's threshold is marked {UNRELIABLE_NOTE}."]
+             f"while it ran; a figure above the run's threshold is marked {UNRELIABLE}."]
     if not docs:
         parts.append(f"_No performance figures yet: run `{REGENERATE}`._")
         return "\n\n".join(parts) + "\n"
@@ -234,7 +234,6 @@ def performance_section(results_dir, write: bool = False) -> Optional[str]:
     return "\n\n".join(parts) + "\n"
 
 
-UNRELIABLE_NOTE = "**unreliable**"
 
 
 def _peers_parts(doc: Optional[dict]) -> List[str]:

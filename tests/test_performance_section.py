@@ -296,3 +296,21 @@ def test_perf_report_measures_every_figure_at_both_thread_counts_against_the_sta
     report._write_skipped(str(out), "bench", ["bench", "--models", "x"], "ckpt is absent")
     doc = json.loads(out.read_text())
     assert doc["skipped"] == "ckpt is absent" and doc["results"] == [] and "--models x" in doc["command"]
+    # ... and the script a non-bench job's file names is the real one
+    report._write_skipped(str(out), "overhead", ["--threads", "1"], "why")
+    assert json.loads(out.read_text())["command"].startswith("python benchmarks/bench_router_overhead.py")
+
+
+def test_peers_trained_mix_is_absent_when_the_siblings_figure_was_skipped(tmp_path):
+    """perf_report writes a 'not measured' trained file when a checkpoint is absent; the peers job
+    after it must then leave the trained-mix row out, not fail on the empty results."""
+    spec = importlib.util.spec_from_file_location("bench_peers", os.path.join(ROOT, "benchmarks", "bench_peers.py"))
+    peers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(peers)
+    (tmp_path / "bench_dhvn_nano_trained.json").write_text(json.dumps(
+        {"benchmark": "bench", "skipped": "ckpt is absent", "command": "x", "results": []}))
+    assert peers.trained_shares("dhvn_tiny", str(tmp_path)) is None
+    (tmp_path / "bench_dhvn_nano_trained.json").write_text(json.dumps({"results": [
+        {"routing_mix": {"a": {"conv": 0.7, "transformer": 0.1, "both": 0.2}}}]}))
+    text, _, label = peers.trained_shares("dhvn_tiny", str(tmp_path))
+    assert text == "conv=0.7,transformer=0.1,both=0.2" and label == "dhvn_tiny dhvn_nano-trained mix"

@@ -220,8 +220,8 @@ class DHVN(ZooVisionModel):
         self._init_weights()
         # stochastic depth: one rate per hybrid block (encoder, then decoder), rising linearly;
         # every residual layer of both branches of a block drops at its block's rate
-        for rate, block in zip(drop_path_rates(spec.drop_path_rate, len(self.hybrid_blocks())),
-                               self.hybrid_blocks()):
+        hybrids = self.hybrid_blocks()
+        for rate, block in zip(drop_path_rates(spec.drop_path_rate, len(hybrids)), hybrids):
             for m in block.modules() if rate > 0 else ():
                 if isinstance(m, (DepthwiseSeparableBlock, PooledTransformerLayer)):
                     m.drop_path = DropPath(rate)
