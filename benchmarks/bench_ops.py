@@ -243,6 +243,7 @@ def main(argv=None):
     p.add_argument("--retries", type=int, default=1, help="re-runs of a disturbed case (default 1)")
     p.add_argument("--json-out", metavar="FILE", help="also write the figures, conditions and command to FILE")
     a = p.parse_args(argv)
+    allocator = _harness_module("runtime").tune_allocator()
     benchkit = _harness_module("benchkit")
     gate = benchkit.LoadGate(a.max_load, a.max_wait)
     peers = {} if a.no_peers else fla_peers()
@@ -279,7 +280,7 @@ def main(argv=None):
                    backward=a.backward, results=rows, roof=roofs, load=load, peers=sorted(peers),
                    conditions=dict(device="cpu", dtype="float32", threads=a.threads[0] if len(a.threads) == 1 else a.threads,
                                    torch=torch.__version__, python=platform.python_version(),
-                                   cpu_count=os.cpu_count(), git_sha=_git_sha(),
+                                   cpu_count=os.cpu_count(), git_sha=_git_sha(), allocator=allocator["allocator"],
                                    loadavg_1m=round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None))
         os.makedirs(os.path.dirname(os.path.abspath(a.json_out)), exist_ok=True)
         with open(a.json_out, "w") as f:

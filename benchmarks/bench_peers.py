@@ -33,7 +33,7 @@ sys.path.insert(0, ROOT)
 import timm  # noqa: E402
 
 import zoo  # noqa: E402
-from harness import benchkit  # noqa: E402
+from harness import benchkit, runtime  # noqa: E402
 
 TARGET = 0.8
 # zoo model -> timm peers of similar executed FLOPs per image at 224 (zoo.flops.count_flops):
@@ -148,6 +148,7 @@ def main(argv=None) -> int:
                    help="where the small siblings' trained figures are read from")
     p.add_argument("--json-out", metavar="FILE", help="write the figures, conditions and command to FILE")
     a = p.parse_args(argv)
+    runtime.tune_allocator()
     out = run(a.models, a.mixes, a.threads, a.rounds, a.warmup, a.batch_size, a.img_size,
               benchkit.LoadGate(a.max_load, a.max_wait), a.perf_dir)
     print(f"{'model':40s} {'thr':>3s} {'GFLOPs/img':>10s} {'ms (min-max)':>22s} {'img/s':>7s} {'GFLOP/s':>8s}")

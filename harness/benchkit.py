@@ -37,6 +37,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import runtime
 from .errors import HarnessError
 
 __all__ = ["parse_policy", "FrozenPolicy", "policy_for", "alternate", "median_ratio", "pair_ratios", "spread",
@@ -317,5 +318,5 @@ def conditions(device: str, dtype: torch.dtype) -> dict:
     return dict(device=device, dtype=str(dtype).replace("torch.", ""), threads=torch.get_num_threads(),
                 torch=torch.__version__, python=platform.python_version(),
                 cpu=platform.processor() or platform.machine(), cpu_count=os.cpu_count(),
-                loadavg_1m=loadavg(),
+                loadavg_1m=loadavg(), allocator=runtime.allocator_settings()["allocator"],
                 git_sha=git_label())

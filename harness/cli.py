@@ -11,7 +11,7 @@ import os
 import sys
 from typing import Optional, Sequence
 
-from . import options
+from . import options, runtime
 from .errors import HarnessError
 
 __all__ = ["main", "build_parser"]
@@ -300,6 +300,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
+        runtime.tune_allocator()
         code = args.func(args, argv) if args.func is not cmd_list else args.func(args)
     except HarnessError as e:
         print(f"harness: error: {_one_line(e)}", file=sys.stderr)

@@ -74,7 +74,8 @@ def test_sparse_equals_dense_forced(choice, batch):
 
 
 @pytest.mark.parametrize("shares", [
-    {"conv": 0.5, "both": 0.5},            # no transformer-only samples
+    {"conv": 0.5, "both": 0.5},            # no transformer-only samples: conv runs on x as it is
+    {"transformer": 0.5, "both": 0.5},     # no conv-only samples: the transformer runs on x as it is
     {"transformer": 0.5, "conv": 0.5},     # no "both": the fusion never runs
     {"conv": 0.3, "transformer": 0.3, "both": 0.4},
 ])
@@ -224,6 +225,28 @@ def test_sparse_training_matches_dense_forward_and_reaches_the_router(norm):
     sparse.square().mean().backward()
     for r in routing.routers(model):
         assert r.net[-1].weight.grad is not None and r.net[-1].weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("shares", [{"conv": 0.5, "both": 0.5}, {"transformer": 0.5, "both": 0.5}])
+def test_one_branch_for_all_trains_like_dense(shares):
+    """The path where one branch covers the batch overwrites the "both" rows of its output;
+    with gradients on, that must not disturb the graph of the branch it overwrites."""
+    model = make(conv=dict(norm="group")).train()
+    x = images(6)
+    outs, grads = [], []
+    for mode in ("dense", "sparse"):
+        model.zero_grad()
+        policy = routing.random_policy(shares, torch.Generator().manual_seed(5))
+        with routing.force(model, policy), routing.execution(model, mode):
+            out = model(x)
+        out.square().mean().backward()
+        outs.append(out.detach())
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()
+                      if p.grad is not None and "router" not in n})
+    torch.testing.assert_close(outs[1], outs[0], atol=1e-5, rtol=0)
+    assert grads[0].keys() == grads[1].keys() and any(".conv." in n for n in grads[0])
+    for n in grads[0]:
+        torch.testing.assert_close(grads[1][n], grads[0][n], atol=1e-5, rtol=1e-4, msg=n)
 
 
 def test_batch_norm_is_per_sample_at_eval_and_sees_the_whole_batch_in_training():

@@ -51,7 +51,7 @@ from .blocks.router import Router
 from .blocks.gdn import ShortConv
 from .ops import counting as _counting
 
-__all__ = ["count_flops", "flops_report", "full_choice", "full_policy", "UNIT",
+__all__ = ["count_flops", "count_call_flops", "flops_report", "full_choice", "full_policy", "UNIT",
            "MODULE_FLOPS"]
 
 UNIT = "FLOPs (2 x MACs)"
@@ -110,10 +110,16 @@ def _eval_mode(model: nn.Module):
 def count_flops(model: nn.Module, *inputs, **kwargs) -> int:
     """FLOPs (2 x MACs) executed by one forward of `model(*inputs, **kwargs)` in eval mode, no grad,
     under whatever execution mode / forced policy the caller has set."""
+    return count_call_flops(lambda: model(*inputs, **kwargs), model)
+
+
+def count_call_flops(fn, model: nn.Module) -> int:
+    """FLOPs (2 x MACs) executed by `fn()`, any call into parts of `model` (one routed layer, one
+    branch), counted as `count_flops` counts a whole forward: eval mode, no grad."""
     with _eval_mode(model), torch.no_grad(), _counting.counting(), _declared_module_flops(model):
         counter = FlopCounterMode(display=False)
         with counter:
-            model(*inputs, **kwargs)
+            fn()
     return int(counter.get_total_flops())
 
 

@@ -161,6 +161,19 @@ def test_flops_by_hand():
     # per chunk: CB 2*16*3=96; per head: intra 2*16*2=64, states + C@h0 4*4*2*3=96, carry 2*2*3=12
     # -> 96 + 2*(64+96+12) = 440 per chunk, 880 in all
     assert ssd_scan_flops(1, 5, 4, 3, 2, chunk_size=4) == 880
+    # a sequence shorter than a chunk is one chunk of its own length, not padded to 16:
+    # L=3 -> Q=3: CB 2*9*3=54; per head intra 2*9*2=36, states + C@h0 4*3*2*3=72, carry 12
+    assert ssd_scan_flops(1, 3, 4, 3, 2, chunk_size=16) == 54 + 2 * (36 + 72 + 12)
+
+
+@pytest.mark.parametrize("L", [1, 2, 4, 15])
+def test_ssd_short_sequence_is_one_unpadded_chunk(L):
+    # ESH's late stages scan 1x1 to 4x4 grids; padded to 16 tokens they cost as much as L=16
+    u, delta, A, B, C, D, z = make_inputs(3, L, 8, 4, seed=L, H=2)
+    y = ssd_scan(u, delta, A, B, C, D, z, chunk_size=16)
+    torch.testing.assert_close(y, naive_ssd_scan(u, delta, A, B, C, D, z), **TOL)
+    # the same arithmetic as an explicit chunk of L tokens
+    assert torch.equal(y, ssd_scan(u, delta, A, B, C, D, z, chunk_size=L))
 
 
 @pytest.mark.parametrize("L,use_D,use_z", [(45, True, True), (48, False, False), (300, True, False)])

@@ -39,7 +39,7 @@ def single_choice(route: Route) -> Optional[str]:
 
 def taken_weight(route: Route, dtype: Optional[torch.dtype] = None) -> Optional[torch.Tensor]:
     """(..., 1) straight-through weight of each item's own choice, or None at eval."""
-    if not route.weights.requires_grad:
+    if not route.carries_gradient:
         return None
     w = route.weights.gather(-1, route.decisions.unsqueeze(-1))
     return w if dtype is None else w.to(dtype)

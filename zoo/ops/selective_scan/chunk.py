@@ -208,6 +208,13 @@ def _ssd_chunks(x, dt, A_head, Bc, Cc, h, inplace):
     return y.view(Bt, nc, H, Q, P), h
 
 
+def _chunk_len(chunk_size: int, L: int) -> int:
+    """A sequence shorter than one chunk is one chunk of its own length: padding it would cost
+    Q^2 per head in the intra-chunk product for L^2 of real work (at L=1, Q=16 the scan took as
+    long as at L=16). Sequences of at least `chunk_size` tokens keep exactly their chunking."""
+    return max(1, min(int(chunk_size), L))
+
+
 def ssd_scan(u, delta, A_head, B, C, D=None, z=None, reverse=False, head_dim=None, chunk_size=16):
     """SSD scan, chunked matmul form (see naive.naive_ssd_scan for shapes). Returns (Bt, L, Dm).
 
@@ -232,7 +239,7 @@ def ssd_scan(u, delta, A_head, B, C, D=None, z=None, reverse=False, head_dim=Non
     if P * H != Dm:
         raise ValueError(f"Dm={Dm} is not a multiple of H={H}")
     N = B.shape[-1]
-    Q = int(chunk_size)
+    Q = _chunk_len(chunk_size, L)
     pad = (-L) % Q
     nc = (L + pad) // Q
     if pad:  # padded tokens have delta=0: no decay and no input, so they change nothing
@@ -288,7 +295,7 @@ def selective_scan_flops(Bt, L, Dm, N):
 def ssd_scan_flops(Bt, L, Dm, N, H, chunk_size=16):
     """Matmul FLOPs (2 x MACs) of `ssd_scan`'s chunked form.
 
-    With Q = chunk_size, nc = ceil(L / Q) chunks (padding counts), P = Dm // H:
+    With Q = min(chunk_size, L), nc = ceil(L / Q) chunks (padding counts), P = Dm // H:
         C B^T per chunk (shared by heads)      2*Q*Q*N        * Bt*nc
         intra-chunk (CB*decay) @ (delta x)     2*Q*Q*P        * Bt*H*nc
         chunk states (x^T) @ B                 2*Q*P*N        * Bt*H*nc
@@ -296,7 +303,7 @@ def ssd_scan_flops(Bt, L, Dm, N, H, chunk_size=16):
         state carry h*decay + states           2*P*N          * Bt*H*nc
     Elementwise work (decays, masks, exp) and the skip/gate are not counted.
     """
-    Q = int(chunk_size)
+    Q = _chunk_len(chunk_size, L)
     nc = -(-L // Q)
     P = Dm // H
     return Bt * nc * (2 * Q * Q * N + H * (2 * Q * Q * P + 4 * Q * P * N + 2 * P * N))

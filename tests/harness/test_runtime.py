@@ -1,0 +1,70 @@
+"""The allocator setting: it really stops the page-fault churn, it can be turned off, and a bad
+value is one line. Each case runs in a fresh process, because mallopt is process-wide."""
+import json
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
+
+from harness_testutils import assert_one_line_error
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# the pattern the setting is for: an eval forward's activations, freed and allocated again
+CHURN = """
+import json, resource, sys
+sys.path.insert(0, {root!r})
+from harness import runtime
+settings = runtime.tune_allocator()
+import torch, zoo
+torch.set_num_threads(1)
+model = zoo.create_model("eshvision_xs_soft", num_classes=10, in_chans=1, img_size=28).eval()
+x = torch.randn(64, 1, 28, 28)
+with torch.no_grad():
+    for _ in range(2):
+        model(x)
+    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(4):
+        model(x)
+print(json.dumps(dict(faults=(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / 4, **settings)))
+"""
+
+
+def churn(allocator: str) -> dict:
+    env = dict(os.environ, ROUTING_ZOO_ALLOCATOR=allocator)
+    out = subprocess.run([sys.executable, "-c", CHURN.format(root=ROOT)], env=env, capture_output=True,
+                         text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+glibc = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
+                           reason="the setting is glibc's mallopt")
+
+
+@glibc
+def test_tuned_allocator_reuses_freed_memory_instead_of_faulting_it_in_again():
+    system, tuned = churn("system"), churn("tuned")
+    assert system["allocator"] == "system" and tuned["allocator"] == "glibc mallopt"
+    # per forward: thousands of pages faulted in again under glibc's defaults, next to none tuned
+    assert system["faults"] > 1000
+    assert tuned["faults"] < system["faults"] / 20
+
+
+def test_bad_allocator_value_is_a_one_line_error():
+    env = dict(os.environ, ROUTING_ZOO_ALLOCATOR="jemalloc")
+    proc = subprocess.run([sys.executable, "-m", "harness", "list", "dhvn_nano"], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+    assert_one_line_error(proc.returncode, proc.stderr, "ROUTING_ZOO_ALLOCATOR", "'tuned' or 'system'")
+    assert proc.stdout == ""
+
+
+def test_bench_records_the_allocator(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, "-m", "harness", "bench", "--models", "dhvn_nano", "--batch-size", "2",
+                           "--warmup", "0", "--iters", "1", "--json-out", str(out)], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    want = "glibc mallopt" if platform.libc_ver()[0] == "glibc" else "system"
+    assert json.loads(out.read_text())["results"][0]["conditions"]["allocator"] == want
