@@ -118,6 +118,8 @@ def overhead_rows(doc) -> List[dict]:
                      "Branch alone ms": ranged(r["direct_ms_median"], r.get("direct_ms")),
                      "Overhead": ranged(r["overhead"] * 100, _scaled(r.get("overhead_spread"), 100), "{:.1f}", "%"),
                      "min/min": f"{r['overhead_min_ratio'] * 100:.1f}%",
+                     # files from before the column: not counted then
+                     "Router FLOPs": f"{r['flops_overhead'] * 100:.1f}%" if "flops_overhead" in r else DASH,
                      f"≤ {r['target'] * 100:.0f}%": trusted(r["met"], r.get("load")),
                      "Load": load_cell(r.get("load"))})
     return rows

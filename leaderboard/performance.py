@@ -155,6 +155,8 @@ def _conditions(name: str, doc: dict) -> str:
     bits = [f"threads {', '.join(threads)}", f"torch {c.get('torch')}"]
     if not any("load" in r for r in rows) and "load" not in doc:
         bits.append(f"load avg {c.get('loadavg_1m')}")
+    if c.get("allocator"):
+        bits.append(f"allocator {c['allocator']}")
     if c.get("git_sha"):
         bits.append(f"git {c['git_sha']}")
     return f"- `{name}.json`: `{doc.get('command')}` ({', '.join(bits)})"
@@ -173,7 +175,9 @@ def performance_section(results_dir, write: bool = False) -> Optional[str]:
              "and report medians of the per-pair ratios, with the min–max over the rounds in brackets. Every "
              "row is measured at 1 and at 2 threads. Load: the 1-minute load average before → after the "
              "figure (it counts the benchmark's own threads) and the cores' worth of CPU other processes used "
-             f"while it ran; a figure above the run's threshold is marked {UNRELIABLE}."]
+             f"while it ran; a figure above the run's threshold is marked {UNRELIABLE}. The C allocator is "
+             "tuned as in every harness command (`harness/runtime.py`: freed activations are reused, not "
+             "faulted in again); each file's conditions say which allocator it ran with."]
     if not docs:
         parts.append(f"_No performance figures yet: run `{REGENERATE}`._")
         return "\n\n".join(parts) + "\n"
@@ -226,7 +230,9 @@ def performance_section(results_dir, write: bool = False) -> Optional[str]:
               "module called directly on the same input (`benchmarks/bench_router_overhead.py`: router, "
               "selection, gather/packing and scatter are the difference). Overhead = median over rounds of "
               "routed / direct − 1, summed over the model's routed layers; min/min compares the fastest "
-              "round of each side. Target: ≤ 5 % of layer time."]
+              "round of each side. Router FLOPs: the same ratio in counted FLOPs (the routers' own Linear "
+              "layers), the overhead's floor at equal GFLOP/s: a row whose router FLOPs exceed 5 % cannot meet "
+              "the target without a cheaper router. Target: ≤ 5 % of layer time."]
     parts.append(table(overhead_rows(docs["router_overhead"])) if "router_overhead" in docs
                  else f"_{DASH} not measured._")
     parts += _peers_parts(docs.get("peers"))

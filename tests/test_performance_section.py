@@ -60,7 +60,7 @@ def perf_tree(tmp_path):
                                               overhead_min_ratio=0.03, target=0.05, met=True),
                                          dict(family="esh", model="eshvision_xs", branch="ssm", shape="b64", layers=3,
                                               routed_ms_median=12.0, direct_ms_median=10.0, overhead=0.2,
-                                              overhead_min_ratio=0.1, target=0.05, met=False)]})
+                                              overhead_min_ratio=0.1, target=0.05, met=False, flops_overhead=0.125)]})
     return results, perf
 
 
@@ -87,9 +87,22 @@ def test_targets_met_and_missed(perf_tree):
     assert "| met" in _row(md, "gated delta rule", "20.00x")
     assert "**missed**" in _row(md, "eshvision_xs", "20.0%")
     assert "| met" in _row(md, "dhvn_nano", "conv", "4.0%")
+    # the routers' counted FLOPs share, where the file has it (the dhvn row is from before the column)
+    col = [c.strip() for c in _row(md, "Forced branch", "Router FLOPs").split("|")].index("Router FLOPs")
+    assert [c.strip() for c in _row(md, "eshvision_xs", "20.0%").split("|")][col] == "12.5%"
+    assert [c.strip() for c in _row(md, "dhvn_nano", "conv", "4.0%").split("|")][col] == "–"
     # rows in mix order: skip 25, skip 50, trained
     assert md.index("skip=0.25 (") < md.index("skip=0.5 (") < md.index("trained weights")
     assert "`python -m harness bench --models dhvn_nano` (threads 2, torch 2.x, load avg 1.0, git abc1234)" in md
+
+
+def test_conditions_name_the_allocator(perf_tree):
+    results, perf = perf_tree
+    doc = _bench("dhvn_nano", "skip=0.5", 1.5, 1.6)
+    doc["results"][0]["conditions"] = dict(COND, allocator="glibc mallopt")
+    _write(perf, "bench_dhvn_nano_skip50", doc)
+    md = performance_section(results, write=False)
+    assert "(threads 2, torch 2.x, load avg 1.0, allocator glibc mallopt, git abc1234)" in md
 
 
 def test_deterministic_and_absent(perf_tree, tmp_path):
