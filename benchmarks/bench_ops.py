@@ -243,7 +243,7 @@ def main(argv=None):
     p.add_argument("--retries", type=int, default=1, help="re-runs of a disturbed case (default 1)")
     p.add_argument("--json-out", metavar="FILE", help="also write the figures, conditions and command to FILE")
     a = p.parse_args(argv)
-    allocator = _harness_module("runtime").tune_allocator()
+    allocator = _harness_module("runtime").tune_allocator_or_exit("bench_ops")
     benchkit = _harness_module("benchkit")
     gate = benchkit.LoadGate(a.max_load, a.max_wait)
     peers = {} if a.no_peers else fla_peers()

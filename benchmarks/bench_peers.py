@@ -148,7 +148,7 @@ def main(argv=None) -> int:
                    help="where the small siblings' trained figures are read from")
     p.add_argument("--json-out", metavar="FILE", help="write the figures, conditions and command to FILE")
     a = p.parse_args(argv)
-    runtime.tune_allocator()
+    runtime.tune_allocator_or_exit("bench_peers")
     out = run(a.models, a.mixes, a.threads, a.rounds, a.warmup, a.batch_size, a.img_size,
               benchkit.LoadGate(a.max_load, a.max_wait), a.perf_dir)
     print(f"{'model':40s} {'thr':>3s} {'GFLOPs/img':>10s} {'ms (min-max)':>22s} {'img/s':>7s} {'GFLOP/s':>8s}")

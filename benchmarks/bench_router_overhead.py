@@ -42,7 +42,7 @@ sys.path.insert(0, ROOT)
 
 import zoo  # noqa: E402
 from harness.benchkit import LoadGate, conditions, spread  # noqa: E402
-from harness.runtime import tune_allocator  # noqa: E402
+from harness.runtime import tune_allocator_or_exit  # noqa: E402
 
 TARGET = 0.05
 # one small and one larger model per family: (family, model, create kwargs, input maker, branches,
@@ -197,7 +197,7 @@ def main(argv=None) -> None:
                                                                "processes to drop below --max-load (default 0)")
     p.add_argument("--json-out", metavar="FILE", help="write the figures, conditions and command to FILE")
     a = p.parse_args(argv)
-    tune_allocator()
+    tune_allocator_or_exit("bench_router_overhead")
     gate = LoadGate(a.max_load, a.max_wait)
     rows = []
     print(f"{'family':6s} {'model':20s} {'branch':12s} {'shape':18s} {'thr':>3s} {'routed ms':>10s} {'direct ms':>10s} "

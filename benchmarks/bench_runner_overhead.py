@@ -97,7 +97,7 @@ def plain_time(suite, model, warmup, iters, batch_size, seed) -> float:
 
 def main(argv=None) -> None:
     import harness  # noqa: F401  (registers datasets, wrappers, hooks)
-    from harness.runtime import tune_allocator
+    from harness.runtime import tune_allocator_or_exit
     from harness.suites import get_suite
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -108,7 +108,7 @@ def main(argv=None) -> None:
     p.add_argument("--iters", type=int, default=40)
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args(argv)
-    tune_allocator()
+    tune_allocator_or_exit("bench_runner_overhead")
     suite = get_suite(args.suite)
     r_times, p_times = [], []
     for rep in range(args.repeats):  # alternate which side goes first, so drifting load hits both

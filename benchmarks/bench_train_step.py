@@ -42,8 +42,8 @@ def main(argv=None) -> int:
     p.add_argument("--gpus", type=int, default=8, help="devices for the second epoch estimate")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
-    from harness.runtime import tune_allocator
-    tune_allocator()
+    from harness.runtime import tune_allocator_or_exit
+    tune_allocator_or_exit("bench_train_step")
 
     import torch
     import zoo

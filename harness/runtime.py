@@ -3,10 +3,11 @@
 glibc's malloc serves every block above its mmap threshold with a fresh mmap and gives freed
 memory at the top of the heap back to the kernel once it passes the trim threshold. A forward
 pass frees and reallocates the same few-MB activations over and over, so each of them is
-faulted in again, page by page: 2,900 minor page faults per forward of eshvision_xs (batch 64,
-1 thread), 14,000 per resnet18 forward (batch 8, 224 px). With both thresholds raised, freed
-blocks stay in the heap for the next allocation and the faults go to 0 (1.15-1.4x faster
-forwards, static and routed models alike: experiments/issue12_allocator.py).
+faulted in again, page by page: 7,000 minor page faults per eval forward of eshvision_xs (batch
+64, 1 thread), 15,500 per resnet18 forward (batch 8, 224 px). With both thresholds raised, freed
+blocks stay in the heap for the next allocation and the faults go to nearly 0: eval forwards are
+1.05-1.71x faster, static and routed models and timm's alike, in a process that runs one model
+(experiments/issue12_allocator.py).
 
 The cost is resident memory: the process keeps its peak heap instead of returning it. That is
 what PyTorch's CPU performance guides get by preloading jemalloc or tcmalloc; mallopt reaches
@@ -22,7 +23,7 @@ import os
 import platform
 from typing import Dict, Optional
 
-__all__ = ["tune_allocator", "allocator_settings", "ENV_VAR"]
+__all__ = ["tune_allocator", "tune_allocator_or_exit", "allocator_settings", "ENV_VAR"]
 
 ENV_VAR = "ROUTING_ZOO_ALLOCATOR"
 # glibc's mallopt parameter numbers (malloc.h)
@@ -62,6 +63,17 @@ def tune_allocator() -> Dict[str, object]:
     _applied = (dict(allocator="glibc mallopt", mmap_threshold=_MMAP_THRESHOLD, trim_threshold=_TRIM_THRESHOLD)
                 if ok else dict(allocator="glibc, partly tuned", reason="mallopt refused a setting"))
     return _applied
+
+
+def tune_allocator_or_exit(prog: str) -> Dict[str, object]:
+    """`tune_allocator` for a script's main: a bad ROUTING_ZOO_ALLOCATOR is one line and exit 2."""
+    import sys
+    from .errors import HarnessError
+    try:
+        return tune_allocator()
+    except HarnessError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def allocator_settings() -> Dict[str, object]:

@@ -170,7 +170,7 @@ def performance_section(results_dir, write: bool = False) -> Optional[str]:
     docs = load_perf(perf_dir)
     parts = ["## Performance",
              "Measured on CPU by the commands listed at the end of this section; regenerate every file with "
-             f"`{REGENERATE}` (about 6 minutes on 2 idle cores; hold the machine's CPU lock), then "
+             f"`{REGENERATE}` (about 3.5 minutes on 2 idle cores; hold the machine's CPU lock), then "
              "`python -m harness leaderboard`. Timings alternate the runs they compare step by step (A B A B …) "
              "and report medians of the per-pair ratios, with the min–max over the rounds in brackets. Every "
              "row is measured at 1 and at 2 threads. Load: the 1-minute load average before → after the "

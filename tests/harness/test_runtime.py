@@ -60,6 +60,22 @@ def test_bad_allocator_value_is_a_one_line_error():
     assert proc.stdout == ""
 
 
+@pytest.mark.parametrize("script", ["bench_router_overhead.py", "bench_ops.py", "bench_peers.py", "perf_report.py"])
+def test_benchmark_scripts_refuse_a_bad_allocator_value_in_one_line(script, tmp_path):
+    env = dict(os.environ, ROUTING_ZOO_ALLOCATOR="jemalloc")
+    args = {"perf_report.py": ["--only", "ops", "--no-leaderboard"]}.get(script, [])
+    perf = os.path.join(ROOT, "leaderboard", "perf")
+    before = {n: open(os.path.join(perf, n), "rb").read() for n in sorted(os.listdir(perf))}
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", script), *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    prog = script[:-3]
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"{prog}: error: ROUTING_ZOO_ALLOCATOR='jemalloc'"), proc.stderr
+    # nothing measured, nothing written
+    assert {n: open(os.path.join(perf, n), "rb").read() for n in sorted(os.listdir(perf))} == before
+
+
 def test_bench_records_the_allocator(tmp_path):
     out = tmp_path / "bench.json"
     proc = subprocess.run([sys.executable, "-m", "harness", "bench", "--models", "dhvn_nano", "--batch-size", "2",
