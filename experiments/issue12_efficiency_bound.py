@@ -18,7 +18,8 @@ this times four forms of the layer's mixing work, interleaved, no grad:
 
 DHVN: the layer is the whole HybridBlock (router, branches, fusion). ESH-Vision: the mixer
 (`_mix_dense` / `_mix_sparse` on the layer's captured input; the router, MLP and ACT are the
-same in both and left out).
+same in both and left out); below its table, each ESH branch alone on every patch, with its
+counted FLOPs and GFLOP/s.
 
 The harness's allocator setting applies (`harness.runtime`).
 
@@ -127,9 +128,17 @@ def measure(name: str, skip: float, rounds: int):
         for (block, _), (dense, sparse, ideal) in zip(layers, forms):
             f_dense = zoo.flops.count_call_flops(dense, model)
             f_sparse = zoo.flops.count_call_flops(sparse, model)
-            ts = interleaved({"dense": dense, "sparse": sparse, "ideal": ideal}, rounds)
+            forms = {"dense": dense, "sparse": sparse, "ideal": ideal}
+            branches = {}
+            if not name.startswith("dhvn"):
+                # each branch alone on every patch: what it costs per FLOP
+                xi, _, hw = layers[len(rows)][1]
+                n = block.norm1(xi)
+                branches = {"SSM": lambda n=n, hw=hw: block.ssm(n, hw), "attention": lambda n=n, hw=hw: block.attn(n, hw)}
+            ts = interleaved({**forms, **branches}, rounds)
             med = {k: statistics.median(v) for k, v in ts.items()}
-            rows.append(dict(layer=block.router.layer, flops_ratio=f_dense / f_sparse, **med))
+            rows.append(dict(layer=block.router.layer, flops_ratio=f_dense / f_sparse, **{k: med[k] for k in forms},
+                             branches={k: (med[k], zoo.flops.count_call_flops(f, model)) for k, f in branches.items()}))
     return rows
 
 
@@ -146,6 +155,10 @@ def report(name, skip, rows) -> None:
         print(f"  {r['layer']:22s} {r['dense']:9.2f} {r['sparse']:9.2f} {r['ideal']:9.2f} "
               f"{(f'{fr:8.2f}' if fr else '       -')} {sp:8.2f} {eff} {ix:8.2f} {ieff} "
               f"{(r['sparse'] / r['ideal'] - 1) * 100:5.1f}%")
+    for r in rows:
+        if r.get("branches"):
+            print(f"    {r['layer']:20s} on every patch: " + "; ".join(
+                f"{k} {ms:.2f} ms, {fl / 1e6:.1f} MFLOPs, {fl / ms / 1e6:.1f} GFLOP/s" for k, (ms, fl) in r["branches"].items()))
 
 
 def main() -> None:
