@@ -1,9 +1,22 @@
-"""Timing helpers the issue-12 experiment scripts share: interleaved rounds, min/median/max."""
+"""Timing helpers the issue-12 experiment scripts share: the process setup, interleaved rounds,
+min/median/max."""
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from typing import Callable, Dict, List
+
+
+def prepare(threads: int) -> str:
+    """The harness's allocator setting, `threads` torch threads and seed 0; returns the header
+    line every script prints first (threads, load average, allocator)."""
+    import torch
+    from harness import runtime
+    allocator = runtime.tune_allocator()["allocator"]
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    return f"{threads} thread(s), load average {os.getloadavg()[0]:.2f}, allocator {allocator}"
 
 
 def interleaved(forms: Dict[str, Callable[[], object]], rounds: int) -> Dict[str, List[float]]:

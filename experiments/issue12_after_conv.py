@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import zoo  # noqa: E402
-from harness import runtime  # noqa: E402
+from _timing import prepare  # noqa: E402
 
 
 def main() -> None:
@@ -30,9 +30,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rounds", type=int, default=200)
     a = p.parse_args()
-    runtime.tune_allocator()
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
+    header = prepare(a.threads)
     model = zoo.create_model("dhvn_nano", num_classes=10, in_chans=1, img_size=28).eval()
     seen = []
     block = next(b for b in model.modules() if type(b).__name__ == "HybridBlock" and b.router is not None)
@@ -53,8 +51,7 @@ def main() -> None:
                     t0 = time.perf_counter()
                     op()
                     res[f"{name} after {before}"].append((time.perf_counter() - t0) * 1e6)
-    print(f"{a.threads} thread(s), load average {os.getloadavg()[0]:.2f}, allocator "
-          f"{runtime.allocator_settings()['allocator']}; us, min / median / max over {a.rounds} rounds")
+    print(f"{header}; us, min / median / max over {a.rounds} rounds")
     for k, v in res.items():
         print(f"  {k:32s} {min(v):8.1f} {statistics.median(v):8.1f} {max(v):9.1f}")
 

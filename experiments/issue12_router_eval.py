@@ -15,8 +15,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from _timing import interleaved, min_med_max  # noqa: E402
-from harness import runtime  # noqa: E402
+from _timing import interleaved, min_med_max, prepare  # noqa: E402
 from zoo.blocks.router import Router  # noqa: E402
 from zoo.specs import RouterSpec  # noqa: E402
 
@@ -33,10 +32,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rounds", type=int, default=400)
     a = p.parse_args()
-    runtime.tune_allocator()
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
-    print(f"{a.threads} thread(s), load average {os.getloadavg()[0]:.2f}; us min/median/max")
+    print(f"{prepare(a.threads)}; us min/median/max")
     for name, router, shape in CASES:
         router.eval()
         feats = torch.randn(*shape)

@@ -13,12 +13,11 @@ import argparse
 import os
 import sys
 
-import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from _timing import interleaved, min_med_max  # noqa: E402
-from harness import runtime  # noqa: E402
+from _timing import interleaved, min_med_max, prepare  # noqa: E402
+from issue12_ssd_short import ssd_inputs  # noqa: E402
 from zoo.ops.selective_scan import ssd_scan  # noqa: E402
 
 # (Bt, L, d_inner, heads, d_state, chunk lengths): eshvision_xs's stages 0 and 1 at 28 px
@@ -32,13 +31,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rounds", type=int, default=21)
     a = p.parse_args()
-    runtime.tune_allocator()
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
-    print(f"{a.threads} thread(s), load average {os.getloadavg()[0]:.2f}; ms min/median/max")
+    print(f"{prepare(a.threads)}; ms min/median/max")
     for Bt, L, Dm, H, N, chunks in CASES:
-        u, B, C = torch.randn(Bt, L, Dm), torch.randn(Bt, L, N), torch.randn(Bt, L, N)
-        d, A, D = torch.rand(Bt, L, H) * 0.1, -torch.rand(H), torch.ones(Dm)
+        u, d, A, B, C, D = ssd_inputs(Bt, L, Dm, H, N)
         forms = {f"Q={q}": (lambda q=q: ssd_scan(u, d, A, B, C, D, chunk_size=q)) for q in chunks}
         med, cells = min_med_max(interleaved(forms, a.rounds))
         base = med[f"Q={chunks[0]}"]

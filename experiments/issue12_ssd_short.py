@@ -19,8 +19,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from _timing import interleaved, min_med_max  # noqa: E402
-from harness import runtime  # noqa: E402
+from _timing import interleaved, min_med_max, prepare  # noqa: E402
 from zoo.ops.selective_scan import ssd_scan  # noqa: E402
 
 # (Bt = 2 directions x 64 images, L, d_inner, heads): eshvision_s at 32 px, stages 1-2 (L=4, 1),
@@ -28,19 +27,21 @@ from zoo.ops.selective_scan import ssd_scan  # noqa: E402
 CASES = [(128, 1, 1024, 32), (128, 1, 512, 16), (128, 4, 512, 16), (128, 16, 512, 16)]
 
 
+def ssd_inputs(Bt: int, L: int, Dm: int, H: int, N: int):
+    """u, delta, A, B, C, D for `ssd_scan` at these sizes (small positive deltas, stable A)."""
+    u, B, C = torch.randn(Bt, L, Dm), torch.randn(Bt, L, N), torch.randn(Bt, L, N)
+    return u, torch.rand(Bt, L, H) * 0.1, -torch.rand(H), B, C, torch.ones(Dm)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rounds", type=int, default=21)
     a = p.parse_args()
-    runtime.tune_allocator()
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
-    print(f"{a.threads} thread(s), load average {os.getloadavg()[0]:.2f}; ms min/median/max")
+    print(f"{prepare(a.threads)}; ms min/median/max")
     for Bt, L, Dm, H in CASES:
-        N, pad = 16, (-L) % 16
-        u, B, C = torch.randn(Bt, L, Dm), torch.randn(Bt, L, N), torch.randn(Bt, L, N)
-        d, A, D = torch.rand(Bt, L, H) * 0.1, -torch.rand(H), torch.ones(Dm)
+        pad = (-L) % 16
+        u, d, A, B, C, D = ssd_inputs(Bt, L, Dm, H, 16)
         padded = [F.pad(t, (0, 0, 0, pad)) for t in (u, d, B, C)]
 
         def before():
