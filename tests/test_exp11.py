@@ -231,6 +231,38 @@ def test_sparse_equals_dense_forced(choice, B, mix):
     torch.testing.assert_close(sparse, dense, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("mix", ["add", "replace"])
+def test_every_token_on_softmax_runs_the_plain_causal_kernel_and_trains_like_dense(mix, monkeypatch):
+    """A routed layer whose every token chose softmax calls attention over the whole sequence
+    (no packed queries), and in sparse training its output and the router's gradient are those
+    of dense execution."""
+    import zoo.blocks.causal_attention as ca
+
+    def refuse(*a, **k):
+        raise AssertionError("packed queries used although every token asks")
+
+    x = torch.randint(0, 64, (2, 21), generator=torch.Generator().manual_seed(4))
+    results = {}
+    for mode in ("sparse", "dense"):
+        model = make(mix=mix)
+        model.train()
+        for r in model.routers:  # every token prefers softmax, by a wide margin
+            with torch.no_grad():
+                r.net[-1].bias.copy_(torch.tensor([-30.0, 30.0]))
+            r.spec = r.spec.replace(explore=0.0)
+        with routing.execution(model, mode):
+            if mode == "sparse":
+                monkeypatch.setattr(ca, "sorted_query_attention", refuse)
+            out = model(x)
+            monkeypatch.undo()
+        assert all(rec.shares()["softmax"] == 1.0 for rec in routing.trace(model))
+        out.square().mean().backward()
+        results[mode] = out.detach(), [r.net[-1].weight.grad.clone() for r in model.routers]
+    torch.testing.assert_close(results["sparse"][0], results["dense"][0], atol=1e-5, rtol=0)
+    for gs, gd in zip(results["sparse"][1], results["dense"][1]):
+        torch.testing.assert_close(gs, gd, atol=1e-6, rtol=1e-4)
+
+
 @pytest.mark.parametrize("mix", MIXES)
 def test_sparse_equals_dense_with_a_row_that_has_no_gdn_token(mix):
     model = make(mix=mix)

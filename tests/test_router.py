@@ -201,3 +201,38 @@ def test_binary_sigmoid_router_equals_the_softmax_over_zero_and_z(mode, train, s
                                         allow_unused=True)
         for gn, go in zip(grads_new, grads_old):   # sums over 120 items: compared at the tensor's scale
             assert (gn - go).abs().max() <= 1e-5 * go.abs().max()
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_eval_probabilities_are_built_when_read_and_equal_the_eager_ones(binary):
+    """At eval without a graph the probabilities wait to be read; read, they are exactly the
+    softmax the router computes in training mode, and a temperature changed after the forward
+    does not change them."""
+    import copy
+    import pickle
+
+    from zoo.blocks.router import EvalProbs
+
+    torch.manual_seed(0)
+    choices = ("a", "b") if binary else ("a", "b", "c")
+    r = Router(6, choices, "patch", RouterSpec(mode="hard", zero_init=False), binary=binary)
+    r.set_tau(0.37)
+    feats = torch.randn(4, 9, 6) * 3
+    with torch.no_grad():
+        r.eval()
+        route = r(feats)
+        assert isinstance(route._probs, EvalProbs) and route._probs is r.last._probs
+        record = copy.deepcopy(r.last)          # a model copy (EMA) carries the pending record
+        pickle.loads(pickle.dumps(r))
+        r.set_tau(2.0)                           # a schedule moves on before anyone reads them
+        lazy = route.probs
+        r.set_tau(0.37)
+        r.train()
+        eager = r(feats).probs
+    assert torch.equal(lazy, eager)
+    assert torch.equal(record.probs, eager)
+    assert route.probs is lazy                   # computed once
+    assert torch.equal(lazy.argmax(-1), route.decisions)
+    # with a graph (eval under autograd) they are computed at once, as in training
+    r.eval()
+    assert isinstance(r(feats)._probs, torch.Tensor)

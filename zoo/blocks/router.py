@@ -10,6 +10,7 @@ per-sample routing; (B, N, C) give (B, N) for patches or tokens.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional, Sequence, Union
@@ -24,12 +25,47 @@ from ..ops.gating import (
 )
 from ..specs import RouterSpec
 
-__all__ = ["Router", "Route", "RouteRecord", "LastForward", "GRANULARITIES", "EXECUTION_MODES", "routes_budget_loss"]
+__all__ = ["Router", "Route", "RouteRecord", "EvalProbs", "probabilities", "LastForward", "GRANULARITIES", "EXECUTION_MODES", "routes_budget_loss"]
 
 GRANULARITIES = ("sample", "patch", "token")
 EXECUTION_MODES = ("sparse", "dense")
 
 Policy = Union[int, Callable[["Router", torch.Size], torch.Tensor]]
+
+
+class EvalProbs:
+    """The noise-free probabilities of eval logits, computed on first read.
+
+    At eval nothing in sparse execution reads them (argmax decides), yet the 2-wide softmax
+    was half of an Exp11 token router's time. The value is the one `Router.forward` would have
+    computed then: the same ops on the same logits and temperature (the router computes
+    pending values before `set_tau` or a state-dict load changes its tau buffer)."""
+
+    def __init__(self, logits: torch.Tensor, tau: torch.Tensor, binary: bool):
+        self._logits, self._tau, self._binary = logits, tau, binary
+        self._value: Optional[torch.Tensor] = None
+
+    @property
+    def value(self) -> torch.Tensor:
+        if self._value is None:
+            self._value = probabilities(self._logits, self._tau, self._binary)
+            self._logits = self._tau = None
+        return self._value
+
+
+def probabilities(logits: torch.Tensor, tau, binary: bool) -> torch.Tensor:
+    """softmax(logits / tau); a binary router's (..., 1) logit z gives [sigmoid(-z/tau), sigmoid(z/tau)]."""
+    if binary:
+        # softmax([0, z] / tau) is [sigmoid(-z / tau), sigmoid(z / tau)]: one elementwise op
+        # instead of a cat and a 2-wide softmax (5.9x faster at (64, 49, 2)); sigmoid(-x)
+        # rather than 1 - sigmoid(x) keeps a tiny probability exact instead of cancelling
+        s = logits / tau
+        return torch.sigmoid(torch.cat([-s, s], dim=-1))
+    return torch.softmax(logits / tau, dim=-1)
+
+
+def _resolved(probs):
+    return probs.value if isinstance(probs, EvalProbs) else probs
 
 
 @dataclass
@@ -39,7 +75,13 @@ class RouteRecord:
     granularity: str
     choices: tuple
     decisions: torch.Tensor   # (B,) or (B, N) integer choice indices
-    probs: torch.Tensor       # (..., len(choices)) noise-free probabilities softmax(logits / tau)
+    # (..., len(choices)) noise-free probabilities softmax(logits / tau); at eval an
+    # `EvalProbs`, computed when read
+    _probs: Union[torch.Tensor, EvalProbs]
+
+    @property
+    def probs(self) -> torch.Tensor:
+        return _resolved(self._probs)
 
     def shares(self) -> dict:
         s = choice_shares(self.decisions, len(self.choices))
@@ -71,9 +113,14 @@ class Route:
     # forward value: one-hot (hard) or probs (soft); gradient: probs. None means the plain
     # one-hot of `decisions` with no gradient (eval, forced choices): it is built only if read
     _weights: Optional[torch.Tensor]
-    probs: torch.Tensor       # differentiable noise-free probabilities, for auxiliary losses
+    # differentiable noise-free probabilities, for auxiliary losses (an `EvalProbs` at eval)
+    _probs: Union[torch.Tensor, EvalProbs]
     sparse: bool              # True: compute each branch only for its own items
     costs: Optional[torch.Tensor] = None  # (choices,) FLOPs per item of each choice (the router's)
+
+    @property
+    def probs(self) -> torch.Tensor:
+        return _resolved(self._probs)
 
     @property
     def weights(self) -> torch.Tensor:
@@ -208,7 +255,13 @@ class Router(nn.Module):
         tau = float(tau)
         if not (tau > 0 and math.isfinite(tau)):
             raise ValueError(f"temperature tau must be a finite number > 0, got {tau}")
+        self._resolve_pending_probs()
         self.tau.fill_(tau)
+
+    def _resolve_pending_probs(self) -> None:
+        """Pending eval probabilities read the tau buffer: compute them before it changes."""
+        if self.last is not None and isinstance(self.last._probs, EvalProbs):
+            self.last._probs.value
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # a temperature <= 0 or non-finite would make every eval probability NaN; refused here,
@@ -219,6 +272,7 @@ class Router(nn.Module):
             if not (value > 0 and math.isfinite(value)):
                 raise ValueError(f"router {self.layer!r}: the state dict's {prefix}tau is {value}; a temperature "
                                  f"must be a finite number > 0")
+        self._resolve_pending_probs()
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def is_sparse(self) -> bool:
@@ -241,14 +295,20 @@ class Router(nn.Module):
         # decides which branch runs, and half precision would flip it. fp32 weights are used as
         # they are (`.float()` returns the same tensor), so fp32 numerics are unchanged.
         x = feats.float()
-        with torch.autocast(device_type=feats.device.type, enabled=False):
+        # entering a disabled-autocast context costs as much as the gate's matmul right after a
+        # large layer (cold caches), so it is entered only when autocast is on
+        off = torch.autocast(device_type=feats.device.type, enabled=False) \
+            if torch.is_autocast_enabled(feats.device.type) else contextlib.nullcontext()
+        with off:
             for layer in self.net:
                 if isinstance(layer, nn.Linear):
                     bias = None if layer.bias is None else layer.bias.float()
                     x = F.linear(x, layer.weight.float(), bias)
                 else:
                     x = layer(x)
-        return x.clamp(-self.spec.logit_clamp, self.spec.logit_clamp)
+        c = self.spec.logit_clamp
+        # in place on the fresh output when no graph records it: one small allocation less
+        return x.clamp(-c, c) if x.requires_grad else x.clamp_(-c, c)
 
     def forward(self, feats: torch.Tensor) -> Route:
         expected = 2 if self.granularity == "sample" else 3
@@ -264,14 +324,10 @@ class Router(nn.Module):
         # float(tau) is a host sync on GPU; inference only needs the division, so it keeps the
         # 0-d buffer (set_tau already refused tau <= 0). Training samples need the checked float.
         tau = float(self.tau) if self.training else self.tau
-        if self.binary:
-            # softmax([0, z] / tau) is [sigmoid(-z / tau), sigmoid(z / tau)]: one elementwise op
-            # instead of a cat and a 2-wide softmax (5.9x faster at (64, 49, 2)); sigmoid(-x)
-            # rather than 1 - sigmoid(x) keeps a tiny probability exact instead of cancelling
-            s = logits / tau
-            probs = torch.sigmoid(torch.cat([-s, s], dim=-1))
-        else:
-            probs = torch.softmax(logits / tau, dim=-1)
+        if self.training or self.spec.mode == "soft" or logits.requires_grad:
+            probs = probabilities(logits, tau, self.binary)
+        else:  # eval without a graph: built if read (a trace, ESH's ponder threshold)
+            probs = EvalProbs(logits, tau, self.binary)
         n = len(self.choices)
         if self.forced is not None:
             decisions = self._forced_decisions(logits.shape[:-1], logits.device)
@@ -291,8 +347,9 @@ class Router(nn.Module):
             # argmax of [0, z] is 1 exactly where z > 0 (a tie goes to the first choice)
             decisions = (logits[..., 0] > 0).long() if self.binary else logits.argmax(dim=-1)
             weights = None  # one-hot, built if read (dense execution, dense_mix)
-        self.last = RouteRecord(self.layer, self.granularity, self.choices,
-                                decisions.detach(), probs.detach())
+        # integer decisions never carry a graph, so they need no detach
+        self.last = RouteRecord(self.layer, self.granularity, self.choices, decisions,
+                                probs if isinstance(probs, EvalProbs) else probs.detach())
         route = Route(self.choices, decisions, weights, probs, self.is_sparse(), self.costs)
         self._graph.route = route
         return route
