@@ -100,13 +100,11 @@ class RelPosAttention(nn.Module):
         N = kv.shape[1]
         q = self._linear(xq, slice(0, self.dim)).view(B, M, self.num_heads, self.head_dim).transpose(1, 2)
         k, v = kv.view(B, N, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        bias = self.bias(hw, query_pos, xq.device).to(q.dtype)
-        if query_pos is None:
-            out = biased_attention(q, k, v, bias)
-        else:
-            # packed rows: SDPA's math path measured faster here (10.6 against 13.1 ms at
-            # B=64, 98 of 196 queries, 1 thread), where its float-mask cost is on fewer rows
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        # packed rows too: their (B, heads, M, N) bias is copied once into baddbmm's layout,
+        # which beats SDPA's float-mask path at 2 threads (1.34-1.72x at eshvision_xs's 49 and
+        # 16 patches, 1.03-1.07x at eshvision_s's) and is within 4 % of it at 1 thread
+        # (experiments/issue12_esh_small_shapes.py)
+        out = biased_attention(q, k, v, self.bias(hw, query_pos, xq.device).to(q.dtype))
         return self.proj(out.transpose(1, 2).reshape(B, M, self.dim))
 
     def flops_per_patch(self, n: int) -> int:
