@@ -25,7 +25,8 @@ from ..ops.gating import (
 )
 from ..specs import RouterSpec
 
-__all__ = ["Router", "Route", "RouteRecord", "EvalProbs", "probabilities", "LastForward", "GRANULARITIES", "EXECUTION_MODES", "routes_budget_loss"]
+__all__ = ["Router", "Route", "RouteRecord", "EvalProbs", "probabilities", "LastForward", "GRANULARITIES",
+           "EXECUTION_MODES", "routes_budget_loss"]
 
 GRANULARITIES = ("sample", "patch", "token")
 EXECUTION_MODES = ("sparse", "dense")

@@ -1,0 +1,22 @@
+"""Helpers the Exp11 tests share: a tiny model with mixed routes and its routers' decisions."""
+import torch
+
+import zoo
+from zoo import routing
+
+# small enough for many forwards; chunk 8 so sequences span several delta-rule chunks,
+# random router init so eval routes are mixed
+TINY = dict(vocab_size=64, max_seq_len=48, hidden=32, gdn=dict(num_heads=2, chunk_size=8),
+            attn=dict(num_heads=2), mlp=dict(hidden=64), router=dict(zero_init=False))
+
+
+def make(name="exp11_dynamic_tiny", seed=0, **overrides):
+    torch.manual_seed(seed)
+    return zoo.create_model(name, **{**TINY, **overrides})
+
+
+def decisions(model):
+    return [rec.decisions for rec in routing.trace(model)]
+
+
+MIXES = ["add", "replace", "hide"]
