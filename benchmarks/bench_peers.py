@@ -15,6 +15,10 @@ executed FLOPs of one forward (`zoo.flops.count_flops`, 2 x MACs, the decisions 
 take) and GFLOP/s = FLOPs / median step time.
 
 Target: each zoo model's GFLOP/s >= 0.8 x its best peer's, at every thread count and mix.
+
+`--reparam` times every entry in its deploy form: zoo models through `zoo.reparameterize_model`,
+timm peers through torch.fx's conv-BatchNorm fusion (`torch.fx.experimental.optimization.fuse`),
+so both sides fold their BatchNorms; a peer fx cannot trace is timed as it is, and its row says so.
 """
 from __future__ import annotations
 
@@ -69,11 +73,23 @@ def trained_shares(model: str, perf_dir: str):
     return text, f"trained {sibling}'s mean mix ({text})", f"{model} {sibling}-trained mix"
 
 
-def entries(models, mixes, perf_dir, size):
+def fused_peer(module):
+    """(module, True) with its conv-BatchNorm pairs folded by torch.fx, or (module, False) when fx
+    cannot trace it."""
+    from torch.fx.experimental.optimization import fuse
+    try:
+        return fuse(module), True
+    except Exception:  # a symbolic-trace failure takes many types; the row records it
+        return module, False
+
+
+def entries(models, mixes, perf_dir, size, reparam=False):
     """[(label, zoo model or None, module, policy, mix description)] in run order."""
     out = []
     for name in models:
         net = zoo.create_model(name, in_chans=3, num_classes=1000, img_size=size).eval()
+        if reparam:
+            net = zoo.reparameterize_model(net, inplace=True)
         todo = [(m, m, f"{name} {m}") for m in mixes]
         trained = trained_shares(name, perf_dir)
         if trained:
@@ -84,7 +100,12 @@ def entries(models, mixes, perf_dir, size):
             out.append((label, name, net, policy, desc))
     peers = sorted({p for name in models for p in PEERS[name]})
     for p in peers:
-        out.append((p, None, timm.create_model(p, num_classes=1000).eval(), None, "dense"))
+        peer = timm.create_model(p, num_classes=1000).eval()
+        desc = "dense"
+        if reparam:
+            peer, folded = fused_peer(peer)
+            desc = "dense, BatchNorm folded (torch.fx)" if folded else "dense (torch.fx could not trace it: not folded)"
+        out.append((p, None, peer, None, desc))
     return out
 
 
@@ -112,9 +133,9 @@ def parity(rows, models) -> list:
     return out
 
 
-def run(models, mixes, threads, rounds, warmup, batch, size, gate, perf_dir) -> dict:
+def run(models, mixes, threads, rounds, warmup, batch, size, gate, perf_dir, reparam=False) -> dict:
     x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
-    todo = entries(models, mixes, perf_dir, size)
+    todo = entries(models, mixes, perf_dir, size, reparam)
     flops = {label: executed_flops(m, x, pol) for label, _, m, pol, _ in todo}
     fns = [benchkit.step_fn(m, x, "sparse" if pol else None, pol, False) for _, _, m, pol, _ in todo]
     rows = []
@@ -146,11 +167,13 @@ def main(argv=None) -> int:
                                                                "drop below --max-load (default 0)")
     p.add_argument("--perf-dir", default=os.path.join(ROOT, "leaderboard", "perf"),
                    help="where the small siblings' trained figures are read from")
+    p.add_argument("--reparam", action="store_true", help="time every entry's deploy form, BatchNorm folded "
+                                                          "(see the module docstring)")
     p.add_argument("--json-out", metavar="FILE", help="write the figures, conditions and command to FILE")
     a = p.parse_args(argv)
     runtime.tune_allocator_or_exit("bench_peers")
     out = run(a.models, a.mixes, a.threads, a.rounds, a.warmup, a.batch_size, a.img_size,
-              benchkit.LoadGate(a.max_load, a.max_wait), a.perf_dir)
+              benchkit.LoadGate(a.max_load, a.max_wait), a.perf_dir, a.reparam)
     print(f"{'model':40s} {'thr':>3s} {'GFLOPs/img':>10s} {'ms (min-max)':>22s} {'img/s':>7s} {'GFLOP/s':>8s}")
     for r in out["rows"]:
         s = r["step_ms"]
@@ -163,7 +186,7 @@ def main(argv=None) -> int:
     if a.json_out:
         cmd = "python benchmarks/bench_peers.py " + " ".join(
             shlex.quote(t) for t in (sys.argv[1:] if argv is None else argv))
-        doc = dict(benchmark="peers", command=cmd.strip(), rounds=a.rounds, warmup=a.warmup, target=TARGET,
+        doc = dict(benchmark="peers", command=cmd.strip(), rounds=a.rounds, warmup=a.warmup, target=TARGET, reparam=a.reparam,
                    batch_size=a.batch_size, input_shape=out["input_shape"], peers=PEERS,
                    conditions=benchkit.conditions("cpu", torch.get_default_dtype()),
                    results=out["rows"], parity=out["parity"])

@@ -23,7 +23,7 @@ around it (`harness.benchkit.LoadGate`: with --max-load it waits up to --max-wai
 other processes to quiet down, and marks the row unreliable if they did not).
 
     python benchmarks/bench_router_overhead.py [--families dhvn esh exp11] [--rounds 15] [--threads 1 2]
-        [--max-load 0.5 --max-wait 60] [--json-out F]
+        [--max-load 0.5 --max-wait 60] [--reparam] [--json-out F]
 """
 from __future__ import annotations
 
@@ -125,11 +125,15 @@ def layer_pairs(family: str, model, x, branch: str):
     return pairs
 
 
-def measure(config: tuple, branch: str, rounds: int, warmup: int, threads=(None,), gate=None, seed: int = 0) -> list:
-    """One row per thread count: the routed layers against their branch alone, `rounds` rounds."""
+def measure(config: tuple, branch: str, rounds: int, warmup: int, threads=(None,), gate=None, seed: int = 0,
+            reparam: bool = False) -> list:
+    """One row per thread count: the routed layers against their branch alone, `rounds` rounds.
+    `reparam`: both sides use the deploy form (`zoo.reparameterize_model`)."""
     family, name, kwargs, make, _, shape = config
     torch.manual_seed(seed)
     model = zoo.create_model(name, **kwargs).eval()
+    if reparam:
+        model = zoo.reparameterize_model(model, inplace=True)
     x = make()
     gate = gate or LoadGate()
     rows = []
@@ -148,7 +152,7 @@ def measure(config: tuple, branch: str, rounds: int, warmup: int, threads=(None,
             (tr_all, td_all), load = gate.run(lambda: _rounds(routed_fns, direct_fns, rounds, warmup))
             ratios = [tr / td for tr, td in zip(tr_all, td_all)]
             overhead = statistics.median(ratios) - 1.0
-            rows.append(dict(family=family, model=name, branch=branch, shape=shape, layers=len(pairs),
+            rows.append(dict(family=family, model=name, branch=branch, shape=shape, layers=len(pairs), reparam=reparam,
                              threads=torch.get_num_threads(), load=load,
                              routed_ms_median=statistics.median(tr_all) * 1e3,
                              direct_ms_median=statistics.median(td_all) * 1e3,
@@ -195,6 +199,8 @@ def main(argv=None) -> None:
                                                   "timed; above it the row is marked unreliable (default: record only)")
     p.add_argument("--max-wait", type=float, default=0.0, help="seconds to wait before each row for other "
                                                                "processes to drop below --max-load (default 0)")
+    p.add_argument("--reparam", action="store_true", help="time the deploy form (zoo.reparameterize_model: "
+                                                          "BatchNorm folded into the conv before it)")
     p.add_argument("--json-out", metavar="FILE", help="write the figures, conditions and command to FILE")
     a = p.parse_args(argv)
     tune_allocator_or_exit("bench_router_overhead")
@@ -206,7 +212,7 @@ def main(argv=None) -> None:
         if config[0] not in a.families or (a.models and config[1] not in a.models):
             continue
         for branch in config[4]:
-            for r in measure(config, branch, a.rounds, a.warmup, a.threads or [None], gate):
+            for r in measure(config, branch, a.rounds, a.warmup, a.threads or [None], gate, reparam=a.reparam):
                 rows.append(r)
                 flag = {False: " UNRELIABLE", True: "", None: ""}[r["load"]["reliable"]]
                 print(f"{config[0]:6s} {r['model']:20s} {branch:12s} {r['shape']:18s} {r['threads']:3d} "
@@ -217,7 +223,7 @@ def main(argv=None) -> None:
     if a.json_out:
         cmd = "python benchmarks/bench_router_overhead.py " + " ".join(
             shlex.quote(t) for t in (sys.argv[1:] if argv is None else argv))
-        doc = dict(benchmark="router_overhead", command=cmd.strip(), rounds=a.rounds, warmup=a.warmup,
+        doc = dict(benchmark="router_overhead", command=cmd.strip(), rounds=a.rounds, warmup=a.warmup, reparam=a.reparam,
                    conditions=conditions("cpu", torch.get_default_dtype()), results=rows)
         os.makedirs(os.path.dirname(os.path.abspath(a.json_out)), exist_ok=True)
         with open(a.json_out, "w") as f:

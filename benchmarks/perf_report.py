@@ -29,6 +29,10 @@ What runs (issue 4's target configurations, issue 12's references):
   * scan and GDN speedups over their token loops and shares of the matmul roof (benchmarks/bench_ops.py);
   * router overhead (benchmarks/bench_router_overhead.py);
   * whole-model GFLOP/s against timm peers at 8x3x224x224 (benchmarks/bench_peers.py).
+
+Every job times deploy forms (`--reparam`: `zoo.reparameterize_model` folds DHVN's conv-then-BatchNorm
+pairs into the convs; the static references get the same, and the timm peers torch.fx's fusion), as a
+user serving the models would run them, and as timm's benchmark.py does with --reparam.
 """
 from __future__ import annotations
 
@@ -76,8 +80,9 @@ def jobs(threads=THREADS, max_load=MAX_LOAD, max_wait=MAX_WAIT):
     t = ["--threads", *map(str, threads)]
     gate = ["--max-load", f"{max_load:g}", "--max-wait", f"{max_wait:g}"]
     out = [("ops", "ops", [*t, "--repeats", "15", "--warmup", "2", *gate], None)]
-    out.append(("router_overhead", "overhead", [*t, "--rounds", "11", "--warmup", "1", *gate], None))
-    both = ["--execution", "both", "--static-reference"]
+    # every model in its deploy form (BatchNorm folded into the conv before it), references and peers alike
+    out.append(("router_overhead", "overhead", [*t, "--rounds", "11", "--warmup", "1", *gate, "--reparam"], None))
+    both = ["--execution", "both", "--static-reference", "--reparam"]
     for fam, (model, shape) in SMALL.items():
         for skip in (25, 50, 75):
             extra = ["--memory"] if skip == 50 else []
@@ -93,7 +98,7 @@ def jobs(threads=THREADS, max_load=MAX_LOAD, max_wait=MAX_WAIT):
                     ["bench", "--models", model, "--suite", SUITE[fam], *shape, *both,
                      "--policy", "skip=0.5", *t, *TIMING_LARGE, *gate, "--memory"], None))
     # after the trained jobs: the peers read their routing shares
-    out.append(("peers", "peers", [*t, "--rounds", "4", "--warmup", "1", *gate], None))
+    out.append(("peers", "peers", [*t, "--rounds", "4", "--warmup", "1", *gate, "--reparam"], None))
     return out
 
 

@@ -59,6 +59,9 @@ def add_parser(subparsers) -> str:
     options.add(p, "checkpoint", help="harness checkpoint (.pth) whose weights to time")
     options.add(p, "model_kwargs", help="model constructor overrides, as for `run`, e.g. depths=1,1")
     options.add(p, "device")
+    p.add_argument("--reparam", action="store_true",
+                   help="time the deploy form, zoo.reparameterize_model (BatchNorm folded into the conv "
+                        "before it; as timm's benchmark.py --reparam), for the model and its static reference")
     options.add(p, "compile", help="time torch.compile(model) (compiled in the warm-up steps, which are not "
                                    "timed; a new routing mix may recompile)")
     p.add_argument("--train", action="store_true", help="time forward + backward + SGD step")
@@ -91,6 +94,8 @@ def _validate(args) -> None:
         raise HarnessError(f"--warmup must be >= 0, got {args.warmup}")
     if args.static_reference and args.execution != "both":
         raise HarnessError("--static-reference compares against sparse and dense runs: add --execution both")
+    if getattr(args, "reparam", False) and args.train:
+        raise HarnessError("--reparam folds BatchNorm statistics for inference; it cannot be timed with --train")
 
 
 def cmd_bench(args, argv=()) -> int:
@@ -229,11 +234,16 @@ def bench_model(arch: str, suite, args, shares, model_kwargs: dict, strict: bool
         def build(name):
             return network_from_config(suite_config(name, suite, overrides, device=device)[0], name, None, device)
         reference = static_reference(arch, net, build)
+    reparam = bool(getattr(args, "reparam", False))
+    if reparam:  # after the reference took the routed model's weights, which it folds alike
+        net = zoo.reparameterize_model(net.eval(), inplace=True)
+        if reference:
+            reference = (reference[0], zoo.reparameterize_model(reference[1], inplace=True))
     base = dict(model=arch, suite=suite.name, task=task, train=bool(args.train), batch_size=args.batch_size,
                 param_count=sum(p.numel() for p in net.parameters()),
                 input_shape=list(x.shape), inputs=input_desc, checkpoint=args.checkpoint,
                 policy=args.policy if shares else None, policy_shares=policy_desc, warmup=args.warmup,
-                iters=args.iters, compile=bool(getattr(args, "compile", False)))
+                iters=args.iters, compile=bool(getattr(args, "compile", False)), reparam=reparam)
     if note:
         base["note"] = note
     if routed:

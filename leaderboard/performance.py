@@ -177,7 +177,10 @@ def performance_section(results_dir, write: bool = False) -> Optional[str]:
              "figure (it counts the benchmark's own threads) and the cores' worth of CPU other processes used "
              f"while it ran; a figure above the run's threshold is marked {UNRELIABLE}. The C allocator is "
              "tuned as in every harness command (`harness/runtime.py`: freed activations are reused, not "
-             "faulted in again); each file's conditions say which allocator it ran with."]
+             "faulted in again); each file's conditions say which allocator it ran with. A command with "
+             "`--reparam` times deploy forms: `zoo.reparameterize_model` folds each BatchNorm that follows a conv "
+             "into that conv (DHVN; the other families have none), for the routed model and its static "
+             "reference alike, and torch.fx's conv-BatchNorm fusion does the same for timm peers."]
     if not docs:
         parts.append(f"_No performance figures yet: run `{REGENERATE}`._")
         return "\n\n".join(parts) + "\n"

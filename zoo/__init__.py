@@ -6,14 +6,16 @@ which expensive branch to run, and really skip the branches they did not choose.
     zoo.list_models("dhvn_*")
     with zoo.routing.execution(model, "dense"): ...
     zoo.routing.trace(model)
+    zoo.reparameterize_model(model.eval())   # deploy: BatchNorm folded into convs
 """
 from . import routing
 from .registry import (UnknownModelError, build_model, create_model, is_model, list_models,
                        model_info, register_model, resolve_spec)
 from .specs import Spec
+from .reparameterize import reparameterize_model
 from . import models  # noqa: F401  (registers every variant, and bridges them into timm/mmengine)
 from . import flops  # noqa: F401  (zoo.flops.count_flops / flops_report: executed FLOPs)
 
 __all__ = ["create_model", "list_models", "model_info", "register_model", "resolve_spec",
-           "build_model", "is_model", "UnknownModelError", "Spec", "routing"]
+           "build_model", "is_model", "UnknownModelError", "Spec", "routing", "reparameterize_model"]
 __version__ = "0.1.0"

@@ -352,7 +352,24 @@ def test_static_reference_computes_the_full_path(model, full):
     (["--models", "dhvn_nano", "--static-reference"], ["--static-reference", "--execution both"]),
     (["--models", "dhvn_nano", "--threads", "1", "0"], ["--threads must be >= 1"]),
     (["--models", "dhvn_nano", "--max-load", "-1"], ["--max-load must be >= 0"]),
+    (["--models", "dhvn_nano", "--reparam", "--train"], ["--reparam", "cannot be timed with --train"]),
 ])
 def test_bad_trust_options_are_one_line(args, fragments, capsys):
     code, out, err = run_cli(["bench", "--warmup", "0", "--iters", "1", "--batch-size", "2", *args], capsys)
     assert_one_line_error(code, err, *fragments)
+
+
+def test_reparam_times_the_folded_model_and_reference_with_the_same_decisions_and_flops(tmp_path, capsys):
+    """--reparam folds BatchNorm into the convs of the model and of its static reference; the
+    routing mix and the FLOP counts are those of the unfolded run, and the file says it."""
+    results = {}
+    for flag in ([], ["--reparam"]):
+        out_file = tmp_path / f"b{len(flag)}.json"
+        code, _, err = run_cli(["bench", "--models", "dhvn_nano", "--batch-size", "4", "--execution", "both",
+                                "--policy", "skip=0.5", "--static-reference", "--warmup", "0", "--iters", "1",
+                                *flag, "--json-out", str(out_file)], capsys)
+        assert code == 0, err
+        results[bool(flag)] = json.loads(out_file.read_text())["results"][0]
+    plain, folded = results[False], results[True]
+    assert plain["reparam"] is False and folded["reparam"] is True
+    assert folded["routing_mix"] == plain["routing_mix"] and folded["flops"] == plain["flops"]

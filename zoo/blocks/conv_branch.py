@@ -5,6 +5,11 @@ map from running statistics, so a sample's output never depends on its batch mat
 per-sample routing needs (a gathered sub-batch must give the same result as the full one).
 GroupNorm ("group") and per-pixel LayerNorm ("layer") keep that property in training too, but
 trained clearly worse on mnist5k under the same recipe (figures in the issue 9 note).
+
+Being an affine map at eval, a BatchNorm right after a conv folds into that conv's weights and
+bias. `reparameterize()` does it in place, in timm's convention, so
+`timm.utils.reparameterize_model(model)` deploys a zoo model as it does timm's RepVGG or
+MobileOne; a folded block is for inference only.
 """
 from __future__ import annotations
 
@@ -13,10 +18,11 @@ from typing import Tuple
 
 import torch
 import torch.nn as nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..specs import ConvBranchSpec
 
-__all__ = ["group_norm", "DepthwiseSeparableBlock", "ConvBranch"]
+__all__ = ["group_norm", "fold_norm", "ConvNormAct", "DepthwiseSeparableBlock", "ConvBranch"]
 
 
 def group_norm(channels: int, groups: int) -> nn.GroupNorm:
@@ -33,6 +39,29 @@ def conv_norm(kind: str, channels: int, groups: int = 8) -> nn.Module:
         from timm.layers import LayerNorm2d
         return LayerNorm2d(channels)
     raise ValueError(f"conv norm must be 'group', 'batch' or 'layer', got {kind!r}")
+
+
+def fold_norm(conv: nn.Conv2d, norm: nn.Module) -> Tuple[nn.Module, nn.Module]:
+    """(conv, norm) with an eval BatchNorm folded into the conv (which gains a bias) and replaced
+    by Identity; any other norm depends on its input and is returned as it was."""
+    if not isinstance(norm, nn.BatchNorm2d):
+        return conv, norm
+    if conv.training or norm.training:
+        # folding freezes the running statistics; a training BN would go on updating them
+        raise RuntimeError("reparameterize folds BatchNorm's running statistics into the conv and is for "
+                           "inference: call model.eval() first")
+    return fuse_conv_bn_eval(conv, norm), nn.Identity()
+
+
+class ConvNormAct(nn.Sequential):
+    """conv, norm, activation (keys 0, 1, 2, as the nn.Sequential it replaces)."""
+
+    def __init__(self, in_chs: int, out_chs: int, kernel_size: int, norm: str, groups: int = 8):
+        super().__init__(nn.Conv2d(in_chs, out_chs, kernel_size, padding=kernel_size // 2, bias=False),
+                         conv_norm(norm, out_chs, groups), nn.ReLU(inplace=True))
+
+    def reparameterize(self) -> None:
+        self[0], self[1] = fold_norm(self[0], self[1])
 
 
 class DepthwiseSeparableBlock(nn.Module):
@@ -67,6 +96,13 @@ class DepthwiseSeparableBlock(nn.Module):
         if not isinstance(self.shortcut, nn.Identity):
             total += 2 * h * w * cin * cout
         return total, (h, w)
+
+    def reparameterize(self) -> None:
+        """Fold each BatchNorm into the conv before it (inference only; see the module docstring)."""
+        self.dw, self.norm1 = fold_norm(self.dw, self.norm1)
+        self.pw, self.norm2 = fold_norm(self.pw, self.norm2)
+        if not isinstance(self.shortcut, nn.Identity):
+            self.shortcut[1], self.shortcut[2] = fold_norm(self.shortcut[1], self.shortcut[2])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.act(self.norm1(self.dw(x)))

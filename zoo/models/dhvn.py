@@ -46,7 +46,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import DropPath
 
-from ..blocks.conv_branch import ConvBranch, DepthwiseSeparableBlock, conv_norm
+from ..blocks.conv_branch import ConvBranch, ConvNormAct, DepthwiseSeparableBlock, conv_norm
 from ..blocks.pooled_attention import PooledTransformerLayer, TransformerBranch
 from ..blocks.routed import assemble, dense_mix, gather_samples, scaled, single_choice, taken_weight
 from ..blocks.router import Route, Router, routes_budget_loss
@@ -193,11 +193,7 @@ class DecoderStage(nn.Module):
     def __init__(self, in_chs: int, skip_chs: int, out_chs: int, depth: int, spec: DHVNSpec,
                  layer: str, hw: Tuple[int, int]):
         super().__init__()
-        self.fuse = nn.Sequential(
-            nn.Conv2d(in_chs + skip_chs, out_chs, 1, bias=False),
-            conv_norm(spec.conv.norm, out_chs, spec.conv.groups),
-            nn.ReLU(inplace=True),
-        )
+        self.fuse = ConvNormAct(in_chs + skip_chs, out_chs, 1, spec.conv.norm, spec.conv.groups)
         self.block = HybridBlock(out_chs, out_chs, 1, depth, spec, layer, hw)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
@@ -214,11 +210,7 @@ class DHVN(ZooVisionModel):
         super().__init__(spec)
         # inputs must survive len(widths) halvings exactly for the skips to line up
         self.stride = 2 ** spec.num_stages
-        self.stem = nn.Sequential(
-            nn.Conv2d(spec.in_chans, spec.stem_width, 3, padding=1, bias=False),
-            conv_norm(spec.conv.norm, spec.stem_width, spec.conv.groups),
-            nn.ReLU(inplace=True),
-        )
+        self.stem = ConvNormAct(spec.in_chans, spec.stem_width, 3, spec.conv.norm, spec.conv.groups)
         chs = (spec.stem_width,) + tuple(spec.widths)
         size = [(spec.img_size >> i,) * 2 for i in range(spec.num_stages + 1)]  # encoder.i input
         self.encoder = nn.ModuleList([

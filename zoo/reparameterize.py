@@ -1,0 +1,28 @@
+"""Deploy-time re-parameterisation: fold what inference no longer needs into the weights.
+
+    model = zoo.reparameterize_model(zoo.create_model("dhvn_nano", pretrained=True).eval())
+
+Each block that can does it in its own `reparameterize()` method (timm's convention: RepVGG,
+MobileOne), today DHVN's conv-then-BatchNorm pairs (`zoo.blocks.conv_branch`). The result computes
+the same function up to float rounding, routes identically, and is for inference only. The walk is
+this module's and not `timm.utils.reparameterize_model`, because timm's also calls any child's
+`fuse` attribute, and a DHVN decoder stage's `fuse` is its skip-fusing conv, not a method.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch.nn as nn
+
+__all__ = ["reparameterize_model"]
+
+
+def reparameterize_model(model: nn.Module, inplace: bool = False) -> nn.Module:
+    """`model` (a deep copy unless `inplace`) with every block's `reparameterize()` applied.
+    Raises RuntimeError for a model in training mode that has something to fold."""
+    if not inplace:
+        model = copy.deepcopy(model)
+    # collect first: a block's reparameterize replaces its children
+    for module in [m for m in model.modules() if callable(getattr(m, "reparameterize", None))]:
+        module.reparameterize()
+    return model
