@@ -18,7 +18,8 @@ custom ops (they have no autograd formula, and the wrapper would only cost time)
 This module also teaches the counter the CPU SDPA kernel
 (`aten._scaled_dot_product_flash_attention_for_cpu`), which it otherwise counts as 0, with
 torch's own SDPA formula (QK^T and AV over the full score matrix, causal or not, as torch
-counts every SDPA kernel and as thop does).
+counts every SDPA kernel and as thop does), and `aten.mkldnn_convolution`, which the zoo's
+1x1 convs call directly at inference, with torch's own conv formula.
 """
 from __future__ import annotations
 
@@ -160,6 +161,15 @@ def _cpu_sdpa_flops(query, key, value, dropout_p=0.0, is_causal=False, *, attn_m
 _register(torch.ops.aten._scaled_dot_product_flash_attention_for_cpu, _cpu_sdpa_flops, get_raw=True)
 _register(torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward, _fc.sdpa_backward_flop,
           get_raw=True)
+
+
+def _mkldnn_conv_flops(x_shape, w_shape, bias, padding, stride, dilation, groups, *, out_shape=None,
+                       **kwargs) -> int:
+    return _fc.conv_flop_count(x_shape, w_shape, out_shape, transposed=False)
+
+
+# oneDNN's conv called directly (zoo.blocks.conv_branch.PointwiseConv2d): torch's conv formula
+_register(torch.ops.aten.mkldnn_convolution, _mkldnn_conv_flops)
 
 
 # ----------------------------------------------------------------------------- dispatch
