@@ -30,9 +30,9 @@ class PointwiseConv2d(nn.Conv2d):
 
     torch's dispatcher sends a 1x1 conv with batch < 16 at 1 thread to its native kernel
     ("THNN is faster when single-threaded"). For the channels-last maps here it is not: at
-    8 x 64 x 112² oneDNN is 2.7x faster, 2.0-2.75x over the shapes measured, with outputs equal
-    to the last bit (the issue 12 note). Everywhere else the two paths are the same kernel. With
-    a graph to record it stays an nn.Conv2d call, whose backward torch knows."""
+    8 x 64 x 112² oneDNN is 2.8x faster, 1.9-2.8x over the shapes measured, with outputs equal to
+    fp32 rounding (`experiments/issue12_pointwise_conv.py`). Everywhere else the two paths are
+    the same kernel. With a graph to record it stays an nn.Conv2d call, whose backward torch knows."""
 
     def __init__(self, in_chs: int, out_chs: int, bias: bool = False):
         super().__init__(in_chs, out_chs, 1, bias=bias)
