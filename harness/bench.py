@@ -60,8 +60,9 @@ def add_parser(subparsers) -> str:
     options.add(p, "model_kwargs", help="model constructor overrides, as for `run`, e.g. depths=1,1")
     options.add(p, "device")
     p.add_argument("--reparam", action="store_true",
-                   help="time the deploy form, zoo.reparameterize_model (BatchNorm folded into the conv "
-                        "before it; as timm's benchmark.py --reparam), for the model and its static reference")
+                   help="time the deploy form, as timm's benchmark.py --reparam: zoo.reparameterize_model (BatchNorm "
+                        "folded into the conv before it) for zoo models and their static reference, timm's "
+                        "reparameterize_model for timm:NAME")
     options.add(p, "compile", help="time torch.compile(model) (compiled in the warm-up steps, which are not "
                                    "timed; a new routing mix may recompile)")
     p.add_argument("--train", action="store_true", help="time forward + backward + SGD step")
@@ -236,7 +237,7 @@ def bench_model(arch: str, suite, args, shares, model_kwargs: dict, strict: bool
         reference = static_reference(arch, net, build)
     reparam = bool(getattr(args, "reparam", False))
     if reparam:  # after the reference took the routed model's weights, which it folds alike
-        net = zoo.reparameterize_model(net.eval(), inplace=True)
+        net = deploy_form(arch, net)
         if reference:
             reference = (reference[0], zoo.reparameterize_model(reference[1], inplace=True))
     base = dict(model=arch, suite=suite.name, task=task, train=bool(args.train), batch_size=args.batch_size,
@@ -265,6 +266,17 @@ def bench_model(arch: str, suite, args, shares, model_kwargs: dict, strict: bool
         torch.set_num_threads(threads)
         out.append(_timed_result(base, net, x, y, modes, policy, reference, args, task, device, gate, compiled))
     return out
+
+
+def deploy_form(arch: str, net):
+    """`net` re-parameterised in place for inference: the zoo's walk for zoo models, timm's own
+    `reparameterize_model` for timm:NAME (which calls its blocks' fuse / reparameterize)."""
+    import zoo
+    net.eval()
+    if arch.startswith("timm:"):
+        from timm.utils.model import reparameterize_model
+        return reparameterize_model(net, inplace=True)
+    return zoo.reparameterize_model(net, inplace=True)
 
 
 def _timed_result(base, net, x, y, modes, policy, reference, args, task, device, gate,
