@@ -26,6 +26,9 @@ def trained_like(name: str, **kw) -> nn.Module:
             m.running_var.uniform_(0.3, 3.0)
             m.weight.data.uniform_(0.5, 1.5)
             m.bias.data.normal_(0.0, 0.3)
+    for router in zoo.routing.routers(model):  # zero at init: every sample would take one choice
+        for p in router.parameters():
+            p.data.normal_(0.0, 1.0)
     return model.eval()
 
 
@@ -33,25 +36,33 @@ def batchnorms(model):
     return [n for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)]
 
 
-@pytest.mark.parametrize("name", ["dhvn_nano", "dhvn_nano_static"])
-@pytest.mark.parametrize("execution,mix", [("sparse", {"skip": 0.5}), ("dense", {"skip": 0.5}),
-                                           ("sparse", {"conv": 0.3, "transformer": 0.3, "both": 0.4})])
+@pytest.mark.parametrize("name,execution,mix", [
+    ("dhvn_nano", "sparse", {"skip": 0.5}),
+    ("dhvn_nano", "dense", {"skip": 0.5}),
+    ("dhvn_nano", "sparse", {"conv": 0.3, "transformer": 0.3, "both": 0.4}),
+    ("dhvn_nano", "sparse", "own"),   # the routers' own argmax decisions, split over the choices
+    ("dhvn_nano_static", None, None),
+])
 def test_folded_model_computes_the_same_function(name, execution, mix):
     model = trained_like(name)
     folded = zoo.reparameterize_model(model)
-    x = torch.randn(12, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    g = torch.Generator().manual_seed(1)
+    # samples of different scale and offset, so that the routers' own decisions differ between them
+    x = torch.randn(12, 1, 28, 28, generator=g) * torch.rand(12, 1, 1, 1, generator=g).mul(4) \
+        + torch.randn(12, 1, 1, 1, generator=g)
     routed = bool(zoo.routing.routers(model))
-    if not routed and (execution != "sparse" or "conv" in mix):
-        pytest.skip("a static model has one execution")
-    policy = benchkit.FrozenPolicy(benchkit.policy_for(model, mix)) if routed else None
+    assert routed == (mix is not None)
+    policy = benchkit.FrozenPolicy(benchkit.policy_for(model, mix)) if isinstance(mix, dict) else None
     outs, decisions = [], []
     for m in (model, folded):
-        with torch.no_grad(), benchkit.routing_context(m, execution if routed else None, policy):
+        with torch.no_grad(), benchkit.routing_context(m, execution, policy):
             outs.append(m(x))
         decisions.append([r.decisions for r in m.last_routes()] if routed else [])
     torch.testing.assert_close(outs[1], outs[0], rtol=1e-5, atol=1e-5)
     assert len(decisions[0]) == len(decisions[1])
     assert all(torch.equal(a, b) for a, b in zip(*decisions))
+    if mix == "own":
+        assert any(len(torch.unique(d)) > 1 for d in decisions[0])
 
 
 def test_every_conv_then_batchnorm_is_folded_and_the_original_is_untouched():
