@@ -5,8 +5,9 @@
     python experiments/issue12_before_after.py --before 3d11708 --every-reading
                                                                # every reading (1 and 2 threads, both references)
 
-fb3d438's files hold one reading per row (2 threads, against dense mode); with --every-reading
-each cell is "before -> now" for the same thread count and reference.
+fb3d438's files hold one reading per row (2 threads, against dense mode); later files hold the
+1-thread reading first, and the summary's "before" column is a file's first reading. With
+--every-reading each cell is "before -> now" for the same thread count and reference.
 """
 from __future__ import annotations
 
@@ -58,7 +59,8 @@ def main():
         print("| row | " + " | ".join(f"{t} thread{'s' if t > 1 else ''} vs {'static' if ref else 'dense'}"
                                       for t, ref in readings) + " |")
     else:
-        print("| row | before: 2 threads, vs dense | 1 thread vs dense | 1 thread vs static | "
+        # a file's first result: fb3d438's only one (2 threads), the 1-thread one in later files
+        print("| row | before: first reading, vs dense | 1 thread vs dense | 1 thread vs static | "
               "2 threads vs dense | 2 threads vs static |")
     print("|---|---|---|---|---|" + ("" if a.every_reading else "---|"))
     for path in sorted(glob.glob(os.path.join(PERF, "bench_*.json"))):
@@ -79,7 +81,7 @@ def main():
         print("| router overhead | 1 thread | 2 threads | router FLOPs |")
         print("|---|---|---|---|")
     else:
-        print("| router overhead | before (2 threads) | 1 thread | 2 threads |")
+        print("| router overhead | before: first reading | 1 thread | 2 threads |")
         print("|---|---|---|---|")
     for k in dict.fromkeys(key(r) for r in now):
         mine = [r for r in now if key(r) == k]
