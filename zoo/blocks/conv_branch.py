@@ -7,9 +7,8 @@ GroupNorm ("group") and per-pixel LayerNorm ("layer") keep that property in trai
 trained clearly worse on mnist5k under the same recipe (figures in the issue 9 note).
 
 Being an affine map at eval, a BatchNorm right after a conv folds into that conv's weights and
-bias. `reparameterize()` does it in place, in timm's convention, so
-`timm.utils.reparameterize_model(model)` deploys a zoo model as it does timm's RepVGG or
-MobileOne; a folded block is for inference only.
+bias. `reparameterize()` does it in place, in timm's convention (RepVGG, MobileOne), and
+`zoo.reparameterize_model(model)` calls it on every block; a folded block is for inference only.
 """
 from __future__ import annotations
 
@@ -80,8 +79,7 @@ class ConvNormAct(nn.Sequential):
     def __init__(self, in_chs: int, out_chs: int, kernel_size: int, norm: str, groups: int = 8):
         conv = PointwiseConv2d(in_chs, out_chs) if kernel_size == 1 else \
             nn.Conv2d(in_chs, out_chs, kernel_size, padding=kernel_size // 2, bias=False)
-        super().__init__(conv,
-                         conv_norm(norm, out_chs, groups), nn.ReLU(inplace=True))
+        super().__init__(conv, conv_norm(norm, out_chs, groups), nn.ReLU(inplace=True))
 
     def reparameterize(self) -> None:
         self[0], self[1] = fold_norm(self[0], self[1])
