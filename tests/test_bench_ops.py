@@ -1,18 +1,13 @@
 """bench_ops.py writes what the Performance section reads, plus the issue-12 fields (spread, roof share, load)."""
-import importlib.util
 import json
-import os
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchmark_scripts import load_benchmark
 
 
 def _bench_ops():
-    spec = importlib.util.spec_from_file_location("bench_ops_under_test", os.path.join(ROOT, "benchmarks", "bench_ops.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_ops")
 
 
 def test_ops_json_keeps_the_old_fields_and_renders(tmp_path):

@@ -2,18 +2,11 @@
 bad input is one line. (The timings themselves are never asserted.)"""
 from __future__ import annotations
 
-import importlib.util
-import os
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchmark_scripts import load_benchmark
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location(
-        "bench_train_step", os.path.join(ROOT, "benchmarks", "bench_train_step.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("bench_train_step")
 
 
 def test_recipe_step_and_epoch_estimate(capsys):

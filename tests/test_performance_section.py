@@ -6,16 +6,14 @@ real pipeline (bench -> JSON -> section -> leaderboard check) at a tiny shape.
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
-import os
 
 import pytest
 
+from benchmark_scripts import load_benchmark
 from leaderboard.performance import performance_section
 from leaderboard.render import check_leaderboard, write_leaderboard
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COND = {"threads": 2, "torch": "2.x", "loadavg_1m": 1.0, "git_sha": "abc1234"}
 
 
@@ -133,10 +131,7 @@ def test_real_pipeline_and_leaderboard_check(tmp_path, capsys):
     main(["bench", "--models", "exp11_dynamic_tiny", "--batch-size", "1", "--seq-len", "32", "--execution", "both",
           "--policy", "skip=0.5", "--warmup", "0", "--iters", "2", "--threads", "1",
           "--json-out", str(perf / "bench_exp11_dynamic_tiny_skip50.json")])
-    spec = importlib.util.spec_from_file_location("bench_router_overhead",
-                                                  os.path.join(ROOT, "benchmarks", "bench_router_overhead.py"))
-    overhead = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(overhead)
+    overhead = load_benchmark("bench_router_overhead")
     overhead.main(["--families", "dhvn", "--models", "dhvn_nano", "--rounds", "1", "--warmup", "0", "--threads", "1",
                    "--json-out", str(perf / "router_overhead.json")])
     doc = json.loads((perf / "router_overhead.json").read_text())
@@ -284,9 +279,7 @@ def test_peers_table(perf_tree):
 
 
 def test_perf_report_measures_every_figure_at_both_thread_counts_against_the_static_form(tmp_path):
-    spec = importlib.util.spec_from_file_location("perf_report", os.path.join(ROOT, "benchmarks", "perf_report.py"))
-    report = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(report)
+    report = load_benchmark("perf_report")
     todo = report.jobs()
     names = [j[0] for j in todo]
     assert {"ops", "router_overhead", "peers"} <= set(names)
@@ -317,9 +310,7 @@ def test_perf_report_measures_every_figure_at_both_thread_counts_against_the_sta
 def test_peers_trained_mix_is_absent_when_the_siblings_figure_was_skipped(tmp_path):
     """perf_report writes a 'not measured' trained file when a checkpoint is absent; the peers job
     after it must then leave the trained-mix row out, not fail on the empty results."""
-    spec = importlib.util.spec_from_file_location("bench_peers", os.path.join(ROOT, "benchmarks", "bench_peers.py"))
-    peers = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(peers)
+    peers = load_benchmark("bench_peers")
     (tmp_path / "bench_dhvn_nano_trained.json").write_text(json.dumps(
         {"benchmark": "bench", "skipped": "ckpt is absent", "command": "x", "results": []}))
     assert peers.trained_shares("dhvn_tiny", str(tmp_path)) is None

@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 
 import zoo
+from benchmark_scripts import load_benchmark
 from harness import benchkit
 
 KW = dict(num_classes=10, in_chans=1, img_size=28)
@@ -106,18 +107,8 @@ def test_a_training_model_is_refused():
         zoo.reparameterize_model(model)
 
 
-def _bench_script(name):
-    import importlib.util
-    import os
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", f"{name}.py")
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_router_overhead_in_deploy_form_compares_the_same_folded_layer():
-    overhead = _bench_script("bench_router_overhead")
+    overhead = load_benchmark("bench_router_overhead")
     config = next(c for c in overhead.CONFIGS if c[1] == "dhvn_nano")
     rows = overhead.measure(config, "conv", rounds=1, warmup=0, reparam=True)
     assert rows and all(r["reparam"] and r["max_abs_diff"] < 1e-5 for r in rows)
@@ -125,7 +116,7 @@ def test_router_overhead_in_deploy_form_compares_the_same_folded_layer():
 
 def test_peers_fold_their_batchnorms_alike_or_say_they_could_not():
     import timm
-    peers = _bench_script("bench_peers")
+    peers = load_benchmark("bench_peers")
     net = timm.create_model("resnet10t", num_classes=10).eval()
     folded, ok = peers.fused_peer(net)
     x = torch.randn(2, 3, 64, 64)
