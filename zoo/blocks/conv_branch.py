@@ -24,6 +24,10 @@ from ..specs import ConvBranchSpec
 __all__ = ["group_norm", "fold_norm", "PointwiseConv2d", "ConvNormAct", "DepthwiseSeparableBlock", "ConvBranch"]
 
 
+# a property of the torch build; `torch.backends.mkldnn.enabled` is a switch a user may flip at any time
+_ONEDNN_BUILT = torch.backends.mkldnn.is_available()
+
+
 class PointwiseConv2d(nn.Conv2d):
     """A 1x1 conv that at CPU fp32 inference calls oneDNN's conv kernel itself.
 
@@ -38,8 +42,7 @@ class PointwiseConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (x.device.type == "cpu" and x.dtype == torch.float32 and self.weight.dtype == torch.float32
-                and not torch.is_grad_enabled() and torch.backends.mkldnn.enabled
-                and torch.backends.mkldnn.is_available()):
+                and not torch.is_grad_enabled() and _ONEDNN_BUILT and torch.backends.mkldnn.enabled):
             return torch.mkldnn_convolution(x, self.weight, self.bias, self.padding, self.stride,
                                             self.dilation, self.groups)
         return super().forward(x)
