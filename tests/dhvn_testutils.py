@@ -2,14 +2,17 @@
 sparse == dense check."""
 import torch
 
+from learned_scalars import randomize_learned_scalars
+
 import zoo
 from zoo import routing
 
 IMG = 16  # two stages: stride 4, features at 8x8
 
 
-def make(name="dhvn_nano", seed=0, sharp_router=True, **overrides):
-    """A tiny model; `sharp_router` gives random, large router weights so routes are mixed."""
+def make(name="dhvn_nano", seed=0, sharp_router=True, scalars=True, **overrides):
+    """A tiny model; `sharp_router` gives random, large router weights so routes are mixed;
+    `scalars` perturbs what init leaves symmetric (mix_logit, norms, biases: `learned_scalars`)."""
     kw = dict(num_classes=5, in_chans=3, img_size=IMG)
     kw.update(overrides)
     torch.manual_seed(seed)
@@ -18,6 +21,8 @@ def make(name="dhvn_nano", seed=0, sharp_router=True, **overrides):
         for r in routing.routers(model):
             torch.nn.init.normal_(r.net[-1].weight, std=3.0)
             torch.nn.init.normal_(r.net[-1].bias, std=1.0)
+    if scalars:
+        randomize_learned_scalars(model, seed)
     return model.eval()
 
 

@@ -4,15 +4,18 @@ import math
 import torch
 
 import zoo
+from learned_scalars import randomize_learned_scalars
 from zoo import routing
 
 
-def tiny(name="eshvision_xs", **kw):
-    """A few-thousand-parameter ESH-Vision: 16x16x1 input, 4x4 then 2x2 patches."""
+def tiny(name="eshvision_xs", scalars=True, **kw):
+    """A few-thousand-parameter ESH-Vision: 16x16x1 input, 4x4 then 2x2 patches. `scalars`
+    perturbs what init leaves symmetric (norms, biases, halting bias: `learned_scalars`)."""
     args = dict(embed_dim=16, depths=(1, 2), num_heads=(2, 2), img_size=16)
     args.update(kw)
     torch.manual_seed(0)  # the same weights whatever ran before: tests that need mixed routes rely on it
-    return zoo.create_model(name, **args)
+    model = zoo.create_model(name, **args)
+    return randomize_learned_scalars(model) if scalars else model
 
 
 def mix_routers(model, seed=0, scale=4.0, bias=0.0):

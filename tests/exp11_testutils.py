@@ -2,6 +2,7 @@
 import torch
 
 import zoo
+from learned_scalars import randomize_learned_scalars
 from zoo import routing
 
 # small enough for many forwards; chunk 8 so sequences span several delta-rule chunks,
@@ -10,9 +11,11 @@ TINY = dict(vocab_size=64, max_seq_len=48, hidden=32, gdn=dict(num_heads=2, chun
             attn=dict(num_heads=2), mlp=dict(hidden=64), router=dict(zero_init=False))
 
 
-def make(name="exp11_dynamic_tiny", seed=0, **overrides):
+def make(name="exp11_dynamic_tiny", seed=0, scalars=True, **overrides):
+    """`scalars` perturbs what init leaves symmetric (RMSNorm weights: `learned_scalars`)."""
     torch.manual_seed(seed)
-    return zoo.create_model(name, **{**TINY, **overrides})
+    model = zoo.create_model(name, **{**TINY, **overrides})
+    return randomize_learned_scalars(model, seed) if scalars else model
 
 
 def decisions(model):
