@@ -24,6 +24,7 @@ from ..ops.gating import (
     routing_entropy, straight_through, straight_through_at,
 )
 from ..specs import RouterSpec
+from .router_state import Control
 
 __all__ = ["Router", "Route", "RouteRecord", "EvalProbs", "probabilities", "LastForward", "GRANULARITIES",
            "EXECUTION_MODES", "routes_budget_loss"]
@@ -165,6 +166,11 @@ class Router(nn.Module):
     `binary=True` gives one logit s for `choices[1]` against a fixed 0 for `choices[0]`, so
     probs[..., 1] = sigmoid(s): ESH-Vision's alpha, and argmax is "alpha > 0.5".
     """
+    # assigned, these set every thread's default; zoo.routing's contexts override them for
+    # the calling thread only (`router_state`)
+    execution = Control(None)
+    forced = Control(None)
+    cost_shift = Control(0.0)
 
     def __init__(self, in_features: int, choices: Sequence[str], granularity: str,
                  spec: RouterSpec = RouterSpec(), layer: str = "", binary: bool = False,

@@ -1,6 +1,12 @@
 """Model-wide controls over every Router of a model: find them, read their last decisions,
 set how they execute, force their choices, set their temperature. `zoo.routing` is the public
 face of these; `zoo.flops` and `zoo.budget` use them from here (below both in the import order).
+
+Thread safety: the contexts (execution, force, and `zoo.routing.budget` through `setting`) act
+on the calling thread only, so one model can serve concurrent requests, each under its own
+controls; they nest, and exiting them in any order restores the defaults. `set_tau` changes a
+weight-like buffer and is process-wide; `trace` reads the last forward of whichever thread ran
+one last (a request that needs its own records runs its forward and `trace` under one lock).
 """
 from __future__ import annotations
 
@@ -10,7 +16,9 @@ from typing import Callable, Iterator, List, Optional, Union
 import torch
 import torch.nn as nn
 
+from . import router_state
 from .router import EXECUTION_MODES, RouteRecord, Router
+from .router_state import Control
 
 __all__ = ["routers", "trace", "execution", "force", "random_policy", "set_tau", "get_tau", "summarize", "setting"]
 
@@ -35,15 +43,16 @@ def execution(model: nn.Module, mode: str) -> Iterator[nn.Module]:
 
 @contextlib.contextmanager
 def setting(rs: List[Router], attr: str, values: list) -> Iterator[None]:
-    """Set `attr` of each router to its value for the duration, then restore what it was."""
-    saved = [getattr(r, attr) for r in rs]
-    for r, v in zip(rs, values):
-        setattr(r, attr, v)
+    """Set control `attr` (execution, forced or cost_shift) of each router to its value for the
+    duration, in the calling thread only: other threads keep theirs, and contexts may nest or
+    exit out of order (`router_state`)."""
+    if not isinstance(getattr(Router, attr, None), Control):
+        raise ValueError(f"{attr!r} is not a routing control; the controls are execution, forced, cost_shift")
+    token = router_state.push(attr, dict(zip(rs, values)))
     try:
         yield
     finally:
-        for r, v in zip(rs, saved):
-            setattr(r, attr, v)
+        router_state.pop(token)
 
 
 Choice = Union[str, Callable[[Router, torch.Size], torch.Tensor]]
