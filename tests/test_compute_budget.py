@@ -35,9 +35,25 @@ def test_esh_costs_are_what_the_counter_counts_without_pondering():
     patches = {"stages.0": 49, "stages.1": 16}
     predicted = sum((float(r.costs[0]) - float(r.costs[1])) * patches[r.layer[:8]] for r in routing.routers(model))
     assert diff == pytest.approx(predicted, rel=1e-6)
-    # with ACT the attention choice also holds the ponder step it triggers: the dearer choice
-    act = zoo.create_model("eshvision_xs")
-    assert all(float(r.costs[1]) > float(r.costs[0]) for r in routing.routers(act))
+
+
+def test_esh_costs_are_what_the_counter_counts_with_pondering():
+    """The declared choice costs plus the declared ponder costs of the steps ACT took are the
+    counted FLOPs, on the shipped weights (whose halting units ponder on real digits). The
+    attention choice holds no ponder step: at 49 patches attention alone is the cheaper choice."""
+    from harness.suites.mnist5k import Mnist5k
+    model = zoo.create_model("eshvision_xs.mnist5k", pretrained=True).eval()
+    x = Mnist5k("test", limit=32).images
+    ssm = _count_forced(model, x, "ssm")
+    with routing.force(model, "attention"):
+        attention = zf.count_flops(model, x)
+        steps = model.forward_dict(x)["ponder_steps"]
+    blocks = [m for m in model.modules() if type(m).__name__ == "ESHBlock"]
+    assert sum(int(s.sum()) for s in steps) > 0, "the shipped weights should ponder on some digits"
+    predicted = sum((b.choice_costs(s.shape[1])["attention"] - b.choice_costs(s.shape[1])["ssm"]) * s.numel()
+                    + b.ponder_flops(s) for b, s in zip(blocks, steps))
+    assert attention - ssm == pytest.approx(predicted, rel=1e-6)
+    assert all(float(r.costs[1]) < float(r.costs[0]) for r in routing.routers(model))
 
 
 @pytest.mark.parametrize("mix", ["add", "replace", "hide"])
@@ -196,3 +212,14 @@ def test_a_model_without_routers_is_refused():
     with pytest.raises(ValueError, match="no routers"):
         with routing.budget(torch.nn.Linear(2, 2), 0.5, torch.randn(1, 2)):
             pass
+
+
+def test_a_training_budget_below_the_reachable_floor_is_refused_naming_the_floor():
+    from zoo.blocks.router import budget_floor
+    floor = budget_floor(routing.routers(zoo.create_model("eshvision_xs")))
+    assert 0.3 < floor < 0.6  # at 49 patches attention is the cheaper choice, at about half the SSM's cost
+    with pytest.raises(ValueError, match=rf"below what ESHVision can reach.*{floor:.3f}"):
+        zoo.create_model("eshvision_xs", router=dict(budget=floor - 0.01))
+    zoo.create_model("eshvision_xs", router=dict(budget=round(floor + 0.01, 3)))  # reachable: builds
+    with pytest.raises(ValueError, match="below what DHVN can reach"):
+        zoo.create_model("dhvn_nano", router=dict(budget=0.01))

@@ -51,7 +51,7 @@ from .blocks.router import Router
 from .blocks.gdn import ShortConv
 from .ops import counting as _counting
 
-__all__ = ["count_flops", "count_call_flops", "flops_report", "full_choice", "full_policy", "UNIT",
+__all__ = ["count_flops", "dense_flops", "count_call_flops", "flops_report", "full_choice", "full_policy", "UNIT",
            "MODULE_FLOPS"]
 
 UNIT = "FLOPs (2 x MACs)"
@@ -130,6 +130,17 @@ def _items(x: torch.Tensor) -> tuple:
     return "token", int(x.numel())
 
 
+def dense_flops(model: nn.Module, inputs: torch.Tensor, full: Optional[str] = None) -> int:
+    """FLOPs of the dense reference: dense execution, every router at its full choice (or at
+    `full`), with no budget shift. ESH's pondering follows alpha, which the inference budget knob
+    (`zoo.routing.budget`) moves; unshifted, the reference is one fixed denominator for every
+    budget (docs/DESIGN.md, "Dense reference")."""
+    rs = routing.routers(model)
+    with routing.setting(rs, "cost_shift", [0.0] * len(rs)), routing.execution(model, "dense"), \
+            routing.force(model, full or full_policy):
+        return count_flops(model, inputs)
+
+
 def flops_report(model: nn.Module, inputs: torch.Tensor, full: Optional[str] = None) -> dict:
     """Executed (hard routing, sparse execution) against dense FLOPs of one batch of `inputs`.
 
@@ -146,8 +157,7 @@ def flops_report(model: nn.Module, inputs: torch.Tensor, full: Optional[str] = N
     # dense computation; forcing a choice would replace that merge (and, in ESH, change what
     # ACT ponders), so the model's own cost is its dense reference.
     if routers and not all(r.spec.mode == "soft" for r in routers):
-        with routing.execution(model, "dense"), routing.force(model, full or full_policy):
-            dense = count_flops(model, inputs)
+        dense = dense_flops(model, inputs, full)
     else:
         dense = executed
     per, n = _items(inputs)

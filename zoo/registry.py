@@ -40,22 +40,29 @@ class UnknownModelError(KeyError):
 
 
 _STATIC_FORMS: Dict[str, str] = {}
+_STATIC_PLANS: Dict[str, Tuple[str, ...]] = {}
 
 
-def register_model(fn: Optional[Callable] = None, *, static_form: Optional[str] = None):
-    """`@register_model` or `@register_model(static_form="dhvn_nano_static")`.
+def register_model(fn: Optional[Callable] = None, *, static_form: Optional[str] = None,
+                   static_plans: Sequence[str] = ()):
+    """`@register_model` or `@register_model(static_form="dhvn_nano_static", static_plans=(...))`.
 
-    static_form names the variant a routed model is compared against: the same architecture
-    with routing fixed (always-both, soft, or the static layer plan it routes within). The
-    leaderboard reports FLOPs saved against it.
+    static_form names the variant a routed model has always been compared against: the same
+    architecture with routing fixed (always-both, soft, or the static layer plan it routes
+    within). static_plans names the registered static per-layer plans of the same network, each
+    routed layer on one fixed choice and no routers: the fixed architectures a user would pick
+    instead of routing. The leaderboard measures a routed model against the cheapest of them
+    that matches its quality (docs/DESIGN.md, "Static plans").
     """
     if fn is None:
-        return lambda f: register_model(f, static_form=static_form)
+        return lambda f: register_model(f, static_form=static_form, static_plans=static_plans)
     name = fn.__name__
     _ENTRYPOINTS[name] = fn
     _INFO_CACHE.pop(name, None)
     if static_form is not None:
         _STATIC_FORMS[name] = static_form
+    if static_plans:
+        _STATIC_PLANS[name] = tuple(static_plans)
     from . import bridges  # late import: bridges import this module
     # timm's registry lists image models; an LM there would be built by timm.create_model as if
     # it were one, so LMs are reachable through zoo and mmengine only
@@ -106,6 +113,8 @@ def build_model(model_cls, spec: Spec, pretrained: bool = False, **overrides):
     # timm's factory kwargs: parameters are created on `device` (meta too), then cast to `dtype`
     with torch.device(device) if device is not None else contextlib.nullcontext():
         model = model_cls(spec)
+    if hasattr(model, "check_budget_target"):
+        model.check_budget_target()
     if dtype is not None:
         model.to(dtype=dtype)
     if weights is not None:
@@ -199,6 +208,7 @@ def model_info(name: str) -> dict:
             name=name, family=tags["family"], task=tags["task"], routing=tags["routing"],
             tags=tags, spec=spec.to_dict(), default_input_size=cls.default_input_size(spec),
             params=sum(p.numel() for p in model.parameters()), static_form=_STATIC_FORMS.get(name),
+            static_plans=list(_STATIC_PLANS.get(name, ())),
         )
     info = _INFO_CACHE[name]
-    return {**info, "tags": dict(info["tags"]), "spec": dict(info["spec"])}
+    return {**info, "tags": dict(info["tags"]), "spec": dict(info["spec"]), "static_plans": list(info["static_plans"])}

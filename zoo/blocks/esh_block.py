@@ -9,7 +9,7 @@ images that hold SSM patches for the scan); dense execution runs both and mixes 
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -31,46 +31,85 @@ def _take(x: torch.Tensor, packed: Packed) -> torch.Tensor:
 
 
 class ESHBlock(nn.Module):
+    """One ESH-Vision block. `policy` None: routed per patch; "ssm" / "attention": a static
+    block with that branch alone and no router (a static per-layer plan; an attention block
+    lets every patch ponder, as a routed patch with alpha = 1 would)."""
+
     def __init__(self, dim: int, num_heads: int, grid: Tuple[int, int], spec, layer: str,
-                 drop_path: float = 0.0):
+                 drop_path: float = 0.0, policy: Optional[str] = None):
         super().__init__()
         # on the mixer's update and the MLP's; ACT's extra steps refine kept patches and keep theirs
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        router_spec = spec.router if spec.router.hidden else spec.router.replace(hidden=max(dim // 4, 32))
+        self.policy = policy
         self.norm1 = nn.LayerNorm(dim)
-        # full form: attention, because ACT ponders attention patches only; a dense reference
-        # forced to "ssm" would drop the ponder steps that hard routing takes
-        self.router = Router(dim, ("ssm", "attention"), "patch", router_spec, layer=layer,
-                             binary=True, extra_features=1, full="attention")
-        self.attn = RelPosAttention(dim, num_heads, grid, spec.attention.qkv_bias)
-        self.ssm = BidirectionalVSSM(dim, spec.ssm)
+        if policy is None:
+            router_spec = spec.router if spec.router.hidden else spec.router.replace(hidden=max(dim // 4, 32))
+            # full form: attention, because ACT ponders attention patches only; a dense reference
+            # forced to "ssm" would drop the ponder steps that hard routing takes
+            self.router = Router(dim, ("ssm", "attention"), "patch", router_spec, layer=layer,
+                                 binary=True, extra_features=1, full="attention")
+        else:
+            self.router = None
+        use_attn, use_ssm = policy in (None, "attention"), policy in (None, "ssm")
+        self.attn = RelPosAttention(dim, num_heads, grid, spec.attention.qkv_bias) if use_attn else None
+        self.ssm = BidirectionalVSSM(dim, spec.ssm) if use_ssm else None
         self.branch_norm = spec.branch_norm
         if spec.branch_norm:  # the seed's LN(branch(n) + n) on each branch's update
-            self.norm_attn = nn.LayerNorm(dim)
-            self.norm_ssm = nn.LayerNorm(dim)
+            self.norm_attn = nn.LayerNorm(dim) if use_attn else None
+            self.norm_ssm = nn.LayerNorm(dim) if use_ssm else None
         self.norm2 = nn.LayerNorm(dim)
         hidden = spec.mlp.hidden or int(dim * spec.mlp.ratio)
         self.mlp = SwiGLU(dim, hidden) if spec.mlp.act == "swiglu" else Mlp(dim, hidden)
-        self.act = ACTPonder(dim, spec.act) if spec.act.enabled else None
+        self.act = ACTPonder(dim, spec.act) if spec.act.enabled and use_attn else None
         self.ponder_threshold = spec.act.threshold
-        self.router.set_costs(self.choice_costs(grid[0] * grid[1]))
+        if self.router is not None:
+            n = grid[0] * grid[1]
+            self.router.set_costs(self.choice_costs(n), items=n)
 
     def choice_costs(self, n: int) -> dict:
-        """FLOPs a patch spends on each choice when the whole image (n patches) takes it.
+        """FLOPs a patch spends on each choice when the whole image (n patches) takes it, and
+        nothing else: pondering is not part of the attention choice (it happens only to attention
+        patches whose alpha passes the ponder threshold, and its cost is `ponder_costs`). In a
+        mixed image the SSM's scan and attention's keys/values still run over every patch
+        (module docstring of `zoo.models.eshvision`), so a mixed image costs more than the sum."""
+        return dict(ssm=self.ssm.flops_per_patch(n), attention=self.attn.flops_per_patch(n))
 
-        An attention patch above the ponder threshold also ponders, so the attention choice
-        includes one ACT step (the query's attention path, its new key/value row and the FFN):
-        the number of steps a fresh halting unit takes (halt bias 1: 0.73 + 0.73 > 1 - eps)."""
-        attn = self.attn.flops_per_patch(n)
-        if self.act is not None:
-            ffn = sum(2 * m.in_features * m.out_features for m in self.mlp.modules() if isinstance(m, nn.Linear))
-            attn += self.attn.flops_per_patch(n) + ffn
-        return dict(ssm=self.ssm.flops_per_patch(n), attention=attn)
+    def ponder_costs(self, n: int) -> dict:
+        """What ACT pondering executes, in FLOPs, at n patches per image. The steps run on packed
+        rows (`zoo.ops.dispatch.pack_rows`: each image's pondering patches, padded to the most in
+        any image of the step), and padding rows are computed like the others:
+
+        * `image`: once per image with a pondering patch, the first step's keys and values of
+          every patch, whose states the block has just changed;
+        * `step`: per packed row and step, its query, attention over n keys, output projection,
+          FFN and halting unit;
+        * `refresh`: per packed row of a step that another step follows, its new key/value row.
+
+        `ponder_flops` adds them up for the steps a forward took."""
+        if self.act is None:
+            return dict(image=0, step=0, refresh=0)
+        D = self.attn.dim
+        ffn = sum(2 * m.in_features * m.out_features for m in self.mlp.modules() if isinstance(m, nn.Linear))
+        kv_row = 4 * D * D
+        return dict(image=n * kv_row, step=self.attn.flops_per_patch(n) - kv_row + ffn + 2 * D, refresh=kv_row)
+
+    def ponder_flops(self, steps: torch.Tensor) -> float:
+        """FLOPs pondering executed, from the extra steps each patch took ((B, N), `ACTOutput.steps`)."""
+        costs = self.ponder_costs(steps.shape[1])
+        total = float((steps > 0).any(dim=1).sum()) * costs["image"]
+        rows = []
+        for k in range(1, int(steps.max()) + 1 if steps.numel() else 1):
+            running = (steps >= k).sum(dim=1)
+            rows.append(int((running > 0).sum()) * int(running.max()))  # images x the longest row
+        total += sum(rows) * costs["step"] + sum(rows[:-1]) * costs["refresh"]
+        return total
 
     def forward(self, x: torch.Tensor, entropy: torch.Tensor, hw: Tuple[int, int]):
-        """x (B, N, D), entropy (B, N) -> (out, route, `ACTOutput` or None without ACT);
-        alpha = route.probs[..., 1]."""
+        """x (B, N, D), entropy (B, N) -> (out, route or None for a static block, `ACTOutput` or
+        None without ACT); alpha = route.probs[..., 1]."""
         n = self.norm1(x)
+        if self.router is None:
+            return self._static(x, n, hw)
         route = self.router(torch.cat([n, entropy.unsqueeze(-1).to(n.dtype)], dim=-1))
         mixed = self._mix_sparse(x, n, route, hw) if route.sparse else self._mix_dense(x, n, route, hw)
         out = mixed + self.drop_path(self.mlp(self.norm2(mixed)))
@@ -79,6 +118,18 @@ class ESHBlock(nn.Module):
         ponder = route.mask("attention") & (route.probs[..., route.index("attention")] > self.ponder_threshold)
         res = self.act(out, ponder, _PonderStep(self, hw))
         return res.output, route, res
+
+    def _static(self, x, n, hw):
+        if self.policy == "attention":
+            update = self.attn_update(self.attn(n, hw), n)
+        else:
+            update = self.ssm_update(self.ssm(n, hw), n)
+        mixed = x + self.drop_path(update)
+        out = mixed + self.drop_path(self.mlp(self.norm2(mixed)))
+        if self.act is None:
+            return out, None, None
+        res = self.act(out, torch.ones(out.shape[:2], dtype=torch.bool, device=out.device), _PonderStep(self, hw))
+        return res.output, None, res
 
     def attn_update(self, out: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
         """What the attention branch adds to the residual, from its output for patches n."""

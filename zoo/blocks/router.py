@@ -27,7 +27,7 @@ from ..specs import RouterSpec
 from .router_state import Control
 
 __all__ = ["Router", "Route", "RouteRecord", "EvalProbs", "probabilities", "LastForward", "GRANULARITIES",
-           "EXECUTION_MODES", "routes_budget_loss"]
+           "EXECUTION_MODES", "routes_budget_loss", "budget_floor", "check_budget_target"]
 
 GRANULARITIES = ("sample", "patch", "token")
 EXECUTION_MODES = ("sparse", "dense")
@@ -149,6 +149,26 @@ class Route:
         return m
 
 
+def budget_floor(routers: Sequence["Router"]) -> float:
+    """The least expected compute share the budget objective can reach: every item of every
+    router on its cheapest choice, over every item on its dearest (`expected_compute_share`)."""
+    spent = sum(r.items * float(r.costs.min()) for r in routers)
+    full = sum(r.items * float(r.costs.max()) for r in routers)
+    return spent / full if full else 1.0
+
+
+def check_budget_target(routers: Sequence["Router"], target: Optional[float], model: str = "the model") -> None:
+    """A training budget below `budget_floor` cannot be met: the objective would push every item
+    to its cheapest choice and still pay, so it is refused (one line, naming the floor)."""
+    if target is None or not routers or any(r.costs.is_meta for r in routers):
+        return
+    floor = budget_floor(routers)
+    if float(target) < floor - 1e-9:
+        raise ValueError(f"router budget {float(target):g} is below what {model} can reach: every item on its "
+                         f"cheapest choice executes {floor:.3f} of its full routed compute; set router.budget "
+                         f">= {floor:.3f}")
+
+
 def routes_budget_loss(routes: Sequence[Route], target: float) -> torch.Tensor:
     """The compute-aware objective over the routes of one forward: (expected share of the
     full routed compute - target)^2 (`zoo.ops.gating.budget_loss`)."""
@@ -201,6 +221,7 @@ class Router(nn.Module):
         # what each choice costs, declared by the routed block (`set_costs`); derived from the
         # spec, so not part of the state dict
         self.register_buffer("costs", torch.ones(len(self.choices)), persistent=False)
+        self.items = 1  # items decided per model input (`set_costs`): weights routers in `budget_floor`
         self.execution: Optional[str] = None  # None: dense in training, sparse at eval
         self.forced: Optional[Policy] = None
         # the inference budget knob (`zoo.routing.budget`): eval decisions are
@@ -214,14 +235,17 @@ class Router(nn.Module):
         """The Route of the last forward, with its graph (None before any forward or in a copy)."""
         return getattr(self._graph, "route", None)
 
-    def set_costs(self, costs: Mapping[str, float]) -> None:
-        """FLOPs one item spends in the routed block on each choice (every choice named)."""
+    def set_costs(self, costs: Mapping[str, float], items: int = 1) -> None:
+        """FLOPs one item spends in the routed block on each choice (every choice named), and how
+        many items the router decides per model input (per image for patches; 1 per sample; the
+        routers of one LM share a sequence, so 1 serves them all)."""
         if set(costs) != set(self.choices):
             raise ValueError(f"router {self.layer!r}: costs must name exactly {self.choices}, got {sorted(costs)}")
         values = [float(costs[c]) for c in self.choices]
         if not all(math.isfinite(v) and v >= 0 for v in values) or max(values) <= 0:
             raise ValueError(f"router {self.layer!r}: costs must be finite, >= 0 and not all 0, got {values}")
         self.costs.copy_(torch.tensor(values))
+        self.items = int(items)
         if self.spec.zero_init:
             self._lean_to_cheapest()
 

@@ -12,7 +12,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from ..blocks.router import LastForward, Route, Router
+from ..blocks.router import LastForward, Route, Router, check_budget_target
 from ..specs import Spec
 
 __all__ = ["VisionSpec", "LMSpec", "ZooVisionModel", "ZooCausalLM",
@@ -105,6 +105,14 @@ class _ZooModel(nn.Module):
     def aux_losses(self) -> Dict[str, torch.Tensor]:
         """Unweighted auxiliary losses of the last forward (empty for static models)."""
         return {}
+
+    def check_budget_target(self) -> None:
+        """ValueError (one line, naming the floor) when the spec's training budget target lies
+        below the share of compute its routers can reach (`zoo.blocks.router.budget_floor`)."""
+        router_spec = getattr(self.spec, "router", None)
+        if router_spec is None or router_spec.mode == "soft":
+            return
+        check_budget_target(self._all_routers(), router_spec.budget, type(self).__name__)
 
 
 GLOBAL_POOLS = ("avg", "max", "avgmax", "")

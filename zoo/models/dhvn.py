@@ -33,13 +33,16 @@ Sparse execution (eval default) runs the conv branch only on samples that chose 
 the transformer branch only on transformer or both, gathered with index_select and written
 back with index_copy; an empty group runs nothing.
 
-`policy` makes a static model: "both" is the traditional always-both hybrid (no router);
-"conv" / "transformer" build that branch alone.
+`policy` makes a static model with no routers: "both" is the traditional always-both hybrid;
+"conv" / "transformer" build that branch alone; a tuple gives each hybrid block its own fixed
+choice (encoder blocks first, then decoder blocks, the order of `hybrid_blocks()`): a static
+per-layer plan, the fixed architecture a user would pick instead of routing (docs/DESIGN.md,
+"Static plans").
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -72,14 +75,22 @@ class DHVNSpec(VisionSpec):
     attn: AttentionSpec = AttentionSpec(head_dim=16, kv_pool=7)
     mlp: MlpSpec = MlpSpec(ratio=2.0)
     router: RouterSpec = RouterSpec(mode="hard", budget=0.5, explore=0.1)
-    policy: Optional[str] = None                 # None: routed; "conv"/"transformer"/"both": static
+    # None: routed; "conv" / "transformer" / "both": every block static on that choice; a tuple:
+    # one fixed choice per hybrid block (encoder, then decoder), a static per-layer plan
+    policy: Optional[Union[str, Tuple[str, ...]]] = None
 
     def __post_init__(self):
         super().__post_init__()
         if not self.widths or len(self.widths) != len(self.depths):
             raise ValueError(f"widths and depths need one entry per stage, got {self.widths} and {self.depths}")
-        if self.policy is not None and self.policy not in CHOICES:
-            raise ValueError(f"policy must be None or one of {CHOICES}, got {self.policy!r}")
+        if isinstance(self.policy, (tuple, list)):
+            object.__setattr__(self, "policy", tuple(self.policy))
+            blocks = 2 * len(self.widths) - 1
+            if len(self.policy) != blocks or any(p not in CHOICES for p in self.policy):
+                raise ValueError(f"a per-block policy needs {blocks} choices from {CHOICES} (encoder blocks, "
+                                 f"then decoder blocks), got {self.policy!r}")
+        elif self.policy is not None and self.policy not in CHOICES:
+            raise ValueError(f"policy must be None, one of {CHOICES} or a tuple of them, got {self.policy!r}")
         stride = 2 ** len(self.widths)
         if self.img_size % stride:
             # the skips line up only if every encoder halving is exact (forward refuses such images)
@@ -88,6 +99,10 @@ class DHVNSpec(VisionSpec):
     @property
     def num_stages(self) -> int:
         return len(self.widths)
+
+    def block_policy(self, index: int) -> Optional[str]:
+        """The fixed choice of hybrid block `index` (encoder blocks, then decoder), None if routed."""
+        return self.policy[index] if isinstance(self.policy, tuple) else self.policy
 
 
 class HybridBlock(nn.Module):
@@ -101,19 +116,19 @@ class HybridBlock(nn.Module):
     """
 
     def __init__(self, in_chs: int, out_chs: int, stride: int, depth: int, spec: DHVNSpec,
-                 layer: str, in_hw: Tuple[int, int]):
+                 layer: str, in_hw: Tuple[int, int], policy: Optional[str] = None):
         super().__init__()
-        self.policy = spec.policy
+        self.policy = policy
         self.out_chs = out_chs
         self.stride = stride
-        use_conv = spec.policy in (None, "conv", "both")
-        use_trans = spec.policy in (None, "transformer", "both")
+        use_conv = policy in (None, "conv", "both")
+        use_trans = policy in (None, "transformer", "both")
         self.conv = ConvBranch(in_chs, out_chs, stride, spec.conv) if use_conv else None
         self.trans = TransformerBranch(in_chs, out_chs, stride, depth, spec.attn, spec.mlp) if use_trans else None
-        if spec.policy in (None, "both"):
+        if policy in (None, "both"):
             self.mix_logit = nn.Parameter(torch.zeros(out_chs))
         self.fuse_norm = conv_norm(spec.conv.norm, out_chs, spec.conv.groups)
-        self.router = Router(in_chs, CHOICES, "sample", spec.router, layer) if spec.policy is None else None
+        self.router = Router(in_chs, CHOICES, "sample", spec.router, layer) if policy is None else None
         if self.router is not None:
             # what a sample spends on each choice at the model's img_size (the fusion is elementwise)
             c, t = self.conv.flops(in_hw), self.trans.flops(in_hw)
@@ -191,10 +206,10 @@ class DecoderStage(nn.Module):
     """Upsample 2x, concat the encoder skip, 1x1 fuse, hybrid block at stride 1."""
 
     def __init__(self, in_chs: int, skip_chs: int, out_chs: int, depth: int, spec: DHVNSpec,
-                 layer: str, hw: Tuple[int, int]):
+                 layer: str, hw: Tuple[int, int], policy: Optional[str] = None):
         super().__init__()
         self.fuse = ConvNormAct(in_chs + skip_chs, out_chs, 1, spec.conv.norm, spec.conv.groups)
-        self.block = HybridBlock(out_chs, out_chs, 1, depth, spec, layer, hw)
+        self.block = HybridBlock(out_chs, out_chs, 1, depth, spec, layer, hw, policy)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
@@ -214,12 +229,12 @@ class DHVN(ZooVisionModel):
         chs = (spec.stem_width,) + tuple(spec.widths)
         size = [(spec.img_size >> i,) * 2 for i in range(spec.num_stages + 1)]  # encoder.i input
         self.encoder = nn.ModuleList([
-            HybridBlock(chs[i], chs[i + 1], 2, spec.depths[i], spec, f"encoder.{i}", size[i])
+            HybridBlock(chs[i], chs[i + 1], 2, spec.depths[i], spec, f"encoder.{i}", size[i], spec.block_policy(i))
             for i in range(spec.num_stages)])
         # decoder.j climbs from the bottleneck towards widths[0]
         self.decoder = nn.ModuleList([
             DecoderStage(spec.widths[i + 1], spec.widths[i], spec.widths[i], spec.decoder_depth,
-                         spec, f"decoder.{j}", size[i + 1])
+                         spec, f"decoder.{j}", size[i + 1], spec.block_policy(spec.num_stages + j))
             for j, i in enumerate(reversed(range(spec.num_stages - 1)))])
         # the full-resolution stem, then each encoder stage (a U-Net's levels)
         self.feature_info = [dict(num_chs=spec.stem_width, reduction=1, module="stem")] + [
@@ -311,14 +326,28 @@ def _base(**kw) -> DHVNSpec:
     return DHVNSpec(stem_width=64, widths=(128, 256, 512), depths=(4, 6, 9), decoder_depth=2, **kw)
 
 
-@register_model(static_form="dhvn_nano_static")
+@register_model(static_form="dhvn_nano_static", static_plans=("dhvn_nano_ccc", "dhvn_nano_cbc", "dhvn_nano_static"))
 def dhvn_nano(pretrained=False, **kwargs):
     return build_model(DHVN, _nano(), pretrained, **kwargs)
 
 
 @register_model
 def dhvn_nano_static(pretrained=False, **kwargs):
+    """The full static plan: every block on "both" (the traditional always-both hybrid)."""
     return build_model(DHVN, _nano(policy="both"), pretrained, **kwargs)
+
+
+# Static per-layer plans of dhvn_nano (blocks encoder.0, encoder.1, decoder.0; c = conv, b = both).
+# ccc is the cheapest; cbc is the plan of the routed model's majority choices on mnist5k
+# (encoder.0 conv 100 %, encoder.1 both 70 %, decoder.0 conv 96 %, the committed records).
+@register_model
+def dhvn_nano_ccc(pretrained=False, **kwargs):
+    return build_model(DHVN, _nano(policy=("conv", "conv", "conv")), pretrained, **kwargs)
+
+
+@register_model
+def dhvn_nano_cbc(pretrained=False, **kwargs):
+    return build_model(DHVN, _nano(policy=("conv", "both", "conv")), pretrained, **kwargs)
 
 
 @register_model(static_form="dhvn_tiny_static")

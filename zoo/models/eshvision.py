@@ -46,7 +46,7 @@ with the route weights; for the same weights it equals sparse execution.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -88,9 +88,15 @@ class ESHVisionSpec(VisionSpec):
     ssm: SSMSpec = SSMSpec()
     mlp: MlpSpec = MlpSpec()
     act: ACTSpec = ACTSpec()
+    # None: routed per patch; "ssm" / "attention": every block static on that branch, with no
+    # router (a static per-layer plan, docs/DESIGN.md "Static plans"); an attention block lets
+    # every patch ponder
+    policy: Optional[str] = None
 
     def __post_init__(self):
         super().__post_init__()
+        if self.policy not in (None, "ssm", "attention"):
+            raise ValueError(f"policy must be None, 'ssm' or 'attention', got {self.policy!r}")
         if len(self.depths) != len(self.num_heads) or not self.depths:
             raise ValueError(f"depths {self.depths} and num_heads {self.num_heads} need one entry per stage")
         for i, heads in enumerate(self.num_heads):
@@ -130,7 +136,8 @@ class ESHVision(ZooVisionModel):
             if spec.pos_conv:
                 stage.pos = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
             stage.blocks = nn.ModuleList(
-                ESHBlock(dim, heads, (grid, grid), spec, layer=f"stages.{i}.blocks.{j}", drop_path=next(rates))
+                ESHBlock(dim, heads, (grid, grid), spec, layer=f"stages.{i}.blocks.{j}", drop_path=next(rates),
+                         policy=spec.policy)
                 for j in range(depth))
             self.stages.append(stage)
         self.final_grid = grid
@@ -147,7 +154,7 @@ class ESHVision(ZooVisionModel):
 
     @classmethod
     def routing_of(cls, spec: ESHVisionSpec) -> str:
-        return "patch"
+        return "patch" if spec.policy is None else "static"
 
     def pool_size(self):
         return (self.final_grid, self.final_grid)
@@ -185,8 +192,11 @@ class ESHVision(ZooVisionModel):
             seq, e = t.reshape(B, h * w, D), ent.reshape(B, h * w)
             for blk in stage.blocks:
                 seq, route, act = self.run_block(blk, seq, e, (h, w))
-                routes.append(route)
-                alphas.append(route.probs[..., route.index("attention")])
+                if route is not None:
+                    routes.append(route)
+                    alphas.append(route.probs[..., route.index("attention")])
+                else:  # a static block: alpha is its fixed choice
+                    alphas.append(seq.new_full(seq.shape[:2], float(blk.policy == "attention")))
                 priors.append(e)
                 if act is not None:
                     costs.append(act.ponder_cost.mean())
@@ -195,10 +205,10 @@ class ESHVision(ZooVisionModel):
             stage_maps.append(t.permute(0, 3, 1, 2))
         features = self.norm(t).permute(0, 3, 1, 2)
         ponder = torch.stack(costs).mean() if costs else features.new_zeros(())
-        aux = {"alpha_variance": alpha_variance_loss(alphas)}
+        aux = {"alpha_variance": alpha_variance_loss(alphas)} if routes else {}
         if costs:
             aux["ponder"] = ponder
-        if self.spec.router.budget is not None and self.spec.router.mode != "soft":
+        if routes and self.spec.router.budget is not None and self.spec.router.mode != "soft":
             aux["budget"] = routes_budget_loss(routes, self.spec.router.budget)
         self._last.aux = aux
         return dict(features=features, logits=self.forward_head(features), ponder_cost=ponder,
@@ -249,7 +259,7 @@ _MNIST = dict(img_size=28, in_chans=1, num_classes=10, mean=(0.1307,), std=(0.30
               embed_dim=32, depths=(1, 2), num_heads=(1, 2), ssm=SSMSpec(d_state=8, kind="ssd"), stem="conv")
 
 
-@register_model(static_form="eshvision_xs_soft")
+@register_model(static_form="eshvision_xs_soft", static_plans=("eshvision_xs_ssm", "eshvision_xs_attn"))
 def eshvision_xs(pretrained=False, **kwargs):
     return build_model(ESHVision, ESHVisionSpec(**_MNIST, router=RouterSpec(mode="hard", budget=0.55, explore=0.1)),
                        pretrained, **kwargs)
@@ -258,6 +268,17 @@ def eshvision_xs(pretrained=False, **kwargs):
 @register_model
 def eshvision_xs_soft(pretrained=False, **kwargs):
     return build_model(ESHVision, ESHVisionSpec(**_MNIST, router=RouterSpec(mode="soft")), pretrained, **kwargs)
+
+
+# eshvision_xs's static plans: every block on the SSM, or on attention (with ACT on every patch)
+@register_model
+def eshvision_xs_ssm(pretrained=False, **kwargs):
+    return build_model(ESHVision, ESHVisionSpec(**_MNIST, policy="ssm"), pretrained, **kwargs)
+
+
+@register_model
+def eshvision_xs_attn(pretrained=False, **kwargs):
+    return build_model(ESHVision, ESHVisionSpec(**_MNIST, policy="attention"), pretrained, **kwargs)
 
 
 @register_model(static_form="eshvision_s_soft")

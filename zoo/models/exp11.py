@@ -1,9 +1,13 @@
 """Exp11: a small causal LM that routes each token, per layer, to Gated DeltaNet or softmax attention.
 
 Every layer is pre-norm: x + mixer(RMSNorm(x)), then x + SwiGLU(RMSNorm(x)). The mixer plan is
-`spec.layers`: "gdn", "softmax" or "routed". The baseline is gdn, gdn, gdn, softmax; the dynamic
-model routes layers 1 and 2. Token embedding and LM head are tied (`tie_embeddings`). Static
-plans bracket the dynamic model (exp11_gggg_tiny, exp11_ggss_tiny, exp11_ssss_tiny).
+`spec.layers`: "gdn", "softmax", "both" (GDN + softmax summed, on every token) or "routed". The
+baseline is gdn, gdn, gdn, softmax; the dynamic model routes layers 1 and 2. Token embedding and
+LM head are tied (`tie_embeddings`). Its static plans (docs/DESIGN.md, "Static plans") fix each
+routed layer on one choice: exp11_baseline_tiny (both on gdn, the cheapest), exp11_ggbs_tiny
+(the routed model's majority choices on pydocs) and exp11_gbbs_tiny (both on softmax, which under
+mix="add" is GDN + softmax: the full plan); exp11_gggg_tiny, exp11_ggss_tiny and exp11_ssss_tiny
+are other layer plans of the same width.
 
 Routing. One zoo `Router` per routed layer (choices gdn/softmax, token granularity), all reading
 the RMS-normalised output of layer 0, so every decision is made after layer 0 (the seed's
@@ -51,7 +55,7 @@ from .base import LMSpec, ZooCausalLM
 
 __all__ = ["Exp11", "Exp11Spec"]
 
-MIXERS = ("gdn", "softmax", "routed")
+MIXERS = ("gdn", "softmax", "both", "routed")
 CHOICES = ("gdn", "softmax")
 
 
@@ -158,6 +162,20 @@ class RoutedMixer(nn.Module):
         return self.attn(x, queries=packed)
 
 
+class BothMixer(nn.Module):
+    """A static layer with GDN and causal softmax attention on every token, summed: what a
+    routed layer computes under mix="add" with every token routed to softmax (same parameter
+    names as `RoutedMixer`), as a plain layer with no router, mask or packing."""
+
+    def __init__(self, dim: int, spec: "Exp11Spec"):
+        super().__init__()
+        self.gdn = GatedDeltaNet(dim, spec.gdn)
+        self.attn = CausalSelfAttention(dim, spec.attn)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gdn(x) + self.attn(x)
+
+
 class Exp11Block(nn.Module):
     def __init__(self, kind: str, spec: Exp11Spec):
         super().__init__()
@@ -168,6 +186,8 @@ class Exp11Block(nn.Module):
             self.mixer = GatedDeltaNet(dim, spec.gdn)
         elif kind == "softmax":
             self.mixer = CausalSelfAttention(dim, spec.attn)
+        elif kind == "both":
+            self.mixer = BothMixer(dim, spec)
         else:
             self.mixer = RoutedMixer(dim, spec)
         self.norm2 = nn.RMSNorm(dim, eps=spec.norm_eps)
@@ -276,7 +296,9 @@ def exp11_baseline_tiny(pretrained=False, **kwargs):
     return build_model(Exp11, Exp11Spec(layers=_BASELINE, **_TINY), pretrained, **kwargs)
 
 
-@register_model(static_form="exp11_baseline_tiny")
+@register_model(static_form="exp11_baseline_tiny",
+                static_plans=("exp11_baseline_tiny", "exp11_ggbs_tiny", "exp11_gbbs_tiny", "exp11_gggg_tiny",
+                              "exp11_ggss_tiny", "exp11_ssss_tiny"))
 def exp11_dynamic_tiny(pretrained=False, **kwargs):
     return build_model(Exp11, Exp11Spec(layers=_DYNAMIC, **_TINY), pretrained, **kwargs)
 
@@ -296,3 +318,16 @@ def exp11_ggss_tiny(pretrained=False, **kwargs):
 @register_model
 def exp11_ssss_tiny(pretrained=False, **kwargs):
     return build_model(Exp11, Exp11Spec(layers=(S, S, S, S), **_TINY), pretrained, **kwargs)
+
+
+# the routed layers fixed on softmax ("both" under mix="add": GDN + softmax on every token), and
+# the routed model's majority plan on pydocs (layers.1 gdn 69 %, layers.2 softmax 52 %, the
+# committed records)
+@register_model
+def exp11_gbbs_tiny(pretrained=False, **kwargs):
+    return build_model(Exp11, Exp11Spec(layers=(G, "both", "both", S), **_TINY), pretrained, **kwargs)
+
+
+@register_model
+def exp11_ggbs_tiny(pretrained=False, **kwargs):
+    return build_model(Exp11, Exp11Spec(layers=(G, G, "both", S), **_TINY), pretrained, **kwargs)
