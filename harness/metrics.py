@@ -123,7 +123,7 @@ class ThroughputMetric(BaseMetric):
         # the timings mean little without the machine's load beside them (1-minute average)
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
         self.summary = {key: rate, "batch_size": self.batch_size, "threads": torch.get_num_threads(),
-                        "load_avg_1m": load,
+                        "load_avg_1m": load, "cpu_count": os.cpu_count(),
                         "device": results[0][2] if results else None,
                         "dtype": results[0][3] if results else None}
         return {key: rate}

@@ -28,10 +28,13 @@ from typing import Dict, List, Optional, Sequence
 __all__ = ["JOBS", "BUDGET_CURVES", "Step", "plan", "run_embedded"]
 
 # (suite, models): every model runs the suite's own recipe
+# each routed model beside its static plans (`zoo.model_info(name)["static_plans"]`), so the
+# leaderboard can hold it to the cheapest plan as good as it (docs/DESIGN.md, "Static plans")
 JOBS = (
-    ("mnist5k", ("dhvn_nano", "dhvn_nano_static", "eshvision_xs", "eshvision_xs_soft", "timm:resnet18")),
-    ("pydocs", ("exp11_dynamic_tiny", "exp11_baseline_tiny", "exp11_gggg_tiny", "exp11_ggss_tiny",
-                "exp11_ssss_tiny")),
+    ("mnist5k", ("dhvn_nano", "dhvn_nano_static", "dhvn_nano_ccc", "dhvn_nano_cbc",
+                 "eshvision_xs", "eshvision_xs_soft", "eshvision_xs_ssm", "eshvision_xs_attn", "timm:resnet18")),
+    ("pydocs", ("exp11_dynamic_tiny", "exp11_baseline_tiny", "exp11_ggbs_tiny", "exp11_gbbs_tiny",
+                "exp11_gggg_tiny", "exp11_ggss_tiny", "exp11_ssss_tiny")),
 )
 # routed model -> the budgets (fractions of its full form's FLOPs) its trained checkpoints are
 # evaluated at; each family's points lie inside what its routing can reach

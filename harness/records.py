@@ -95,7 +95,8 @@ def utc_now() -> str:
 def build_record(*, model: str, suite: str, seed: int, task: str, metrics: dict, routing: dict,
                  throughput: dict, params: int, train: dict, resolved_config: dict, command: List[str],
                  device: str, data: Optional[dict] = None, flops: Optional[dict] = None,
-                 static_form: Optional[str] = None, budget: Optional[dict] = None) -> dict:
+                 static_form: Optional[str] = None, budget: Optional[dict] = None,
+                 family: Optional[str] = None, static_plans: Optional[List[str]] = None) -> dict:
     record = dict(
         model=model, suite=suite, seed=int(seed), task=task, metrics=metrics, routing=routing,
         throughput=throughput,
@@ -104,8 +105,12 @@ def build_record(*, model: str, suite: str, seed: int, task: str, metrics: dict,
         config=dict(resolved=resolved_config, sha256=config_sha256(resolved_config)),
         env=env_info(device), data=data or {}, command=list(command), created=utc_now(),
     )
+    if family is not None:
+        record["family"] = family  # zoo.model_info's family ("timm" for timm peers)
     if static_form is not None:
         record["static_form"] = static_form  # the routed model's static comparator (zoo.model_info)
+    if static_plans:
+        record["static_plans"] = list(static_plans)  # its static per-layer plans (zoo.model_info)
     if budget is not None:
         record["budget"] = budget  # evaluated under zoo.routing.budget(target): a point of a budget curve
     return record

@@ -303,7 +303,7 @@ def _run_locked(plan, cfg, suite, model, seed, opts, command, device):
             train.update(eval_only=True, checkpoint=opts.checkpoint)
         params = sum(p.numel() for p in net_model.net.parameters())
         common = dict(model=model, suite=suite.name, seed=seed, task=suite.task, params=params, train=train,
-                      resolved_config=resolved, command=command, device=device, static_form=_static_form(model))
+                      resolved_config=resolved, command=command, device=device, **_zoo_info(model))
         if not opts.budgets:
             return [build_record(**common, **_evaluate(runner, cfg, suite))]
         import zoo
@@ -323,11 +323,13 @@ def _run_locked(plan, cfg, suite, model, seed, opts, command, device):
         runner.visualizer.close()
 
 
-def _static_form(model: str) -> Optional[str]:
+def _zoo_info(model: str) -> dict:
+    """The record's family, static form and static plans (zoo.model_info)."""
     if model.startswith(TIMM_PREFIX):
-        return None
+        return dict(family="timm")
     import zoo
-    return zoo.model_info(model).get("static_form")
+    info = zoo.model_info(model)
+    return dict(family=info["family"], static_form=info.get("static_form"), static_plans=info.get("static_plans"))
 
 
 def _evaluate(runner, cfg: Config, suite: Suite) -> dict:

@@ -23,6 +23,7 @@ from typing import Dict, List, Optional, Tuple
 
 import pandas as pd
 
+from .static_plans import best_static_plan, with_static_plan_savings
 from .store import read_records
 
 __all__ = ["TaskSpec", "TASK_SPECS", "Stat", "ModelRow", "SuiteTable", "BudgetPoint", "BudgetCurve",
@@ -36,14 +37,17 @@ class TaskSpec:
     higher_is_better: bool        # direction of the primary metric
     throughput_key: str           # key in the record's `throughput`
     flops_key: str = "executed_gflops"   # key in the record's `flops`: per image, or per token
+    quality: str = ""             # the metric static plans are held to (same direction as the primary)
+    quality_name: str = ""
 
 
 TASK_SPECS = {
-    "image-classification": TaskSpec("image-classification", ("top1",), True, "samples_per_s"),
+    "image-classification": TaskSpec("image-classification", ("top1",), True, "samples_per_s",
+                                     quality="top1", quality_name="top-1"),
     # LM records hold per-sequence and per-token FLOPs; the board shows per token, so models
     # evaluated at different sequence lengths stay comparable
     "causal-lm": TaskSpec("causal-lm", ("perplexity", "bits_per_byte"), False, "tokens_per_s",
-                          "executed_gflops_per_token"),
+                          "executed_gflops_per_token", quality="bits_per_byte", quality_name="bits/byte"),
 }
 _ALL_METRICS = sorted({m for spec in TASK_SPECS.values() for m in spec.metrics})
 
@@ -68,7 +72,12 @@ class ModelRow:
     routing: Optional[Dict[str, Dict[str, float]]]  # None: not recorded; {}: static
     commands: Tuple[Tuple[int, Optional[Tuple[str, ...]]], ...]  # (seed, argv), seed order
     static_form: Optional[str] = None          # the routed model's static comparator, as recorded
-    saved_vs_static: Optional[float] = None    # 1 - executed / the static form's executed (same table)
+    static_plans: Tuple[str, ...] = ()         # the routed model's static plans, as recorded
+    plans_on_board: Tuple[str, ...] = ()       # those of them with rows on this board
+    best_static: Optional[str] = None          # the cheapest plan as good as this row (static_plans.py)
+    saved_vs_best_static: Optional[float] = None  # 1 - executed / best_static's executed
+    max_load: Optional[float] = None           # the highest 1-minute load average of its throughput runs
+    loaded: bool = False                       # some seed's throughput ran with load above the core count
 
 
 @dataclass(frozen=True)
@@ -78,6 +87,8 @@ class BudgetPoint:
     metric: Stat                  # the primary metric over seeds
     executed_gflops: Optional[float]
     flops_saved: Optional[float]  # against the full form (dense reference), mean over seeds
+    best_static: Optional[str] = None            # the cheapest static plan as good as this point
+    saved_vs_best_static: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -179,40 +190,66 @@ def summarize(records: List[dict]) -> Tuple[List[SuiteTable], List[str]]:
                 routing=_mean_routing(recs),
                 commands=tuple((int(r["seed"]), _argv(r.get("command"))) for r in recs),
                 static_form=next((r["static_form"] for r in recs if isinstance(r.get("static_form"), str)), None),
+                static_plans=_static_plans(recs),
+                max_load=_max_load(recs), loaded=_loaded(recs),
             ))
-        rows = _with_saved_vs_static(rows)
+        rows = with_static_plan_savings(rows, spec)
         rows.sort(key=lambda row: _rank_key(row, spec))
         all_recs = [kept[i][1] for i in whole["index"]]
-        curves = _curves(budgeted[(budgeted["suite"] == suite) & (budgeted["task"] == task)], spec)
+        curves = _curves(budgeted[(budgeted["suite"] == suite) & (budgeted["task"] == task)], spec, rows)
         tables.append(SuiteTable(suite, spec, tuple(rows), _conditions(all_recs), curves))
     return tables, problems
 
 
-def _with_saved_vs_static(rows: List[ModelRow]) -> List[ModelRow]:
-    """FLOPs saved against the static form's own executed FLOPs, where both are on the board."""
-    import dataclasses
-    by_name = {r.model: r for r in rows}
+def _static_plans(recs: List[dict]) -> Tuple[str, ...]:
+    for r in recs:
+        plans = r.get("static_plans")
+        if isinstance(plans, list) and all(isinstance(p, str) for p in plans):
+            return tuple(plans)
+    return ()
+
+
+def _loads(recs: List[dict]) -> List[Tuple[float, float]]:
+    """(1-minute load average, cores) of each record's throughput run, where recorded."""
     out = []
-    for r in rows:
-        static = by_name.get(r.static_form) if r.static_form else None
-        saved = None
-        if static is not None and r.executed_gflops and static.executed_gflops:
-            saved = 1.0 - r.executed_gflops / static.executed_gflops
-        out.append(dataclasses.replace(r, saved_vs_static=saved))
+    for r in recs:
+        load = _number(_get(r, "throughput", "load_avg_1m"))
+        cores = _number(_get(r, "throughput", "cpu_count"))
+        if not math.isnan(load):
+            out.append((load, 2.0 if math.isnan(cores) else cores))  # records before cpu_count: 2-core runs
     return out
 
 
-def _curves(frame: pd.DataFrame, spec: "TaskSpec") -> Tuple[BudgetCurve, ...]:
+def _max_load(recs: List[dict]) -> Optional[float]:
+    loads = _loads(recs)
+    return max(l for l, _ in loads) if loads else None
+
+
+def _loaded(recs: List[dict]) -> bool:
+    """A throughput measured while more threads wanted the CPU than it has cores is indicative only."""
+    return any(load > cores for load, cores in _loads(recs))
+
+
+def _curves(frame: pd.DataFrame, spec: "TaskSpec", rows: List[ModelRow]) -> Tuple[BudgetCurve, ...]:
     metric = f"m.{spec.metrics[0]}"
     curves = []
+    by_name = {r.model: r for r in rows}
     for model, model_frame in frame.groupby("model", sort=True):
+        owner = by_name.get(model)
+        plans = [by_name[p] for p in (owner.static_plans if owner else ()) if p in by_name]
         points = []
         for target, f in model_frame.groupby("budget", sort=True):
             values = f[metric].dropna()
             stat = _stat(values.mean() if len(values) else None,
                          values.std(ddof=1) if len(values) >= 2 else None, len(values), len(f))
+            gflops = _opt(f["executed_gflops"].mean())
+            q = f[f"m.{spec.quality}"].dropna()
+            best = best_static_plan(q.mean() if len(q) else None, float(q.std(ddof=1)) if len(q) >= 2 else 0.0,
+                                    plans, spec)
             points.append(BudgetPoint(float(target), tuple(int(x) for x in f["seed"]), stat,
-                                      _opt(f["executed_gflops"].mean()), _opt(f["flops_saved"].mean())))
+                                      gflops, _opt(f["flops_saved"].mean()),
+                                      best_static=best[0] if best else None,
+                                      saved_vs_best_static=1.0 - gflops / best[1] if best and gflops else None))
         curves.append(BudgetCurve(model, tuple(points)))
     return tuple(curves)
 

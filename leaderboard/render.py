@@ -16,11 +16,13 @@ from typing import List, Optional, Sequence, Tuple
 from tabulate import tabulate
 
 from .aggregate import ModelRow, Stat, SuiteTable, TaskSpec, load_results, summarize
+from .static_plans import verdicts
 
 __all__ = ["build_leaderboard", "write_leaderboard", "check_leaderboard", "EXTRA_BEGIN",
            "EXTRA_END"]
 
 DASH = "–"   # "not measured": shown instead of ever inventing a value
+LOADED = "†"  # a throughput measured under load
 GENERATOR = "python -m harness leaderboard"
 EXTRA_BEGIN = ("<!-- extra-sections:begin (Performance, figures: "
                "build_leaderboard(extra_sections=...)) -->")
@@ -130,16 +132,28 @@ def _render_table(table: SuiteTable, show_task: bool) -> str:
     caption = f"Task: {spec.name}. Ranked by {primary}; ties by model name."
     headers = (["Model"] + [_METRICS[m][0] for m in spec.metrics]
                + ["Params", _THROUGHPUT_HEADER[spec.throughput_key], _FLOPS_HEADER[spec.flops_key],
-                  "Saved vs static", "Saved vs always-both", "Routing mix"])
+                  "Saved vs best static plan", "Saved vs dense reference", "Routing mix"])
     body = [_row_cells(row, spec) for row in table.rows]
     align = ["left"] + ["right"] * (len(headers) - 2) + ["left"]
     grid = tabulate(body, headers=headers, tablefmt="pipe", disable_numparse=True,
                     colalign=align)
-    saved = ("Saved vs static: 1 - executed / executed of the model's static form (`static_form` in "
-             "its records: always-both, soft, or the static layer plan) on this board. Saved vs "
-             "always-both: 1 - executed / dense FLOPs of the same weights with every branch run for "
-             "every item (the full form).")
-    parts = [title, caption, _conditions_line(table), grid, saved, _commands(table.rows)]
+    saved = ("Saved vs best static plan: 1 - executed / executed FLOPs of the cheapest of the routed "
+             "model's static plans on this board (the same network, each routed layer on one fixed "
+             "choice, no routers, trained under the same recipe) whose mean "
+             f"{spec.quality_name} is within one seed std of the routed model's, or better; negative "
+             "when routing costs more; \"none as good\" when no trained plan reaches its quality. "
+             "Saved vs dense reference: 1 - executed / FLOPs of the same weights with every branch "
+             "run for every item (dense execution, every router on its full choice, no budget shift): "
+             "a reference nobody would deploy, shown for scale.")
+    parts = [title, caption, _conditions_line(table), grid, saved]
+    lines = verdicts(table.rows, spec, lambda r: _stat_cell(r.metrics[spec.quality], _METRICS[spec.quality][1]))
+    if lines:
+        parts.append("Routing against its static plans:\n\n" + "\n".join(lines))
+    if any(r.loaded for r in table.rows):
+        parts.append(f"{LOADED} Throughput measured while the 1-minute load average exceeded the machine's "
+                     "core count (other processes wanted the CPU): indicative only. Highest load: "
+                     + ", ".join(f"`{r.model}` {r.max_load:.2f}" for r in table.rows if r.loaded) + ".")
+    parts.append(_commands(table.rows))
     if table.curves:
         parts.append(_curves(table))
     return "\n\n".join(parts)
@@ -150,20 +164,25 @@ def _curves(table: SuiteTable) -> str:
     under `zoo.routing.budget` at several fractions of its full form's FLOPs."""
     spec = table.task
     metric = spec.metrics[0]
-    headers = ["Model", "Budget", _METRICS[metric][0], _FLOPS_HEADER[spec.flops_key], "Saved vs always-both"]
+    headers = ["Model", "Budget", _METRICS[metric][0], _FLOPS_HEADER[spec.flops_key],
+               "Saved vs best static plan", "Saved vs dense reference"]
+    plans = {r.model: r.plans_on_board for r in table.rows}
     body = []
     for curve in table.curves:
         for p in curve.points:
             body.append([curve.model, f"{p.target:g}", _stat_cell(p.metric, _METRICS[metric][1]),
                          DASH if p.executed_gflops is None else _gflops(p.executed_gflops),
+                         _plan_cell(bool(plans.get(curve.model)), p.best_static, p.saved_vs_best_static),
                          DASH if p.flops_saved is None else f"{100 * p.flops_saved:.1f}%"])
     grid = tabulate(body, headers=headers, tablefmt="pipe", disable_numparse=True,
-                    colalign=["left"] + ["right"] * 4)
+                    colalign=["left"] + ["right"] * 5)
     return "\n\n".join([
         f"### {table.suite}: compute-budget curves",
         "One trained checkpoint per seed, evaluated with `--eval-only --budget F`: every router's "
-        "threshold moved (`zoo.routing.budget`) so that the model executes about F of its full "
-        "form's FLOPs on a calibration slice of the training split.",
+        "threshold moved (`zoo.routing.budget`) so that the model executes about F of its dense "
+        "reference's FLOPs on a calibration slice of the training split. Each point is held to the "
+        "static plans as the rows above are. Points within one seed std of each other are not "
+        "told apart by these runs.",
         grid])
 
 
@@ -172,13 +191,21 @@ def _row_cells(row: ModelRow, spec: TaskSpec) -> List[str]:
     cells += [_stat_cell(row.metrics[m], _METRICS[m][1]) for m in spec.metrics]
     cells += [
         DASH if row.params is None else human_count(row.params),
-        DASH if row.throughput is None else f"{row.throughput:,.1f}",
+        DASH if row.throughput is None else f"{row.throughput:,.1f}" + (f" {LOADED}" if row.loaded else ""),
         DASH if row.executed_gflops is None else _gflops(row.executed_gflops),
-        DASH if row.saved_vs_static is None else f"{100 * row.saved_vs_static:.1f}%",
+        _plan_cell(bool(row.plans_on_board), row.best_static, row.saved_vs_best_static),
         DASH if row.flops_saved is None else f"{100 * row.flops_saved:.1f}%",
         _routing_cell(row.routing),
     ]
     return [c.replace("|", "\\|") for c in cells]   # a "|" would split the table cell
+
+
+def _plan_cell(has_plans: bool, best: Optional[str], saved: Optional[float]) -> str:
+    if not has_plans:
+        return DASH
+    if best is None:
+        return "none as good"
+    return DASH if saved is None else f"{100 * saved:.1f}% ({best})"
 
 
 def _stat_cell(stat: Stat, decimals: int) -> str:

@@ -87,3 +87,21 @@ def test_results_are_swapped_in_only_when_every_step_finished(tmp_path, capsys, 
     assert "kept" not in (results / "mnist5k.jsonl").read_text()  # replaced, not appended to
     assert "dhvn_nano_static" in (tmp_path / "PAGE.md").read_text()
     assert "2/2" in err  # the job's progress: steps done of all
+
+
+def test_every_routed_model_of_the_job_trains_beside_its_static_plans():
+    """The leaderboard holds a routed model to the cheapest of its trained static plans as good as
+    it; a plan missing from the job would leave that comparison out silently."""
+    import zoo
+    from harness.readme_job import JOBS
+    routed = 0
+    for suite, models in JOBS:
+        for model in models:
+            if model.startswith("timm:") or zoo.model_info(model)["routing"] == "static":
+                continue
+            plans = zoo.model_info(model)["static_plans"]
+            assert plans, f"{model} declares no static plans"
+            assert set(plans) <= set(models), f"{suite}: {model}'s plans {sorted(set(plans) - set(models))} not trained"
+            assert all(zoo.model_info(p)["routing"] == "static" for p in plans)
+            routed += 1
+    assert routed == 3
