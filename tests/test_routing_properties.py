@@ -57,7 +57,7 @@ def _dhvn():
     return dhvn_testutils.make()   # routers forced here, so their own weights do not matter
 
 
-@settings(max_examples=15)
+@settings(max_examples=10)
 @given(st.data(), st.integers(1, 6), st.integers(0, 2**16))
 def test_dhvn_sparse_equals_dense_on_drawn_sample_routes(data, batch, seed):
     model = _dhvn()
@@ -81,7 +81,7 @@ def _esh():
     return model, {rec.layer: tuple(rec.decisions.shape[1:]) for rec in routing.trace(model)}
 
 
-@settings(max_examples=12)
+@settings(max_examples=10)
 @given(st.data(), st.integers(1, 3), st.integers(0, 2**16))
 def test_esh_sparse_equals_dense_on_drawn_patch_routes(data, batch, seed):
     model, item_shapes = _esh()
@@ -101,7 +101,7 @@ def _exp11(mix):
     return exp11_testutils.make(mix=mix).eval()
 
 
-@settings(max_examples=15)
+@settings(max_examples=12)
 @given(st.data(), st.sampled_from(exp11_testutils.MIXES), st.integers(1, 3), st.integers(2, 40),
        st.integers(0, 2**16))
 def test_exp11_sparse_equals_dense_on_drawn_token_routes(data, mix, batch, length, seed):
