@@ -72,19 +72,21 @@ def test_dhvn_sparse_equals_dense_on_drawn_sample_routes(data, batch, seed):
 # ----------------------------------------------------------------------------- ESH, per patch
 
 @functools.lru_cache(maxsize=None)
-def _esh():
+def _esh(branch_norm):
     # mixed router weights: ACT ponders attention patches whose alpha passes the threshold, and
-    # alpha still comes from the router's logits when decisions are forced
-    model = esh_testutils.mix_routers(esh_testutils.tiny(), seed=2).eval()
+    # alpha still comes from the router's logits when decisions are forced. branch_norm=True
+    # gives each branch's update its own LayerNorm (randomised apart), so a branch's update
+    # function applied to the other branch's rows shows
+    model = esh_testutils.mix_routers(esh_testutils.tiny(branch_norm=branch_norm), seed=2).eval()
     with torch.no_grad():
         model(esh_testutils.images(1))
     return model, {rec.layer: tuple(rec.decisions.shape[1:]) for rec in routing.trace(model)}
 
 
 @settings(max_examples=10)
-@given(st.data(), st.integers(1, 3), st.integers(0, 2**16))
-def test_esh_sparse_equals_dense_on_drawn_patch_routes(data, batch, seed):
-    model, item_shapes = _esh()
+@given(st.data(), st.integers(1, 3), st.integers(0, 2**16), st.booleans())
+def test_esh_sparse_equals_dense_on_drawn_patch_routes(data, batch, seed, branch_norm):
+    model, item_shapes = _esh(branch_norm)
     decisions = {layer: _draw_decisions(data.draw, (batch,) + shape, 2, mixed=True)
                  for layer, shape in item_shapes.items()}
     x = esh_testutils.images(batch, seed=seed)
