@@ -72,6 +72,7 @@ class ModelRow:
     routing: Optional[Dict[str, Dict[str, float]]]  # None: not recorded; {}: static
     commands: Tuple[Tuple[int, Optional[Tuple[str, ...]]], ...]  # (seed, argv), seed order
     static_form: Optional[str] = None          # the routed model's static comparator, as recorded
+    family: Optional[str] = None               # as recorded ("timm" for timm peers)
     static_plans: Tuple[str, ...] = ()         # the routed model's static plans, as recorded
     plans_on_board: Tuple[str, ...] = ()       # those of them with rows on this board
     best_static: Optional[str] = None          # the cheapest plan as good as this row (static_plans.py)
@@ -191,6 +192,7 @@ def summarize(records: List[dict]) -> Tuple[List[SuiteTable], List[str]]:
                 commands=tuple((int(r["seed"]), _argv(r.get("command"))) for r in recs),
                 static_form=next((r["static_form"] for r in recs if isinstance(r.get("static_form"), str)), None),
                 static_plans=_static_plans(recs),
+                family=next((r["family"] for r in recs if isinstance(r.get("family"), str)), None),
                 max_load=_max_load(recs), loaded=_loaded(recs),
             ))
         rows = with_static_plan_savings(rows, spec)

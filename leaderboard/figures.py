@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from .aggregate import ModelRow, SuiteTable, load_results, summarize
+from .static_plans import frontier
 
 __all__ = ["figures_section", "partner", "figure_specs", "FIGURE_SIZE", "FIGURES_DIRNAME"]
 
@@ -51,7 +52,10 @@ def partner(model: str, models: Sequence[str], static_forms: Optional[dict] = No
     return next((c for c in candidates if c in models and c != model), None)
 
 
-def _family(model: str) -> str:
+def _family(model: str, families: Optional[dict] = None) -> str:
+    """The recorded family; records written before they carried one: the name's prefix."""
+    if families and model in families:
+        return families[model]
     if model.startswith("timm:"):
         return "timm"
     return model.split("_")[0]
@@ -74,6 +78,7 @@ def figure_specs(tables: Sequence[SuiteTable]) -> List[dict]:
         per = "token" if getattr(table.task, "flops_key", "").endswith("_per_token") else (
             "sequence" if unit == "tokens" else "image")
         forms = {r.model: r.static_form for r in rows if r.static_form}
+        families = {r.model: r.family for r in rows if r.family}
         for kind, (attr, xlabel) in _X.items():
             with_x = [r for r in rows if getattr(r, attr) is not None and getattr(r, attr) > 0]
             missing = [r.model for r in rows if r not in with_x]
@@ -83,7 +88,8 @@ def figure_specs(tables: Sequence[SuiteTable]) -> List[dict]:
                 xlabel=xlabel.format(item=per, unit=unit),
                 points=[_point(r, metric, attr) for r in with_x], missing=missing,
                 pairs=sorted({(partner(n, names, forms), n) for n in names if partner(n, names, forms)}),
-                static_forms=dict(sorted(forms.items())))
+                static_forms=dict(sorted(forms.items())), families=dict(sorted(families.items())),
+                frontiers=_frontiers(rows, metric, attr, table.task.higher_is_better))
             if kind == "gflops":
                 spec["curves"] = [dict(model=c.model, points=[
                     dict(budget=p.target, x=p.executed_gflops, y=p.metric.mean, yerr=p.metric.std, n=p.metric.n)
@@ -91,6 +97,21 @@ def figure_specs(tables: Sequence[SuiteTable]) -> List[dict]:
                     for c in table.curves]
             specs.append(spec)
     return specs
+
+
+def _frontiers(rows: Sequence[ModelRow], metric: str, attr: str, higher_is_better: bool) -> List[dict]:
+    """Per routed model with trained static plans on the board: the Pareto frontier of those
+    plans (cost, quality), the line its own point and its budget curve have to beat."""
+    by_name = {r.model: r for r in rows}
+    out = []
+    for r in rows:
+        plans = [by_name[p] for p in r.static_plans if p in by_name and getattr(by_name[p], attr)]
+        if plans:
+            pts = [(float(getattr(p, attr)), p.metrics[metric].mean) for p in plans]
+            names = {(float(getattr(p, attr)), p.metrics[metric].mean): p.model for p in plans}
+            out.append(dict(model=r.model, plans=sorted(p.model for p in plans),
+                            frontier=[dict(x=x, y=y, model=names[(x, y)]) for x, y in frontier(pts, higher_is_better)]))
+    return out
 
 
 def _point(row: ModelRow, metric: str, attr: str) -> dict:
@@ -101,9 +122,12 @@ def _point(row: ModelRow, metric: str, attr: str) -> dict:
 def _markdown(specs: List[dict]) -> str:
     blocks = ["## Figures",
               "Primary metric against executed GFLOPs and against eval throughput, per suite. Error bars: "
-              "± sample std over seeds (none with one seed). A dashed line joins a dynamic model (filled) to "
-              "its static, always-both or soft form (hollow). Drawn by `python -m harness leaderboard` "
-              "(leaderboard/figures.py)."]
+              "± sample std over seeds (none with one seed). Hollow points are static: a routed model's "
+              "trained static plans and its static or soft form; a dashed line joins a dynamic model (filled) "
+              "to its static or soft form. The wide pale staircase is the Pareto frontier of a routed model's "
+              "trained static plans: routing pays only where the routed point, or its budget curve, lies "
+              "beyond it (cheaper at the same quality, or better at the same cost). Drawn by "
+              "`python -m harness leaderboard` (leaderboard/figures.py)."]
     suite = None
     for s in specs:
         if s["suite"] != suite:
@@ -127,16 +151,25 @@ def _draw(spec: dict, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=FIGURE_SIZE)
     by_model = {p["model"]: p for p in spec["points"]}
+    families = spec.get("families")
+    plan_names = {name for f in spec.get("frontiers", []) for name in f["plans"]}
+    for f in spec.get("frontiers", []):
+        # the static plans' frontier as a staircase: below it in cost and above it in quality is
+        # what routing has to reach (higher metric better for top-1; a perplexity axis is lower)
+        pts = f["frontier"]
+        color = _FAMILY_COLORS.get(_family(f["model"], families), "black")
+        ax.step([p["x"] for p in pts], [p["y"] for p in pts], where="post", color=color, lw=2.2, alpha=0.35,
+                zorder=0, label=f"{f['model']}: frontier of its trained static plans")
     for dynamic, static in spec["pairs"]:
         if dynamic in by_model and static in by_model:
             a, b = by_model[dynamic], by_model[static]
-            ax.plot([a["x"], b["x"]], [a["y"], b["y"]], color=_FAMILY_COLORS.get(_family(dynamic), "black"),
+            ax.plot([a["x"], b["x"]], [a["y"], b["y"]], color=_FAMILY_COLORS.get(_family(dynamic, families), "black"),
                     lw=1, ls="--", alpha=0.7, zorder=1)
     for curve in spec.get("curves", []):
         pts = sorted(curve["points"], key=lambda p: p["x"])
         if not pts:
             continue
-        color = _FAMILY_COLORS.get(_family(curve["model"]), "black")
+        color = _FAMILY_COLORS.get(_family(curve["model"], families), "black")
         budgets = ", ".join(format(p["budget"], "g") for p in pts)
         ax.errorbar([p["x"] for p in pts], [p["y"] for p in pts],
                     yerr=[p["yerr"] or 0.0 for p in pts], color=color, lw=1.2, ls=":", marker="^", ms=5,
@@ -145,9 +178,9 @@ def _draw(spec: dict, path: Path) -> None:
         math.log10(p["x"]) for c in spec.get("curves", []) for p in c["points"]]
     x_lo, x_hi = min(xs), max(xs)
     for p in spec["points"]:
-        fam = _family(p["model"])
-        # hollow: the static / soft form of a dynamic model on the board
-        hollow = partner(p["model"], list(by_model), spec.get("static_forms")) is not None
+        fam = _family(p["model"], families)
+        # hollow: a static plan, or the static / soft form, of a dynamic model on the board
+        hollow = p["model"] in plan_names or partner(p["model"], list(by_model), spec.get("static_forms")) is not None
         ax.errorbar(p["x"], p["y"], yerr=p["yerr"] if p["yerr"] is not None else None, fmt="s" if fam == "timm" else "o",
                     color=_FAMILY_COLORS.get(fam, "black"), ms=7, capsize=4, zorder=2,
                     mfc="white" if hollow else None,
@@ -171,7 +204,7 @@ def _draw(spec: dict, path: Path) -> None:
     ax.set_ylabel(_METRIC_LABEL.get(spec["metric"], spec["metric"]))
     ax.set_title(f"{spec['suite']}: {spec['metric']} vs "
                  f"{'executed GFLOPs' if spec['kind'] == 'gflops' else 'throughput'} "
-                 f"(hollow: static/soft form, dashed to its dynamic model)", fontsize=10)
+                 f"(hollow: static plans and forms; band: static plans' frontier)", fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="best")
     fig.subplots_adjust(left=0.11, right=0.97, top=0.92, bottom=0.11)
