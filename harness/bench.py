@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import statistics
 from typing import Optional
@@ -98,6 +97,10 @@ def _validate(args) -> None:
         raise HarnessError("--static-reference compares against sparse and dense runs: add --execution both")
     if getattr(args, "reparam", False) and args.train:
         raise HarnessError("--reparam folds BatchNorm statistics for inference; it cannot be timed with --train")
+    # before any timing: an output that cannot or must not be written loses no measurement
+    for path, what in ((args.results_file, "results file"), (args.json_out, "JSON output")):
+        if path:
+            options.check_writable(path, what, done="nothing was timed")
 
 
 def cmd_bench(args, argv=()) -> int:
@@ -142,11 +145,9 @@ def cmd_bench(args, argv=()) -> int:
         if not args.json:
             print(f"harness: wrote {args.results_file}")
     if args.json_out:
+        from leaderboard.atomic import atomic_write
         doc = dict(benchmark="bench", command=command, results=results)
-        os.makedirs(os.path.dirname(os.path.abspath(args.json_out)), exist_ok=True)
-        with open(args.json_out, "w") as f:
-            json.dump(doc, f, indent=2, sort_keys=True)
-            f.write("\n")
+        atomic_write(args.json_out, json.dumps(doc, indent=2, sort_keys=True) + "\n")
         if not args.json:
             print(f"harness: wrote {args.json_out}")
     return 0

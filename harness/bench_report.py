@@ -34,8 +34,9 @@ def csv_rows(results: list) -> list:
 
 def write_csv(results: list, path: str) -> None:
     import pandas as pd
+    from leaderboard.atomic import atomic_write
     options.check_writable(path, "results file", done="nothing was written")
-    pd.DataFrame(csv_rows(results)).to_csv(path, index=False)
+    atomic_write(path, pd.DataFrame(csv_rows(results)).to_csv(index=False))
 
 
 def format_result(r: dict) -> str:

@@ -189,6 +189,10 @@ def cmd_run(args, argv: Sequence[str] = ()) -> int:
     device = options.resolve_device(args.device)
     init_cpu_distributed(args.launcher, device)
     many = len(models) * len(args.seeds) > 1
+    if args.results is not None and not args.results.endswith(".jsonl"):
+        # "" would fall back to the committed store; any other name would become a store no
+        # leaderboard reads (it reads <results-dir>/*.jsonl)
+        raise HarnessError(f"--results is a JSON Lines store and must end in .jsonl, got {args.results!r}")
     results = args.results or os.path.join(DEFAULT_RESULTS_DIR, f"{suite.name}.jsonl")
 
     def options_for(model: str, seed: int) -> RunOptions:
@@ -259,10 +263,7 @@ def _print_summary(record: dict) -> None:
 def cmd_leaderboard(args, argv=()) -> int:
     from leaderboard.render import check_leaderboard, write_leaderboard
     from leaderboard.sections import extra_sections
-    if not os.path.isdir(args.results_dir):
-        # a mistyped path must not regenerate (and so empty) the committed page
-        raise HarnessError(f"results dir {args.results_dir} does not exist; nothing was written "
-                           f"(the default is {DEFAULT_RESULTS_DIR})")
+    _check_leaderboard_paths(args.results_dir, args.out)
     if args.check:
         ok = check_leaderboard(args.results_dir, args.out, extra_sections(args.results_dir, write=False))
         if not ok:
@@ -272,12 +273,30 @@ def cmd_leaderboard(args, argv=()) -> int:
         return 0
     from leaderboard.figures import FIGURES_DIRNAME
     # before anything is drawn: a page or figures folder that cannot be written loses nothing
-    options.check_writable(args.out, "leaderboard page", done="nothing was written")
+    # a symlinked page is written through: its target is replaced, the link stays
+    page = options.check_writable(args.out, "leaderboard page", done="nothing was written")
     figures = os.path.join(os.path.dirname(os.path.abspath(args.results_dir)), FIGURES_DIRNAME)
     options.check_writable(figures, "figures folder", done="nothing was written", folder_only=True)
-    write_leaderboard(args.results_dir, args.out, extra_sections(args.results_dir, write=True))
+    write_leaderboard(args.results_dir, page, extra_sections(args.results_dir, write=True))
     print(f"harness: wrote {args.out}")
     return 0
+
+
+def _check_leaderboard_paths(results_dir: str, out: str) -> None:
+    """A results dir that is not one, and a page that would land among the records, are refused:
+    either would replace the committed page with a wrong one (or feed the page back in)."""
+    if not os.path.isdir(results_dir):
+        # a mistyped path must not regenerate (and so empty) the committed page
+        raise HarnessError(f"results dir {results_dir} does not exist; nothing was written "
+                           f"(the default is {DEFAULT_RESULTS_DIR})")
+    if out.endswith(".jsonl"):
+        raise HarnessError(f"--out {out} would be read back as results (the store is *.jsonl): the page is "
+                           f"markdown; nothing was written")
+    page = os.path.realpath(out)
+    if os.path.dirname(page) == os.path.realpath(results_dir) \
+            or os.path.exists(os.path.join(results_dir, os.path.basename(DEFAULT_LEADERBOARD))):
+        raise HarnessError(f"results dir {results_dir} holds the leaderboard page, not results (*.jsonl); "
+                           f"nothing was written (the default is {DEFAULT_RESULTS_DIR})")
 
 
 def cmd_embedded(args, argv=()) -> int:

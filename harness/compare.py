@@ -180,8 +180,7 @@ def compare(models: Sequence[str], suite: Optional[str] = None, work_dirs: Optio
     md = "\n".join([f"# {' vs '.join(names)} on {suite}", "", table, ""]
                    + [f"- {n}" for n in notes]
                    + ["", "![loss curves](loss_curves.png)", "", "![routing over training](routing_training.png)", ""])
-    os.makedirs(out, exist_ok=True)
+    from leaderboard.atomic import atomic_write
     path = os.path.join(out, "compare.md")
-    with open(path, "w") as f:
-        f.write(md)
+    atomic_write(path, md)
     return dict(pictures=pictures, markdown=md, markdown_path=path, suite=suite)

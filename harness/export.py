@@ -43,17 +43,19 @@ def cmd_export(args, argv=()) -> int:
     from safetensors.torch import save_file
     from zoo import pretrained
 
+    from leaderboard.atomic import atomic_path
+
     from .checkpoint import load_checkpoint_file
 
     name = f"{args.model}.{args.tag}"
     if name not in pretrained.PRETRAINED:
         raise HarnessError(f"{name} is not a declared pretrained tag; declared: {', '.join(pretrained.PRETRAINED)}")
     tag = pretrained.PRETRAINED[name]
+    out = args.out or tag.file
+    options.check_writable(out, "weights file", done="nothing was written")
     state = load_checkpoint_file(args.checkpoint).get("state_dict") or {}
     net = {k[len("net."):]: v.contiguous() for k, v in state.items() if k.startswith("net.")}
     model = zoo.create_model(args.model, **tag.kwargs)
-    out = args.out or tag.file
-    options.check_writable(out, "weights file", done="nothing was written")
     try:
         model.load_state_dict(net)  # every key, every shape, and the router temperature checks
     except (RuntimeError, ValueError) as e:
@@ -63,12 +65,11 @@ def cmd_export(args, argv=()) -> int:
     # loading writes the same values into the tied parameter twice
     tensors = {k: (v.detach().to(torch.float32) if v.is_floating_point() else v.detach()).clone()
                for k, v in model.state_dict().items()}
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    tmp = out + ".tmp"
-    save_file(tensors, tmp, metadata=dict(model=args.model, tag=args.tag, source=os.path.relpath(args.checkpoint),
-                                           source_sha256=_sha256(args.checkpoint), format="pt"))
-    os.chmod(tmp, 0o644)  # shipped inside the package: readable by every user of an install
-    os.replace(tmp, out)
+    # a temporary beside it, then a rename (a symlink's target is written; `leaderboard.atomic`);
+    # 0644: shipped inside the package, readable by every user of an install
+    with atomic_path(out, mode=0o644) as tmp:
+        save_file(tensors, tmp, metadata=dict(model=args.model, tag=args.tag, source=os.path.relpath(args.checkpoint),
+                                               source_sha256=_sha256(args.checkpoint), format="pt"))
     size = os.path.getsize(out)
     print(f"harness: wrote {out} ({size / 2**20:.2f} MiB, {len(tensors)} tensors) from {args.checkpoint}")
     return 0

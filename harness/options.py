@@ -86,26 +86,32 @@ def work_dir_name(model: str) -> str:
     return model.replace(":", "-").replace("/", "-")
 
 
-def check_writable(path: str, what: str, done: str = "nothing was run", folder_only: bool = False) -> None:
+def check_writable(path: str, what: str, done: str = "nothing was run", folder_only: bool = False) -> str:
     """`path` (a file to append to or create; with folder_only, a folder to write into) can be
     written: it is writable if it exists, else a file can be created in its nearest existing
-    folder. Creates nothing: a refused command leaves no empty folders behind."""
-    if folder_only:
-        shown, path = path, os.path.join(path, ".harness-write-check")
-    else:
-        shown = path
-    folder = os.path.dirname(os.path.abspath(path))
+    folder. An existing path that is not a regular file (a folder, a fifo, a device node) or not
+    a folder (folder_only), and a dangling symlink, are refused (`leaderboard.atomic`). Returns
+    the path with symlinks resolved: what the command writes. Creates nothing: a refused
+    command leaves no empty folders behind."""
+    from leaderboard.atomic import UnsafeOutput, resolve_output
+    try:
+        real = resolve_output(path, folder=folder_only)
+    except UnsafeOutput as e:
+        raise HarnessError(f"the {what} cannot be written: {e}; {done}") from None
+    probe = os.path.join(real, ".harness-write-check") if folder_only else real
+    folder = os.path.dirname(probe)
     while not os.path.exists(folder):
         folder = os.path.dirname(folder)
     try:
         if not os.path.isdir(folder):
             raise OSError(f"{folder} is not a folder")
-        if os.path.exists(path):
-            with open(path, "ab"):
+        if os.path.exists(probe):
+            with open(probe, "ab"):  # a regular file (resolve_output): opening cannot block
                 pass
         else:
             import tempfile
             with tempfile.NamedTemporaryFile(dir=folder, prefix=".harness-write-check-"):
                 pass
     except OSError as e:
-        raise HarnessError(f"the {what} {shown} cannot be written ({e.strerror or e}); {done}") from None
+        raise HarnessError(f"the {what} {path} cannot be written ({e.strerror or e}); {done}") from None
+    return real

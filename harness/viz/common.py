@@ -14,6 +14,8 @@ from typing import Dict, Iterator, List, Tuple
 
 import torch
 
+from leaderboard.atomic import atomic_path, atomic_write
+
 __all__ = ["DPI", "ROUTE_COLORS", "plt", "save_picture", "route_color", "batches", "png_size",
            "Picture"]
 
@@ -63,15 +65,17 @@ def save_picture(fig, out_dir: str, name: str, data: dict) -> Picture:
     png = os.path.join(out_dir, f"{name}.png")
     w, h = fig.get_size_inches()
     size = [int(round(w * DPI)), int(round(h * DPI))]
-    # no bbox_inches="tight": the size must not depend on the text drawn
-    fig.savefig(png, dpi=DPI, metadata={"Software": None})
-    pyplot.close(fig)
+    # no bbox_inches="tight": the size must not depend on the text drawn. Both files go through
+    # a temporary name and a rename: a kill never leaves a cut PNG or JSON (`leaderboard.atomic`)
+    try:
+        with atomic_path(png) as tmp:
+            fig.savefig(tmp, dpi=DPI, metadata={"Software": None})
+    finally:
+        pyplot.close(fig)
     payload = dict(data)
     payload["figure"] = dict(png=os.path.basename(png), width_px=size[0], height_px=size[1])
     path = os.path.join(out_dir, f"{name}.json")
-    with open(path, "w") as f:
-        json.dump(_clean(payload), f, indent=1, sort_keys=True)
-        f.write("\n")
+    atomic_write(path, json.dumps(_clean(payload), indent=1, sort_keys=True) + "\n")
     return Picture(name=name, png=png, json=path, size=tuple(size))
 
 

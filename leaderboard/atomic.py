@@ -1,0 +1,103 @@
+"""Writing a user-named output safely: the one place that decides what may be replaced.
+
+Every file the harness and the leaderboard write (pages, figures and their JSON, weights,
+benchmark JSON and CSV) goes through `atomic_path` or `atomic_write`: a temporary file beside
+the target, then a rename, so a kill leaves either the old file or the new one, never a cut one.
+
+What an existing path may be:
+- a regular file: replaced whole;
+- a symlink: resolved, and its target is written (the link itself stays); a link whose target
+  is missing, or resolves to something other than a regular file, is refused;
+- anything else (a folder where a file is expected, a fifo, a device node such as /dev/null, a
+  socket): refused, since a rename would replace it with a regular file.
+`UnsafeOutput` says why, in words that follow the path ("... /dev/null is a character device").
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import tempfile
+from typing import Iterator, Union
+
+__all__ = ["UnsafeOutput", "resolve_output", "atomic_path", "atomic_write"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+class UnsafeOutput(ValueError):
+    """An output path that must not be written (one line: the path and what it is)."""
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a fifo"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "something else"
+
+
+def resolve_output(path: PathLike, folder: bool = False) -> str:
+    """The path to write for `path`: symlinks resolved. Refuses (UnsafeOutput) an existing path
+    that is not a regular file (with folder=True: not a folder), and a dangling symlink."""
+    path = os.fspath(path)
+    if not path:
+        raise UnsafeOutput("an output path is empty")
+    if not folder and path.endswith(("/", os.sep)):
+        raise UnsafeOutput(f"{path} ends in a slash: that names a folder, not a file to write")
+    _check_components(path)
+    real = os.path.realpath(path)
+    linked = os.path.islink(path) or real != os.path.abspath(path)
+    try:
+        mode = os.stat(real).st_mode
+    except (FileNotFoundError, NotADirectoryError):  # (a missing path, or one below a file)
+        if os.path.islink(path):
+            raise UnsafeOutput(f"{path} is a symlink to {real}, which does not exist") from None
+        return real
+    ok = stat.S_ISDIR(mode) if folder else stat.S_ISREG(mode)
+    if not ok:
+        via = f" (through a symlink, {real})" if linked else ""
+        raise UnsafeOutput(f"{path} is {_kind(mode)}{via}, not a {'folder' if folder else 'regular file'} to write")
+    return real
+
+
+def _check_components(path: str) -> None:
+    """What the OS would refuse only at the rename, refused up front: a name longer than the
+    file system allows, and `missing/..`, which realpath would quietly fold away."""
+    parts = path.split(os.sep)
+    for i, part in enumerate(parts):
+        if len(part.encode("utf-8", "surrogateescape")) > 255:
+            raise UnsafeOutput(f"{path} has a name of {len(part)} characters; a file name may have at most 255")
+        prefix = os.sep.join(parts[:i]) or ("/" if path.startswith(os.sep) else ".")
+        if part == ".." and not os.path.isdir(prefix):
+            raise UnsafeOutput(f"{path} goes through {prefix}/.., and {prefix} is not a folder")
+
+
+@contextlib.contextmanager
+def atomic_path(path: PathLike, mode: int = 0o644) -> Iterator[str]:
+    """Yields a temporary path beside `path` (same folder, same suffix, so writers that infer a
+    format from it still do); when the block ends without an error, the file is flushed to disk
+    and renamed over `path` (resolved by `resolve_output`); on an error it is removed."""
+    target = resolve_output(path)
+    folder, name = os.path.split(target)
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=f".tmp{os.path.splitext(name)[1]}")
+    os.close(fd)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:  # the rename must not land before the bytes do
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)  # mkstemp makes 0600; an output is read by every user, as before
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write(path: PathLike, data: Union[str, bytes]) -> str:
+    """Write `data` (str as UTF-8, "\\n" line endings kept) to `path` atomically; returns the path written."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+    return resolve_output(path)
