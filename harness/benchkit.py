@@ -4,8 +4,9 @@ Kept apart from the CLI (`harness.bench`) so `benchmarks/` scripts time things t
 
 * Fixed mixes. `skip=P` sends a random share P of the items at each router's granularity to the
   router's cheap choice and the rest to its full one (`Router.cheap_choice` / `full_choice`): DHVN sample -> conv only
-  instead of both (the transformer branch is skipped), ESH-Vision patch -> SSM only instead of
-  attention, Exp11 token -> Gated DeltaNet instead of softmax attention. The draw is made once
+  instead of both (its transformer branch does not run), ESH-Vision patch -> SSM instead of
+  attention (the SSM is the dearer branch per patch; attention is full because only it ponders),
+  Exp11 token -> GDN alone instead of GDN + softmax attention (mix="add"). The draw is made once
   per router and item shape (`FrozenPolicy`) and then replayed, so sparse and dense runs, the
   FLOP count and every timed step see exactly the same decisions.
 * Timing alternates the runs being compared step by step (A B A B ...), so a noisy neighbour
@@ -42,8 +43,6 @@ from .errors import HarnessError
 
 __all__ = ["parse_policy", "FrozenPolicy", "policy_for", "alternate", "median_ratio", "pair_ratios", "spread",
            "LoadGate", "CpuWindow", "loadavg", "peak_memory_bytes", "routing_context", "step_fn", "conditions"]
-
-# full choice -> the cheap choice a "skip" takes instead (see module docstring)
 
 
 def parse_policy(text: str) -> Dict[str, float]:

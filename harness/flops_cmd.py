@@ -4,7 +4,8 @@ For each model, the suite's eval samples (N evenly spaced ones with --limit) go 
 network in eval batches; every batch is counted twice by `zoo.flops.flops_report`:
   * executed: hard routing (argmax, no noise), sparse execution: what really runs;
   * dense: the same weights under dense execution with every router forced to its full
-    choice (the static always-both hybrid cost).
+    choice, no budget shift: the dense reference, every branch run for every item (a
+    reference nobody would deploy, not a trained static plan).
 saved = 1 - executed / dense, over the whole set. Unit: FLOPs = 2 x MACs. Images report per
 sample; LMs per token (and per sequence). Static and timm models: executed = dense, saved 0.
 

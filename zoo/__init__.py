@@ -1,5 +1,8 @@
 """Routing-aware model zoo: hybrid networks that choose, per sample, patch or token,
-which expensive branch to run, and really skip the branches they did not choose.
+which branch (or branches) to run; sparse execution leaves out the work no item chose as far as
+each branch allows (ESH's keys/values and scan still run over every patch of an image with any
+patch on that branch, Exp11's GDN over every token and its keys/values over every token of a
+batch with any softmax token: see each family's module docstring).
 
     import zoo
     model = zoo.create_model("eshvision_s", num_classes=10)

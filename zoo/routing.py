@@ -1,7 +1,7 @@
 """Public routing API: the only thing the harness, FLOP counter and pictures use.
 
     trace(model)                -> one RouteRecord per router, from the last forward
-    execution(model, "sparse")  -> context: skip unchosen work ("dense" computes every branch)
+    execution(model, "sparse")  -> context: run each branch on the items that chose it ("dense": every branch)
     force(model, "both")        -> context: every router takes one fixed choice (or a policy)
     set_tau(model, tau)         -> set the Gumbel temperature of every router
     summarize(model)            -> per router: share of each choice, entropy, load balance

@@ -1,4 +1,5 @@
-"""Gather/scatter over routed items: how sparse execution skips unchosen work.
+"""Gather/scatter over routed items: how sparse execution runs a branch on the items that chose it
+(what a branch still computes over every item, such as keys/values or a scan, is its block's business).
 
 Two shapes of dispatch cover every family:
 
