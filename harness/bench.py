@@ -53,7 +53,7 @@ def add_parser(subparsers) -> str:
     p.add_argument("--img-size", type=int, help="image side (default: the suite's)")
     p.add_argument("--execution", choices=["sparse", "dense", "both"],
                    help="routed models: sparse (default), dense, or both alternated")
-    p.add_argument("--policy", help="fixed routing mix: skip=P (share P of items take the cheap path), "
+    p.add_argument("--policy", help="fixed routing mix: skip=P (share P of items take each router's cheap_choice, the rest its full_choice), "
                                     "NAME=SHARE,... over the router's choices, or one choice NAME")
     p.add_argument("--policy-seed", type=int, default=0, help="seed of the --policy draw (default 0)")
     options.add(p, "checkpoint", help="harness checkpoint (.pth) whose weights to time")

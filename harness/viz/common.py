@@ -22,7 +22,8 @@ __all__ = ["DPI", "ROUTE_COLORS", "plt", "save_picture", "route_color", "batches
 DPI = 100
 
 # colours by a choice's place in its router's `choices`, so a new family needs no entry here
-# (every family lists its cheapest choice first: it is always blue)
+# (the first choice, always blue, is DHVN's conv, ESH's ssm and Exp11's gdn: each router's cheap_choice,
+# though not always its cheapest: ESH's attention costs less per patch than its SSM)
 ROUTE_COLORS = ("#4C72B0", "#DD8452", "#55A868", "#8172B3", "#C44E52", "#937860", "#DA8BC3")
 
 
