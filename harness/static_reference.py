@@ -2,7 +2,9 @@
 
 A routed model in dense execution is a flattering reference: it carries the weighted mix over
 full activations (and Exp11's masks), which a plain static model never pays. The reference here
-is the model a user would build without routing, computing everything the full path computes:
+is a model without routing that computes everything the full path computes: the dearest static
+plan, not the one a user would pick (the leaderboard holds a routed model to its cheapest trained
+static plan of equal quality, `leaderboard.static_plans`):
 
   * DHVN: its registered static form (`dhvn_*_static`, the always-both hybrid, no router);
   * ESH-Vision: its registered static form (`eshvision_*_soft`: attention and SSM on every
