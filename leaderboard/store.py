@@ -96,10 +96,23 @@ def record_problems(record: Any) -> List[str]:
     missing = [k for k in REQUIRED_FIELDS if k not in record]
     if missing:
         return ["missing required keys: " + ", ".join(missing)]
-    problems = []
+    problems = _value_problems(record)
+    if problems:  # the checks below read these values; one unusable value says enough
+        return problems
     for key in ("model", "suite"):
         if not isinstance(record[key], str) or not record[key]:
             problems.append(f"{key} must be a non-empty string, got {record[key]!r}")
+        elif any(c in _NOT_IN_NAMES or not c.isprintable() for c in record[key]):
+            # a newline, "|" or HTML would break the page's table
+            problems.append(f"{key} {record[key]!r} holds a character a name cannot have (control, | < > `)")
+    if "task" in record and not (isinstance(record["task"], str) and record["task"]):
+        problems.append(f"task must be a non-empty string, got {record['task']!r}")
+    if "created" in record and not _utc_time(record["created"]):
+        problems.append(f"created {record['created']!r} is not an ISO 8601 time that converts to UTC")
+    throughput = record.get("throughput")
+    if isinstance(throughput, dict):
+        problems += [f"throughput.{k} must be >= 0, got {v!r}" for k, v in throughput.items()
+                     if k.endswith("_per_s") and isinstance(v, (int, float)) and v < 0]
     if not isinstance(record["seed"], int) or isinstance(record["seed"], bool):
         problems.append(f"seed must be an integer, got {record['seed']!r}")
     if not isinstance(record["metrics"], dict):
@@ -109,6 +122,49 @@ def record_problems(record: Any) -> List[str]:
         problems += [f"metrics.{k} must be a number or null, got {v!r}" for k, v in record["metrics"].items()
                      if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)))]
     return problems
+
+
+_NOT_IN_NAMES = set("|<>`")
+_MAX_NUMBER = 1e300  # beyond it a mean or a ratio of two values overflows a float
+
+
+def _value_problems(record: dict) -> List[str]:
+    """Values no reader can use, anywhere in the record: a number a float cannot hold (an
+    integer of 400 digits overflows, 1e400 parses as inf) and text that is not valid Unicode
+    (a lone surrogate cannot be written as UTF-8). Walked without recursion: a parsed record
+    may be nested as deep as the JSON parser allowed."""
+    stack: List[Tuple[str, Any]] = [("", record)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, dict):
+            stack += [(f"{where}.{k}" if where else k, v) for k, v in value.items()]
+            stack += [(where or "record", k) for k in value]  # keys are text too
+        elif isinstance(value, list):
+            stack += [(f"{where}[{i}]", v) for i, v in enumerate(value)]
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not (abs(value) <= _MAX_NUMBER if isinstance(value, int) else math.isfinite(value)
+                    and abs(value) <= _MAX_NUMBER):
+                shown = f"an integer of {len(str(abs(value)))} digits" if isinstance(value, int) else repr(value)
+                return [f"{where} is {shown}, not a number a float can hold"]
+        elif isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return [f"{where} holds text that is not valid Unicode (a lone surrogate)"]
+    return []
+
+
+def _utc_time(value: Any) -> bool:
+    from datetime import datetime, timezone
+    if not isinstance(value, str):
+        return False
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if dt.tzinfo is not None:
+            dt.astimezone(timezone.utc)
+    except (ValueError, OverflowError):
+        return False
+    return True
 
 
 def append_record(path: PathLike, record: dict) -> None:
@@ -170,27 +226,41 @@ def read_records(path: PathLike, label: str | None = None) -> Tuple[List[dict], 
     label = str(path) if label is None else label
     if not path.exists():
         return [], []
+    if not path.is_file():  # a folder (or fifo) named x.jsonl: reading it would fail or block
+        return [], [f"{label}: not a regular file; skipped"]
     records, problems = [], []
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                problems.append(f"{label}:{lineno}: not UTF-8 ({e.reason})")
-                continue
-            if not text.strip():
-                continue
-            try:
-                record = json.loads(text, parse_constant=_reject_constant)
-            except json.JSONDecodeError as e:
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().split(b"\n")
+    except OSError as e:
+        return [], [f"{label}: cannot be read ({e.strerror or e}); skipped"]
+    # the last piece has no newline: a writer may be appending it right now (append_record
+    # writes a whole line at once, but a reader can still see a prefix); a cut one that does
+    # not parse is that line in flight, not a problem
+    in_flight = len(lines)
+    for lineno, raw in enumerate(lines, start=1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            problems.append(f"{label}:{lineno}: not UTF-8 ({e.reason})")
+            continue
+        if not text.strip():
+            continue
+        try:
+            record = json.loads(text, parse_constant=_reject_constant)
+        except json.JSONDecodeError as e:
+            if lineno != in_flight:
                 problems.append(f"{label}:{lineno}: invalid JSON ({e.msg} at column {e.colno})")
-                continue
-            except ValueError as e:
-                problems.append(f"{label}:{lineno}: {e}")
-                continue
-            reasons = record_problems(record)
-            if reasons:
-                problems.append(f"{label}:{lineno}: {'; '.join(reasons)}")
-                continue
-            records.append(record)
+            continue
+        except ValueError as e:  # NaN, or an integer longer than Python converts
+            problems.append(f"{label}:{lineno}: {str(e).splitlines()[0]}")
+            continue
+        except RecursionError:
+            problems.append(f"{label}:{lineno}: nested too deeply to read")
+            continue
+        reasons = record_problems(record)
+        if reasons:
+            problems.append(f"{label}:{lineno}: {'; '.join(reasons)}")
+            continue
+        records.append(record)
     return records, problems
