@@ -265,7 +265,13 @@ def cmd_leaderboard(args, argv=()) -> int:
     from leaderboard.sections import extra_sections
     _check_leaderboard_paths(args.results_dir, args.out)
     if args.check:
+        from leaderboard.atomic import cut_files
+        from leaderboard.figures import FIGURES_DIRNAME
         ok = check_leaderboard(args.results_dir, args.out, extra_sections(args.results_dir, write=False))
+        # the page can match while a figure it links was cut short (a killed writer)
+        for path in cut_files(os.path.join(os.path.dirname(os.path.abspath(args.results_dir)), FIGURES_DIRNAME)):
+            print(f"{path} is cut short or empty", file=sys.stderr)
+            ok = False
         if not ok:
             print(f"harness: {args.out} is out of date; run `python -m harness leaderboard`", file=sys.stderr)
             return 1

@@ -20,7 +20,7 @@ import stat
 import tempfile
 from typing import Iterator, Union
 
-__all__ = ["UnsafeOutput", "resolve_output", "atomic_path", "atomic_write"]
+__all__ = ["UnsafeOutput", "resolve_output", "atomic_path", "atomic_write", "cut_files"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -101,3 +101,37 @@ def atomic_write(path: PathLike, data: Union[str, bytes]) -> str:
         with open(tmp, "wb") as f:
             f.write(data.encode("utf-8") if isinstance(data, str) else data)
     return resolve_output(path)
+
+
+_PNG_START, _PNG_END = b"\x89PNG\r\n\x1a\n", b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+def cut_files(folder: PathLike) -> list:
+    """The PNG and JSON files in `folder` that are not whole: a PNG without its signature or its
+    closing IEND chunk, a JSON file that does not parse (0 bytes included). A writer killed
+    before `atomic_path` existed, or a copy cut short, leaves such files."""
+    import json
+    cut = []
+    folder = os.fspath(folder)
+    names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    for name in names:
+        path = os.path.join(folder, name)
+        if name.startswith(".") or not os.path.isfile(path):
+            continue
+        if name.endswith(".png"):
+            with open(path, "rb") as f:
+                head = f.read(8)
+                f.seek(max(os.path.getsize(path) - len(_PNG_END), 0))
+                whole = head == _PNG_START and f.read() == _PNG_END
+        elif name.endswith(".json"):
+            try:
+                with open(path, "rb") as f:
+                    json.loads(f.read().decode("utf-8"))
+                whole = True
+            except (ValueError, RecursionError):
+                whole = False
+        else:
+            continue
+        if not whole:
+            cut.append(path)
+    return cut
