@@ -33,14 +33,25 @@ computes every branch for every item; the forced choice fixes what else depends 
     hard routing takes (forcing "ssm" would drop them and undercount the dense cost);
   * Exp11: "softmax" (the GDN over every token plus a softmax read for every token).
 
-Attention convention: QK^T and AV are counted over the (query, key) pairs the mask allows
-(`zoo.ops.counting.attention_pairs`): a causal layer over T tokens counts T(T+1)/2 pairs, dense
-or with packed queries alike; an additive bias (ESH) allows every pair.
+Attention conventions (`convention=`, default "allowed"; `zoo.ops.counting.flop_convention`
+sets it for every formula that counts attention, in one place):
+  * "allowed": QK^T and AV over the (query, key) pairs the mask allows
+    (`zoo.ops.counting.attention_pairs`): a causal layer over T tokens counts T(T+1)/2 pairs,
+    dense or with packed queries alike (a packed padding query counts its own causal prefix, as
+    it runs); an additive bias (ESH) allows every pair. It measures the work the model needs.
+  * "computed": the pairs the kernels multiply (`zoo.ops.counting.cpu_sdpa_pairs`): the dense
+    causal CPU kernel runs whole 512-key blocks up to each query block's diagonal (1.99x the
+    triangle at T=256, 1.50x at T=1024); Exp11's packed queries (`sorted_query_pairs`) run every
+    key up to each 128-query block's latest position in the batch. It measures the work the
+    code does, which is what the clock sees.
+Both count the same matmuls, recurrences and padding rows otherwise; with no causal mask
+(DHVN's pooled attention, ESH's biased attention and pondering) they are equal.
+`flops_report` gives both.
 """
 from __future__ import annotations
 
 import contextlib
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -52,9 +63,16 @@ from .blocks.gdn import ShortConv
 from .ops import counting as _counting
 
 __all__ = ["count_flops", "dense_flops", "count_call_flops", "flops_report", "full_choice", "full_policy", "UNIT",
-           "MODULE_FLOPS"]
+           "MODULE_FLOPS", "CONVENTIONS", "CONVENTION_NOTES"]
 
 UNIT = "FLOPs (2 x MACs)"
+CONVENTIONS = _counting.CONVENTIONS
+# what each convention counts, in one line each: records carry it beside the numbers
+CONVENTION_NOTES = {
+    "allowed": "attention over the (query, key) pairs the mask allows: T(T+1)/2 per causal layer",
+    "computed": "attention over the pairs the CPU kernels multiply: whole causal key blocks, "
+                "every key up to each packed query block's latest position, padding rows included",
+}
 
 
 def full_choice(router: Router) -> str:
@@ -107,16 +125,18 @@ def _eval_mode(model: nn.Module):
         model.train(was_training)
 
 
-def count_flops(model: nn.Module, *inputs, **kwargs) -> int:
+def count_flops(model: nn.Module, *inputs, convention: str = "allowed", **kwargs) -> int:
     """FLOPs (2 x MACs) executed by one forward of `model(*inputs, **kwargs)` in eval mode, no grad,
-    under whatever execution mode / forced policy the caller has set."""
-    return count_call_flops(lambda: model(*inputs, **kwargs), model)
+    under whatever execution mode / forced policy the caller has set, attention counted by
+    `convention` ("allowed" or "computed", module docstring)."""
+    return count_call_flops(lambda: model(*inputs, **kwargs), model, convention)
 
 
-def count_call_flops(fn, model: nn.Module) -> int:
+def count_call_flops(fn, model: nn.Module, convention: str = "allowed") -> int:
     """FLOPs (2 x MACs) executed by `fn()`, any call into parts of `model` (one routed layer, one
     branch), counted as `count_flops` counts a whole forward: eval mode, no grad."""
-    with _eval_mode(model), torch.no_grad(), _counting.counting(), _declared_module_flops(model):
+    with _eval_mode(model), torch.no_grad(), _counting.counting(), _declared_module_flops(model), \
+            _counting.flop_convention(convention):
         counter = FlopCounterMode(display=False)
         with counter:
             fn()
@@ -130,7 +150,8 @@ def _items(x: torch.Tensor) -> tuple:
     return "token", int(x.numel())
 
 
-def dense_flops(model: nn.Module, inputs: torch.Tensor, full: Optional[str] = None) -> int:
+def dense_flops(model: nn.Module, inputs: torch.Tensor, full: Optional[str] = None,
+                convention: str = "allowed") -> int:
     """FLOPs of the dense reference: dense execution, every router at its full choice (or at
     `full`), with no budget shift. ESH's pondering follows alpha, which the inference budget knob
     (`zoo.routing.budget`) moves; unshifted, the reference is one fixed denominator for every
@@ -138,29 +159,36 @@ def dense_flops(model: nn.Module, inputs: torch.Tensor, full: Optional[str] = No
     rs = routing.routers(model)
     with routing.setting(rs, "cost_shift", [0.0] * len(rs)), routing.execution(model, "dense"), \
             routing.force(model, full or full_policy):
-        return count_flops(model, inputs)
+        return count_flops(model, inputs, convention=convention)
 
 
-def flops_report(model: nn.Module, inputs: torch.Tensor, full: Optional[str] = None) -> dict:
+def flops_report(model: nn.Module, inputs: torch.Tensor, full: Optional[str] = None,
+                 conventions: Sequence[str] = CONVENTIONS) -> dict:
     """Executed (hard routing, sparse execution) against dense FLOPs of one batch of `inputs`.
 
     `full` forces one choice name for the dense reference instead of `full_choice` per router.
     Models without routers (static variants, timm peers) or with soft routers (every branch
     merged) have executed == dense, saved 0.
     Returns totals for the batch and per-item means (`per`: "sample" for images, "token" for
-    token ids), and saved = 1 - executed / dense.
+    token ids), and saved = 1 - executed / dense. The plain keys count attention by the
+    "allowed" convention; with "computed" in `conventions` (the default) the same keys suffixed
+    `_computed` count what the kernels multiply, and `conventions` says what each means.
     """
+    for c in conventions:
+        _counting.check_convention(c)
     routers = routing.routers(model)
-    with routing.execution(model, "sparse") if routers else contextlib.nullcontext():
-        executed = count_flops(model, inputs)
     # A soft router merges every branch by its probabilities, so its model already runs the
     # dense computation; forcing a choice would replace that merge (and, in ESH, change what
     # ACT ponders), so the model's own cost is its dense reference.
-    if routers and not all(r.spec.mode == "soft" for r in routers):
-        dense = dense_flops(model, inputs, full)
-    else:
-        dense = executed
+    has_dense = bool(routers) and not all(r.spec.mode == "soft" for r in routers)
     per, n = _items(inputs)
-    return dict(unit=UNIT, per=per, items=n, executed=executed, dense=dense,
-                executed_per_item=executed / n, dense_per_item=dense / n,
-                saved=(1.0 - executed / dense) if dense else 0.0)
+    out = dict(unit=UNIT, per=per, items=n, conventions={c: CONVENTION_NOTES[c] for c in ("allowed", *conventions)})
+    for c in dict.fromkeys(("allowed", *conventions)):   # "allowed" always: the plain keys
+        with routing.execution(model, "sparse") if routers else contextlib.nullcontext():
+            executed = count_flops(model, inputs, convention=c)
+        dense = dense_flops(model, inputs, full, convention=c) if has_dense else executed
+        suffix = "" if c == "allowed" else "_" + c
+        out.update({"executed" + suffix: executed, "dense" + suffix: dense,
+                    "executed" + suffix + "_per_item": executed / n, "dense" + suffix + "_per_item": dense / n,
+                    "saved" + suffix: (1.0 - executed / dense) if dense else 0.0})
+    return out

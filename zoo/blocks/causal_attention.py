@@ -17,10 +17,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..ops.counting import check_convention, convention_pairs, current_convention
 from ..ops.dispatch import Packed, gather_rows
 from ..specs import AttentionSpec
 
-__all__ = ["apply_rope", "sorted_query_attention", "CausalSelfAttention"]
+__all__ = ["apply_rope", "sorted_query_attention", "sorted_query_pairs", "CausalSelfAttention"]
 
 
 def apply_rope(x: torch.Tensor, pos: torch.Tensor, theta: float = 10000.0) -> torch.Tensor:
@@ -41,21 +42,21 @@ def sorted_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, in
 
     q (B, H, M, D) -> (B, H, M, D); query m of row b sees keys at positions <= index[b, m].
     Packed queries are in position order, so the queries are split into blocks of `block` and
-    each block reads keys only up to the largest position it holds: the dense causal kernel
-    skips the masked upper triangle, and this skips it too (to within a block), instead of
-    computing every query against every key under a mask. Padding queries (any position;
-    their outputs are dropped by the caller) only enter a block's maximum.
+    each block reads keys only up to the largest position it holds in any row of the batch,
+    instead of computing every query against every key under a mask. Within that range the
+    kernel multiplies every (query, key) pair, masked or not, and padding queries (any
+    position; their outputs are dropped by the caller) run like the others: counted as
+    computed (`sorted_query_pairs`), a routed share of queries costs well over its share of the
+    causal triangle (docs in `zoo.flops`, "Attention conventions").
     """
     B, H, M, D = q.shape
     T = k.shape[2]
     if M == 0:
         return q.new_zeros(B, H, 0, v.shape[-1])
-    pad = (-M) % block
-    # the key range of every block, in one host sync
-    ends = F.pad(index, (0, pad), value=0).reshape(B, -1, block).amax(dim=(0, 2)).add(1).tolist()
     pos = torch.arange(T, device=q.device)
     outs = []
-    for b, stop in enumerate(ends):
+    # the key range of every block, in one host sync (the same blocks `sorted_query_pairs` counts)
+    for b, (_, stop) in enumerate(_query_blocks(index, block)):
         idx = index[:, b * block:(b + 1) * block]
         # every row of the mask has its own position, so it is never empty
         mask = pos[:stop].view(1, 1, stop) <= idx.unsqueeze(-1)          # (B, Mb, stop)
@@ -63,6 +64,31 @@ def sorted_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, in
             q[:, :, b * block:(b + 1) * block], k[:, :, :stop], v[:, :, :stop],
             attn_mask=mask.unsqueeze(1)))
     return outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
+
+
+def _query_blocks(index: torch.Tensor, block: int):
+    """(rows, stop) of each SDPA call `sorted_query_attention` makes for positions index (B, M)."""
+    B, M = index.shape
+    if M == 0:
+        return []
+    ends = F.pad(index, (0, (-M) % block), value=0).reshape(B, -1, block).amax(dim=(0, 2)).add(1).tolist()
+    return [(min(block, M - b * block), stop) for b, stop in enumerate(ends)]
+
+
+def sorted_query_pairs(index: torch.Tensor, block: int = 128, convention: Optional[str] = None) -> int:
+    """(query, key) pairs per head that `sorted_query_attention` counts for positions index (B, M),
+    padding queries included (they run), under `convention` (the current one when None):
+
+    * "allowed": a query at position t sees t + 1 keys: sum(index + 1);
+    * "computed": each block of `block` queries runs against every key up to the block's last
+      position, in every row of the batch (the mask only changes values), so a block costs
+      B x its rows x its key range: a sparse block pays for the keys of its latest query.
+    """
+    B = index.shape[0]
+    if check_convention(convention or current_convention()) == "allowed":
+        return int((index + 1).sum())
+    return sum(convention_pairs(rows, stop, convention="computed", batch_heads=B)
+               for rows, stop in _query_blocks(index, block))
 
 
 class CausalSelfAttention(nn.Module):
@@ -80,15 +106,19 @@ class CausalSelfAttention(nn.Module):
         self.o_proj = nn.Linear(H * D, dim, bias=False)
         self.query_block = 128  # packed queries per SDPA call (sorted_query_attention)
 
-    def flops_per_token(self, seq_len: int, keys_only: bool = False) -> float:
-        """Executed FLOPs per token of one sequence of seq_len tokens: projections, and QK^T and
-        AV over the (query, key) pairs the causal mask allows (the zoo's counting convention).
+    def flops_per_token(self, seq_len: int, keys_only: bool = False, convention: Optional[str] = None) -> float:
+        """Executed FLOPs per token of one sequence of seq_len tokens, every query asking (the
+        dense causal kernel): projections, and QK^T and AV over the (query, key) pairs that
+        `convention` counts (the current one, `zoo.ops.counting.flop_convention`, when None):
+        "allowed", the causal triangle T (T + 1) / 2; "computed", the CPU kernel's whole key
+        blocks (`zoo.ops.counting.cpu_sdpa_pairs`: 1.99x the triangle at T=256, 1.50x at 1024).
         keys_only: the key/value projection alone (computed for every token)."""
         dim, HD = self.q_proj.in_features, self.num_heads * self.head_dim
         kv = 2 * dim * 2 * HD
         if keys_only:
             return kv
-        return kv + 2 * dim * HD + 2 * HD * dim + 4 * HD * (seq_len + 1) / 2
+        pairs = convention_pairs(seq_len, seq_len, is_causal=True, convention=convention)
+        return kv + 2 * dim * HD + 2 * HD * dim + 4 * HD * pairs / seq_len
 
     def _rope(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         return apply_rope(x, pos, self.spec.rope_theta) if self.spec.rope else x
