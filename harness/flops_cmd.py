@@ -8,6 +8,8 @@ network in eval batches; every batch is counted twice by `zoo.flops.flops_report
     reference nobody would deploy, not a trained static plan).
 saved = 1 - executed / dense, over the whole set. Unit: FLOPs = 2 x MACs. Images report per
 sample; LMs per token (and per sequence). Static and timm models: executed = dense, saved 0.
+Both attention conventions are shown, labelled: [allowed] counts the (query, key) pairs the mask
+allows, [computed] the pairs the kernels multiply (`zoo.flops`, "Attention conventions").
 
 `harness.executed_flops.measure_flops` is also what `run` puts into each record's `flops` field.
 """
@@ -74,14 +76,23 @@ def cmd_flops(args, argv=()) -> int:
     lm = suite.task == "causal-lm"
     unit = "token" if lm else "sample"
     key = "_per_token" if lm else ""
-    rows = [[r["model"], f"{r['executed_gflops' + key] * 1e3:.4g}", f"{r['dense_gflops' + key] * 1e3:.4g}",
-             f"{100 * r['saved']:.1f}%", r["samples"]] for r in results]
-    print(tabulate(rows, headers=["model", f"executed MFLOPs/{unit}", f"dense MFLOPs/{unit}", "saved",
-                                  "samples" if not lm else "sequences"],
-                   disable_numparse=True, colalign=("left", "right", "right", "right", "right")))
+    def cells(r, c):
+        tail = "" if c == "allowed" else "_" + c
+        return [f"{r['executed_gflops' + key + tail] * 1e3:.4g}", f"{r['dense_gflops' + key + tail] * 1e3:.4g}",
+                f"{100 * r['saved' + tail]:.1f}%"]
+
+    conventions = ("allowed", "computed")
+    rows = [[r["model"], *(x for c in conventions for x in cells(r, c)), r["samples"]] for r in results]
+    headers = [h + f" [{c}]" for c in conventions
+               for h in (f"executed MFLOPs/{unit}", f"dense MFLOPs/{unit}", "saved")]
+    print(tabulate(rows, headers=["model", *headers, "samples" if not lm else "sequences"],
+                   disable_numparse=True, colalign=("left",) + ("right",) * (len(headers) + 1)))
     print(f"\nFLOPs = 2 x MACs (1 MFLOP = 1e6 FLOPs). {suite.name} eval set, batch size {batch_size}. "
           "executed: hard routing, sparse execution; dense: same weights, dense execution, every "
           "router forced to its full choice (Router.full_choice); saved = 1 - executed / dense. "
           "Counted: matmuls, convolutions, attention, scan and delta-rule formulas; not counted: "
-          "norms, activations, pooling and other elementwise work.")
+          "norms, activations, pooling and other elementwise work. Attention: [allowed] over the "
+          "(query, key) pairs the mask allows; [computed] over the pairs the CPU kernels multiply "
+          "(whole causal key blocks; every key up to each packed query block's latest position, "
+          "padding rows included).")
     return 0
