@@ -117,9 +117,10 @@ class RoutingLogHook(Hook):
 
 @HOOKS.register_module()
 class AuxWeightScheduleHook(Hook):
-    """Schedules auxiliary-loss weights, e.g. ESH's ponder weight:
-    schedules=dict(ponder=dict(value=0.01, begin=0.3, end=0.6)) keeps it 0 for the first 30%
-    of training, then ramps linearly to 0.01 at 60%. Unscheduled weights stay constant."""
+    """Ramps auxiliary-loss weights: each objective with a `ramp` (zoo.blocks.objectives, e.g.
+    ESH's ponder: 0 for the first quarter of training, then linear to its weight at the half)
+    ramps to the model's configured weight for it. `schedules` adds or replaces ramps:
+    schedules=dict(ponder=dict(value=0.01, begin=0.3, end=0.6)). Other weights stay constant."""
     priority = "ABOVE_NORMAL"
 
     def __init__(self, schedules: Optional[Dict[str, dict]] = None):
@@ -128,10 +129,21 @@ class AuxWeightScheduleHook(Hook):
             if "value" not in s or s.get("end", 0.0) < s.get("begin", 0.0):
                 raise ValueError(f"aux weight schedule {name!r} needs value and begin <= end, got {s}")
         self.weights: Dict[str, float] = {}
+        self._ramps: Optional[Dict[str, dict]] = None
+
+    def _model_ramps(self, model) -> Dict[str, dict]:
+        """The objectives' own ramps, to the weight the model was configured with."""
+        ramps = {}
+        for name, objective in getattr(model, "objectives", {}).items():
+            if objective.ramp is not None and name in model.aux_weights:
+                ramps[name] = dict(value=model.aux_weights[name], begin=objective.ramp[0], end=objective.ramp[1])
+        return {**ramps, **self.schedules}
 
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         model, p = unwrap_model(runner.model), _progress(runner)
-        for name, s in self.schedules.items():
+        if self._ramps is None:
+            self._ramps = self._model_ramps(model)
+        for name, s in self._ramps.items():
             self.weights[name] = ramp_weight(p, **s)
             model.aux_weights[name] = self.weights[name]
 

@@ -79,14 +79,30 @@ def routing_stats(net: nn.Module) -> Dict[str, dict]:
     return out
 
 
+def aux_weight_table(objectives: dict, overrides: Optional[dict]) -> Dict[str, float]:
+    """Every objective's default weight, with `overrides` (the config's `model.aux_weights`) on
+    top. An override may name any registered objective, so one suite config serves every family;
+    a name no objective has is refused (a typo would otherwise train silently without it)."""
+    from zoo.blocks.objectives import OBJECTIVES
+    unknown = sorted(set(overrides or {}) - set(OBJECTIVES))
+    if unknown:
+        raise HarnessError(f"model.aux_weights names no routing objective: {', '.join(unknown)}; "
+                           f"the objectives are {', '.join(sorted(OBJECTIVES))}")
+    table = {name: float(o.weight) for name, o in objectives.items()}
+    table.update({k: float(v) for k, v in (overrides or {}).items() if k in objectives})
+    return table
+
+
 class _Wrapper(BaseModel):
     def __init__(self, arch: str, arch_kwargs: Optional[dict] = None, aux_weights: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None, init_cfg: Optional[dict] = None):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.arch = arch
         self.net = build_network(arch, **dict(arch_kwargs or {}))
-        # read by AuxWeightScheduleHook, which changes them during training
-        self.aux_weights: Dict[str, float] = {k: float(v) for k, v in (aux_weights or {}).items()}
+        # each objective's default weight (zoo.blocks.objectives), then the config's overrides;
+        # read by AuxWeightScheduleHook, which ramps them during training
+        self.objectives = {o.name: o for o in getattr(self.net, "objectives", ())}
+        self.aux_weights: Dict[str, float] = aux_weight_table(self.objectives, aux_weights)
 
     def init_weights(self):
         pass  # the zoo and timm initialise their models at construction; do not re-initialise
@@ -94,10 +110,9 @@ class _Wrapper(BaseModel):
     def aux_terms(self) -> Dict[str, torch.Tensor]:
         aux = self.net.aux_losses() if hasattr(self.net, "aux_losses") else {}
         missing = sorted(set(aux) - set(self.aux_weights))
-        if missing:
-            raise HarnessError(
-                f"{self.arch} returns auxiliary loss(es) {missing} without a weight in model.aux_weights "
-                f"(configured: {sorted(self.aux_weights)}); set e.g. --cfg-options model.aux_weights.{missing[0]}=0.01")
+        if missing:  # a network's loss that is not one of its declared objectives
+            raise HarnessError(f"{self.arch} returns auxiliary loss(es) {missing} that are not among its "
+                               f"objectives {sorted(self.objectives)}")
         return {f"loss_{k}": self.aux_weights[k] * v for k, v in aux.items() if self.aux_weights[k] != 0}
 
     def _timed_forward(self, inputs: torch.Tensor):

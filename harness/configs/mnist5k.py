@@ -17,11 +17,9 @@ model = dict(
     type='ZooClassifier',
     arch='dhvn_nano',  # the CLI sets each run's model (--models): a zoo name or timm:NAME
     arch_kwargs=dict(num_classes=10, in_chans=1, img_size=28, mean=(0.1307,), std=(0.3081,)),
-    # unweighted zoo aux losses x these weights; logged one by one as loss_<name>. budget: the
-    # compute-aware routing objective (RouterSpec.budget). load_balance 0: every routed family
-    # here chooses between nested options (DHVN's "both" holds "conv"), where a balance loss
-    # pins routing at 1/3 each instead of learning which samples need more compute.
-    aux_weights=dict(load_balance=0.0, budget=1.0, ponder=0.01, alpha_variance=0.1, gate_entropy=0.01),
+    # overrides of the routing objectives' default weights (zoo.blocks.objectives; each weighted
+    # term is logged as loss_<name>): none on this suite
+    aux_weights=dict(),
     label_smoothing=0.0,
     data_preprocessor=dict(type='BaseDataPreprocessor'),
 )

@@ -14,9 +14,9 @@ model = dict(
     type='ZooLM',
     arch='exp11_dynamic_tiny',  # the CLI sets each run's model (--models)
     arch_kwargs=dict(vocab_size=256, max_seq_len=max_seq_len),
-    # load_balance 0: Exp11's choices are nested (a softmax token keeps its GDN output), and the
-    # budget term is the routing objective
-    aux_weights=dict(load_balance=0.0, budget=1.0, ponder=0.01, alpha_variance=0.1, gate_entropy=0.01),
+    # overrides of the routing objectives' default weights (zoo.blocks.objectives; each weighted
+    # term is logged as loss_<name>): none on this suite
+    aux_weights=dict(),
     data_preprocessor=dict(type='BaseDataPreprocessor'),
 )
 

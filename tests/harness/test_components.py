@@ -127,10 +127,29 @@ def test_lm_eval_loss_excludes_load_balance():
     assert out["loss"] == pytest.approx(float(nll) / y.numel(), rel=1e-5)
 
 
-def test_unweighted_aux_loss_is_an_error_not_a_silent_drop():
-    model = ZooClassifier("dhvn_nano", arch_kwargs=VISION_KW, aux_weights=dict(gate_entropy=0.01)).train()
-    with pytest.raises(HarnessError, match="load_balance"):
-        model(torch.randn(2, 1, 28, 28), torch.tensor([1, 2]), mode="loss")
+def test_aux_weights_default_to_the_objectives_and_take_overrides():
+    """Every objective a family declares is weighted (its default unless the config overrides it),
+    so no auxiliary loss is dropped silently; a config naming no objective is refused."""
+    from zoo.blocks.objectives import OBJECTIVES
+    model = ZooClassifier("dhvn_nano", arch_kwargs=VISION_KW, aux_weights=dict(gate_entropy=0.5, ponder=0.2))
+    assert model.aux_weights == dict(gate_entropy=0.5, load_balance=OBJECTIVES["load_balance"].weight,
+                                     budget=OBJECTIVES["budget"].weight)   # ponder: not a DHVN objective
+    out = model.train()(torch.randn(2, 1, 28, 28), torch.tensor([1, 2]), mode="loss")
+    raw = model.net.aux_losses()
+    torch.testing.assert_close(out["loss_gate_entropy"], 0.5 * raw["gate_entropy"])
+    assert "loss_load_balance" not in out   # weight 0: not added
+    with pytest.raises(HarnessError, match="names no routing objective: pondr"):
+        ZooClassifier("dhvn_nano", arch_kwargs=VISION_KW, aux_weights=dict(pondr=0.01))
+
+
+def test_the_ponder_ramp_comes_from_the_objective_and_ramps_to_the_configured_weight():
+    model = ZooClassifier("eshvision_xs", arch_kwargs=VISION_KW, aux_weights=dict(ponder=0.04))
+    hook = AuxWeightScheduleHook()
+    seen = []
+    for it in (0, 100, 150, 200, 300):
+        hook.before_train_iter(_runner(model, it, 401), it)   # progress it / 400
+        seen.append(round(model.aux_weights["ponder"], 6))
+    assert seen == [0.0, 0.0, 0.02, 0.04, 0.04]   # 0 until a quarter, linear to 0.04 at the half
 
 
 # ---------------------------------------------------------------- metrics

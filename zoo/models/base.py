@@ -12,6 +12,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
+from ..blocks.objectives import Objective
 from ..blocks.router import LastForward, Route, Router, check_budget_target
 from ..specs import Spec
 
@@ -62,6 +63,8 @@ class LMSpec(Spec):
 class _ZooModel(nn.Module):
     family: str = ""
     task: str = ""
+    #: the routing objectives this family trains with (`zoo.blocks.objectives`)
+    objectives: Tuple[Objective, ...] = ()
 
     def __init__(self):
         super().__init__()
@@ -103,8 +106,18 @@ class _ZooModel(nn.Module):
         return (m for m in self.modules() if id(m) not in inside)
 
     def aux_losses(self) -> Dict[str, torch.Tensor]:
-        """Unweighted auxiliary losses of the last forward (empty for static models)."""
-        return {}
+        """Unweighted auxiliary losses of the last forward, one per objective that has something
+        to add (empty for static models and before any forward)."""
+        out = {}
+        for objective in self.objectives:
+            value = objective.loss(self)
+            if value is not None:
+                out[objective.name] = value
+        return out
+
+    def last_value(self, name: str):
+        """A family's own value from the last forward (ESH's alphas, ponder cost), or None."""
+        return getattr(self._last, name, None)
 
     def check_budget_target(self) -> None:
         """ValueError (one line, naming the floor) when the spec's training budget target lies

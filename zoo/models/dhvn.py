@@ -52,9 +52,9 @@ from timm.layers import DropPath
 from ..blocks.conv_branch import ConvBranch, ConvNormAct, DepthwiseSeparableBlock, conv_norm
 from ..blocks.pooled_attention import PooledTransformerLayer, TransformerBranch
 from ..blocks.routed import assemble, dense_mix, gather_samples, scaled, single_choice, taken_weight
-from ..blocks.router import Route, Router, routes_budget_loss
+from ..blocks.objectives import BUDGET, GATE_ENTROPY, LOAD_BALANCE
+from ..blocks.router import Route, Router
 from ..ops.dispatch import select_items
-from ..ops.gating import load_balance_loss
 from ..registry import build_model, register_model
 from ..specs import AttentionSpec, ConvBranchSpec, MlpSpec, RouterSpec
 from .base import VisionSpec, ZooVisionModel, drop_path_rates
@@ -218,6 +218,7 @@ class DecoderStage(nn.Module):
 
 class DHVN(ZooVisionModel):
     family = "dhvn"
+    objectives = (GATE_ENTROPY, LOAD_BALANCE, BUDGET)
     first_conv = "stem.0"
     feature_stride = 2   # forward_features ends at the first encoder block's resolution
 
@@ -280,18 +281,6 @@ class DHVN(ZooVisionModel):
         for stage in self.decoder:
             x = self.run_block(stage, x, skips.pop())
         return stages, x
-
-    def aux_losses(self) -> Dict[str, torch.Tensor]:
-        routes = self.last_routes()
-        if not routes:
-            return {}
-        # clamp keeps d/dp finite where a probability underflows at low temperature
-        entropy = [-(r.probs * r.probs.clamp_min(1e-12).log()).sum(-1).mean() for r in routes]
-        balance = [load_balance_loss(r.probs, r.decisions) for r in routes]
-        aux = {"gate_entropy": torch.stack(entropy).mean(), "load_balance": torch.stack(balance).mean()}
-        if self.spec.router.budget is not None:
-            aux["budget"] = routes_budget_loss(routes, self.spec.router.budget)
-        return aux
 
     def _init_weights(self) -> None:
         # routers keep their own (zero) init: a fresh gate is uniform over the three choices

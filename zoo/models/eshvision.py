@@ -54,9 +54,8 @@ import torch.nn as nn
 from ..blocks.esh_block import ESHBlock
 from ..blocks.patch_merging import PatchMerging
 from ..blocks.patch_stem import patch_stem
-from ..blocks.router import routes_budget_loss
+from ..blocks.objectives import ALPHA_VARIANCE, BUDGET, PONDER
 from ..ops.entropy import patch_entropy, pool_entropy, unnormalize
-from ..ops.gating import alpha_variance_loss
 from ..registry import build_model, register_model
 from ..specs import ACTSpec, AttentionSpec, MlpSpec, RouterSpec, SSMSpec
 from .base import VisionSpec, ZooVisionModel, drop_path_rates
@@ -116,6 +115,7 @@ class ESHVisionSpec(VisionSpec):
 
 class ESHVision(ZooVisionModel):
     family = "eshvision"
+    objectives = (ALPHA_VARIANCE, PONDER, BUDGET)
     first_conv = "patch_embed.0"
 
     def __init__(self, spec: ESHVisionSpec = ESHVisionSpec()):
@@ -205,12 +205,9 @@ class ESHVision(ZooVisionModel):
             stage_maps.append(t.permute(0, 3, 1, 2))
         features = self.norm(t).permute(0, 3, 1, 2)
         ponder = torch.stack(costs).mean() if costs else features.new_zeros(())
-        aux = {"alpha_variance": alpha_variance_loss(alphas)} if routes else {}
-        if costs:
-            aux["ponder"] = ponder
-        if routes and self.spec.router.budget is not None and self.spec.router.mode != "soft":
-            aux["budget"] = routes_budget_loss(routes, self.spec.router.budget)
-        self._last.aux = aux
+        # what the objectives read (`aux_losses`): the routed blocks' alphas, the ACT ponder cost
+        self._last.alphas = alphas if routes else None
+        self._last.ponder = ponder if costs else None
         return dict(features=features, logits=self.forward_head(features), ponder_cost=ponder,
                     alphas=alphas, entropy=entropy, block_entropy=priors, ponder_steps=steps or None,
                     stages=stage_maps, stem=stem)
@@ -224,9 +221,6 @@ class ESHVision(ZooVisionModel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_dict(x)["logits"]
-
-    def aux_losses(self) -> Dict[str, torch.Tensor]:
-        return dict(getattr(self._last, "aux", {}))
 
     @torch.no_grad()
     def _init_weights(self) -> None:

@@ -46,9 +46,9 @@ from timm.layers import Mlp, SwiGLU
 from ..blocks.causal_attention import CausalSelfAttention
 from ..blocks.gdn import GatedDeltaNet
 from ..blocks.routed import dense_mix, scaled, single_choice, taken_weight, weight_of
-from ..blocks.router import Route, Router, routes_budget_loss
+from ..blocks.objectives import BUDGET, LOAD_BALANCE
+from ..blocks.router import Route, Router
 from ..ops.dispatch import Packed, gather_rows, pack_rows, unpack_rows
-from ..ops.gating import load_balance_loss
 from ..registry import build_model, register_model
 from ..specs import AttentionSpec, GDNSpec, MlpSpec, RouterSpec
 from .base import LMSpec, ZooCausalLM
@@ -205,6 +205,7 @@ class Exp11Block(nn.Module):
 
 class Exp11(ZooCausalLM):
     family = "exp11"
+    objectives = (LOAD_BALANCE, BUDGET)
 
     def __init__(self, spec: Exp11Spec = Exp11Spec()):
         super().__init__(spec)
@@ -243,16 +244,6 @@ class Exp11(ZooCausalLM):
                 feats = self.router_norm(x)
                 routes = {j: router(feats) for j, router in zip(self.routed, self.routers)}
         return self.lm_head(self.norm(x))
-
-    def aux_losses(self) -> Dict[str, torch.Tensor]:
-        routes = self.last_routes()
-        if not routes:
-            return {}
-        losses = [load_balance_loss(r.probs, r.decisions) for r in routes]
-        aux = {"load_balance": torch.stack(losses).mean()}
-        if self.spec.router.budget is not None:
-            aux["budget"] = routes_budget_loss(routes, self.spec.router.budget)
-        return aux
 
     def _init_weights(self) -> None:
         """GPT-2 style normal(0.02) init, residual projections scaled by 1/sqrt(2 * depth).

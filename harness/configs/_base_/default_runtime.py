@@ -25,9 +25,10 @@ custom_hooks = [
     dict(type='TauScheduleHook', start=1.0, end=0.5, schedule='cosine'),
     # per-router choice shares of the training routes (and tau), logged at the logger interval
     dict(type='RoutingLogHook'),
-    # ESH's ponder weight: 0 for the first quarter of training, then a linear ramp to its value
-    # at the half (the seed: 0 until step 15k, then up to 0.01). Other aux weights stay constant.
-    dict(type='AuxWeightScheduleHook', schedules=dict(ponder=dict(value=0.01, begin=0.25, end=0.5))),
+    # the routing objectives' warm-up ramps (zoo.blocks.objectives: ESH's ponder weight is 0 for
+    # the first quarter of training, then ramps linearly to its weight at the half); other
+    # auxiliary weights stay constant
+    dict(type='AuxWeightScheduleHook'),
 ]
 
 # `stop_after.epochs=N` (or `.iters=N`) ends this session after N epochs with the schedule
