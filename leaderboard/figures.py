@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from .aggregate import ModelRow, SuiteTable, load_results, summarize
+from .atomic import atomic_path, atomic_write
 from .static_plans import frontier
 
 __all__ = ["figures_section", "partner", "figure_specs", "FIGURE_SIZE", "FIGURES_DIRNAME"]
@@ -209,12 +210,12 @@ def _draw(spec: dict, path: Path) -> None:
     ax.legend(fontsize=7, loc="best")
     fig.subplots_adjust(left=0.11, right=0.97, top=0.92, bottom=0.11)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, metadata={"Software": None})
+    # through a temporary name and a rename: a killed run leaves the old picture, never a cut one
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=DPI, metadata={"Software": None}, format="png")
     plt.close(fig)
-    with open(path.with_suffix(".json"), "w") as f:
-        json.dump({k: v for k, v in spec.items() if k != "file"} | {"png": spec["file"]}, f, indent=1,
-                  sort_keys=True)
-        f.write("\n")
+    atomic_write(path.with_suffix(".json"), json.dumps({k: v for k, v in spec.items() if k != "file"}
+                                                      | {"png": spec["file"]}, indent=1, sort_keys=True) + "\n")
 
 
 def figures_section(results_dir, write: bool) -> Optional[str]:

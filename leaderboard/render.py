@@ -7,7 +7,6 @@ with ``check_leaderboard``.
 from __future__ import annotations
 
 import difflib
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import List, Optional, Sequence, Tuple
 from tabulate import tabulate
 
 from .aggregate import ModelRow, Stat, SuiteTable, TaskSpec, load_results, summarize
+from .atomic import atomic_write
 from .static_plans import verdicts
 
 __all__ = ["build_leaderboard", "write_leaderboard", "check_leaderboard", "EXTRA_BEGIN",
@@ -70,9 +70,7 @@ def write_leaderboard(results_dir, out_path, extra_sections: Optional[Sequence[s
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     # a temporary beside it, then a rename: an interrupted write never leaves half a page
-    tmp = out_path.with_name(f".{out_path.name}.tmp")
-    tmp.write_bytes(markdown.encode("utf-8"))
-    os.replace(tmp, out_path)
+    atomic_write(out_path, markdown.encode("utf-8"))
     return problems
 
 

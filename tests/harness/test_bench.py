@@ -166,7 +166,7 @@ def test_bad_input_is_one_line(args, fragments, tmp_path, capsys):
 
 def test_a_pattern_times_its_static_models_once_beside_the_routed_ones(tmp_path, capsys):
     out_file = tmp_path / "b.json"
-    code, out, err = run_cli(["bench", "--models", "dhvn_nano*", "--batch-size", "2", "--execution", "both",
+    code, out, err = run_cli(["bench", "--models", "dhvn_nano", "dhvn_nano_st*", "--batch-size", "2", "--execution", "both",
                               "--policy", "skip=0.5", *FAST, "--json-out", str(out_file)], capsys)
     assert code == 0, err
     routed, static = json.loads(out_file.read_text())["results"]
