@@ -17,11 +17,15 @@ is -0.42), so the first patch row and column differed from all others whatever t
 and the routers learned to route them by position: the alpha-map artefact, in which column 0
 went to the SSM and every blank patch elsewhere to attention, where it pondered.
 
-Each router knows what its choices cost (`choice_costs`): the attention choice holds the
-ponder step an attention patch above the threshold takes, which makes attention the dearer
-choice at every size; with `RouterSpec.budget` the training objective charges for both.
+Each router declares what each choice executes (`ESHBlock.choice_costs`, docs/DESIGN.md
+"Declared costs"): attention alone costs less per patch than the SSM at every router of
+eshvision_xs and eshvision_s (14.5 k against 29.2 k FLOPs at eshvision_xs stage 0, 49 patches).
+Pondering, which only attention patches with alpha above the threshold do, is a cost of its own
+(`ESHBlock.ponder_costs`), charged by the ponder objective; with `RouterSpec.budget` the budget
+objective charges for the choices.
 
-Sparse execution (eval default, hard mode) skips the work a patch did not choose:
+Sparse execution (eval default, hard mode) skips part of the work a patch did not choose (per
+patch: queries, output projection, SSM gating; the rest runs per image):
 
 * attention: queries and the output projection are computed only for attention
   patches (packed per image); keys and values come from every patch of the image, so an

@@ -1,4 +1,5 @@
-"""Exp11: a small causal LM that routes each token, per layer, to Gated DeltaNet or softmax attention.
+"""Exp11: a small causal LM that routes each token, per layer, to Gated DeltaNet alone or (mix="add",
+the default) to GDN plus a causal softmax attention read.
 
 Every layer is pre-norm: x + mixer(RMSNorm(x)), then x + SwiGLU(RMSNorm(x)). The mixer plan is
 `spec.layers`: "gdn", "softmax", "both" (GDN + softmax summed, on every token) or "routed". The
@@ -26,7 +27,9 @@ What a routed layer computes for a token (`spec.mix`, see `RoutedMixer`):
     sent a random half of the tokens away, so the GDN state saw half of the sequence; this form
     trailed the baseline by 0.2 bits/byte at 300 steps where "add" matched it.
 Sparse execution (default at eval) runs the attention queries only on their packed positions
-(in causal key blocks, `sorted_query_attention`); "hide" also packs the GDN's tokens. Dense
+(in causal key blocks, `sorted_query_attention`); "hide" also packs the GDN's tokens. Keys and
+values are still computed for every token of a sequence with any softmax token, and packed
+queries are padded to the longest row (13-14 % on pydocs, issue 21's audit). Dense
 execution (default in training) computes both branches for every token under the same
 semantics and combines them with the straight-through weights. The two agree to float rounding.
 
@@ -86,7 +89,8 @@ class Exp11Spec(LMSpec):
 
 
 class RoutedMixer(nn.Module):
-    """Per token: Gated DeltaNet or causal softmax attention, as the route decides.
+    """Per token, what the route decides, read through `spec.mix`: under "add" (the default) a
+    softmax token runs the GDN and a causal softmax read, a gdn token the GDN alone.
 
     `spec.mix` fixes what the two choices mean:
       * "add":     the GDN runs over every token; a softmax-routed token adds a softmax
