@@ -17,7 +17,11 @@ import torch.nn.functional as F
 from mmengine.model import BaseModel
 from mmengine.registry import MODELS
 
+import zoo
+
 from .errors import HarnessError
+
+zoo.register_mmengine()  # a config's dict(type="dhvn_nano") builds the zoo model through MODELS
 
 __all__ = ["ZooClassifier", "ZooLM", "build_network", "TIMM_PREFIX", "routing_stats"]
 

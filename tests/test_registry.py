@@ -98,15 +98,32 @@ def test_timm_bridge():
     with pytest.raises(RuntimeError, match="Unknown model"):
         timm.create_model("exp11_dynamic_tiny")
     from mmengine.registry import MODELS
+    zoo.register_mmengine()
     assert zoo.create_model("exp11_dynamic_tiny").task == MODELS.build(dict(type="exp11_dynamic_tiny")).task
 
 
 def test_mmengine_bridge():
     from mmengine.registry import MODELS
+    zoo.register_mmengine()
     m = MODELS.build(dict(type="dhvn_nano", num_classes=10, in_chans=1, img_size=28))
     assert m.num_classes == 10 and m.in_chans == 1
     lm = MODELS.build(dict(type="exp11_baseline_tiny", vocab_size=256))
     assert lm.vocab_size == 256
+
+
+def test_import_zoo_leaves_mmengine_out_until_it_is_bridged():
+    """`import zoo` stays light: mmengine is imported only when bridged (the harness bridges it),
+    and a process that imported mmengine's registry first finds the zoo's models there at once."""
+    import subprocess
+    import sys
+    code = ("import sys, zoo; assert 'mmengine' not in sys.modules, 'mmengine imported'; "
+            "zoo.register_mmengine(); from mmengine.registry import MODELS; "
+            "assert MODELS.get('dhvn_nano') is not None; zoo.register_mmengine()")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    first = ("from mmengine.registry import MODELS; import zoo; assert MODELS.get('eshvision_xs') is not None")
+    subprocess.run([sys.executable, "-c", first], check=True)
+    harness = "import harness.wrappers; from mmengine.registry import MODELS; assert MODELS.get('exp11_dynamic_tiny')"
+    subprocess.run([sys.executable, "-c", harness], check=True)
 
 
 def test_vision_spec_rejects_bad_values():

@@ -10,6 +10,7 @@ batch with any softmax token: see each family's module docstring).
     with zoo.routing.execution(model, "dense"): ...
     zoo.routing.trace(model)
     zoo.reparameterize_model(model.eval())   # deploy: BatchNorm folded into convs
+    zoo.register_mmengine()                   # MODELS.build(dict(type="dhvn_tiny")) (the harness does it)
 """
 from . import routing
 from .registry import (UnknownModelError, build_model, create_model, is_model, list_models,
@@ -18,7 +19,9 @@ from .specs import Spec
 from .reparameterize import reparameterize_model
 from . import models  # noqa: F401  (registers every variant, and bridges them into timm/mmengine)
 from . import flops  # noqa: F401  (zoo.flops.count_flops / flops_report: executed FLOPs)
+from .bridges import register_mmengine
 
 __all__ = ["create_model", "list_models", "model_info", "register_model", "resolve_spec",
-           "build_model", "is_model", "UnknownModelError", "Spec", "routing", "reparameterize_model"]
+           "build_model", "is_model", "UnknownModelError", "Spec", "routing", "reparameterize_model",
+           "register_mmengine"]
 __version__ = "0.1.0"

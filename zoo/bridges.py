@@ -5,6 +5,9 @@ timm:     timm.create_model("dhvn_tiny"), timm.list_models("dhvn_*") (image mode
 mmengine: MODELS.build(dict(type="dhvn_tiny", num_classes=10)) — registered in mmengine's
           root MODELS registry under the zoo's own names (no prefix: zoo names do not collide
           with mmengine's, and a config then reads exactly like a create_model call).
+          `import zoo` does not import mmengine (it is most of a bare import's time): the
+          entry points are registered there when `zoo.register_mmengine()` runs (the harness
+          calls it), or at once when mmengine's registry was imported before the zoo.
 """
 from __future__ import annotations
 
@@ -12,7 +15,9 @@ import functools
 import sys
 from typing import Callable, Optional
 
-__all__ = ["register_everywhere"]
+__all__ = ["register_everywhere", "register_mmengine"]
+
+_PENDING_MMENGINE: list = []   # entry points registered before mmengine was bridged
 
 
 def _named(fn: Callable) -> Callable:
@@ -53,8 +58,22 @@ def _register_mmengine(fn: Callable) -> None:
     MODELS.register_module(name=fn.__name__, module=build, force=True)
 
 
+def register_mmengine() -> None:
+    """Register every zoo entry point in mmengine's root MODELS registry (idempotent); every
+    entry point registered later goes there at once."""
+    global _PENDING_MMENGINE
+    pending, _PENDING_MMENGINE = _PENDING_MMENGINE, None
+    for fn in pending or ():
+        _register_mmengine(fn)
+
+
 def register_everywhere(fn: Callable, timm_cfgs: Optional[dict] = None) -> None:
-    """mmengine always; timm for image models, given their pretrained cfgs (None: not in timm)."""
+    """timm for image models, given their pretrained cfgs (None: not in timm); mmengine once it
+    is bridged (`register_mmengine`), or at once when its registry is already imported."""
     if timm_cfgs is not None:
         _register_timm(fn, timm_cfgs)
-    _register_mmengine(fn)
+    if _PENDING_MMENGINE is None or "mmengine.registry" in sys.modules:
+        register_mmengine()  # bridged already, or mmengine is loaded anyway: no cost to register
+        _register_mmengine(fn)
+    else:
+        _PENDING_MMENGINE.append(fn)
