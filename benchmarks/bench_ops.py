@@ -1,8 +1,8 @@
 """Time each op's token-loop reference against its fast form, side by side, in one run.
 
-    python benchmarks/bench_ops.py                    # all ops at the target shapes, 2 threads
-    python benchmarks/bench_ops.py --ops delta --threads 1 2 --repeats 21
-    python benchmarks/bench_ops.py --json-out leaderboard/perf/ops.json   # also store the figures
+    python -m benchmarks.bench_ops                    # all ops at the target shapes, 2 threads
+    python -m benchmarks.bench_ops --ops delta --threads 1 2 --repeats 21
+    python -m benchmarks.bench_ops --json-out leaderboard/perf/ops.json   # also store the figures
 
 For every case and thread count it prints min / median / max wall time of the naive loop and
 of the fast form over the rounds, the speedup of the medians (and the spread of the per-round
@@ -37,25 +37,19 @@ import torch
 import torch.nn.functional as F
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if "zoo" not in sys.modules:
-    # Import zoo.ops without zoo/__init__.py, which pulls in every model and their deps.
-    _pkg = types.ModuleType("zoo")
-    _pkg.__path__ = [os.path.join(ROOT, "zoo")]
-    sys.modules["zoo"] = _pkg
-
-from zoo.ops.delta_rule import (  # noqa: E402
+from zoo.ops.delta_rule import (
     chunk_gated_delta_rule,
     gated_delta_rule_flops,
     naive_gated_delta_rule_flops,
     naive_recurrent_gated_delta_rule,
 )
-from zoo.ops.selective_scan import (  # noqa: E402
+from zoo.ops.selective_scan import (
     naive_selective_scan,
     naive_ssd_scan,
     selective_scan,
     ssd_scan,
 )
-from zoo.ops.selective_scan.chunk import selective_scan_flops, ssd_scan_flops  # noqa: E402
+from zoo.ops.selective_scan.chunk import selective_scan_flops, ssd_scan_flops
 
 
 # issue 4 targets: speedup of the fast form over its own token loop
@@ -65,7 +59,7 @@ ROOF_N = 1024
 
 def _harness_module(name):
     """harness/<name>.py by path, as a submodule of a private package: importing the harness
-    package would pull in the whole zoo (and a bare `zoo` may already stand in for it)."""
+    package would pull in mmengine and every registration it makes."""
     if "harness" in sys.modules and hasattr(sys.modules["harness"], "__file__"):
         return importlib.import_module(f"harness.{name}")
     pkg = sys.modules.get("_bench_harness")
@@ -269,7 +263,7 @@ def main(argv=None):
             r["roof_gflops_per_s"] = roof
             _print_row(r, roof)
     if a.json_out:
-        cmd = "python benchmarks/bench_ops.py " + " ".join(
+        cmd = "python -m benchmarks.bench_ops " + " ".join(
             shlex.quote(t) for t in (sys.argv[1:] if argv is None else argv))
         reliable = [x.get("reliable") for x in loads]
         load = dict(loadavg_before=loads[0].get("loadavg_before"), loadavg_after=loads[-1].get("loadavg_after"),

@@ -1,8 +1,8 @@
 """Whole-model parity with dense timm peers, per FLOP (issue 12, item 5).
 
-    python benchmarks/bench_peers.py                                  # 8x3x224x224, 1 and 2 threads
-    python benchmarks/bench_peers.py --threads 1 --rounds 3
-    python benchmarks/bench_peers.py --max-load 0.5 --max-wait 60 --json-out leaderboard/perf/peers.json
+    python -m benchmarks.bench_peers                                  # 8x3x224x224, 1 and 2 threads
+    python -m benchmarks.bench_peers --threads 1 --rounds 3
+    python -m benchmarks.bench_peers --max-load 0.5 --max-wait 60 --json-out leaderboard/perf/peers.json
 
 Each zoo vision model runs in sparse execution with fixed mixes (`skip=P`, as `harness bench
 --policy`), beside timm models of similar FLOPs that a user would pick instead, all at the same
@@ -32,12 +32,11 @@ import sys
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-import timm  # noqa: E402
+import timm
 
-import zoo  # noqa: E402
-from harness import benchkit, runtime  # noqa: E402
+import zoo
+from harness import benchkit, runtime
 
 TARGET = 0.8
 # zoo model -> timm peers of similar executed FLOPs per image at 224 (zoo.flops.count_flops):
@@ -184,7 +183,7 @@ def main(argv=None) -> int:
         print(f"{q['entry']:40s} {q['threads']} threads: {q['gflops_per_s']:.1f} GFLOP/s = {q['ratio']:.2f} x "
               f"{q['best_peer']} ({q['best_peer_gflops_per_s']:.1f}): {'met' if q['met'] else 'MISSED'}")
     if a.json_out:
-        cmd = "python benchmarks/bench_peers.py " + " ".join(
+        cmd = "python -m benchmarks.bench_peers " + " ".join(
             shlex.quote(t) for t in (sys.argv[1:] if argv is None else argv))
         doc = dict(benchmark="peers", command=cmd.strip(), rounds=a.rounds, warmup=a.warmup, target=TARGET, reparam=a.reparam,
                    batch_size=a.batch_size, input_shape=out["input_shape"], peers=PEERS,

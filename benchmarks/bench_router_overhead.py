@@ -22,7 +22,7 @@ the target cannot meet it without a cheaper router. `--threads 1 2` measures eve
 around it (`harness.benchkit.LoadGate`: with --max-load it waits up to --max-wait seconds for
 other processes to quiet down, and marks the row unreliable if they did not).
 
-    python benchmarks/bench_router_overhead.py [--families dhvn esh exp11] [--rounds 15] [--threads 1 2]
+    python -m benchmarks.bench_router_overhead [--families dhvn esh exp11] [--rounds 15] [--threads 1 2]
         [--max-load 0.5 --max-wait 60] [--reparam] [--json-out F]
 """
 from __future__ import annotations
@@ -37,12 +37,10 @@ import time
 
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-import zoo  # noqa: E402
-from harness.benchkit import LoadGate, conditions, spread  # noqa: E402
-from harness.runtime import tune_allocator_or_exit  # noqa: E402
+import zoo
+from harness.benchkit import LoadGate, conditions, spread
+from harness.runtime import tune_allocator_or_exit
 
 TARGET = 0.05
 # one small and one larger model per family: (family, model, create kwargs, input maker, branches,
@@ -221,7 +219,7 @@ def main(argv=None) -> None:
                       f"{'met' if r['met'] else 'MISSED':>7s} "
                       f"{r['max_abs_diff']:9.1e} {r['load']['other_load']}{flag}", flush=True)
     if a.json_out:
-        cmd = "python benchmarks/bench_router_overhead.py " + " ".join(
+        cmd = "python -m benchmarks.bench_router_overhead " + " ".join(
             shlex.quote(t) for t in (sys.argv[1:] if argv is None else argv))
         doc = dict(benchmark="router_overhead", command=cmd.strip(), rounds=a.rounds, warmup=a.warmup, reparam=a.reparam,
                    conditions=conditions("cpu", torch.get_default_dtype()), results=rows)

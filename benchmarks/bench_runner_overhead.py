@@ -5,23 +5,19 @@ size, AdamW and gradient clipping); the Runner side is the harness's own resolve
 with its hooks, logging, schedulers and message hub. Timed over the same iterations after a
 warm-up, repeated alternately, medians compared. Not a test: machines are noisy.
 
-    python benchmarks/bench_runner_overhead.py [--model timm:resnet18] [--iters 40] [--repeats 3]
+    python -m benchmarks.bench_runner_overhead [--model timm:resnet18] [--iters 40] [--repeats 3]
 """
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import tempfile
 import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from mmengine.hooks import Hook  # noqa: E402
-from mmengine.registry import DATASETS  # noqa: E402
+from mmengine.hooks import Hook
+from mmengine.registry import DATASETS
 
 
 class _Window(Hook):

@@ -1,7 +1,7 @@
 """Time the ImageNet recipe's training step per model, and the epoch it implies.
 
-    python benchmarks/bench_train_step.py --models dhvn_tiny eshvision_s            # CPU, batch 8
-    python benchmarks/bench_train_step.py --models 'dhvn_*' --device cuda --batch-size 128 --amp
+    python -m benchmarks.bench_train_step --models dhvn_tiny eshvision_s            # CPU, batch 8
+    python -m benchmarks.bench_train_step --models 'dhvn_*' --device cuda --batch-size 128 --amp
 
 One step is what `python -m harness run --suite imagenet` runs: mixup/cutmix soft targets, the
 forward, SoftTargetCrossEntropy plus the weighted auxiliary losses, backward, AdamW, at 224 x 224,
@@ -15,7 +15,6 @@ thread count and the load average before and after.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -105,5 +104,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     sys.exit(main())

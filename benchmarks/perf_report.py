@@ -1,9 +1,9 @@
 """Regenerate every figure of the leaderboard's Performance section, then the leaderboard.
 
-    flock /tmp/cpu-heavy.lock python benchmarks/perf_report.py      # everything, then LEADERBOARD.md
-    python benchmarks/perf_report.py --only ops peers --no-leaderboard
-    python benchmarks/perf_report.py --threads 1 --max-load 1 --max-wait 10
-    python benchmarks/perf_report.py --list
+    flock /tmp/cpu-heavy.lock python -m benchmarks.perf_report      # everything, then LEADERBOARD.md
+    python -m benchmarks.perf_report --only ops peers --no-leaderboard
+    python -m benchmarks.perf_report --threads 1 --max-load 1 --max-wait 10
+    python -m benchmarks.perf_report --list
 
 One JSON file per benchmark under leaderboard/perf/, each holding its results, conditions and
 the exact command that produced it (the same command run alone writes the same file). All jobs run in
@@ -26,9 +26,9 @@ What runs (issue 4's target configurations, issue 12's references):
   * the trained embedded checkpoints (seed 0, work_dirs/embedded/...), routing by their own
     decisions; skipped, and reported as not measured, where the checkpoint is absent;
   * peak memory sparse vs dense (`--memory`) at skip 50 % and on the checkpoints;
-  * scan and GDN speedups over their token loops and shares of the matmul roof (benchmarks/bench_ops.py);
-  * router overhead (benchmarks/bench_router_overhead.py);
-  * whole-model GFLOP/s against timm peers at 8x3x224x224 (benchmarks/bench_peers.py).
+  * scan and GDN speedups over their token loops and shares of the matmul roof (`python -m benchmarks.bench_ops`);
+  * router overhead (`python -m benchmarks.bench_router_overhead`);
+  * whole-model GFLOP/s against timm peers at 8x3x224x224 (`python -m benchmarks.bench_peers`).
 
 Every job times deploy forms (`--reparam`: `zoo.reparameterize_model` folds DHVN's conv-then-BatchNorm
 pairs into the convs; the static references get the same, and the timm peers torch.fx's fusion), as a
@@ -116,7 +116,7 @@ SCRIPTS = {"ops": "bench_ops", "overhead": "bench_router_overhead", "peers": "be
 def _write_skipped(out, kind, args, why) -> None:
     """A figure from an earlier code state must not pass for this run's: the file says why it is absent."""
     import json
-    prefix = "python -m harness" if kind == "bench" else f"python benchmarks/{SCRIPTS[kind]}.py"
+    prefix = "python -m harness" if kind == "bench" else f"python -m benchmarks.{SCRIPTS[kind]}"
     doc = dict(benchmark=kind, skipped=why, command=" ".join([prefix, *args, "--json-out", out]), results=[])
     with open(out, "w") as f:
         json.dump(doc, f, indent=2, sort_keys=True)
@@ -183,7 +183,6 @@ def main(argv=None) -> int:
                         f"checked between jobs, so one job may overrun it")
     a = p.parse_args(argv)
     os.chdir(ROOT)
-    sys.path.insert(0, ROOT)
     todo = jobs(a.threads, a.max_load, a.max_wait)
     if a.list:
         for name, kind, args, _ in todo:
@@ -194,9 +193,6 @@ def main(argv=None) -> int:
         if unknown:
             p.error(f"unknown job(s) {', '.join(unknown)}; see --list")
         todo = [j for j in todo if j[0] in a.only]
-    # the full zoo first: bench_ops.py otherwise installs a bare `zoo` package (ops only) that
-    # would hide zoo.create_model from the jobs after it
-    import zoo  # noqa: F401
     from harness.cli import main as harness_main
     from harness.runtime import tune_allocator_or_exit
     tune_allocator_or_exit("perf_report")  # a bad setting stops the run here, not every job in turn

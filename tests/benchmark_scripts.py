@@ -1,4 +1,4 @@
-"""The scripts under benchmarks/ are not a package: tests load each one from its file."""
+"""Tests load each benchmark (`python -m benchmarks.NAME`) from its file, as a fresh module."""
 from __future__ import annotations
 
 import importlib.util

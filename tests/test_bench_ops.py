@@ -11,7 +11,6 @@ def _bench_ops():
 
 
 def test_ops_json_keeps_the_old_fields_and_renders(tmp_path):
-    import zoo  # noqa: F401  (the full zoo first, as perf_report does: bench_ops then uses it)
     from leaderboard.perf_tables import ops_rows
     out = tmp_path / "ops.json"
     _bench_ops().main(["--ops", "delta", "--threads", "1", "--repeats", "2", "--warmup", "0", "--no-peers",

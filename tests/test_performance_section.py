@@ -304,7 +304,7 @@ def test_perf_report_measures_every_figure_at_both_thread_counts_against_the_sta
     assert doc["skipped"] == "ckpt is absent" and doc["results"] == [] and "--models x" in doc["command"]
     # ... and the script a non-bench job's file names is the real one
     report._write_skipped(str(out), "overhead", ["--threads", "1"], "why")
-    assert json.loads(out.read_text())["command"].startswith("python benchmarks/bench_router_overhead.py")
+    assert json.loads(out.read_text())["command"].startswith("python -m benchmarks.bench_router_overhead")
 
 
 def test_peers_trained_mix_is_absent_when_the_siblings_figure_was_skipped(tmp_path):
