@@ -1,14 +1,11 @@
 """Top-1 against executed FLOPs of one saved quick_train model under zoo.routing.budget.
 
-    python experiments/budget_curve.py /tmp/exp/dhvn.pt 0.3 0.5 0.7 1.0
+    python -m experiments.budget_curve /tmp/exp/dhvn.pt 0.3 0.5 0.7 1.0
 """
 import json
-import os
 import sys
 
 import torch
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 
 def main():

@@ -6,7 +6,7 @@ runs 3 untimed eval forwards, then times `--forwards` more and counts the minor 
 they took (getrusage). Figures are medians over the rounds; the ratio is the median of the
 per-round ratios system / tuned.
 
-    python experiments/issue12_allocator.py [--threads 1 2] [--rounds 5] [--forwards 10]
+    python -m experiments.issue12_allocator [--threads 1 2] [--rounds 5] [--forwards 10]
 """
 from __future__ import annotations
 
@@ -45,7 +45,6 @@ def child(index: int, threads: int, forwards: int) -> None:
     import timm
     import torch
 
-    sys.path.insert(0, ROOT)
     import zoo
     from harness import benchkit, runtime
     runtime.tune_allocator()
@@ -72,8 +71,8 @@ def child(index: int, threads: int, forwards: int) -> None:
 
 def run_child(index: int, threads: int, forwards: int, allocator: str) -> dict:
     env = dict(os.environ, ROUTING_ZOO_ALLOCATOR=allocator)
-    out = subprocess.run([sys.executable, __file__, "--child", str(index), str(threads), str(forwards)],
-                         env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-m", "experiments.issue12_allocator", "--child", str(index), str(threads),
+                          str(forwards)], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

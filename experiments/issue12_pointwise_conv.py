@@ -7,20 +7,17 @@ more threads both forms are the same oneDNN call. The shapes are dhvn_tiny's at 
 dhvn_tiny forwards (deploy form, sparse, skip 0.5) with the 1x1 convs as torch dispatches them
 (`--model-only` skips the op table).
 
-    python experiments/issue12_pointwise_conv.py [--threads 1 2] [--rounds 8]
+    python -m experiments.issue12_pointwise_conv [--threads 1 2] [--rounds 8]
 """
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 import torch
 import torch.nn as nn
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from experiments._timing import interleaved, min_med_max, prepare  # noqa: E402
+from experiments._timing import interleaved, min_med_max, prepare
 
 # (batch, in, out, side)
 SHAPES = [(8, 32, 64, 112), (8, 64, 64, 112), (8, 192, 64, 112), (8, 64, 128, 56), (8, 128, 128, 56),

@@ -9,7 +9,7 @@ that `run` counts (RUN_FLOPS_SEQUENCES), at each window length T:
   * per routed layer, where the packed queries' pairs go: chosen queries' allowed pairs, padding
     queries' allowed pairs, and what the whole key blocks add on top.
 
-    OMP_NUM_THREADS=1 python experiments/issue21_flop_conventions.py [--T 256 1024] [--json]
+    OMP_NUM_THREADS=1 python -m experiments.issue21_flop_conventions [--T 256 1024] [--json]
 """
 from __future__ import annotations
 

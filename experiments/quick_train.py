@@ -3,7 +3,7 @@
 Same data (mnist5k / pydocs datasets), same optimiser (AdamW, clip 1.0), warm-up then cosine,
 same tau schedule and aux weights as the suite configs. Prints one JSON line per run.
 
-    python experiments/quick_train.py --model dhvn_nano_static --iters 300 --batch 64 --lr 1e-2
+    python -m experiments.quick_train --model dhvn_nano_static --iters 300 --batch 64 --lr 1e-2
 """
 from __future__ import annotations
 
@@ -11,13 +11,10 @@ import argparse
 import json
 import math
 import os
-import sys
 import time
 
 import torch
 import torch.nn.functional as F
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 
 def kv(items):

@@ -1,6 +1,6 @@
 """Where does a trained routed model spend its compute? Per class, and per item difficulty.
 
-    python experiments/routing_analysis.py work_dirs/embedded/mnist5k/dhvn_nano/seed0 dhvn_nano
+    python -m experiments.routing_analysis work_dirs/embedded/mnist5k/dhvn_nano/seed0 dhvn_nano
 
 For every router: the share of the full choice per true class, and the error rate of the eval
 digits by the route they took (the items routed to the expensive path should be the harder ones).
@@ -11,13 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 
 import torch
 import torch.nn.functional as F
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 
 def load(work_dir: str, model: str):

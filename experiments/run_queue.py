@@ -1,6 +1,6 @@
 """Run experiment command lines (one per line of a file) with N workers at 1 thread each.
 
-    python experiments/queue.py cmds.txt out.jsonl [--workers 2]
+    python -m experiments.run_queue cmds.txt out.jsonl [--workers 2]
 Each command's stdout is appended to out.jsonl, its stderr to out.jsonl.err.
 """
 import argparse

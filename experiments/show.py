@@ -1,4 +1,4 @@
-"""Summarise quick_train JSON lines: python experiments/show.py out.jsonl"""
+"""Summarise quick_train JSON lines: python -m experiments.show out.jsonl"""
 import json
 import sys
 

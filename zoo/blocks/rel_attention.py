@@ -37,7 +37,7 @@ def biased_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: to
 
     What `F.scaled_dot_product_attention(q, k, v, attn_mask=bias)` computes, as baddbmm +
     softmax + bmm: on CPU a float mask sends SDPA down its `_safe_softmax` math path, which
-    this beats by 1.5x at 49 patches and 1.3x at 196 (B=64, 1 thread, experiments/issue12_rel_attention.py).
+    this beats by 1.5x at 49 patches and 1.3x at 196 (B=64, 1 thread, experiments/archive/issue12_rel_attention.py).
     """
     B, h, M, d = q.shape
     N = k.shape[2]
@@ -103,7 +103,7 @@ class RelPosAttention(nn.Module):
         # packed rows too: their (B, heads, M, N) bias is copied once into baddbmm's layout,
         # which beats SDPA's float-mask path at 2 threads (1.34-1.72x at eshvision_xs's 49 and
         # 16 patches, 1.03-1.07x at eshvision_s's) and is within 4 % of it at 1 thread
-        # (experiments/issue12_esh_small_shapes.py)
+        # (experiments/archive/issue12_esh_small_shapes.py)
         out = biased_attention(q, k, v, self.bias(hw, query_pos, xq.device).to(q.dtype))
         return self.proj(out.transpose(1, 2).reshape(B, M, self.dim))
 

@@ -192,7 +192,7 @@ class HybridBlock(nn.Module):
         runs on x as it is, the other on the "both" samples only, and their fusion overwrites those
         rows. Gathering the whole batch into [single | both] order first was a copy of x and a
         scatter of every output row: 65 % on top of the branches at skip 75 %
-        (experiments/issue12_efficiency_bound.py). Each sample's values are unchanged."""
+        (experiments/archive/issue12_efficiency_bound.py). Each sample's values are unchanged."""
         full = (self.conv if conv_for_all else self.trans)(x)
         part = (self.trans if conv_for_all else self.conv)(gather_samples(x, both))
         full_both = gather_samples(full, both)

@@ -1,6 +1,6 @@
 """Issue 12: why Mamba-1's selective scan stays near 3x its token loop in eager PyTorch (measured).
 
-    flock /tmp/cpu-heavy.lock python experiments/issue12_mamba1_bound.py --threads 1 2
+    flock /tmp/cpu-heavy.lock python experiments/archive/issue12_mamba1_bound.py --threads 1 2
 
 At bench_ops.py's shapes (Bt=8, Dm=256, N=16, L=196 and 784) it times, interleaved:
   * the token loop (naive_selective_scan) and the fast form (selective_scan) at block 4..32;
@@ -25,7 +25,7 @@ import sys
 
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 from benchmarks.bench_ops import scan_inputs  # noqa: E402
 from experiments._timing import interleaved  # noqa: E402

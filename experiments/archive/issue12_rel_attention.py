@@ -1,6 +1,6 @@
 """Issue 12 lever: ESH's relative-bias attention as baddbmm + softmax + bmm instead of SDPA with a float mask.
 
-    flock /tmp/cpu-heavy.lock python experiments/issue12_rel_attention.py --threads 1 2
+    flock /tmp/cpu-heavy.lock python experiments/archive/issue12_rel_attention.py --threads 1 2
 
 Times, interleaved, the attention core (q k^T + bias, softmax, times v) both ways at
 eshvision_s's stage shapes, batch 64, with the layouts `RelPosAttention.attend` hands over
@@ -17,7 +17,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 from experiments._timing import min_med_max  # noqa: E402
 from zoo.blocks.rel_attention import biased_attention  # noqa: E402
 

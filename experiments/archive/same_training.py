@@ -1,6 +1,6 @@
 """Does the code at HEAD train exactly as the commit the committed results came from?
 
-    python experiments/same_training.py [--at 88f8706]
+    python experiments/archive/same_training.py [--at 88f8706]
 
 Clones the repo at --at, trains dhvn_nano, eshvision_xs, eshvision_xs_soft and exp11_dynamic_tiny
 for 12 iterations on small slices of the embedded suites in both trees (same seed, same
@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 
-HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RUNS = [("mnist5k", m, ["--batch-size", "16", "--cfg-options", "train_dataloader.dataset.limit=64",
                         "test_dataloader.dataset.limit=60"]) for m in ("dhvn_nano", "eshvision_xs", "eshvision_xs_soft")]
 RUNS.append(("pydocs", "exp11_dynamic_tiny", ["--batch-size", "2", "--cfg-options", "train_dataloader.dataset.limit=8",

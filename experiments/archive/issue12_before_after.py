@@ -1,8 +1,8 @@
 """The Performance section's efficiency and router-overhead rows at an earlier commit and now
 (leaderboard/perf/), as markdown.
 
-    python experiments/issue12_before_after.py                 # since issue 12 began: fb3d438, 2 threads vs dense
-    python experiments/issue12_before_after.py --before 3d11708 --every-reading
+    python experiments/archive/issue12_before_after.py                 # since issue 12 began: fb3d438, 2 threads vs dense
+    python experiments/archive/issue12_before_after.py --before 3d11708 --every-reading
                                                                # every reading (1 and 2 threads, both references)
 
 fb3d438's files hold one reading per row (2 threads, against dense mode); later files hold the

@@ -11,7 +11,7 @@ mnist5k's 64 x 1 x 28² and fixed mixes skip=P. Efficiency = median over rounds 
 t_sparse (or t_static / t_sparse) over the FLOPs ratio, as in `harness bench`; the FLOP counts
 are the same for both forms.
 
-    python experiments/issue12_dhvn_deploy.py [--threads 1 2] [--rounds 15] [--skips 0.25 0.5 0.75]
+    python experiments/archive/issue12_dhvn_deploy.py [--threads 1 2] [--rounds 15] [--skips 0.25 0.5 0.75]
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import sys
 import torch
 import torch.nn as nn
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from experiments._timing import prepare  # noqa: E402
 from harness import benchkit  # noqa: E402

@@ -7,7 +7,7 @@ Under a fixed skip mix every sample takes conv or both, so conv always covers th
 interleaved (the first of each pair alternates), medians of --rounds; outputs compared exactly,
 also under mixes where the transformer covers the batch and where neither does.
 
-    python experiments/issue12_dhvn_one_branch.py [--threads 1 2] [--rounds 25]
+    python experiments/archive/issue12_dhvn_one_branch.py [--threads 1 2] [--rounds 25]
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 import zoo  # noqa: E402
 from harness import benchkit, runtime  # noqa: E402

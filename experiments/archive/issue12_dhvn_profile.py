@@ -1,6 +1,6 @@
 """Issue 12: where dhvn_nano's sparse eval forward spends its time (torch.profiler, by op and module).
 
-    flock /tmp/cpu-heavy.lock python experiments/issue12_dhvn_profile.py --threads 1 --skip 0.75
+    flock /tmp/cpu-heavy.lock python experiments/archive/issue12_dhvn_profile.py --threads 1 --skip 0.75
 
 dhvn_nano as the mnist5k suite builds it (1 x 28 x 28, 10 classes), eval, sparse, batch 64, with
 bench's fixed mix skip=P (harness.benchkit.FrozenPolicy: a share P of the samples at each router
@@ -17,7 +17,7 @@ import time
 
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 import zoo  # noqa: E402
 from harness import benchkit  # noqa: E402

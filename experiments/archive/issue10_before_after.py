@@ -1,6 +1,6 @@
 """Issue 10's faults, run against the code before the work (a clone at BEFORE) and the code here.
 
-    python experiments/issue10_before_after.py [--before d925ee7] [--out experiments/results/issue10.md]
+    python experiments/archive/issue10_before_after.py [--before d925ee7] [--out experiments/results/issue10.md]
 
 Each case is one shell-level command, as a user would type it, run from each tree's root with a
 scratch folder of its own; the table gives the exit status and the last line of stderr (or the
@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 
-HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = ["--cfg-options", "train_dataloader.dataset.limit=64", "test_dataloader.dataset.limit=60",
         "test_dataloader.batch_size=30"]
 
@@ -242,7 +242,7 @@ def main() -> int:
         rows.append((i, name, *cells))
         print(f"{i}. {name}\n   before: {cells[0]}\n   after:  {cells[1]}", flush=True)
     with open(a.out, "w") as f:
-        f.write(f"# Issue 10: before ({a.before}) and after\n\n`python experiments/issue10_before_after.py`, "
+        f.write(f"# Issue 10: before ({a.before}) and after\n\n`python experiments/archive/issue10_before_after.py`, "
                 f"load average {load[0]:.2f} at the start, {os.getloadavg()[0]:.2f} at the end.\n\n")
         f.write("| # | case | before | after |\n|---|---|---|---|\n")
         for i, name, b, c in rows:

@@ -5,7 +5,7 @@ and the intra-chunk product shrinks with Q^2. Not applied in the zoo: a differen
 changes the outputs at the 1e-7 level, so eshvision_xs would have to be retrained. Interleaved,
 medians of --rounds, ms.
 
-    python experiments/issue12_ssd_chunk_len.py [--threads 1] [--rounds 21]
+    python experiments/archive/issue12_ssd_chunk_len.py [--threads 1] [--rounds 21]
 """
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import os
 import sys
 
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from _timing import interleaved, min_med_max, prepare  # noqa: E402
+from experiments._timing import interleaved, min_med_max, prepare  # noqa: E402
 from issue12_ssd_short import ssd_inputs  # noqa: E402
 from zoo.ops.selective_scan import ssd_scan  # noqa: E402
 

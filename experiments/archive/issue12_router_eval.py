@@ -3,7 +3,7 @@ them) and left unbuilt (now: `Route.weights` is built only if read; sparse execu
 it). The "before" form is the same forward followed by reading `route.weights`, which builds
 exactly the tensor the old forward did. Interleaved, medians of --rounds, no grad.
 
-    python experiments/issue12_router_eval.py [--threads 1] [--rounds 400]
+    python experiments/archive/issue12_router_eval.py [--threads 1] [--rounds 400]
 """
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from _timing import interleaved, min_med_max, prepare  # noqa: E402
+from experiments._timing import interleaved, min_med_max, prepare  # noqa: E402
 from zoo.blocks.router import Router  # noqa: E402
 from zoo.specs import RouterSpec  # noqa: E402
 

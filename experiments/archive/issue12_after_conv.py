@@ -7,7 +7,7 @@ of the first hybrid block (batch 64, 16 x 28 x 28, channels-last) against the sa
 after themselves, medians of `--rounds`: the first few ops after a large one pay for the cache
 state that op leaves behind, whoever they are.
 
-    python experiments/issue12_after_conv.py [--threads 1] [--rounds 200]
+    python experiments/archive/issue12_after_conv.py [--threads 1] [--rounds 200]
 """
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 import zoo  # noqa: E402
-from _timing import prepare  # noqa: E402
+from experiments._timing import prepare  # noqa: E402
 
 
 def main() -> None:

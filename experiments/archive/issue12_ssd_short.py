@@ -6,7 +6,7 @@ scan cost as much as L=16. Padding with delta = 0 changes nothing (no decay, no 
 computation is exactly `ssd_scan` on the zero-padded input, sliced back: that is the "padded"
 form here, against `ssd_scan` on the input as it is, interleaved, medians of --rounds.
 
-    python experiments/issue12_ssd_short.py [--threads 1] [--rounds 21]
+    python experiments/archive/issue12_ssd_short.py [--threads 1] [--rounds 21]
 """
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ import sys
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from _timing import interleaved, min_med_max, prepare  # noqa: E402
+from experiments._timing import interleaved, min_med_max, prepare  # noqa: E402
 from zoo.ops.selective_scan import ssd_scan  # noqa: E402
 
 # (Bt = 2 directions x 64 images, L, d_inner, heads): eshvision_s at 32 px, stages 1-2 (L=4, 1),

@@ -1,7 +1,7 @@
 """Issue 12: eval-mode norms on channels-last feature maps at dhvn_nano's shapes, batch 64 (and 16,
 the "both" sub-batch at skip 75 %).
 
-    flock /tmp/cpu-heavy.lock python experiments/issue12_norm_eval.py --threads 1 2
+    flock /tmp/cpu-heavy.lock python experiments/archive/issue12_norm_eval.py --threads 1 2
 
 DHVN's norms are BatchNorm since issue 9 (GroupNorm stays selectable); at eval a BN is a
 per-channel affine map. Times, interleaved: torch's BatchNorm2d eval forward on a channels-last
@@ -21,7 +21,7 @@ import time
 import torch
 import torch.nn as nn
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
 

@@ -1,6 +1,6 @@
 """Issue 12 kernels: SSD and Mamba-1 scans before and after, against their token loops, side by side.
 
-    flock /tmp/cpu-heavy.lock python experiments/issue12_scans.py --threads 1 2 --before 6e36d8f
+    flock /tmp/cpu-heavy.lock python experiments/archive/issue12_scans.py --threads 1 2 --before 6e36d8f
 
 `--before REV` loads zoo/ops/selective_scan/chunk.py as it was at that git revision next to the
 working tree's, and times, interleaved in each round, the token loop, the old fast form and the
@@ -17,11 +17,11 @@ import time
 
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 from benchmarks.bench_ops import scan_inputs  # noqa: E402
 from experiments._timing import min_med_max  # noqa: E402
-from experiments.issue12_delta_rule import load_at  # noqa: E402
+from experiments.archive.issue12_delta_rule import load_at  # noqa: E402
 from zoo.ops.selective_scan import naive_selective_scan, naive_ssd_scan, selective_scan, ssd_scan  # noqa: E402
 
 SHAPES = [  # (kind, Bt, L, Dm, N, H)

@@ -1,6 +1,6 @@
 """Issue 12: does dhvn_nano's transformer branch pay fixed costs on the small sub-batches of skip 75 %?
 
-    flock /tmp/cpu-heavy.lock python experiments/issue12_dhvn_transformer_batch.py --threads 1 2
+    flock /tmp/cpu-heavy.lock python experiments/archive/issue12_dhvn_transformer_batch.py --threads 1 2
 
 For each hybrid block of dhvn_nano (mnist5k: 1 x 28 x 28), eval, no autograd: the transformer and
 conv branches' time per sample at batch 64, 16 and 4 (16 is the "both" sub-batch at skip 75 %),
@@ -23,7 +23,7 @@ import time
 
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 import zoo  # noqa: E402
 

@@ -1,6 +1,6 @@
 """Issue 12 kernel: the chunked gated delta rule before and after, against its token loop, side by side.
 
-    flock /tmp/cpu-heavy.lock python experiments/issue12_delta_rule.py --threads 1 2 --before 13cd698
+    flock /tmp/cpu-heavy.lock python experiments/archive/issue12_delta_rule.py --threads 1 2 --before 13cd698
 
 `--before REV` loads zoo/ops/delta_rule/chunk.py as it was at that git revision (the form
 before this issue's changes) next to the working tree's, and times, interleaved in each round,
@@ -20,7 +20,7 @@ import tempfile
 
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 from benchmarks.bench_ops import delta_rule_inputs  # noqa: E402
 from experiments._timing import interleaved  # noqa: E402

@@ -1,6 +1,6 @@
 """Issue 12 lever: the binary router's probabilities as sigmoids instead of softmax(cat([0, z])).
 
-    flock /tmp/cpu-heavy.lock python experiments/issue12_router.py --threads 1 2
+    flock /tmp/cpu-heavy.lock python experiments/archive/issue12_router.py --threads 1 2
 
 Times, interleaved, the probability computation alone and the whole Router forward (eval,
 training "hard" and "gumbel") at ESH's patch-router shape, against the pre-issue-12 formula
@@ -17,7 +17,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 from zoo.blocks.router import Router  # noqa: E402
 from zoo.ops.gating import gumbel_straight_through, straight_through  # noqa: E402
 from zoo.specs import RouterSpec  # noqa: E402

@@ -23,7 +23,7 @@ counted FLOPs and GFLOP/s.
 
 The harness's allocator setting applies (`harness.runtime`).
 
-    python experiments/issue12_efficiency_bound.py [--models dhvn_nano eshvision_xs] [--skips 0.25 0.5 0.75]
+    python experiments/archive/issue12_efficiency_bound.py [--models dhvn_nano eshvision_xs] [--skips 0.25 0.5 0.75]
         [--threads 1] [--rounds 15]
 """
 from __future__ import annotations
@@ -35,10 +35,10 @@ import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 import zoo  # noqa: E402
-from _timing import interleaved  # noqa: E402
+from experiments._timing import interleaved  # noqa: E402
 from harness import benchkit, runtime  # noqa: E402
 from zoo.blocks.routed import gather_samples, rows_with, single_choice  # noqa: E402
 from zoo.ops.dispatch import gather_items, gather_rows, pack_rows, select_items  # noqa: E402

@@ -12,7 +12,7 @@ Shapes are eshvision_xs's at 28 px (batch 64: 7x7 and 4x4 grids) and eshvision_s
 (batch 8: 14x14 and 7x7). ms are min / median / max over --rounds; "old / new" is the ratio of
 medians; "max |diff|" compares the outputs.
 
-    python experiments/issue12_esh_small_shapes.py [--threads 1 2] [--rounds 40]
+    python experiments/archive/issue12_esh_small_shapes.py [--threads 1 2] [--rounds 40]
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import sys
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from experiments._timing import interleaved, min_med_max, prepare  # noqa: E402
 from zoo.blocks.rel_attention import RelPosAttention  # noqa: E402

@@ -7,7 +7,7 @@ round-robin, so every call follows the previous form's call: the routed layer (r
 the mixer on a precomputed route, the GDN alone and the router alone (which then runs after a
 GDN). µs: median (min) over --rounds.
 
-    python experiments/issue12_router_in_situ.py [--threads 1] [--rounds 40]
+    python experiments/archive/issue12_router_in_situ.py [--threads 1] [--rounds 40]
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import time
 
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 

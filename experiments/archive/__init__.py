@@ -1,0 +1,1 @@
+"""One-off measurements, indexed in README.md here."""
