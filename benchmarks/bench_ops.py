@@ -52,7 +52,7 @@ from zoo.ops.selective_scan import (
 from zoo.ops.selective_scan.chunk import selective_scan_flops, ssd_scan_flops
 
 
-# issue 4 targets: speedup of the fast form over its own token loop
+# docs/DESIGN.md, "Performance targets": speedup of the fast form over its own token loop
 TARGETS = {"delta": 10.0, "s6": 3.0, "ssd": 3.0}
 ROOF_N = 1024
 

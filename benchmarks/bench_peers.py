@@ -1,4 +1,4 @@
-"""Whole-model parity with dense timm peers, per FLOP (issue 12, item 5).
+"""Whole-model parity with dense timm peers, per FLOP (docs/DESIGN.md, "Performance targets").
 
     python -m benchmarks.bench_peers                                  # 8x3x224x224, 1 and 2 threads
     python -m benchmarks.bench_peers --threads 1 --rounds 3

@@ -1,8 +1,8 @@
 """Router overhead: a routed layer with every item forced to one branch, against that branch alone.
 
-Target (issue 4): router + gather/scatter <= 5 % of layer time. Per family, every routed layer
-of the model is fed the input it sees in a real forward (captured with hooks) and timed two ways,
-alternately (routed, direct, routed, direct ...), no grad:
+Target (docs/DESIGN.md, "Performance targets"): router + gather/scatter <= 5 % of layer time.
+Per family, every routed layer of the model is fed the input it sees in a real forward (captured
+with hooks) and timed two ways, alternately (routed, direct, routed, direct ...), no grad:
 
   * routed: sparse execution, `zoo.routing.force(model, BRANCH)`: the router, the item
     selection, gather / packing, the branch on every item and the scatter back;

@@ -17,7 +17,7 @@ later jobs do not wait; the budget is checked between jobs, so one job may overr
 processes use at most --max-load cores' worth of CPU (default 0.5); a figure whose run still saw more is timed once more, and if that run saw more too it is
 marked unreliable in its JSON and in the table.
 
-What runs (issue 4's target configurations, issue 12's references):
+What runs (the targets of docs/DESIGN.md, "Performance targets"):
   * efficiency at forced skip 25/50/75 %: dhvn_nano and eshvision_xs at batch 64 on 1x28x28
     digits, exp11_dynamic_tiny at T=1024, B=1 on pydocs text, each against the routed model in
     dense execution and against its static always-full form (harness/static_reference.py);

@@ -1,4 +1,5 @@
-"""The static always-full reference a routed model's sparse run is timed against (issue 12).
+"""The static always-full reference a routed model's sparse run is timed against
+(docs/DESIGN.md, "Performance targets").
 
 A routed model in dense execution is a flattering reference: it carries the weighted mix over
 full activations (and Exp11's masks), which a plain static model never pays. The reference here

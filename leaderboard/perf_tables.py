@@ -69,7 +69,8 @@ def threads_of(row: dict, doc: dict) -> str:
     return str(row.get("threads", c.get("threads", DASH)))
 
 
-# issue 12: each fast op's executed GFLOP/s as a share of the fp32 matmul roof timed in the same run
+# docs/DESIGN.md, "Performance targets": each fast op's executed GFLOP/s as a share of the fp32 matmul
+# roof timed in the same run
 ROOF_TARGETS = {"delta": 0.40, "ssd": 0.15}
 
 

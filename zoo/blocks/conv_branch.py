@@ -4,7 +4,7 @@ The norm is BatchNorm by default (`ConvBranchSpec.norm`): at eval it is a per-ch
 map from running statistics, so a sample's output never depends on its batch mates, which
 per-sample routing needs (a gathered sub-batch must give the same result as the full one).
 GroupNorm ("group") and per-pixel LayerNorm ("layer") keep that property in training too, but
-trained clearly worse on mnist5k under the same recipe (figures in the issue 9 note).
+trained clearly worse on mnist5k under the same recipe (docs/DESIGN.md, "Measured architecture choices").
 
 Being an affine map at eval, a BatchNorm right after a conv folds into that conv's weights and
 bias. `reparameterize()` does it in place, in timm's convention (RepVGG, MobileOne), and

@@ -15,7 +15,7 @@ globally pooled block input:
 Every choice then ends in the block's one output: norm(ReLU(pre-activation)), the seed's fusion,
 with conv and transformer as the cases a = 1 and a = 0. The next block sees one output space
 whatever a sample took; with each choice emitting its own branch's output it saw three, and
-routed nano settled on whole-block choices and lost accuracy (measured in the issue 9 note).
+routed nano settled on whole-block choices and lost accuracy (docs/DESIGN.md, "Measured architecture choices").
 
 Norms are BatchNorm (`ConvBranchSpec.norm`; "group" and "layer" stay available). At eval BN
 uses its running statistics, so a sample's output still never depends on its batch mates and

@@ -9,7 +9,7 @@ encoding, `pos_conv`); each hybrid block:
     soft (seed):    out = x + alpha a + (1 - alpha) s
     out = out + FFN(LN(out));  then ACT: attention patches with alpha > 0.7 ponder
 
-Deviations from the seed, each measured on mnist5k (figures in the issue 9 note): pre-norm
+Deviations from the seed, each measured on mnist5k (docs/DESIGN.md, "Measured architecture choices"): pre-norm
 branch updates instead of LN(branch(n) + n), which gives every block's update unit scale and
 trained worse, more so with depth; the position conv; and, in the conv stem, replicate
 padding. Zero padding put a bright frame around every normalised image (MNIST's background
