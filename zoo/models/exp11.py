@@ -29,7 +29,7 @@ What a routed layer computes for a token (`spec.mix`, see `RoutedMixer`):
 Sparse execution (default at eval) runs the attention queries only on their packed positions
 (in causal key blocks, `sorted_query_attention`); "hide" also packs the GDN's tokens. Keys and
 values are still computed for every token of a sequence with any softmax token, and packed
-queries are padded to the longest row (13-14 % on pydocs: experiments/issue21_flop_conventions.py). Dense
+queries are padded to the longest row (docs/DESIGN.md, "What sparse execution still computes"). Dense
 execution (default in training) computes both branches for every token under the same
 semantics and combines them with the straight-through weights. The two agree to float rounding.
 
