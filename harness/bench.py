@@ -32,6 +32,7 @@ from typing import Optional
 from . import options
 from .bench_report import format_result, write_csv
 from .errors import HarnessError
+from .tasks import TASKS, get_task, size_options
 
 __all__ = ["add_parser", "cmd_bench", "bench_model"]
 
@@ -117,7 +118,7 @@ def cmd_bench(args, argv=()) -> int:
         check_tasks(models, suites[models[0]])
     else:
         from .run import model_task
-        suites = {m: get_suite("pydocs" if model_task(m) == "causal-lm" else "mnist5k") for m in models}
+        suites = {m: get_suite(get_task(model_task(m)).bench_suite) for m in models}
     shares = benchkit.parse_policy(args.policy) if args.policy else None
     gate = benchkit.LoadGate(args.max_load, args.max_wait)
     model_kwargs = dict(args.model_kwargs)
@@ -155,37 +156,9 @@ def cmd_bench(args, argv=()) -> int:
 
 def build_inputs(suite, task: str, batch: int, seq_len: Optional[int], img_size: Optional[int],
                  arch_kwargs: dict):
-    """(inputs, targets, description). Embedded suites: their first test items (evenly spaced
-    digits / consecutive text windows), repeated to `batch`; other suites: random data."""
-    import torch
-    import torch.nn.functional as F
-    gen = torch.Generator().manual_seed(0)
-    if task == "causal-lm":
-        T = seq_len or int(arch_kwargs.get("max_seq_len", 256))
-        vocab = int(arch_kwargs.get("vocab_size", 256))
-        if suite.name == "pydocs":
-            from .suites.pydocs import byte_windows, corpus
-            windows = byte_windows(corpus()["data"]["test"], T)
-            w = windows[torch.arange(batch) % len(windows)]
-            return w[:, :-1].contiguous(), w[:, 1:].contiguous(), f"pydocs test text, {batch}x{T} byte tokens"
-        ids = torch.randint(0, vocab, (batch, T + 1), generator=gen)
-        return ids[:, :-1].contiguous(), ids[:, 1:].contiguous(), f"random tokens, {batch}x{T}, vocab {vocab}"
-    chans = int(arch_kwargs.get("in_chans", 3))
-    side = img_size or int(arch_kwargs.get("img_size", 224))
-    classes = int(arch_kwargs.get("num_classes") or 1000)
-    if suite.name == "mnist5k":
-        from .suites.mnist5k import Mnist5k
-        ds = Mnist5k("test", limit=min(batch, 1000))
-        idx = torch.arange(batch) % len(ds)
-        x, y = ds.images[idx], ds.labels[idx]
-        desc = f"mnist5k test digits, {batch}x{chans}x{side}x{side}"
-        if side != x.shape[-1]:
-            x = F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False)
-            desc += " (resized)"
-        return x.contiguous(), y, desc
-    x = torch.randn(batch, chans, side, side, generator=gen)
-    y = torch.randint(0, classes, (batch,), generator=gen)
-    return x, y, f"random images, {batch}x{chans}x{side}x{side}"
+    """(inputs, targets, description): the task's inputs (`harness.tasks`) at the size asked for."""
+    t = get_task(task)
+    return t.inputs(suite, batch, seq_len if t.size_option == "seq_len" else img_size, arch_kwargs)
 
 
 def bench_model(arch: str, suite, args, shares, model_kwargs: dict, strict: bool = True,
@@ -197,16 +170,18 @@ def bench_model(arch: str, suite, args, shares, model_kwargs: dict, strict: bool
     from .run import model_task
 
     task = model_task(arch)
-    if task == "causal-lm" and args.img_size:
-        raise HarnessError(f"--img-size applies to image models; {arch} is a causal LM (use --seq-len)")
-    if task != "causal-lm" and args.seq_len:
-        raise HarnessError(f"--seq-len applies to LMs; {arch} is an image model (use --img-size)")
+    t = get_task(task)
+    for option in size_options():
+        if getattr(args, option) and option != t.size_option:
+            takers = " and ".join(n for n, other in TASKS.items() if other.size_option == option)
+            raise HarnessError(f"--{option.replace('_', '-')} applies to {takers} models; {arch} is a {task} "
+                               f"model (use --{t.size_option.replace('_', '-')})")
     from .loading import network_from_config, suite_config
     overrides = {}
     base_kwargs = suite_config(arch, suite, device=device)[0].model["arch_kwargs"]
-    if task == "causal-lm" and args.seq_len:
+    if t.size_option == "seq_len" and args.seq_len:
         overrides["max_seq_len"] = max(args.seq_len, int(base_kwargs.get("max_seq_len", 0)))
-    if task != "causal-lm" and args.img_size:
+    if t.size_option == "img_size" and args.img_size:
         overrides["img_size"] = args.img_size
     overrides.update(model_kwargs)
     cfg, _ = suite_config(arch, suite, overrides, device=device)
@@ -297,8 +272,7 @@ def _timed_result(base, net, x, y, modes, policy, reference, args, task, device,
     net.eval()
     if reference:
         reference[1].eval()
-    per_step = x.numel() if task == "causal-lm" else x.shape[0]
-    unit = "tokens" if task == "causal-lm" else "samples"
+    per_step, unit = get_task(task).items(x), get_task(task).unit
     runs = {}
     for m, t in zip(modes + (["reference"] if reference else []), times):
         med = statistics.median(t)

@@ -3,6 +3,7 @@ CSV columns (`--results-file`). The JSON (`--json-out`) is the results themselve
 from __future__ import annotations
 
 from . import options
+from .tasks import get_task
 
 __all__ = ["csv_rows", "write_csv", "format_result"]
 
@@ -18,7 +19,7 @@ def csv_rows(results: list) -> list:
             items = r["input_shape"][0]
             row = {"model": r["model"], f"{prefix}_samples_per_sec": None, f"{prefix}_step_time": run["step_ms_median"],
                    f"{prefix}_batch_size": r["batch_size"],
-                   f"{prefix}_img_size": r["input_shape"][-1] if r["task"] != "causal-lm" else None,
+                   f"{prefix}_img_size": r["input_shape"][-1] if get_task(r["task"]).size_option == "img_size" else None,
                    f"{prefix}_gmacs": fl[mode] / 2 / items / 1e9 if mode in fl else None,
                    "param_count": round(r["param_count"] / 1e6, 3), "execution": mode, "policy": r.get("policy"),
                    "suite": r["suite"], "threads": r["conditions"]["threads"],

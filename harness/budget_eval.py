@@ -7,13 +7,9 @@ from typing import Sequence
 import torch
 
 from .errors import HarnessError
-from .names import IMAGE_TASK
+from .tasks import get_task
 
-__all__ = ["CALIBRATION_SAMPLES", "CALIBRATION_SEQUENCES", "calibration_inputs", "fit_budgets"]
-
-# the calibration set of the budget knob: evenly spaced training items (no labels are used)
-CALIBRATION_SAMPLES = 256
-CALIBRATION_SEQUENCES = 16
+__all__ = ["calibration_inputs", "fit_budgets"]
 
 
 def calibration_inputs(cfg, task: str, device) -> torch.Tensor:
@@ -23,7 +19,7 @@ def calibration_inputs(cfg, task: str, device) -> torch.Tensor:
 
     from .executed_flops import sample_indices
     dataset = DATASETS.build(copy.deepcopy(cfg.train_dataloader["dataset"]))
-    n = CALIBRATION_SAMPLES if task == IMAGE_TASK else CALIBRATION_SEQUENCES
+    n = get_task(task).calibration_items  # evenly spaced training items (no labels are used)
     batch = default_collate([dataset[i] for i in sample_indices(len(dataset), n)])
     return batch["inputs"].to(device)
 

@@ -246,11 +246,8 @@ def cmd_run(args, argv: Sequence[str] = ()) -> int:
 
 
 def _print_summary(record: dict) -> None:
-    m = record["metrics"]
-    if record["task"] == "causal-lm":
-        main_metric = f"loss {m['loss']:.4f} ppl {m['perplexity']:.3f} bpb {m['bits_per_byte']:.4f}"
-    else:
-        main_metric = f"top1 {m['top1']:.2f}% top5 {m['top5']:.2f}% loss {m['loss']:.4f}"
+    from .tasks import get_task
+    main_metric = get_task(record["task"]).summary(record["metrics"])
     tp = record["throughput"]
     rate = next((f"{v:.1f} {k.replace('_per_s', '')}/s" for k, v in tp.items() if k.endswith("_per_s")), "")
     mix = "; ".join(f"{layer}: " + " ".join(f"{c}={s:.2f}" for c, s in r["share"].items())

@@ -9,11 +9,10 @@ from typing import List, Sequence
 from . import options
 from .errors import HarnessError
 from .suites import Suite
+from .tasks import IMAGE_TASK
 from .wrappers import TIMM_PREFIX
 
 __all__ = ["IMAGE_TASK", "resolve_models", "model_task", "check_tasks", "default_work_dir"]
-
-IMAGE_TASK = "image-classification"
 
 
 def _timm_names(pattern: str) -> List[str]:

@@ -228,8 +228,9 @@ def _metric(runner, cls):
 
 def _measure_flops(net, dataset, eval_batch_size: int, task: str) -> dict:
     """Executed / dense FLOPs on a few evenly spaced eval samples (the record says how many)."""
-    from .executed_flops import RUN_FLOPS_SAMPLES, RUN_FLOPS_SEQUENCES, measure_flops
-    limit = RUN_FLOPS_SAMPLES if task == IMAGE_TASK else RUN_FLOPS_SEQUENCES
+    from .executed_flops import measure_flops
+    from .tasks import get_task
+    limit = get_task(task).flops_items
     with torch.no_grad():
         return measure_flops(net, dataset, limit, min(int(eval_batch_size), limit))
 

