@@ -17,7 +17,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from experiments._timing import interleaved, min_med_max, prepare  # noqa: E402
-from issue12_ssd_short import ssd_inputs  # noqa: E402
+from experiments.archive.issue12_ssd_short import ssd_inputs  # noqa: E402
 from zoo.ops.selective_scan import ssd_scan  # noqa: E402
 
 # (Bt, L, d_inner, heads, d_state, chunk lengths): eshvision_xs's stages 0 and 1 at 28 px
