@@ -75,7 +75,8 @@ def _short_conv_rule(m, x, y):
         m.total_ops += B * (int(visible.sum(1).max()) + 1) * C * (m.size - 1) + B * T * C
 
 
-THOP_RULES = {nn.LayerNorm: zero_ops, nn.GroupNorm: zero_ops, nn.RMSNorm: zero_ops, nn.AvgPool2d: zero_ops,
+THOP_RULES = {nn.LayerNorm: zero_ops, nn.GroupNorm: zero_ops, nn.RMSNorm: zero_ops, nn.BatchNorm2d: zero_ops,
+              nn.AvgPool2d: zero_ops,
               nn.AdaptiveAvgPool2d: zero_ops, _SelectiveScan: _scan_rule, GatedDeltaNet: _gdn_rule,
               ShortConv: _short_conv_rule}
 
@@ -89,6 +90,7 @@ SMALL = {
     "dhvn_small": _NARROW_DHVN, "dhvn_small_static": _NARROW_DHVN,
     "dhvn_tiny": _NARROW_DHVN, "dhvn_tiny_static": _NARROW_DHVN,
     "dhvn_nano": dict(img_size=16), "dhvn_nano_static": dict(img_size=16),
+    "dhvn_nano_ccc": dict(img_size=16), "dhvn_nano_cbc": dict(img_size=16),
     "eshvision_l": dict(img_size=32, embed_dim=48), "eshvision_m": dict(img_size=32, embed_dim=32),
     "eshvision_s": dict(img_size=32, embed_dim=32), "eshvision_s_soft": dict(img_size=32, embed_dim=32),
     "exp11_baseline": _NARROW_LM, "exp11_dynamic": _NARROW_LM,
@@ -115,8 +117,9 @@ def _mixed_policy(router, shape):
 
 
 def test_thop_covers_every_variant():
-    assert set(SMALL) | {"eshvision_xs", "eshvision_xs_soft", "exp11_baseline_tiny", "exp11_dynamic_tiny",
-                         "exp11_gggg_tiny", "exp11_ggss_tiny", "exp11_ssss_tiny"} == set(zoo.list_models())
+    assert set(SMALL) | {"eshvision_xs", "eshvision_xs_soft", "eshvision_xs_ssm", "eshvision_xs_attn",
+                         "exp11_baseline_tiny", "exp11_dynamic_tiny", "exp11_gggg_tiny", "exp11_ggss_tiny",
+                         "exp11_ssss_tiny", "exp11_ggbs_tiny", "exp11_gbbs_tiny"} == set(zoo.list_models())
 
 
 @pytest.mark.parametrize("name", zoo.list_models())
