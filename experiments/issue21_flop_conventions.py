@@ -87,9 +87,20 @@ def main() -> None:
     ap.add_argument("--T", type=int, nargs="+", default=[256, 1024])
     ap.add_argument("--sequences", type=int, default=16)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--perf-out", metavar="PATH",
+                    help="also write the figures as a Performance-section file (leaderboard/perf/flop_conventions.json)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     results = [measure(T, args.sequences) for T in args.T]
+    if args.perf_out:
+        from harness.records import env_info
+        from leaderboard.atomic import atomic_write
+        env = env_info("cpu")
+        doc = dict(benchmark="flop_conventions", model="exp11_dynamic_tiny.pydocs",
+                   command="python -m experiments.issue21_flop_conventions --perf-out " + args.perf_out,
+                   conditions=dict(threads=1, torch=env.get("torch"), git_sha=(env.get("git_sha") or "")[:12]),
+                   results=results)
+        atomic_write(args.perf_out, json.dumps(doc, indent=1, sort_keys=True) + "\n")
     if args.json:
         print(json.dumps(results, indent=2))
         return
