@@ -246,11 +246,35 @@ def performance_section(results_dir, write: bool = False) -> Optional[str]:
               "the target without a cheaper router. Target: ≤ 5 % of layer time."]
     parts.append(table(overhead_rows(docs["router_overhead"])) if "router_overhead" in docs
                  else f"_{DASH} not measured._")
+    parts += _conventions_parts(docs.get("flop_conventions"))
     parts += _peers_parts(docs.get("peers"))
     parts += ["### Commands and conditions", "\n".join(_conditions(n, d) for n, d in docs.items())]
     return "\n\n".join(parts) + "\n"
 
 
+
+
+def _conventions_parts(doc: Optional[dict]) -> List[str]:
+    """Exp11's FLOPs per token under both attention conventions (README, "Attention conventions")."""
+    if not doc:
+        return []
+    rows = []
+    for r in doc["results"]:
+        a, c = r["allowed"], r["computed"]
+        layers = " / ".join(f"{l['computed_over_allowed']:.2f}x" for l in r["packed_layers"])
+        rows.append({"T": r["T"], "Executed MFLOPs/token, allowed": f"{a['executed_mflops_per_token']:.3f}",
+                     "Dense, allowed": f"{a['dense_mflops_per_token']:.3f}", "Saved, allowed": f"{100 * a['saved']:.1f}%",
+                     "Executed, computed": f"{c['executed_mflops_per_token']:.3f}",
+                     "Dense, computed": f"{c['dense_mflops_per_token']:.3f}", "Saved, computed": f"{100 * c['saved']:.1f}%",
+                     "Dense causal kernel, computed / allowed pairs": f"{r['dense_causal_computed_over_allowed']:.2f}x",
+                     "Packed queries per routed layer, computed / allowed": layers})
+    return ["### FLOPs under both attention conventions",
+            f"`{doc.get('model')}` on {doc['results'][0]['sequences']} evenly spaced pydocs test windows. "
+            "Allowed: (query, key) pairs the causal mask allows, the convention of every other FLOPs figure "
+            "on this page; computed: the pairs the CPU kernels multiply (whole key blocks, padding rows of "
+            "packed queries). Saved is against the dense reference (every token on GDN + softmax). Only "
+            "attention differs between the two; DHVN and ESH-Vision count the same under both.",
+            table(rows)]
 
 
 def _peers_parts(doc: Optional[dict]) -> List[str]:
