@@ -12,7 +12,12 @@ __all__ = ["resolve_resume"]
 
 def resolve_resume(plan) -> None:
     """Point a --resume run at a checkpoint the safe loader has read, that fits the model, and
-    that is not already at the end of the budget; refuse anything else in one line.
+    that is not past the end of the budget; refuse anything else in one line.
+
+    A checkpoint exactly at the end of the budget is a run killed after its last save (in its
+    final evaluation): it resumes with nothing left to train (`plan.finish_only`), evaluates
+    those weights and writes the record an uninterrupted run writes (same config, same train
+    info: its epochs, iterations, wall-clock and sessions as the checkpoint holds them).
 
     --resume (auto) reads the work dir's `last_checkpoint` itself instead of leaving it to
     mmengine, whose loader would surface a missing or unsafe file as a traceback. With no
@@ -42,8 +47,12 @@ def resolve_resume(plan) -> None:
     done, total = (meta.get("iter"), cfg.train_cfg["max_iters"]) if by_iter else \
         (meta.get("epoch"), cfg.train_cfg["max_epochs"])
     unit = "iteration" if by_iter else "epoch"
-    if isinstance(done, int) and done >= total:
-        raise HarnessError(f"checkpoint {path} is at {unit} {done}, already at or past this run's budget of "
+    if isinstance(done, int) and done > total:
+        raise HarnessError(f"checkpoint {path} is at {unit} {done}, past this run's budget of "
                            f"{total} {unit}s: nothing to resume (raise the budget, or evaluate it with "
                            f"--eval-only --checkpoint)")
+    if isinstance(done, int) and done == total:
+        plan.finish_only = True
+        print(f"harness: {plan.model} seed {plan.seed}: {path} is at the end of the budget ({unit} {done}); "
+              f"evaluating it")
     cfg.resume, cfg.load_from = True, path

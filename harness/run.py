@@ -77,6 +77,7 @@ class RunPlan:
     seed: int
     opts: RunOptions
     cfg: Config
+    finish_only: bool = False  # --resume from a checkpoint at the end of the budget: evaluate only
 
     def command(self) -> List[str]:
         """argv that reproduces this run alone (the results store aside)."""
@@ -286,7 +287,9 @@ def _run_locked(plan, cfg, suite, model, seed, opts, command, device):
             if stop is not None and stop.fired:
                 return None
             clock = _hook(runner, TrainWallClockHook)
-            if clock is not None:  # every session of a resumed run, not only this one
+            if clock is not None and plan.finish_only:  # train() ran no iteration: the checkpoint's figures
+                wall, sessions = clock.before_s, clock.sessions_before
+            elif clock is not None:  # every session of a resumed run, not only this one
                 wall, sessions = clock.total_s, clock.sessions
         loop = runner.train_loop if not opts.eval_only else None
         launch = launch_info(opts.launcher, command, cfg.train_dataloader["batch_size"])

@@ -78,6 +78,47 @@ def test_kill_during_a_checkpoint_save_then_resume_equals_an_uninterrupted_run(t
     assert not list(work.glob(".*.tmp"))  # the torn temporary was replaced by the resumed save
 
 
+# a child that trains, then hangs in its final evaluation (after the last checkpoint), touching MARKER
+EVAL_DRIVER = """
+import os, sys, time
+import harness.run as run_module
+def hang(*args, **kwargs):
+    open(os.environ["MARKER"], "w").close()
+    time.sleep(120)
+run_module._evaluate = hang
+from harness.cli import main
+main(sys.argv[1:])
+"""
+
+
+@pytest.mark.slow
+def test_kill_during_the_final_evaluation_then_resume_writes_the_uninterrupted_record(tmp_path):
+    full = _run(_args(tmp_path, tmp_path / "full"))
+    assert full.returncode == 0, full.stderr[-2000:]
+    work, marker = tmp_path / "killed", tmp_path / "evaluating"
+    child = subprocess.Popen([sys.executable, "-c", EVAL_DRIVER, *_args(tmp_path, work)], cwd=REPO,
+                             env=dict(os.environ, MARKER=str(marker)),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while not marker.exists() and time.time() < deadline and child.poll() is None:
+            time.sleep(0.1)
+        assert marker.exists(), "the child never reached its final evaluation"
+    finally:
+        child.kill()
+        child.wait()
+    assert len(read_jsonl(tmp_path / "r.jsonl")) == 1  # the killed run wrote no record
+    resumed = _run(_args(tmp_path, work, "--resume"))   # refused before: "already at or past this run's budget"
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "at the end of the budget (iteration 6); evaluating it" in resumed.stdout
+    first, second = read_jsonl(tmp_path / "r.jsonl")
+    assert first["config"]["sha256"] == second["config"]["sha256"]
+    wall = first["train"].pop("wall_s"), second["train"].pop("wall_s")
+    assert first["train"] == second["train"] and first["train"]["iters"] == 6 and first["train"]["sessions"] == 1
+    assert wall[0] > 0 and wall[1] > 0  # the resumed record's is the killed session's, from its checkpoint
+    assert first["metrics"] == second["metrics"] and first["routing"] == second["routing"]
+
+
 def test_a_second_run_in_a_busy_work_dir_is_refused(tmp_path, capsys):
     from filelock import FileLock
     work = tmp_path / "work"
@@ -125,7 +166,7 @@ def test_resume_from_a_checkpoint_that_does_not_fit_or_is_done(tmp_path, capsys,
                            capsys)
     assert_one_line_error(code, err, "does not fit eshvision_xs", "missing keys")
     code, _, err = run_cli(tiny_run_args(tmp_path, "--max-iters", "2", "--resume", ckpt), capsys)
-    assert_one_line_error(code, err, "is at iteration 8, already at or past this run's budget of 2 iterations")
+    assert_one_line_error(code, err, "is at iteration 8, past this run's budget of 2 iterations")
     assert not (tmp_path / "results.jsonl").exists()
 
 
