@@ -255,15 +255,9 @@ def run_one(plan: RunPlan) -> Optional[List[dict]]:
 def _work_dir_lock(work_dir: str):
     """Held for a whole run: a second run in the same work dir would overwrite the first one's
     checkpoints and logs and record the same (model, suite, seed) twice."""
-    from filelock import FileLock, Timeout
-    os.makedirs(work_dir, exist_ok=True)
-    lock = FileLock(os.path.join(work_dir, ".harness-run.lock"))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise HarnessError(f"work dir {work_dir} is in use by another run (its lock {lock.lock_file} is "
-                           f"held); wait for it, or give this run its own --work-dir") from None
-    return lock
+    from .job_state import hold_lock
+    return hold_lock(work_dir, f"work dir {work_dir} is in use by another run; wait for it, or give this "
+                               f"run its own --work-dir")
 
 
 def _run_locked(plan, cfg, suite, model, seed, opts, command, device):
