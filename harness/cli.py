@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=DEFAULT_LEADERBOARD)
     p.add_argument("--dry-run", action="store_true", help="print the commands without running them")
     p.add_argument("--jobs", type=int, help="runs at a time, each at cores/jobs threads (default: one per core)")
+    p.add_argument("--restart", action="store_true",
+                   help="discard the steps an earlier job finished (by default a rerun keeps and skips those "
+                        "whose argv and code are unchanged)")
     p.set_defaults(func=cmd_embedded)
 
     # commands in modules of their own; each imports its heavy dependencies only when it runs
