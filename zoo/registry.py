@@ -29,7 +29,8 @@ _ENTRYPOINTS: Dict[str, Callable] = {}
 _INFO_CACHE: Dict[str, dict] = {}
 _SPEC_ONLY = contextvars.ContextVar("zoo_spec_only", default=False)
 # keyword arguments timm.create_model passes to every entry point
-_TIMM_FACTORY_KEYS = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir", "device", "dtype")
+_TIMM_FACTORY_KEYS = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir", "device", "dtype",
+                      "pretrained_model_args")
 
 
 class UnknownModelError(KeyError):
@@ -103,7 +104,9 @@ def build_model(model_cls, spec: Spec, pretrained: bool = False, **overrides):
     features_only = overrides.pop("features_only", False)
     global_pool = overrides.pop("global_pool", None)
     out_indices = overrides.pop("out_indices", None)
+    source_args = overrides.pop("pretrained_model_args", None)   # timm's local-dir: / hf-hub: model_args
     weights = _pretrained.plan(current_build(), model_cls.__name__, pretrained, overrides)
+    requested, overlay = overrides.get("pretrained_cfg"), overrides.get("pretrained_cfg_overlay")
     overrides = {k: v for k, v in overrides.items() if k not in _TIMM_FACTORY_KEYS}
     if weights is not None:
         overrides = {**weights.kwargs, **overrides}
@@ -120,7 +123,13 @@ def build_model(model_cls, spec: Spec, pretrained: bool = False, **overrides):
     if weights is not None:
         head = getattr(model, "pretrained_cfg", {}).get("classifier", "head") if weights.new_head else None
         _pretrained.load_weights(model, weights.file, skip=head)
-        model.pretrained_source = weights.source
+        # the constructor fields the weights imply, for timm's save_for_hf (timm.create_model adds the caller's)
+        model._model_args = dict(weights.kwargs)
+    if hasattr(model, "model_cfg"):
+        name = current_build() or _caller_name()
+        model.pretrained_cfg = _pretrained.model_cfg(model, name, requested, overlay, weights)
+    if source_args is not None:
+        model.pretrained_model_args = dict(source_args)
     if global_pool is not None:
         if not hasattr(model, "set_global_pool"):
             raise ValueError(f"{type(model).__name__} has no pooled head; global_pool is for vision models")
@@ -128,6 +137,13 @@ def build_model(model_cls, spec: Spec, pretrained: bool = False, **overrides):
     if features_only:
         return _feature_net(model, out_indices)
     return model
+
+
+def _caller_name() -> Optional[str]:
+    """The entry point that called build_model directly (not through create_model, timm or mmengine)."""
+    import sys
+    name = sys._getframe(2).f_code.co_name
+    return name if name in _ENTRYPOINTS else None
 
 
 def _float_dtype(dtype):
@@ -143,14 +159,17 @@ def _float_dtype(dtype):
 
 def _feature_net(model, out_indices):
     """timm's `features_only=True`: its FeatureGetterNet over the model's forward_intermediates
-    (the zoo's stages are not a plain chain of child modules, which FeatureListNet needs)."""
+    (the zoo's stages are not a plain chain of child modules, which FeatureListNet needs), after
+    the model's prune_intermediate_layers."""
     from timm.models._features import FeatureGetterNet
     stages = getattr(model, "feature_info", None)
     if not stages:
         raise ValueError(f"{type(model).__name__} has no feature stages; features_only is for vision models")
     from .models.base import take_indices
     take = take_indices(len(stages), out_indices)   # out of range: one line, before timm asserts
-    net = FeatureGetterNet(model, out_indices=take, prune=False)
+    # pruned, as timm prunes: the layers no kept level needs (and the head) go, so that no
+    # parameter is left without a gradient (DDP needs no find_unused_parameters)
+    net = FeatureGetterNet(model, out_indices=take, prune=True)
     net.pretrained_cfg = net.default_cfg = model.pretrained_cfg  # as timm's build_model_with_cfg sets
     return net
 

@@ -4,9 +4,11 @@
 
 Each block that can does it in its own `reparameterize()` method (timm's convention: RepVGG,
 MobileOne), today DHVN's conv-then-BatchNorm pairs (`zoo.blocks.conv_branch`). The result computes
-the same function up to float rounding, routes identically, and is for inference only. The walk is
-this module's and not `timm.utils.reparameterize_model`, because timm's also calls any child's
-`fuse` attribute, and a DHVN decoder stage's `fuse` is its skip-fusing conv, not a method.
+the same function up to float rounding, routes identically, and is for inference only.
+`timm.utils.reparameterize_model` (validate.py --reparam, benchmark.py --reparam) gives the same
+model: no zoo module has a `fuse` attribute, which timm would call as a method (DHVN's decoder conv
+that merges the skip is `merge`; tests/test_timm_tools.py). This walk collects the blocks before
+folding any, and refuses a model in training mode.
 """
 from __future__ import annotations
 

@@ -148,23 +148,35 @@ class ZooVisionModel(_ZooModel):
     def default_input_size(cls, spec: VisionSpec) -> tuple:
         return (spec.in_chans, spec.img_size, spec.img_size)
 
-    @property
-    def default_cfg(self) -> dict:
+    def model_cfg(self) -> dict:
+        """The cfg fields this model itself decides (input, classes, layers), and ImageNet's usual
+        evaluation for a model without weights; `zoo.pretrained.model_cfg` adds a tag's."""
+        from ..pretrained import UNTAGGED
         cfg = dict(
             input_size=self.default_input_size(self.spec), mean=tuple(self.spec.mean),
             std=tuple(self.spec.std), num_classes=self.num_classes, first_conv=self.first_conv,
-            classifier="head", architecture=type(self).__name__.lower(), interpolation="bicubic",
-            crop_pct=0.875,
+            classifier="head", architecture=self.family, **UNTAGGED,
         )
         pool = self.pool_size()
         if pool is not None:
             cfg["pool_size"] = pool
-        cfg.update(getattr(self, "pretrained_source", None) or {})  # tag and file, when loaded pretrained
         return cfg
 
     @property
     def pretrained_cfg(self) -> dict:
-        return self.default_cfg
+        """timm's pretrained_cfg, one dict per model as timm keeps it (editable, and assignable:
+        `build_model` sets it with the tag's fields and the caller's overlay)."""
+        cfg = self.__dict__.get("_pretrained_cfg")
+        if cfg is None:  # built outside build_model: what the model itself says
+            cfg = self.__dict__["_pretrained_cfg"] = self.model_cfg()
+        return cfg
+
+    @pretrained_cfg.setter
+    def pretrained_cfg(self, value) -> None:
+        self.__dict__["_pretrained_cfg"] = dict(value)
+
+    # timm's older name for the same dict
+    default_cfg = pretrained_cfg
 
     first_conv: str = "stem.0"
     feature_info: List[dict] = []   # per stage: num_chs, reduction, module (set by each family)
@@ -186,6 +198,38 @@ class ZooVisionModel(_ZooModel):
         stages, final = self._intermediates(x)
         picked = [stages[i] for i in take]
         return picked if intermediates_only else (final, picked)
+
+    def prune_intermediate_layers(self, indices=1, prune_norm: bool = False, prune_head: bool = True) -> List[int]:
+        """timm's backbone pruning, for a family whose levels are `stages.<i>` (ESH-Vision), with
+        perhaps a stem level before them (`<seq>.<k>` inside a Sequential stem): what the
+        deepest level `indices` takes does not need goes. Later stages; past a stem level, the
+        rest of the stem and `embed_norm`; the final `norm` (prune_norm, or when stages went:
+        it was sized for the last one); the head (prune_head, or when stages went). Returns the
+        kept indices; forward_features then ends at the deepest kept level."""
+        stages = getattr(self, "stages", None)
+        if not isinstance(stages, nn.ModuleList):
+            raise NotImplementedError(f"{type(self).__name__} has no stages to prune")
+        take = take_indices(len(self.feature_info), indices)
+        keep = max(take)
+        level = self.feature_info[keep]["module"]
+        n = int(level.split(".")[1]) + 1 if level.startswith("stages.") else 0
+        prune_end = n < len(stages)
+        del stages[n:]
+        if n == 0:  # a stem level: the stem's later layers and the embedding norm follow it
+            seq, k = level.rsplit(".", 1)
+            stem = self.get_submodule(seq)
+            assert isinstance(stem, nn.Sequential), f"{seq} holds a stem level, so it must be a Sequential"
+            for j in range(int(k) + 1, len(stem)):
+                stem[j] = nn.Identity()
+            if hasattr(self, "embed_norm"):
+                self.embed_norm = nn.Identity()
+        if hasattr(self, "norm") and (prune_norm or prune_end):
+            self.norm = nn.Identity()
+        if prune_end:
+            self.num_features = self.head_hidden_size = self.feature_info[keep]["num_chs"]
+        if prune_head or prune_end:
+            self.reset_classifier(0, "")
+        return take
 
     def pool_size(self) -> Optional[tuple]:
         s = self.spec.img_size // self.stride

@@ -1,7 +1,7 @@
 """DHVN: Dynamic Hybrid Vision Network, one Conv / Transformer / Both choice per sample per block.
 
 A U-Net used as a classifier (seed 000). A 3x3 stem, then encoder hybrid blocks that halve the
-resolution each, then decoder stages (upsample 2x, concat the encoder skip, 1x1 fuse, hybrid
+resolution each, then decoder stages (upsample 2x, concat the encoder skip, 1x1 merge, hybrid
 block at stride 1) back to the first encoder resolution (stride 2), mean pool, linear head.
 
 Each hybrid block has one per-sample Router over ("conv", "transformer", "both"), fed the
@@ -57,7 +57,7 @@ from ..blocks.router import Route, Router
 from ..ops.dispatch import select_items
 from ..registry import build_model, register_model
 from ..specs import AttentionSpec, ConvBranchSpec, MlpSpec, RouterSpec
-from .base import VisionSpec, ZooVisionModel, drop_path_rates
+from .base import VisionSpec, ZooVisionModel, drop_path_rates, take_indices
 
 __all__ = ["DHVN", "DHVNSpec", "HybridBlock"]
 
@@ -203,17 +203,31 @@ class HybridBlock(nn.Module):
 
 
 class DecoderStage(nn.Module):
-    """Upsample 2x, concat the encoder skip, 1x1 fuse, hybrid block at stride 1."""
+    """Upsample 2x, concat the encoder skip, 1x1 merge conv, hybrid block at stride 1.
+
+    The merge conv was named `fuse` until timm's `reparameterize_model`, which calls any child's
+    `fuse` as a method, had to run on DHVN: weights with the old `fuse.*` keys still load (the
+    pre-hook below renames them; `zoo.pretrained.LEGACY_KEYS` for code that compares keys first)."""
 
     def __init__(self, in_chs: int, skip_chs: int, out_chs: int, depth: int, spec: DHVNSpec,
                  layer: str, hw: Tuple[int, int], policy: Optional[str] = None):
         super().__init__()
-        self.fuse = ConvNormAct(in_chs + skip_chs, out_chs, 1, spec.conv.norm, spec.conv.groups)
+        self.merge = ConvNormAct(in_chs + skip_chs, out_chs, 1, spec.conv.norm, spec.conv.groups)
         self.block = HybridBlock(out_chs, out_chs, 1, depth, spec, layer, hw, policy)
+        self._register_load_state_dict_pre_hook(_legacy_merge_keys)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-        return self.block(self.fuse(torch.cat([x, skip], dim=1)))
+        return self.block(self.merge(torch.cat([x, skip], dim=1)))
+
+
+def _legacy_merge_keys(state_dict, prefix, *args) -> None:
+    """load_state_dict pre-hook: `<prefix>fuse.*` (the merge conv's old name) -> `<prefix>merge.*`."""
+    old = prefix + "fuse."
+    for key in [k for k in state_dict if k.startswith(old)]:
+        new = prefix + "merge." + key[len(old):]
+        if new not in state_dict:
+            state_dict[new] = state_dict.pop(key)
 
 
 class DHVN(ZooVisionModel):
@@ -277,10 +291,26 @@ class DHVN(ZooVisionModel):
             x = self.run_block(block, x)
             skips.append(x)
         stages = [stem] + skips  # the backbone's levels
-        skips.pop()  # the bottleneck output is x itself
+        if skips:  # (none after pruning to the stem level)
+            skips.pop()  # the bottleneck output is x itself
         for stage in self.decoder:
             x = self.run_block(stage, x, skips.pop())
         return stages, x
+
+    def prune_intermediate_layers(self, indices=1, prune_norm: bool = False, prune_head: bool = True) -> List[int]:
+        """timm's backbone pruning: keep the levels up to the deepest one `indices` takes (0 the
+        stem, i encoder.{i-1}). The decoder, which only the classifier reads, goes with the
+        later encoder blocks and the head, so a features_only model holds no parameter its
+        features do not use. forward_features then ends at the deepest kept level. prune_norm:
+        accepted for timm's signature (DHVN has no final norm). Returns the kept indices."""
+        take = take_indices(len(self.feature_info), indices)
+        keep = max(take)
+        self.encoder = self.encoder[:keep]
+        self.decoder = nn.ModuleList()
+        self.num_features = self.head_hidden_size = self.feature_info[keep]["num_chs"]
+        self.feature_stride = self.feature_info[keep]["reduction"]
+        self.reset_classifier(0, "")  # the head was sized for the decoder's output, which is gone
+        return take
 
     def _init_weights(self) -> None:
         # routers keep their own (zero) init: a fresh gate is uniform over the three choices
