@@ -101,9 +101,11 @@ def load_checkpoint_file(path: str) -> dict:
 def check_checkpoint(path: str, model: nn.Module, arch: Optional[str] = None) -> dict:
     """Load `path` and make sure it holds weights for exactly `model` (mmengine itself only warns);
     the weights are loaded into `model`."""
+    from zoo.pretrained import migrate_state_dict
     ckpt = load_checkpoint_file(path)
-    theirs = ckpt["state_dict"]
     ours = model.state_dict()
+    # checkpoints written before a key rename (DHVN's decoder fuse -> merge) load as they are
+    theirs = ckpt["state_dict"] = migrate_state_dict(ckpt["state_dict"], ours)
     missing = [k for k in ours if k not in theirs]
     unexpected = [k for k in theirs if k not in ours]
     shapes = [k for k in ours if k in theirs and tuple(theirs[k].shape) != tuple(ours[k].shape)]

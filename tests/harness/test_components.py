@@ -207,3 +207,18 @@ def test_plain_mmengine_history_buffers_are_refused(tmp_path):
     torch.save({"state_dict": {}, "message_hub": {"log_scalars": {"loss": buf}}}, path)
     with pytest.raises(HarnessError, match="refused: .* names mmengine.logging.history_buffer.HistoryBuffer"):
         load_checkpoint_file(str(path))
+
+
+def test_a_checkpoint_from_before_the_decoder_rename_passes_the_check(tmp_path):
+    """Harness checkpoints written while DHVN's decoder stage called its 1x1 conv `fuse` (now
+    `merge`) load through check_checkpoint, weights and all."""
+    from harness.checkpoint import check_checkpoint
+    model = ZooClassifier("dhvn_nano", arch_kwargs=VISION_KW)
+    old = {k.replace(".merge.", ".fuse."): v.clone() + 1 for k, v in model.state_dict().items()}
+    assert any(".fuse." in k for k in old)
+    path = tmp_path / "iter_1.pth"
+    torch.save(dict(state_dict=old, meta={}), path)
+    fresh = ZooClassifier("dhvn_nano", arch_kwargs=VISION_KW)
+    check_checkpoint(str(path), fresh, "dhvn_nano")
+    key = next(k for k in fresh.state_dict() if ".merge." in k)
+    torch.testing.assert_close(fresh.state_dict()[key], old[key.replace(".merge.", ".fuse.")])
