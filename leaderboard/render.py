@@ -203,7 +203,10 @@ def _plan_cell(has_plans: bool, best: Optional[str], saved: Optional[float]) -> 
         return DASH
     if best is None:
         return "none as good"
-    return DASH if saved is None else f"{100 * saved:.1f}% ({best})"
+    if saved is None:
+        return DASH
+    shown = f"{100 * saved:.1f}"
+    return f"{'0.0' if shown == '-0.0' else shown}% ({best})"   # a rounded -0.0 is no saving either way
 
 
 def _stat_cell(stat: Stat, decimals: int) -> str:

@@ -105,3 +105,8 @@ def test_the_figure_draws_the_plans_frontier(tmp_path):
     assert front["model"] == "net" and front["plans"] == sorted(PLANS)
     assert [p["model"] for p in front["frontier"]] == ["net_ccc", "net_cbc", "net_bbb"]
     json.dumps(spec)  # the figure's JSON holds exactly these numbers
+
+
+def test_a_saving_that_rounds_to_zero_is_shown_without_a_sign(tmp_path):
+    markdown = _board(tmp_path, routed_gflops=0.0130004)
+    assert table_row(markdown, "net")[5] == "0.0% (net_cbc)"
