@@ -19,13 +19,7 @@ from zoo.ops.dispatch import pack_rows
 from zoo.specs import AttentionSpec
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # small shapes on a busy 2-core machine: a second intra-op thread only waits
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny shapes (tests/conftest.py)
 
 
 def _count(module, *args, convention, **kwargs):
@@ -207,12 +201,14 @@ def _packed_indices(model, x):
 
 
 # Measured on the shipped weights (16 evenly spaced pydocs test windows): computed / allowed
-# pairs of each routed layer's packed queries. At T=256 these are the audit's 2.4-2.5x; at 1024
+# pairs of each routed layer's packed queries (re-measured when the tag was re-exported from the
+# 04ec139 main job: 2.387 / 2.510 and 1.762 / 1.615 on the earlier tag). At T=256 these are near
+# the audit's 2.4-2.5x; at 1024
 # the blocks of 128 queries cover a smaller share of the causal reach each, so the waste is less.
 # Tolerance: routing is argmax, so only a near-tie token can move across CPUs (records are not
 # bit-reproducible); one token more in a packed row adds one query row of <= T keys per sequence,
 # under 1 % of these counts. 0.03 allows a few.
-PACKED_RATIO = {256: (2.387, 2.510), 1024: (1.762, 1.615)}
+PACKED_RATIO = {256: (2.327, 2.435), 1024: (1.889, 1.591)}
 
 
 @pytest.mark.parametrize("T", sorted(PACKED_RATIO))
@@ -238,6 +234,6 @@ def test_exp11_packed_queries_computed_over_allowed(T):
     gap += x.shape[0] * (cpu_sdpa_pairs(T, T, is_causal=True) - T * (T + 1) // 2)
     assert report["executed_computed"] - report["executed"] == 4 * HD * gap
     # counted as computed, the saving over the dense reference rises (the dense causal kernel
-    # wastes more pairs than the packed queries do): the record's 5.6 % becomes 7.1 %
-    assert report["saved"] == pytest.approx(0.0561, abs=0.002)
+    # wastes more pairs than the packed queries do): 5.55 % becomes 7.13 %
+    assert report["saved"] == pytest.approx(0.0555, abs=0.002)
     assert report["saved_computed"] == pytest.approx(0.0713, abs=0.002)

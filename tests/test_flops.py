@@ -32,14 +32,7 @@ from zoo.specs import AttentionSpec, ConvBranchSpec, GDNSpec, SSMSpec
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # these shapes are tiny: on a busy 2-core machine a second intra-op thread only waits
-    # (it made this file ~10x slower); restored for the tests that follow
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny shapes (tests/conftest.py)
 
 
 # ----------------------------------------------------------------------------- thop comparison

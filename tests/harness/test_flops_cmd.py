@@ -12,13 +12,7 @@ import torch
 from harness_testutils import assert_one_line_error, run_cli
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny shapes: a second intra-op thread only waits on a busy 2-core machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny shapes (tests/conftest.py)
 
 
 def _json(out: str) -> list:

@@ -8,7 +8,7 @@ exactly the keys at positions <= t, as it would in the full computation. Packed 
 are processed in position-ordered blocks of 128 that each read keys only up to the latest
 position any row of the batch holds in that block (`sorted_query_attention`): the causal saving
 is kept only across blocks. With at most 128 packed queries per row (every pydocs sequence at
-T = 256) each query reads keys up to the batch's last packed position, 2.39-2.51x the (query,
+T = 256) each query reads keys up to the batch's last packed position, 2.33-2.44x the (query,
 key) pairs the mask allows (README, "Attention conventions").
 """
 from __future__ import annotations
