@@ -30,6 +30,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -107,7 +108,36 @@ def _checkpoint(work_dir: str) -> str:
     return latest_checkpoint(work_dir)
 
 
-def _run_step(step: Step, threads: int, stop) -> Step:
+class Children:
+    """The job's `harness run` processes. Starting one and stopping them all hold one lock, so a
+    step a worker thread is launching while the job is being stopped is never started (a signal
+    that came between Popen and the registration used to leave that run training, orphaned)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._procs: List[subprocess.Popen] = []
+        self.stopping = False
+
+    def start(self, *args, **kwargs) -> Optional[subprocess.Popen]:
+        with self._lock:
+            if self.stopping:
+                return None
+            proc = subprocess.Popen(*args, **kwargs)
+            self._procs.append(proc)
+            return proc
+
+    def stop(self) -> None:
+        with self._lock:
+            self.stopping = True
+            for p in self._procs:
+                if p.poll() is None:
+                    try:
+                        os.killpg(p.pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+
+
+def _run_step(step: Step, threads: int, children: Children) -> Step:
     argv = [a.replace("{checkpoint}", _checkpoint(step.work_dir)) if "{checkpoint}" in a else a for a in step.argv]
     step.argv = argv
     os.makedirs(step.work_dir, exist_ok=True)
@@ -115,10 +145,9 @@ def _run_step(step: Step, threads: int, stop) -> Step:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     t0 = time.perf_counter()
     with open(step.log, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "harness", *argv], stdout=log, stderr=subprocess.STDOUT,
-                                env=env, start_new_session=True)
-        stop.append(proc)
-        code = proc.wait()
+        proc = children.start([sys.executable, "-m", "harness", *argv], stdout=log, stderr=subprocess.STDOUT,
+                              env=env, start_new_session=True)
+        code = proc.wait() if proc is not None else 128 + signal.SIGTERM
     step.seconds = time.perf_counter() - t0
     if code:
         step.error = _last_error(step.log) or f"exit status {code}"
@@ -220,17 +249,11 @@ def _run_locked(args, steps: List[Step], staging: str) -> int:
     jobs = max(1, int(args.jobs or os.cpu_count() or 1))
     threads = max(1, (os.cpu_count() or 1) // jobs)
     by_name = {s.name: s for s in steps}
-    pending, failed, procs = list(todo), [], []
+    pending, failed, children = list(todo), [], Children()
     done = {s.name for s in steps} - {s.name for s in todo}
     t0 = time.perf_counter()
 
-    def stop_all() -> None:
-        for p in procs:
-            if p.poll() is None:
-                try:
-                    os.killpg(p.pid, 9)
-                except OSError:
-                    pass
+    stop_all = children.stop
 
     try:
         with job_progress() as bar, ThreadPoolExecutor(jobs) as pool:
@@ -247,7 +270,7 @@ def _run_locked(args, steps: List[Step], staging: str) -> int:
                 while ready and len(running) < jobs:
                     s = ready.pop(0)
                     pending.remove(s)
-                    running[pool.submit(_run_step, s, threads, procs)] = s
+                    running[pool.submit(_run_step, s, threads, children)] = s
                 if not running:
                     continue
                 try:

@@ -16,12 +16,18 @@ OLD = '{"model": "kept", "suite": "mnist5k", "seed": 0, "metrics": {"top1": 1.0}
 
 
 def _processes_mentioning(text: str) -> list:
+    """Processes whose command line names `text`, or that run inside it (the job's `harness run`
+    children name their work dirs relative to the job's folder)."""
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
+        if int(pid) == os.getpid():
+            continue
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if text.encode() in f.read():
-                    found.append(int(pid))
+                named = text.encode() in f.read()
+            inside = os.readlink(f"/proc/{pid}/cwd").startswith(os.path.dirname(text))
+            if named or inside:
+                found.append(int(pid))
         except OSError:
             pass
     return found
@@ -129,3 +135,14 @@ def test_every_routed_model_of_the_job_trains_beside_its_static_plans():
             assert all(zoo.model_info(p)["routing"] == "static" for p in plans)
             routed += [model] if plans else []
     assert routed == ["dhvn_nano", "eshvision_xs", "exp11_dynamic_tiny"]
+
+
+def test_a_run_launched_while_the_job_stops_is_never_started():
+    """Stopping and starting hold one lock: a step a worker launches after the stop began gets
+    no process (the race that left a SIGHUP-stopped job's run training, orphaned)."""
+    from harness.readme_job import Children
+    children = Children()
+    sleeper = children.start([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    children.stop()
+    assert sleeper.wait(timeout=10) != 0   # killed
+    assert children.start([sys.executable, "-c", "pass"]) is None
