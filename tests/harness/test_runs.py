@@ -133,7 +133,7 @@ def test_imagenet_suite_on_an_imagefolder_tree(tmp_path, capsys):
     write_imagefolder(tmp_path / "imagenet")
     results = tmp_path / "imagenet.jsonl"
     code, out, err = run_cli([
-        "run", "--models", "dhvn_nano*", "--suite", "imagenet", "--data-root", str(tmp_path / "imagenet"),
+        "run", "--models", "dhvn_nano", "dhvn_nano_st*", "--suite", "imagenet", "--data-root", str(tmp_path / "imagenet"),
         # 6 epochs: the recipe warms up for 5 (30 digits, batch 10: 3 steps an epoch)
         "--epochs", "6", "--batch-size", "10", "--model-kwargs", "img_size=32", "num_classes=10",
         "--work-dir", str(tmp_path / "w"), "--results", str(results),

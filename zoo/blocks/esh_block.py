@@ -96,11 +96,12 @@ class ESHBlock(nn.Module):
     def ponder_flops(self, steps: torch.Tensor) -> float:
         """FLOPs pondering executed, from the extra steps each patch took ((B, N), `ACTOutput.steps`)."""
         costs = self.ponder_costs(steps.shape[1])
-        total = float((steps > 0).any(dim=1).sum()) * costs["image"]
+        images = int((steps > 0).any(dim=1).sum())  # ACT ponders on these images only
+        total = float(images) * costs["image"]
         rows = []
         for k in range(1, int(steps.max()) + 1 if steps.numel() else 1):
-            running = (steps >= k).sum(dim=1)
-            rows.append(int((running > 0).sum()) * int(running.max()))  # images x the longest row
+            # every step packs every one of those images, padded to its longest running row
+            rows.append(images * int((steps >= k).sum(dim=1).max()))
         total += sum(rows) * costs["step"] + sum(rows[:-1]) * costs["refresh"]
         return total
 
