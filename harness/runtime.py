@@ -7,7 +7,7 @@ faulted in again, page by page: 7,000 minor page faults per eval forward of eshv
 64, 1 thread), 15,500 per resnet18 forward (batch 8, 224 px). With both thresholds raised, freed
 blocks stay in the heap for the next allocation and the faults go to nearly 0: eval forwards are
 1.05-1.71x faster, static and routed models and timm's alike, in a process that runs one model
-(experiments/issue12_allocator.py).
+(experiments/archive/issue12_allocator.py).
 
 The cost is resident memory: the process keeps its peak heap instead of returning it. That is
 what PyTorch's CPU performance guides get by preloading jemalloc or tcmalloc; mallopt reaches

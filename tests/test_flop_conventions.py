@@ -166,14 +166,9 @@ def test_the_conventions_agree_without_a_causal_mask(name, digits):
 # ----------------------------------------------------------------------------- shipped Exp11
 
 def _exp11(T: int):
-    """The shipped exp11_dynamic_tiny weights (trained at 256 tokens) at window length T (RoPE
-    has no position table: a longer window only needs the model built for it)."""
-    shipped = zoo.create_model("exp11_dynamic_tiny.pydocs", pretrained=True)
-    if T == shipped.max_seq_len:
-        return shipped.eval()
-    model = zoo.create_model("exp11_dynamic_tiny", max_seq_len=T)
-    model.load_state_dict(shipped.state_dict())
-    return model.eval()
+    """The shipped exp11_dynamic_tiny weights at window length T (the benchmark's own loader)."""
+    from benchmarks.flop_conventions import load
+    return load(T)
 
 
 def _pydocs(T: int, n: int = 16):

@@ -34,7 +34,7 @@ class PointwiseConv2d(nn.Conv2d):
     torch's dispatcher sends a 1x1 conv with batch < 16 at 1 thread to its native kernel
     ("THNN is faster when single-threaded"). For the channels-last maps here it is not: at
     8 x 64 x 112² oneDNN is 2.8x faster, 1.9-2.8x over the shapes measured, with outputs equal to
-    fp32 rounding (`experiments/issue12_pointwise_conv.py`). Everywhere else the two paths are
+    fp32 rounding (`experiments/archive/issue12_pointwise_conv.py`). Everywhere else the two paths are
     the same kernel. With a graph to record it stays an nn.Conv2d call, whose backward torch knows."""
 
     def __init__(self, in_chs: int, out_chs: int, bias: bool = False):

@@ -6,7 +6,7 @@ runs 3 untimed eval forwards, then times `--forwards` more and counts the minor 
 they took (getrusage). Figures are medians over the rounds; the ratio is the median of the
 per-round ratios system / tuned.
 
-    python -m experiments.issue12_allocator [--threads 1 2] [--rounds 5] [--forwards 10]
+    python -m experiments.archive.issue12_allocator [--threads 1 2] [--rounds 5] [--forwards 10]
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import statistics
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository
 # (label, model, create kwargs, input shape, execution, fixed mix)
 CASES = [
     ("dhvn_nano sparse skip=0.5", "dhvn_nano", dict(num_classes=10, in_chans=1, img_size=28), (64, 1, 28, 28),
@@ -71,7 +71,7 @@ def child(index: int, threads: int, forwards: int) -> None:
 
 def run_child(index: int, threads: int, forwards: int, allocator: str) -> dict:
     env = dict(os.environ, ROUTING_ZOO_ALLOCATOR=allocator)
-    out = subprocess.run([sys.executable, "-m", "experiments.issue12_allocator", "--child", str(index), str(threads),
+    out = subprocess.run([sys.executable, "-m", "experiments.archive.issue12_allocator", "--child", str(index), str(threads),
                           str(forwards)], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 

@@ -9,7 +9,7 @@ that `run` counts (RUN_FLOPS_SEQUENCES), at each window length T:
   * per routed layer, where the packed queries' pairs go: chosen queries' allowed pairs, padding
     queries' allowed pairs, and what the whole key blocks add on top.
 
-    OMP_NUM_THREADS=1 python -m experiments.issue21_flop_conventions [--T 256 1024] [--json]
+    OMP_NUM_THREADS=1 python -m benchmarks.flop_conventions [--T 256 1024] [--json]
 """
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ def main() -> None:
         from leaderboard.atomic import atomic_write
         env = env_info("cpu")
         doc = dict(benchmark="flop_conventions", model="exp11_dynamic_tiny.pydocs",
-                   command="python -m experiments.issue21_flop_conventions --perf-out " + args.perf_out,
+                   command="python -m benchmarks.flop_conventions --perf-out " + args.perf_out,
                    conditions=dict(threads=1, torch=env.get("torch"), git_sha=(env.get("git_sha") or "")[:12]),
                    results=results)
         atomic_write(args.perf_out, json.dumps(doc, indent=1, sort_keys=True) + "\n")

@@ -7,7 +7,7 @@ more threads both forms are the same oneDNN call. The shapes are dhvn_tiny's at 
 dhvn_tiny forwards (deploy form, sparse, skip 0.5) with the 1x1 convs as torch dispatches them
 (`--model-only` skips the op table).
 
-    python -m experiments.issue12_pointwise_conv [--threads 1 2] [--rounds 8]
+    python -m experiments.archive.issue12_pointwise_conv [--threads 1 2] [--rounds 8]
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Where torch.compile helps on CPU, and where routing breaks its graphs (issue 12, item 6).
 
-    python -m experiments.issue12_compile [--threads 1] [--rounds 7] [--only MODEL ...]
+    python -m experiments.archive.issue12_compile [--threads 1] [--rounds 7] [--only MODEL ...]
 
 For each case: graph breaks and graphs found by `torch._dynamo.explain` (no inductor compile),
 then the eager and the compiled (inductor) forward in eval mode, interleaved over `rounds`
