@@ -2,7 +2,7 @@
 
 The shipped exp11_dynamic_tiny weights (trained at 256 tokens; RoPE has no position table, so a
 longer window only needs the model built for it) on the 16 evenly spaced pydocs test windows
-that `run` counts (RUN_FLOPS_SEQUENCES), at each window length T:
+that `run` counts (the task's flops_items), at each window length T:
   * per token, executed (hard routing, sparse) and dense (every token on GDN + softmax) FLOPs,
     counted as "allowed" (pairs the mask allows) and as "computed" (pairs the kernels multiply),
     and saved = 1 - executed / dense under each;

@@ -16,13 +16,9 @@ import torch
 
 from .errors import HarnessError
 
-__all__ = ["measure_flops", "sample_indices", "RUN_FLOPS_SAMPLES", "RUN_FLOPS_SEQUENCES"]
+__all__ = ["measure_flops", "sample_indices"]
 
-# `run` counts this many evenly spaced eval images / sequences: enough to average the routing
-# mix (a quarter of mnist5k's eval digits; 16 x 256 = 4,096 tokens on pydocs), cheap next to
-# the evaluation itself
-RUN_FLOPS_SAMPLES = 256
-RUN_FLOPS_SEQUENCES = 16
+# how many evenly spaced eval items `run` counts is its task's `flops_items` (harness/tasks.py)
 
 
 def sample_indices(size: int, limit: Optional[int]) -> list:

@@ -1,8 +1,8 @@
 """The results record: what ran, on what, with which config, and what it measured.
 
 Everything here is measured or looked up; nothing is estimated. `flops` is counted by
-`harness.executed_flops.measure_flops` on a few evenly spaced eval samples (RUN_FLOPS_SAMPLES
-images or RUN_FLOPS_SEQUENCES sequences); it is null only when it was not measured.
+`harness.executed_flops.measure_flops` on a few evenly spaced eval samples (the task's
+`flops_items`, harness/tasks.py); it is null only when it was not measured.
 """
 from __future__ import annotations
 

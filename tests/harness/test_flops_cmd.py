@@ -99,7 +99,7 @@ def test_flops_refuses_a_corrupt_or_foreign_checkpoint(tmp_path, capsys):
 def test_run_records_flops(trained_checkpoint):
     _, record = trained_checkpoint
     flops = record["flops"]
-    # the tiny run evaluates 60 digits in batches of 30; all 60 are counted (RUN_FLOPS_SAMPLES = 64)
+    # the tiny run evaluates 60 digits in batches of 30; all 60 are counted (flops_items = 256)
     assert flops["samples"] == 60 and flops["batch_size"] == 30
     assert flops["unit"] == "GFLOPs (2 x MACs)" and flops["per_sample"] == "image"
     assert 0 < flops["executed_gflops"] <= flops["dense_gflops"]
