@@ -40,6 +40,9 @@ def _restore_sigint():
 
 def _ignore_sigint():
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # as `cmd &` in a script leaves it
+    # a terminal's job gets SIGHUP at its default; the test runner itself may run under nohup (as
+    # CI does), whose ignored SIGHUP the job rightly keeps ignoring
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 @pytest.mark.slow
