@@ -144,9 +144,9 @@ def _with_max_wait(args, seconds):
     return [*args[:i], f"{seconds:g}", *args[i + 1:]]
 
 
-def _one_job(bar, name, kind, args, needs, harness_main, skipped, failed) -> None:
+def _one_job(bar, name, kind, args, needs, harness_main, skipped, failed, out_dir=PERF_DIR) -> None:
     say = bar.console.print
-    out = os.path.join(PERF_DIR, f"{name}.json")
+    out = os.path.join(out_dir, f"{name}.json")
     if needs and not os.path.exists(needs):
         say(f"perf_report: skip {name}: {needs} is absent (train it with `python -m harness embedded`)")
         _write_skipped(out, kind, args, f"{needs} is absent")

@@ -1,0 +1,125 @@
+"""Where sparse execution starts to pay: each family's routed model against its static
+always-full form across input sizes (docs/DESIGN.md, "Performance targets").
+
+    flock /tmp/cpu-heavy.lock python -m benchmarks.crossover           # every row, then LEADERBOARD.md
+    python -m benchmarks.crossover --only dhvn --no-leaderboard
+    python -m benchmarks.crossover --list
+
+Each row is one `python -m harness bench --execution both --static-reference --reparam` run,
+which alternates sparse, dense and static steps (A B C A B C ...) so the three see the same
+machine, at 1 and 2 threads, with the spread of its steps and the load around it. Its JSON goes
+to leaderboard/perf/crossover/<row>.json with the exact command; the Performance section reads
+them all and names, per family, routing mix and thread count, the smallest size at which sparse
+execution beats the static form in wall-clock with efficiency (speedup / FLOPs ratio) >= 0.9.
+
+Sizes: vision 28, 60, 112 and 224 px (the embedded digits resized, or the cluttered canvases at
+their own size), LM 256, 1,024 and 4,096 tokens. Mixes: forced skips of 25, 50 and 75 % (a share
+of the items takes each router's cheap choice, the rest its full choice), and the trained mix
+wherever the embedded job left a seed-0 checkpoint trained at that size.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from .perf_report import MAX_LOAD, MAX_WAIT, ROOT, THREADS, WAIT_BUDGET, _one_job, _waited, _with_max_wait, \
+    trained_checkpoint
+
+OUT_DIR = os.path.join("leaderboard", "perf", "crossover")
+SKIPS = (0.25, 0.5, 0.75)
+# family -> routed model, default suite, size flag, {size: batch}; the batch shrinks with the input
+# so a row takes seconds, not minutes, at 1 thread (batch 1 for the LM, as the seed asks)
+SWEEP = {
+    "dhvn": ("dhvn_nano", "mnist5k", "--img-size", {28: 64, 60: 64, 112: 32, 224: 8}),
+    "eshvision": ("eshvision_xs", "mnist5k", "--img-size", {28: 64, 60: 64, 112: 32, 224: 8}),
+    "exp11": ("exp11_dynamic_tiny", "pydocs", "--seq-len", {256: 1, 1024: 1, 4096: 1}),
+}
+# suites whose inputs are native at a size (their trained checkpoints route by their own decisions there)
+NATIVE = {("dhvn", 28): "mnist5k", ("eshvision", 28): "mnist5k", ("exp11", 256): "pydocs",
+          ("dhvn", 60): "cluttered60", ("eshvision", 60): "cluttered60",
+          ("dhvn", 112): "cluttered112", ("eshvision", 112): "cluttered112",
+          ("exp11", 1024): "shakespeare"}
+TIMING = {"small": ["--warmup", "1", "--iters", "7"], "large": ["--warmup", "1", "--iters", "4"]}
+
+
+def _suite_exists(name: str) -> bool:
+    try:
+        from harness.suites import SUITES
+    except Exception:
+        return False
+    return name in SUITES
+
+
+def jobs(threads=THREADS, max_load=MAX_LOAD, max_wait=MAX_WAIT, families=None):
+    """[(name, kind, argv, needs)] in run order, as benchmarks.perf_report.jobs."""
+    t = ["--threads", *map(str, threads)]
+    gate = ["--max-load", f"{max_load:g}", "--max-wait", f"{max_wait:g}"]
+    both = ["--execution", "both", "--static-reference", "--reparam"]
+    out = []
+    for fam, (model, suite, flag, sizes) in SWEEP.items():
+        if families and fam not in families:
+            continue
+        for size, batch in sizes.items():
+            native = NATIVE.get((fam, size))
+            on = native if native and _suite_exists(native) else suite
+            timing = TIMING["large" if size >= 112 and flag == "--img-size" or size >= 4096 else "small"]
+            base = ["bench", "--models", model, "--suite", on, flag, str(size), "--batch-size", str(batch),
+                    *both, *t, *timing, *gate]
+            for skip in SKIPS:
+                out.append((f"{fam}_{size}_skip{round(skip * 100)}", "bench", [*base, "--policy", f"skip={skip:g}"],
+                            None))
+            if native and _suite_exists(native):
+                ckpt = trained_checkpoint(native, model)
+                out.append((f"{fam}_{size}_trained", "bench", [*base, "--checkpoint", ckpt], ckpt))
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", nargs="+", metavar="FAMILY", choices=sorted(SWEEP), help="run only these families")
+    p.add_argument("--list", action="store_true", help="print the rows and exit")
+    p.add_argument("--no-leaderboard", action="store_true", help="do not regenerate LEADERBOARD.md")
+    p.add_argument("--threads", type=int, nargs="+", default=list(THREADS),
+                   help=f"thread counts of every row (default {' '.join(map(str, THREADS))})")
+    p.add_argument("--max-load", type=float, default=MAX_LOAD,
+                   help=f"cores' worth of CPU other processes may use during a row (default {MAX_LOAD:g})")
+    p.add_argument("--max-wait", type=float, default=MAX_WAIT,
+                   help=f"seconds to wait before a row for them to drop below it (default {MAX_WAIT:g})")
+    p.add_argument("--wait-budget", type=float, default=WAIT_BUDGET,
+                   help=f"seconds of waiting after which later rows do not wait (default {WAIT_BUDGET:g})")
+    a = p.parse_args(argv)
+    os.chdir(ROOT)
+    todo = jobs(a.threads, a.max_load, a.max_wait, a.only)
+    if a.list:
+        for name, _, args, _ in todo:
+            print(f"{name:24s} {' '.join(args)}")
+        return 0
+    from harness.cli import main as harness_main
+    from harness.progress import job_progress
+    from harness.runtime import tune_allocator_or_exit
+    tune_allocator_or_exit("crossover")
+    os.makedirs(OUT_DIR, exist_ok=True)
+    start, skipped, failed = time.perf_counter(), [], []
+    with job_progress() as bar:
+        overall = bar.add_task("crossover", total=len(todo))
+        budget = a.wait_budget
+        for name, kind, args, needs in todo:
+            bar.update(overall, description=f"crossover {name}")
+            wait = max(0.0, min(a.max_wait, budget))
+            _one_job(bar, name, kind, _with_max_wait(args, wait), needs, harness_main, skipped, failed,
+                     out_dir=OUT_DIR)
+            if name not in failed:
+                budget -= _waited(os.path.join(OUT_DIR, f"{name}.json"))
+            bar.advance(overall)
+    print(f"crossover: {len(todo) - len(skipped) - len(failed)} rows in {time.perf_counter() - start:.0f} s"
+          + (f"; skipped {', '.join(skipped)}" if skipped else "")
+          + (f"; FAILED {', '.join(failed)}" if failed else ""))
+    if not a.no_leaderboard:
+        harness_main(["leaderboard"])
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
