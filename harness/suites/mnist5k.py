@@ -16,6 +16,8 @@ import torch
 from mmengine.registry import DATASETS
 from torch.utils.data import Dataset
 
+from .generated import evenly_spaced
+
 __all__ = ["Mnist5k", "MNIST_MEAN", "MNIST_STD", "csv_path"]
 
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
@@ -60,9 +62,8 @@ class Mnist5k(Dataset):
             raise ValueError(f"mnist5k split must be 'train' or 'test', got {split!r}")
         self.split = split
         self.images, self.labels = _load()[split]
-        if limit is not None and limit < len(self.labels):
-            # evenly spaced, so a small subset still holds every class (the split is label-sorted)
-            keep = torch.linspace(0, len(self.labels) - 1, limit).round().long()
+        keep = evenly_spaced(len(self.labels), limit)  # a small subset still holds every class
+        if keep is not None:
             self.images, self.labels = self.images[keep], self.labels[keep]
         self.metainfo = dict(classes=tuple(str(i) for i in range(10)))
 
