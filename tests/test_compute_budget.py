@@ -215,7 +215,7 @@ def test_a_model_without_routers_is_refused():
 
 
 def test_a_training_budget_below_the_reachable_floor_is_refused_naming_the_floor():
-    from zoo.blocks.router import budget_floor
+    from zoo.layers.router import budget_floor
     floor = budget_floor(routing.routers(zoo.create_model("eshvision_xs")))
     assert 0.3 < floor < 0.6  # at 49 patches attention is the cheaper choice, at about half the SSM's cost
     with pytest.raises(ValueError, match=rf"below what ESHVision can reach.*{floor:.3f}"):

@@ -7,9 +7,9 @@ from hypothesis import given, settings, strategies as st
 
 import zoo
 from zoo import routing
-from zoo.blocks.pooled_attention import TransformerBranch
+from zoo.families.dhvn.pooled_attention import TransformerBranch
 from dhvn_testutils import IMG, images, make, run
-from zoo.models.dhvn import CHOICES, DHVN, DHVNSpec
+from zoo.families.dhvn.model import CHOICES, DHVN, DHVNSpec
 from zoo.specs import AttentionSpec, MlpSpec
 
 

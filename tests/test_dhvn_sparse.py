@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 
 from dhvn_testutils import assert_sparse_equals_dense, images, make, run
 from zoo import routing
-from zoo.models.dhvn import CHOICES, HybridBlock
+from zoo.families.dhvn.model import CHOICES, HybridBlock
 
 
 # ----------------------------------------------------------------------------- sparse == dense

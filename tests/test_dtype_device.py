@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import zoo
-from zoo.blocks.router import Router
+from zoo.layers.router import Router
 
 VISION = zoo.list_models(tags={"task": "image-classification"})
 LMS = zoo.list_models(tags={"task": "causal-lm"})

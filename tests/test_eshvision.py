@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 
 import zoo
 from zoo import routing
-from zoo.models.eshvision import ESHVision
+from zoo.families.eshvision.model import ESHVision
 from zoo.ops.gating import alpha_variance_loss
 from zoo.ops.dispatch import pack_rows
 
@@ -168,7 +168,7 @@ def test_bad_input_is_a_one_line_value_error(shape, match):
 
 
 def test_relative_offsets_clip_beyond_the_trained_grid():
-    from zoo.blocks.rel_attention import relative_position_index
+    from zoo.families.eshvision.rel_attention import relative_position_index
     big = relative_position_index(7, 7, (4, 4))            # offsets up to 6, table up to 3
     assert big.min() == 0 and big.max() == 7 * 7 - 1
     same = relative_position_index(4, 4, (4, 4))

@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 from esh_testutils import images, mix_routers, tiny
 from zoo import routing
-from zoo.blocks.act import ACTPonder
+from zoo.families.eshvision.act import ACTPonder
 from zoo.specs import ACTSpec
 
 def _constant_halting(act, h):
@@ -82,7 +82,7 @@ def test_halting_unit_learns_before_anyone_ponders():
 
 
 def test_model_ponder_step_gets_only_pondering_patches(monkeypatch):
-    from zoo.blocks import esh_block as eshvision
+    from zoo.families.eshvision import esh_block as eshvision
     calls = []
     original = eshvision._PonderStep.__call__
 

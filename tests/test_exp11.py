@@ -5,9 +5,9 @@ from hypothesis import given, settings, strategies as st
 
 import zoo
 from zoo import routing
-from zoo.blocks.causal_attention import CausalSelfAttention
-from zoo.blocks.gdn import GatedDeltaNet, ShortConv
-from zoo.models.exp11 import Exp11, Exp11Spec
+from zoo.families.exp11.causal_attention import CausalSelfAttention
+from zoo.families.exp11.gdn import GatedDeltaNet, ShortConv
+from zoo.families.exp11.model import Exp11, Exp11Spec
 from zoo.ops.delta_rule import naive_recurrent_gated_delta_rule
 from zoo.ops.dispatch import pack_rows
 from zoo.ops.gating import load_balance_loss

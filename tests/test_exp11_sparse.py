@@ -55,7 +55,7 @@ def test_every_token_on_softmax_runs_the_plain_causal_kernel_and_trains_like_den
     """A routed layer whose every token chose softmax calls attention over the whole sequence
     (no packed queries), and in sparse training its output and the router's gradient are those
     of dense execution."""
-    import zoo.blocks.causal_attention as ca
+    import zoo.families.exp11.causal_attention as ca
 
     def refuse(*a, **k):
         raise AssertionError("packed queries used although every token asks")

@@ -13,7 +13,7 @@ from hypothesis import given, settings, strategies as st
 
 import zoo
 import zoo.flops as zf
-from zoo.blocks.causal_attention import CausalSelfAttention, sorted_query_pairs
+from zoo.families.exp11.causal_attention import CausalSelfAttention, sorted_query_pairs
 from zoo.ops.counting import attention_pairs, cpu_sdpa_pairs, current_convention, flop_convention
 from zoo.ops.dispatch import pack_rows
 from zoo.specs import AttentionSpec
@@ -149,7 +149,7 @@ def test_the_conventions_agree_without_a_causal_mask(name, digits):
     assert report["executed_computed"] == report["executed"] > 0
     assert report["dense_computed"] == report["dense"] > report["executed"]
     if name.startswith("eshvision"):  # pondering really ran in these counts
-        from zoo.blocks.esh_block import ESHBlock
+        from zoo.families.eshvision.esh_block import ESHBlock
         blocks = [m for m in model.modules() if isinstance(m, ESHBlock) and m.act is not None]
         with zoo.routing.execution(model, "sparse"):
             saved = [b.ponder_threshold for b in blocks]
@@ -180,7 +180,7 @@ def _pydocs(T: int, n: int = 16):
 
 
 def _packed_indices(model, x):
-    import zoo.blocks.causal_attention as ca
+    import zoo.families.exp11.causal_attention as ca
     seen, original = [], ca.sorted_query_attention
 
     def spy(q, k, v, index, block=128):

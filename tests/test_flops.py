@@ -20,12 +20,12 @@ from timm.layers import SwiGLU
 
 import zoo
 import zoo.flops as zf
-from zoo.blocks.causal_attention import CausalSelfAttention
-from zoo.blocks.conv_branch import ConvBranch
-from zoo.blocks.gdn import GatedDeltaNet, ShortConv
-from zoo.blocks.pooled_attention import PooledAttention
-from zoo.blocks.rel_attention import RelPosAttention
-from zoo.blocks.vssm import BidirectionalVSSM, _SelectiveScan
+from zoo.families.exp11.causal_attention import CausalSelfAttention
+from zoo.families.dhvn.conv_branch import ConvBranch
+from zoo.families.exp11.gdn import GatedDeltaNet, ShortConv
+from zoo.families.dhvn.pooled_attention import PooledAttention
+from zoo.families.eshvision.rel_attention import RelPosAttention
+from zoo.families.eshvision.vssm import BidirectionalVSSM, _SelectiveScan
 from zoo.ops.delta_rule import gated_delta_rule_flops
 from zoo.ops.selective_scan import selective_scan_flops, ssd_scan_flops
 from zoo.specs import AttentionSpec, ConvBranchSpec, GDNSpec, SSMSpec

@@ -1,10 +1,10 @@
-"""Routing objectives are one list of objects (zoo.blocks.objectives); aux_losses() is written once."""
+"""Routing objectives are one list of objects (zoo.layers.objectives); aux_losses() is written once."""
 import torch
 
 import zoo
 from harness.wrappers import ZooClassifier
-from zoo.blocks.objectives import OBJECTIVES, Objective
-from zoo.models.dhvn import DHVN
+from zoo.layers.objectives import OBJECTIVES, Objective
+from zoo.families.dhvn.model import DHVN
 
 VISION_KW = dict(num_classes=10, in_chans=1, img_size=28)
 

@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import zoo
-from zoo.blocks.conv_branch import PointwiseConv2d
+from zoo.families.dhvn.conv_branch import PointwiseConv2d
 
 
 @pytest.fixture

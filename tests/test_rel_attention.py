@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from zoo.blocks.rel_attention import RelPosAttention, biased_attention
+from zoo.families.eshvision.rel_attention import RelPosAttention, biased_attention
 
 
 @pytest.mark.parametrize("B,N,heads,d", [(3, 49, 4, 64), (2, 196, 2, 64), (2, 16, 4, 128), (1, 5, 1, 8)])

@@ -4,7 +4,7 @@ import torch
 from hypothesis import given, strategies as st
 
 from zoo import routing
-from zoo.blocks.router import Router
+from zoo.layers.router import Router
 from zoo.ops.dispatch import pack_rows, unpack_rows
 from zoo.ops.gating import gumbel_straight_through, load_balance_loss
 from zoo.specs import RouterSpec
@@ -211,7 +211,7 @@ def test_eval_probabilities_are_built_when_read_and_equal_the_eager_ones(binary)
     import copy
     import pickle
 
-    from zoo.blocks.router import EvalProbs
+    from zoo.layers.router import EvalProbs
 
     torch.manual_seed(0)
     choices = ("a", "b") if binary else ("a", "b", "c")

@@ -10,7 +10,7 @@ import torch
 
 import zoo
 from zoo import routing
-from zoo.blocks.router import Router
+from zoo.layers.router import Router
 
 
 def _model():
@@ -178,7 +178,7 @@ def test_a_context_exited_in_another_thread_is_refused():
 
 
 def test_setting_refuses_what_is_not_a_control():
-    from zoo.blocks import router_controls
+    from zoo.layers import router_controls
     with pytest.raises(ValueError, match="not a routing control"):
         with router_controls.setting([Router(4, ("a", "b"), "sample")], "tau", [1.0]):
             pass

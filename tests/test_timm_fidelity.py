@@ -99,7 +99,7 @@ def test_untagged_models_keep_their_own_cfg_and_overlays_apply():
     assert over.pretrained_cfg["crop_pct"] == 0.95 and over.pretrained_cfg["interpolation"] == "bicubic"
     assert over.pretrained_cfg["license"] == "mit"
     # named directly, outside create_model, the entry point still names itself
-    from zoo.models.dhvn import dhvn_nano_static
+    from zoo.families.dhvn.model import dhvn_nano_static
     assert dhvn_nano_static(num_classes=3).pretrained_cfg["architecture"] == "dhvn_nano_static"
 
 

@@ -11,17 +11,21 @@ batch with any softmax token: see each family's module docstring).
     zoo.routing.trace(model)
     zoo.reparameterize_model(model.eval())   # deploy: BatchNorm folded into convs
     zoo.register_mmengine()                   # MODELS.build(dict(type="dhvn_tiny")) (the harness does it)
+    zoo.family_of("dhvn_nano")                # the family's descriptor: display, demo, bench settings
+    zoo.static_reference("dhvn_nano", model)  # (name, the always-full static model it is timed against)
 """
 from . import routing
 from .registry import (UnknownModelError, build_model, create_model, is_model, list_models,
                        model_info, register_model, resolve_spec)
 from .specs import Spec
 from .reparameterize import reparameterize_model
-from . import models  # noqa: F401  (registers every variant, and bridges them into timm/mmengine)
+# every family package: registers its variants (bridged into timm/mmengine) and its descriptor
+from . import families
+from .families import family_of, get_family, list_families, static_reference
 from . import flops  # noqa: F401  (zoo.flops.count_flops / flops_report: executed FLOPs)
 from .bridges import register_mmengine
 
 __all__ = ["create_model", "list_models", "model_info", "register_model", "resolve_spec",
            "build_model", "is_model", "UnknownModelError", "Spec", "routing", "reparameterize_model",
-           "register_mmengine"]
+           "register_mmengine", "families", "get_family", "family_of", "list_families", "static_reference"]
 __version__ = "0.1.0"

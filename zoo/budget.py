@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 
 from . import flops as _flops
-from .blocks import router_controls as routing
+from .layers import router_controls as routing
 
 __all__ = ["BudgetFit", "budget", "budget_range", "fit_budget", "fit_budgets"]
 

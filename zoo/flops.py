@@ -12,9 +12,10 @@ padding that packing adds does cost. What is counted:
   * matmuls (mm, addmm, bmm, baddbmm, linear), convolutions (incl. depthwise) and attention
     (SDPA kernels: QK^T and AV over the full score matrix, causal or not; the CPU kernel is
     taught to the counter in `zoo.ops.counting`);
-  * modules in `MODULE_FLOPS`, whose layer arithmetic is written as elementwise code: the
-    GDN short conv (a depthwise causal conv as shifted multiply-adds) counts as the conv it
-    is, one multiply-add per tap and output;
+  * modules in `MODULE_FLOPS`, whose layer arithmetic is written as elementwise code: each
+    family registers the rules of its own (`Family.module_flops`); Exp11's GDN short conv (a
+    depthwise causal conv as shifted multiply-adds) counts as the conv it is, one multiply-add
+    per tap and output;
   * the scans and the gated delta rule, by the formulas beside each op (`zoo.ops.counting`):
     the SSD and delta-rule formulas count their matmuls (and the delta rule's triangular
     solve); the Mamba-1 formula counts its per-state recurrence (7 per token, channel and
@@ -57,9 +58,9 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .blocks import router_controls as routing
-from .blocks.router import Router
-from .blocks.gdn import ShortConv
+from .layers import router_controls as routing
+from .layers.family import MODULE_FLOPS
+from .layers.router import Router
 from .ops import counting as _counting
 
 __all__ = ["count_flops", "dense_flops", "count_call_flops", "flops_report", "full_choice", "full_policy", "UNIT",
@@ -86,28 +87,14 @@ def full_policy(router: Router, shape: torch.Size) -> torch.Tensor:
     return torch.full(tuple(shape), router.choices.index(router.full_choice), dtype=torch.long)
 
 
-def _short_conv_flops(module: ShortConv, args: tuple, kwargs: dict, output: torch.Tensor) -> int:
-    x = args[0]
-    visible = args[1] if len(args) > 1 else kwargs.get("visible")
-    B, T, C = x.shape
-    if visible is None:
-        return 2 * B * T * C * module.size
-    # the size-1 history taps run over the packed visible row (one step longer for its left
-    # pad), the last tap over every token
-    M = int(visible.sum(dim=1).max()) if B else 0
-    return 2 * B * (M + 1) * C * (module.size - 1) + 2 * B * T * C
-
-
-# module class -> f(module, args, kwargs, output) -> FLOPs its elementwise code stands for
-MODULE_FLOPS = {ShortConv: _short_conv_flops}
-
-
 @contextlib.contextmanager
 def _declared_module_flops(model: nn.Module):
+    rules = dict(MODULE_FLOPS)  # every family's, as registered now
+
     def hook(module, args, kwargs, output):
-        _counting.declare_flops(output, MODULE_FLOPS[type(module)](module, args, kwargs, output))
+        _counting.declare_flops(output, rules[type(module)](module, args, kwargs, output))
     handles = [m.register_forward_hook(hook, with_kwargs=True)
-               for m in model.modules() if type(m) in MODULE_FLOPS]
+               for m in model.modules() if type(m) in rules]
     try:
         yield
     finally:

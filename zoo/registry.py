@@ -165,7 +165,7 @@ def _feature_net(model, out_indices):
     stages = getattr(model, "feature_info", None)
     if not stages:
         raise ValueError(f"{type(model).__name__} has no feature stages; features_only is for vision models")
-    from .models.base import take_indices
+    from .layers.base import take_indices
     take = take_indices(len(stages), out_indices)   # out of range: one line, before timm asserts
     # pruned, as timm prunes: the layers no kept level needs (and the head) go, so that no
     # parameter is left without a gradient (DDP needs no find_unused_parameters)

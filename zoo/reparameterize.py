@@ -3,7 +3,7 @@
     model = zoo.reparameterize_model(zoo.create_model("dhvn_nano", pretrained=True).eval())
 
 Each block that can does it in its own `reparameterize()` method (timm's convention: RepVGG,
-MobileOne), today DHVN's conv-then-BatchNorm pairs (`zoo.blocks.conv_branch`). The result computes
+MobileOne), today DHVN's conv-then-BatchNorm pairs (`zoo.families.dhvn.conv_branch`). The result computes
 the same function up to float rounding, routes identically, and is for inference only.
 `timm.utils.reparameterize_model` (validate.py --reparam, benchmark.py --reparam) gives the same
 model: no zoo module has a `fuse` attribute, which timm would call as a method (DHVN's decoder conv

@@ -9,8 +9,8 @@
 """
 from __future__ import annotations
 
-from .blocks.router import Route, RouteRecord, Router
-from .blocks.router_controls import (execution, force, get_tau, random_policy, routers, set_tau, summarize,
+from .layers.router import Route, RouteRecord, Router
+from .layers.router_controls import (execution, force, get_tau, random_policy, routers, set_tau, summarize,
                                      trace)
 # the compute knob (it counts FLOPs, so it lives above zoo.flops; re-exported here)
 from .budget import BudgetFit, budget, budget_range, fit_budget, fit_budgets

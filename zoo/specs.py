@@ -62,6 +62,17 @@ class Spec:
             kwargs[name] = value
         return dataclasses.replace(self, **kwargs)
 
+    def changes_from(self, base: "Spec") -> dict:
+        """The overrides that make this spec from `base`: `base.replace(**spec.changes_from(base))
+        == spec`, a nested spec as a dict of its own changed fields."""
+        out = {}
+        for f in fields(self):
+            mine, theirs = getattr(self, f.name), getattr(base, f.name)
+            if mine != theirs:
+                nested = isinstance(mine, Spec) and type(mine) is type(theirs)
+                out[f.name] = mine.changes_from(theirs) if nested else mine
+        return out
+
     @classmethod
     def field_names(cls) -> Tuple[str, ...]:
         return tuple(f.name for f in fields(cls))

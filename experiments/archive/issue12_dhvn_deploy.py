@@ -29,7 +29,7 @@ from experiments._timing import prepare  # noqa: E402
 from harness import benchkit  # noqa: E402
 from harness.static_reference import static_reference  # noqa: E402
 import zoo  # noqa: E402
-from zoo.blocks.conv_branch import PointwiseConv2d  # noqa: E402
+from zoo.families.dhvn.conv_branch import PointwiseConv2d  # noqa: E402
 
 KW = dict(num_classes=10, in_chans=1, img_size=28)
 ONEDNN = PointwiseConv2d.forward

@@ -40,7 +40,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 import zoo  # noqa: E402
 from experiments._timing import interleaved  # noqa: E402
 from harness import benchkit, runtime  # noqa: E402
-from zoo.blocks.routed import gather_samples, rows_with, single_choice  # noqa: E402
+from zoo.layers.routed import gather_samples, rows_with, single_choice  # noqa: E402
 from zoo.ops.dispatch import gather_items, gather_rows, pack_rows, select_items  # noqa: E402
 
 INPUTS = {"dhvn_nano": (dict(num_classes=10, in_chans=1, img_size=28), (64, 1, 28, 28)),

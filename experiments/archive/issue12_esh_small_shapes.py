@@ -26,7 +26,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from experiments._timing import interleaved, min_med_max, prepare  # noqa: E402
-from zoo.blocks.rel_attention import RelPosAttention  # noqa: E402
+from zoo.families.eshvision.rel_attention import RelPosAttention  # noqa: E402
 from zoo.ops.dispatch import gather_rows, pack_rows  # noqa: E402
 
 # (batch, grid, dim, heads) of the attention; (sequences, length, d_inner) of the SSM conv

@@ -1,5 +1,5 @@
 """DHVN's 1x1 convs: nn.Conv2d as torch dispatches it against oneDNN's conv called directly
-(`zoo.blocks.conv_branch.PointwiseConv2d`), interleaved, on channels-last maps, no grad.
+(`zoo.families.dhvn.conv_branch.PointwiseConv2d`), interleaved, on channels-last maps, no grad.
 
 torch sends a 1x1 conv with batch < 16 at 1 thread to its native kernel; at batch >= 16 or with
 more threads both forms are the same oneDNN call. The shapes are dhvn_tiny's at 8 x 3 x 224²
@@ -27,7 +27,7 @@ SHAPES = [(8, 32, 64, 112), (8, 64, 64, 112), (8, 192, 64, 112), (8, 64, 128, 56
 def whole_model(rounds: int) -> None:
     import zoo
     from harness import benchkit
-    from zoo.blocks.conv_branch import PointwiseConv2d
+    from zoo.families.dhvn.conv_branch import PointwiseConv2d
     net = zoo.reparameterize_model(zoo.create_model("dhvn_tiny", in_chans=3, num_classes=1000, img_size=224).eval())
     x = torch.randn(8, 3, 224, 224)
     policy = benchkit.FrozenPolicy(benchkit.policy_for(net, {"skip": 0.5}))

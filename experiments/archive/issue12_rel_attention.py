@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 from experiments._timing import min_med_max  # noqa: E402
-from zoo.blocks.rel_attention import biased_attention  # noqa: E402
+from zoo.families.eshvision.rel_attention import biased_attention  # noqa: E402
 
 
 def sdpa(q, k, v, b):

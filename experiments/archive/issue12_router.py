@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-from zoo.blocks.router import Router  # noqa: E402
+from zoo.layers.router import Router  # noqa: E402
 from zoo.ops.gating import gumbel_straight_through, straight_through  # noqa: E402
 from zoo.specs import RouterSpec  # noqa: E402
 

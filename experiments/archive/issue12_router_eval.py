@@ -16,7 +16,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from experiments._timing import interleaved, min_med_max, prepare  # noqa: E402
-from zoo.blocks.router import Router  # noqa: E402
+from zoo.layers.router import Router  # noqa: E402
 from zoo.specs import RouterSpec  # noqa: E402
 
 # the ESH patch router of eshvision_xs's first stage (64 images x 49 patches, dim 32 + entropy)

@@ -130,7 +130,7 @@ def test_lm_eval_loss_excludes_load_balance():
 def test_aux_weights_default_to_the_objectives_and_take_overrides():
     """Every objective a family declares is weighted (its default unless the config overrides it),
     so no auxiliary loss is dropped silently; a config naming no objective is refused."""
-    from zoo.blocks.objectives import OBJECTIVES
+    from zoo.layers.objectives import OBJECTIVES
     model = ZooClassifier("dhvn_nano", arch_kwargs=VISION_KW, aux_weights=dict(gate_entropy=0.5, ponder=0.2))
     assert model.aux_weights == dict(gate_entropy=0.5, load_balance=OBJECTIVES["load_balance"].weight,
                                      budget=OBJECTIVES["budget"].weight)   # ponder: not a DHVN objective

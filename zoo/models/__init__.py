@@ -1,2 +1,2 @@
-"""One file per family; variants are registered at the bottom of each."""
-from . import dhvn, eshvision, exp11  # noqa: F401
+"""Deprecated: the families moved to `zoo.families` (docs/DESIGN.md, "Layout"). `zoo.models.dhvn`,
+`zoo.models.eshvision` and `zoo.models.exp11` still import, as their model modules, for one release."""

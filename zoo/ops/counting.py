@@ -243,7 +243,7 @@ def _mkldnn_conv_flops(x_shape, w_shape, bias, padding, stride, dilation, groups
     return _fc.conv_flop_count(x_shape, w_shape, out_shape, transposed=False)
 
 
-# oneDNN's conv called directly (zoo.blocks.conv_branch.PointwiseConv2d): torch's conv formula
+# oneDNN's conv called directly (zoo.families.dhvn.conv_branch.PointwiseConv2d): torch's conv formula
 _register(torch.ops.aten.mkldnn_convolution, _mkldnn_conv_flops)
 
 

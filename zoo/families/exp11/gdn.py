@@ -27,11 +27,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..ops.delta_rule import chunk_gated_delta_rule
-from ..ops.dispatch import pack_rows
-from ..specs import GDNSpec
+from ...ops.delta_rule import chunk_gated_delta_rule
+from ...ops.dispatch import pack_rows
+from ...specs import GDNSpec
 
-__all__ = ["ShortConv", "GatedDeltaNet"]
+__all__ = ["ShortConv", "GatedDeltaNet", "short_conv_flops"]
 
 
 def _l2norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -83,6 +83,21 @@ class ShortConv(nn.Module):
         return history + x * self.weight[:, -1]
 
 
+def short_conv_flops(module: ShortConv, args: tuple, kwargs: dict, output: torch.Tensor) -> int:
+    """The FLOPs a `ShortConv` forward stands for (a `zoo.flops` module rule): its shifted
+    multiply-adds are elementwise code, counted as the depthwise conv they are, one multiply-add
+    per tap and output."""
+    x = args[0]
+    visible = args[1] if len(args) > 1 else kwargs.get("visible")
+    B, T, C = x.shape
+    if visible is None:
+        return 2 * B * T * C * module.size
+    # the size-1 history taps run over the packed visible row (one step longer for its left
+    # pad), the last tap over every token
+    M = int(visible.sum(dim=1).max()) if B else 0
+    return 2 * B * (M + 1) * C * (module.size - 1) + 2 * B * T * C
+
+
 class GatedDeltaNet(nn.Module):
     def __init__(self, dim: int, spec: GDNSpec = GDNSpec()):
         super().__init__()
@@ -114,7 +129,7 @@ class GatedDeltaNet(nn.Module):
     def flops_per_token(self, seq_len: int) -> float:
         """Executed FLOPs per token of one sequence of seq_len tokens (projections, short conv
         and the chunked delta rule, as `zoo.flops` counts them)."""
-        from ..ops.delta_rule import gated_delta_rule_flops
+        from ...ops.delta_rule import gated_delta_rule_flops
         dim = self.in_proj.in_features
         H, K, V = self.num_heads, self.head_k_dim, self.head_v_dim
         rule = gated_delta_rule_flops(1, seq_len, H, K, V, chunk_size=self.spec.chunk_size) / seq_len

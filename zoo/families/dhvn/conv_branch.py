@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..specs import ConvBranchSpec
+from ...specs import ConvBranchSpec
 
 __all__ = ["group_norm", "fold_norm", "PointwiseConv2d", "ConvNormAct", "DepthwiseSeparableBlock", "ConvBranch"]
 

@@ -1,19 +1,21 @@
 """What every zoo model shares: the timm vision contract and the causal-LM contract.
 
-Families subclass `ZooVisionModel` or `ZooCausalLM`, set `family`, and implement
-`forward_features` (vision) or `forward` (LM) plus `aux_losses()`.
+Families subclass `ZooVisionModel` or `ZooCausalLM`, set `family` (the name their
+`zoo.layers.family.Family` registers) and `objectives`, and implement `forward_features` (vision)
+or `forward` (LM); `aux_losses()` is written once, here. A family whose registered static form
+is not its always-full model overrides `static_reference`.
 """
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
-from ..blocks.objectives import Objective
-from ..blocks.router import LastForward, Route, Router, check_budget_target
+from .objectives import Objective
+from .router import LastForward, Route, Router, check_budget_target
 from ..specs import Spec
 
 __all__ = ["VisionSpec", "LMSpec", "ZooVisionModel", "ZooCausalLM",
@@ -63,7 +65,7 @@ class LMSpec(Spec):
 class _ZooModel(nn.Module):
     family: str = ""
     task: str = ""
-    #: the routing objectives this family trains with (`zoo.blocks.objectives`)
+    #: the routing objectives this family trains with (`zoo.layers.objectives`)
     objectives: Tuple[Objective, ...] = ()
 
     def __init__(self):
@@ -119,9 +121,25 @@ class _ZooModel(nn.Module):
         """A family's own value from the last forward (ESH's alphas, ponder cost), or None."""
         return getattr(self._last, name, None)
 
+    #: how `zoo.static_reference` names this family's static reference ({arch}: the routed
+    #: model's name, {static_form}: its registered static form)
+    static_reference_label = "{static_form}"
+
+    def static_reference(self, build_static_form: Callable[[], nn.Module]) -> nn.Module:
+        """This model's always-full static reference: the model without routing that computes
+        everything its full path computes (docs/DESIGN.md, glossary). By default the registered
+        static form, as `build_static_form()` builds it at this model's input shapes, given this
+        model's weights wherever a name and shape match; a family whose static form is not
+        always-full overrides this (Exp11). `zoo.static_reference(arch, net)` calls it."""
+        ref = build_static_form()
+        own = ref.state_dict()
+        ref.load_state_dict({k: v for k, v in self.state_dict().items() if k in own and own[k].shape == v.shape},
+                            strict=False)
+        return ref
+
     def check_budget_target(self) -> None:
         """ValueError (one line, naming the floor) when the spec's training budget target lies
-        below the share of compute its routers can reach (`zoo.blocks.router.budget_floor`)."""
+        below the share of compute its routers can reach (`zoo.layers.router.budget_floor`)."""
         router_spec = getattr(self.spec, "router", None)
         if router_spec is None or router_spec.mode == "soft":
             return

@@ -26,8 +26,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..ops.selective_scan import selective_scan, ssd_scan
-from ..specs import SSMSpec
+from ...ops.selective_scan import selective_scan, ssd_scan
+from ...specs import SSMSpec
 
 __all__ = ["BidirectionalVSSM"]
 
@@ -119,7 +119,7 @@ class BidirectionalVSSM(nn.Module):
     def flops_per_patch(self, n: int) -> float:
         """Executed FLOPs per patch of the mixer over n patches: in_proj (both halves), and per
         scan direction the depthwise conv, x_proj, dt_proj and the scan; then out_proj."""
-        from ..ops.selective_scan import selective_scan_flops, ssd_scan_flops
+        from ...ops.selective_scan import selective_scan_flops, ssd_scan_flops
         core, di = self.core, self.d_inner
         N = core.d_state
         if core.kind == "mamba1":

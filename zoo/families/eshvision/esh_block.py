@@ -1,5 +1,5 @@
 """ESH-Vision's block: a per-patch router between attention and an SSM, then an MLP, and ACT
-pondering for the attention patches (`zoo.models.eshvision` builds the model from these).
+pondering for the attention patches (`zoo.families.eshvision.model` builds the model from these).
 
     hard (default): out = x + [alpha > 0.5] a + [alpha <= 0.5] s   (straight-through on alpha)
     soft (seed):    out = x + alpha a + (1 - alpha) s
@@ -15,11 +15,12 @@ import torch
 import torch.nn as nn
 from timm.layers import DropPath, Mlp, SwiGLU
 
-from ..ops.dispatch import Packed, gather_items, gather_rows, pack_rows, packed_rows_index, select_items, unpack_rows
+from ...layers.routed import dense_mix, rows_with, single_choice, taken_weight
+from ...layers.routed_block import RoutedBlock
+from ...layers.router import Route, Router
+from ...ops.dispatch import Packed, gather_items, gather_rows, pack_rows, packed_rows_index, select_items, unpack_rows
 from .act import ACTPonder
 from .rel_attention import RelPosAttention
-from .routed import dense_mix, rows_with, single_choice, taken_weight
-from .router import Route, Router
 from .vssm import BidirectionalVSSM
 
 __all__ = ["ESHBlock"]
@@ -30,10 +31,14 @@ def _take(x: torch.Tensor, packed: Packed) -> torch.Tensor:
     return gather_rows(x, packed.index)
 
 
-class ESHBlock(nn.Module):
+class ESHBlock(RoutedBlock):
     """One ESH-Vision block. `policy` None: routed per patch; "ssm" / "attention": a static
     block with that branch alone and no router (a static per-layer plan; an attention block
-    lets every patch ponder, as a routed patch with alpha = 1 would)."""
+    lets every patch ponder, as a routed patch with alpha = 1 would).
+
+    Its routed part (`run_routed`, `static_choice`) takes (x, LN(x), (h, w)) and gives the
+    residual stream after the mixer, before the MLP and pondering."""
+    choices = ("ssm", "attention")
 
     def __init__(self, dim: int, num_heads: int, grid: Tuple[int, int], spec, layer: str,
                  drop_path: float = 0.0, policy: Optional[str] = None):
@@ -46,7 +51,7 @@ class ESHBlock(nn.Module):
             router_spec = spec.router if spec.router.hidden else spec.router.replace(hidden=max(dim // 4, 32))
             # full form: attention, because ACT ponders attention patches only; a dense reference
             # forced to "ssm" would drop the ponder steps that hard routing takes
-            self.router = Router(dim, ("ssm", "attention"), "patch", router_spec, layer=layer,
+            self.router = Router(dim, self.choices, "patch", router_spec, layer=layer,
                                  binary=True, extra_features=1, full="attention")
         else:
             self.router = None
@@ -71,7 +76,7 @@ class ESHBlock(nn.Module):
         nothing else: pondering is not part of the attention choice (it happens only to attention
         patches whose alpha passes the ponder threshold, and its cost is `ponder_costs`). In a
         mixed image the SSM's scan and attention's keys/values still run over every patch
-        (module docstring of `zoo.models.eshvision`), so a mixed image costs more than the sum."""
+        (module docstring of `zoo.families.eshvision.model`), so a mixed image costs more than the sum."""
         return dict(ssm=self.ssm.flops_per_patch(n), attention=self.attn.flops_per_patch(n))
 
     def ponder_costs(self, n: int) -> dict:
@@ -112,7 +117,7 @@ class ESHBlock(nn.Module):
         if self.router is None:
             return self._static(x, n, hw)
         route = self.router(torch.cat([n, entropy.unsqueeze(-1).to(n.dtype)], dim=-1))
-        mixed = self._mix_sparse(x, n, route, hw) if route.sparse else self._mix_dense(x, n, route, hw)
+        mixed = self.dispatch((x, n, hw), route)
         out = mixed + self.drop_path(self.mlp(self.norm2(mixed)))
         if self.act is None:
             return out, route, None
@@ -121,11 +126,7 @@ class ESHBlock(nn.Module):
         return res.output, route, res
 
     def _static(self, x, n, hw):
-        if self.policy == "attention":
-            update = self.attn_update(self.attn(n, hw), n)
-        else:
-            update = self.ssm_update(self.ssm(n, hw), n)
-        mixed = x + self.drop_path(update)
+        mixed = self.static_choice(self.policy, (x, n, hw))
         out = mixed + self.drop_path(self.mlp(self.norm2(mixed)))
         if self.act is None:
             return out, None, None
@@ -138,6 +139,16 @@ class ESHBlock(nn.Module):
 
     def ssm_update(self, out: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
         return self.norm_ssm(out + n) if self.branch_norm else out
+
+    def run_routed(self, inputs: tuple, route: Route) -> torch.Tensor:
+        x, n, hw = inputs
+        return self._mix_sparse(x, n, route, hw) if route.sparse else self._mix_dense(x, n, route, hw)
+
+    def static_choice(self, choice: str, inputs: tuple) -> torch.Tensor:
+        x, n, hw = inputs
+        if choice == "attention":
+            return x + self.drop_path(self.attn_update(self.attn(n, hw), n))
+        return x + self.drop_path(self.ssm_update(self.ssm(n, hw), n))
 
     def _mix_dense(self, x, n, route: Route, hw):
         return x + self.drop_path(dense_mix(route, {"attention": self.attn_update(self.attn(n, hw), n),
@@ -187,6 +198,7 @@ class ESHBlock(nn.Module):
         update.index_copy_(0, index, a.reshape(b * M, D).to(x.dtype))
         update.index_copy_(0, ssm_index, s.to(x.dtype))
         return update[:rows].view(B, N, D)
+
 
 class _PonderStep:
     """One ACT step for the packed pondering patches: the block's attention path + FFN.

@@ -28,8 +28,8 @@ from typing import Callable, NamedTuple
 import torch
 import torch.nn as nn
 
-from ..ops.dispatch import Packed, pack_rows, scatter_items, select_items, unpack_rows
-from ..specs import ACTSpec
+from ...ops.dispatch import Packed, pack_rows, scatter_items, select_items, unpack_rows
+from ...specs import ACTSpec
 
 __all__ = ["ACTPonder", "ACTOutput"]
 

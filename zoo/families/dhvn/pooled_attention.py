@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from timm.layers import Mlp, SwiGLU
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from ..specs import AttentionSpec, MlpSpec
+from ...specs import AttentionSpec, MlpSpec
 
 __all__ = ["PooledAttention", "PooledTransformerLayer", "TransformerBranch"]
 

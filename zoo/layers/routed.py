@@ -16,6 +16,9 @@ architecture). The mechanics below are the same in all of them:
 * `rows_with(mask)`: the images (or sequences) that hold at least one item of a branch.
 * the lower-level gathers and scatters live in `zoo.ops.dispatch` (`select_items`, `pack_rows`,
   `packed_rows_index`, which writes packed rows and their padding into one buffer).
+
+Every routed block is a `RoutedBlock` (`zoo.layers.routed_block`): its choices, its routed mix,
+and one choice run as a static model would (docs/DESIGN.md, "Routed blocks").
 """
 from __future__ import annotations
 
