@@ -1,4 +1,4 @@
-"""Top-1 against executed FLOPs of one saved quick_train model under zoo.routing.budget.
+"""Top-1 against executed FLOPs of one saved quick_train model under zoo.routing.flops_budget.
 
     python -m experiments.budget_curve /tmp/exp/dhvn.pt 0.3 0.5 0.7 1.0
 """
@@ -21,7 +21,7 @@ def main():
     fits = zoo.routing.fit_budgets(m, [float(b) for b in sys.argv[2:]], calib)
     out = []
     for fit in fits:
-        with torch.no_grad(), zoo.routing.budget(m, fit):
+        with torch.no_grad(), zoo.routing.flops_budget(m, fit):
             top1 = float((m(test.images).argmax(-1) == test.labels).float().mean()) * 100
             rep = zoo.flops.flops_report(m, test.images[::4])
         out.append(dict(budget=fit.target, calib=round(fit.fraction, 3), test_fraction=round(rep["executed"] / rep["dense"], 3),

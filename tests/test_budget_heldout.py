@@ -1,4 +1,4 @@
-"""The budget knob (`zoo.routing.budget`) on data it was not fitted on, for every family.
+"""The budget knob (`zoo.routing.flops_budget`) on data it was not fitted on, for every family.
 
 tests/test_compute_budget.py checks the knob's promise, +-0.05 of the target on the calibration
 inputs, on an untrained DHVN. What a user relies on is the fit carrying over: fitted once on
@@ -64,7 +64,7 @@ def test_budget_fitted_on_one_batch_holds_on_a_held_out_batch(name):
     held_out = []
     for fit in fits:
         assert abs(fit.fraction - fit.target) <= 0.05   # the promise on the calibration batch
-        with routing.budget(model, fit):
+        with routing.flops_budget(model, fit):
             achieved = _executed_fraction(model, held)
         held_out.append(achieved)
         assert abs(achieved - fit.target) <= HELD_OUT_TOL, (

@@ -121,11 +121,11 @@ def test_budget_objective_only_for_routed_models_with_a_target():
         model = zoo.create_model(name, num_classes=10, in_chans=1, img_size=28).train()
         model(x)
         assert ("budget" in model.aux_losses()) is expected, name
-    model = zoo.create_model("dhvn_nano", num_classes=10, in_chans=1, img_size=28, router=dict(budget=None)).train()
+    model = zoo.create_model("dhvn_nano", num_classes=10, in_chans=1, img_size=28, router=dict(compute_target=None)).train()
     model(x)
     assert "budget" not in model.aux_losses()
     with pytest.raises(ValueError, match="budget"):
-        zoo.create_model("dhvn_nano", router=dict(budget=1.5))
+        zoo.create_model("dhvn_nano", router=dict(compute_target=1.5))
 
 
 # ----------------------------------------------------------------------------- the knob
@@ -143,7 +143,7 @@ def _mixed_dhvn(seed=0):
 def test_budget_knob_hits_its_target_on_the_calibration_set(fraction):
     model = _mixed_dhvn()
     calib = torch.randn(96, 1, 16, 16, generator=torch.Generator().manual_seed(1))
-    with routing.budget(model, fraction, calib) as fit:
+    with routing.flops_budget(model, fraction, calib) as fit:
         report = zf.flops_report(model, calib)
     achieved = report["executed"] / report["dense"]
     assert abs(achieved - fraction) <= 0.05
@@ -157,7 +157,7 @@ def test_budget_knob_is_deterministic_per_item_and_leaves_training_alone():
     calib = torch.randn(64, 1, 16, 16, generator=torch.Generator().manual_seed(2))
     fit = routing.fit_budget(model, 0.5, calib)
     x = calib[:5]
-    with torch.no_grad(), routing.budget(model, fit):
+    with torch.no_grad(), routing.flops_budget(model, fit):
         a, b = model(x), model(x)
         alone = model(x[2:3])
         decisions = [r.decisions.clone() for r in routing.trace(model)]
@@ -168,7 +168,7 @@ def test_budget_knob_is_deterministic_per_item_and_leaves_training_alone():
         plain = [r.decisions for r in routing.trace(model)]
     assert any(not torch.equal(d, p) for d, p in zip(decisions, plain))  # the knob moved something
     model.train()
-    with routing.budget(model, fit):
+    with routing.flops_budget(model, fit):
         model(x)
         trained = [r.last.decisions for r in routing.routers(model)]
     model.train()
@@ -191,7 +191,7 @@ def test_budget_knob_refuses_what_it_cannot_do():
     with pytest.raises(ValueError, match="softly"):
         routing.fit_budget(soft, 0.9, torch.randn(4, 1, 16, 16))
     with pytest.raises(ValueError, match="calibration"):
-        with routing.budget(model, 0.5):
+        with routing.flops_budget(model, 0.5):
             pass
 
 
@@ -202,7 +202,7 @@ def test_budget_knob_on_tokens_keeps_causality():
         torch.nn.init.normal_(r.net[-1].weight, std=3.0)
     calib = torch.randint(0, 256, (4, 48), generator=torch.Generator().manual_seed(3))
     lo, hi = routing.budget_range(model, calib)
-    with torch.no_grad(), routing.budget(model, (lo + hi) / 2, calib):
+    with torch.no_grad(), routing.flops_budget(model, (lo + hi) / 2, calib):
         full = model(calib)
         prefix = model(calib[:, :30])
     torch.testing.assert_close(prefix, full[:, :30], atol=1e-4, rtol=0)
@@ -210,7 +210,7 @@ def test_budget_knob_on_tokens_keeps_causality():
 
 def test_a_model_without_routers_is_refused():
     with pytest.raises(ValueError, match="no routers"):
-        with routing.budget(torch.nn.Linear(2, 2), 0.5, torch.randn(1, 2)):
+        with routing.flops_budget(torch.nn.Linear(2, 2), 0.5, torch.randn(1, 2)):
             pass
 
 
@@ -219,7 +219,7 @@ def test_a_training_budget_below_the_reachable_floor_is_refused_naming_the_floor
     floor = budget_floor(routing.routers(zoo.create_model("eshvision_xs")))
     assert 0.3 < floor < 0.6  # at 49 patches attention is the cheaper choice, at about half the SSM's cost
     with pytest.raises(ValueError, match=rf"below what ESHVision can reach.*{floor:.3f}"):
-        zoo.create_model("eshvision_xs", router=dict(budget=floor - 0.01))
-    zoo.create_model("eshvision_xs", router=dict(budget=round(floor + 0.01, 3)))  # reachable: builds
+        zoo.create_model("eshvision_xs", router=dict(compute_target=floor - 0.01))
+    zoo.create_model("eshvision_xs", router=dict(compute_target=round(floor + 0.01, 3)))  # reachable: builds
     with pytest.raises(ValueError, match="below what DHVN can reach"):
-        zoo.create_model("dhvn_nano", router=dict(budget=0.01))
+        zoo.create_model("dhvn_nano", router=dict(compute_target=0.01))

@@ -109,7 +109,7 @@ def test_aux_losses_are_unweighted_scalars():
     static_act.forward_dict(images(1))
     assert set(static_act.aux_losses()) == {"alpha_variance", "budget"}
     # no budget target, or soft routing (every branch runs anyway): no budget term
-    for no_budget in (tiny(router=dict(budget=None)), tiny("eshvision_xs_soft")):
+    for no_budget in (tiny(router=dict(compute_target=None)), tiny("eshvision_xs_soft")):
         no_budget.forward_dict(images(1))
         assert "budget" not in no_budget.aux_losses()
 

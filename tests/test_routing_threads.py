@@ -86,7 +86,7 @@ def test_concurrent_requests_each_get_their_own_forced_choice_and_budget():
 
     def controls(kind):
         if kind == "budget":
-            return routing.budget(model, fit)
+            return routing.flops_budget(model, fit)
         if kind == "plain":
             return contextlib.nullcontext()
         return routing.force(model, kind)
@@ -123,7 +123,7 @@ def test_budget_in_one_thread_does_not_move_another_threads_routing():
     entered, done = threading.Event(), threading.Event()
 
     def other():
-        with routing.budget(model, 0.3, calib) as fit:
+        with routing.flops_budget(model, 0.3, calib) as fit:
             assert fit.shift != 0
             entered.set()
             done.wait(60)

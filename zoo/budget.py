@@ -1,6 +1,7 @@
-"""The inference compute knob: one trained checkpoint, a whole accuracy-against-compute curve.
+"""The FLOPs budget, the inference compute knob: one trained checkpoint, a whole
+accuracy-against-compute curve (docs/DESIGN.md, glossary: not the training compute target).
 
-    with zoo.routing.budget(model, 0.6, calibration_inputs) as fit:
+    with zoo.routing.flops_budget(model, 0.6, calibration_inputs) as fit:
         model(x)            # executes ~60 % of the full form's FLOPs (fit.fraction on calibration)
 
 Every router's eval decision becomes argmax(logits - shift * costs / max(costs)): one scalar
@@ -14,6 +15,7 @@ Decisions stay deterministic and per item: the shift is a constant, not noise.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from dataclasses import dataclass
 from typing import Iterator, List, Optional, Sequence, Tuple
 
@@ -23,7 +25,7 @@ import torch.nn as nn
 from . import flops as _flops
 from .layers import router_controls as routing
 
-__all__ = ["BudgetFit", "budget", "budget_range", "fit_budget", "fit_budgets"]
+__all__ = ["BudgetFit", "flops_budget", "budget", "budget_range", "fit_budget", "fit_budgets"]
 
 
 @dataclass(frozen=True)
@@ -139,7 +141,7 @@ def fit_budgets(model: nn.Module, fractions: Sequence[float], inputs: torch.Tens
 
 
 @contextlib.contextmanager
-def budget(model: nn.Module, fraction, inputs: Optional[torch.Tensor] = None, **kwargs) -> Iterator[BudgetFit]:
+def flops_budget(model: nn.Module, fraction, inputs: Optional[torch.Tensor] = None, **kwargs) -> Iterator[BudgetFit]:
     """Context: eval routing of `model` spends ~`fraction` of its full form's FLOPs (fitted on
     `inputs`, see `fit_budget`); yields the `BudgetFit`. A `BudgetFit` from an earlier fit is
     applied as it is (no inputs needed). Training forwards are unaffected."""
@@ -151,3 +153,10 @@ def budget(model: nn.Module, fraction, inputs: Optional[torch.Tensor] = None, **
         fit = fit_budget(model, fraction, inputs, **kwargs)
     with _shifted(_routers(model), fit.shift):
         yield fit
+
+
+def budget(model: nn.Module, fraction, inputs: Optional[torch.Tensor] = None, **kwargs):
+    """Deprecated name of `flops_budget`, kept for one release."""
+    warnings.warn("zoo.routing.budget is now zoo.routing.flops_budget; the old name goes in the next release",
+                  DeprecationWarning, stacklevel=2)
+    return flops_budget(model, fraction, inputs, **kwargs)

@@ -141,7 +141,7 @@ def dense_flops(model: nn.Module, inputs: torch.Tensor, full: Optional[str] = No
                 convention: str = "allowed") -> int:
     """FLOPs of the dense reference: dense execution, every router at its full choice (or at
     `full`), with no budget shift. ESH's pondering follows alpha, which the inference budget knob
-    (`zoo.routing.budget`) moves; unshifted, the reference is one fixed denominator for every
+    (`zoo.routing.flops_budget`) moves; unshifted, the reference is one fixed denominator for every
     budget (docs/DESIGN.md, "Dense reference")."""
     rs = routing.routers(model)
     with routing.setting(rs, "cost_shift", [0.0] * len(rs)), routing.execution(model, "dense"), \

@@ -10,13 +10,15 @@ Shared block specs live here so that the three families compose the same parts
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import typing
+import warnings
 from dataclasses import dataclass, fields
-from typing import Any, Optional, Tuple
+from typing import Any, ClassVar, Dict, Optional, Tuple
 
 __all__ = [
-    "Spec", "RouterSpec", "MlpSpec", "AttentionSpec", "ConvBranchSpec", "SSMSpec",
+    "Spec", "renamed_fields", "RouterSpec", "MlpSpec", "AttentionSpec", "ConvBranchSpec", "SSMSpec",
     "GDNSpec", "ACTSpec",
 ]
 
@@ -32,6 +34,8 @@ def _plain(value: Any) -> Any:
 @dataclass(frozen=True)
 class Spec:
     """Base class for every spec. Subclasses are frozen dataclasses."""
+    # old field name -> new, accepted for one release (`renamed_fields`)
+    _renamed: ClassVar[Dict[str, str]] = {}
 
     def to_dict(self) -> dict:
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
@@ -40,6 +44,7 @@ class Spec:
     def from_dict(cls, data: dict) -> "Spec":
         if not isinstance(data, dict):
             raise TypeError(f"{cls.__name__}.from_dict expects a dict, got {type(data).__name__}")
+        data = cls._current_names(data)
         cls._check_keys(data)
         hints = typing.get_type_hints(cls)
         kwargs = {}
@@ -50,6 +55,7 @@ class Spec:
 
     def replace(self, **overrides) -> "Spec":
         """Return a copy with fields replaced; nested specs accept dicts of their own fields."""
+        overrides = self._current_names(overrides)
         self._check_keys(overrides)
         hints = typing.get_type_hints(type(self))
         kwargs = {}
@@ -78,6 +84,21 @@ class Spec:
         return tuple(f.name for f in fields(cls))
 
     @classmethod
+    def _current_names(cls, data: dict) -> dict:
+        """`data` with each renamed field under its current name (a DeprecationWarning for each old one)."""
+        if not any(old in data for old in cls._renamed):
+            return data
+        out = dict(data)
+        for old, new in cls._renamed.items():
+            if old in out:
+                warnings.warn(f"{cls.__name__}.{old} is now {cls.__name__}.{new}; the old name goes in the next "
+                              f"release", DeprecationWarning, stacklevel=3)
+                if new in out:
+                    raise TypeError(f"{cls.__name__} got both {old} (the old name of {new}) and {new}")
+                out[new] = out.pop(old)
+        return out
+
+    @classmethod
     def _check_keys(cls, data: dict) -> None:
         unknown = sorted(set(data) - set(cls.field_names()))
         if unknown:
@@ -104,8 +125,34 @@ def _coerce(hint: Any, value: Any) -> Any:
     return value
 
 
+def renamed_fields(**old_to_new: str):
+    """Class decorator (outside @dataclass) of a spec whose fields were renamed: each old name is
+    still accepted, with a DeprecationWarning, by the constructor, `replace`, `from_dict` (configs
+    and checkpoints that carry it) and as an attribute, for one release."""
+    def decorate(cls):
+        cls._renamed = {**cls._renamed, **old_to_new}
+        init = cls.__init__
+
+        @functools.wraps(init)
+        def __init__(self, *args, **kwargs):
+            init(self, *args, **cls._current_names(kwargs))
+        cls.__init__ = __init__
+        for old, new in old_to_new.items():
+            setattr(cls, old, property(functools.partial(_old_field, old=old, new=new)))
+        return cls
+    return decorate
+
+
+def _old_field(spec: Spec, old: str, new: str):
+    name = type(spec).__name__
+    warnings.warn(f"{name}.{old} is now {name}.{new}; the old name goes in the next release", DeprecationWarning,
+                  stacklevel=3)
+    return getattr(spec, new)
+
+
 # ----------------------------------------------------------------------------- shared block specs
 
+@renamed_fields(budget="compute_target")
 @dataclass(frozen=True)
 class RouterSpec(Spec):
     """The one gate used at sample, patch and token granularity.
@@ -121,9 +168,10 @@ class RouterSpec(Spec):
     logit_clamp: float = 15.0
     zero_init: bool = True
     tau: float = 1.0
-    # compute-aware objective: the share of the full routed compute that training aims to
-    # spend (aux loss "budget"). None: no budget term.
-    budget: Optional[float] = None
+    # the compute target (docs/DESIGN.md, glossary): the share of the full routed compute that
+    # training aims to spend (the "budget" objective). None: no such term. Named `budget` until
+    # this release, which still accepts that name.
+    compute_target: Optional[float] = None
     # in training, this share of the items takes a uniformly random choice: every branch keeps
     # learning on some items whatever the router prefers, so the inference budget knob can move
     # items onto a branch the router rarely picks and still find it trained
@@ -134,8 +182,9 @@ class RouterSpec(Spec):
             raise ValueError(f"router mode must be 'gumbel', 'hard' or 'soft', got {self.mode!r}")
         if not (self.tau > 0 and math.isfinite(self.tau)):
             raise ValueError(f"router tau must be a finite number > 0, got {self.tau}")
-        if self.budget is not None and not 0 < self.budget <= 1:
-            raise ValueError(f"router budget must lie in (0, 1], got {self.budget}")
+        if self.compute_target is not None and not 0 < self.compute_target <= 1:
+            raise ValueError(f"router compute_target (the training budget) must lie in (0, 1], got "
+                             f"{self.compute_target}")
         if not 0 <= self.explore < 1:
             raise ValueError(f"router explore must lie in [0, 1), got {self.explore}")
 

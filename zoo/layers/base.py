@@ -138,12 +138,12 @@ class _ZooModel(nn.Module):
         return ref
 
     def check_budget_target(self) -> None:
-        """ValueError (one line, naming the floor) when the spec's training budget target lies
+        """ValueError (one line, naming the floor) when the spec's compute target lies
         below the share of compute its routers can reach (`zoo.layers.router.budget_floor`)."""
         router_spec = getattr(self.spec, "router", None)
         if router_spec is None or router_spec.mode == "soft":
             return
-        check_budget_target(self._all_routers(), router_spec.budget, type(self).__name__)
+        check_budget_target(self._all_routers(), router_spec.compute_target, type(self).__name__)
 
 
 GLOBAL_POOLS = ("avg", "max", "avgmax", "")

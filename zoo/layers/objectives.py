@@ -47,9 +47,9 @@ def register_objective(objective: Objective) -> Objective:
 def _budget(model) -> Optional[torch.Tensor]:
     spec = getattr(model.spec, "router", None)
     routes = model.last_routes()
-    if not routes or spec is None or spec.budget is None or spec.mode == "soft":
+    if not routes or spec is None or spec.compute_target is None or spec.mode == "soft":
         return None
-    return routes_budget_loss(routes, spec.budget)
+    return routes_budget_loss(routes, spec.compute_target)
 
 
 def _load_balance(model) -> Optional[torch.Tensor]:
@@ -78,7 +78,7 @@ def _ponder(model) -> Optional[torch.Tensor]:
 
 BUDGET = register_objective(Objective(
     "budget", 1.0, _budget,
-    doc="(expected share of the full routed compute - RouterSpec.budget)^2, over every routed item "
+    doc="(expected share of the full routed compute - RouterSpec.compute_target)^2, over every routed item "
         "(zoo.ops.gating.budget_loss); only with a training budget and hard or Gumbel routing"))
 # 0 by default: every routed family here chooses between nested options (DHVN's "both" holds
 # "conv", Exp11's softmax token keeps its GDN output), where a balance loss pins routing at equal

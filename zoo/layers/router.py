@@ -164,8 +164,9 @@ def check_budget_target(routers: Sequence["Router"], target: Optional[float], mo
         return
     floor = budget_floor(routers)
     if float(target) < floor - 1e-9:
-        raise ValueError(f"router budget {float(target):g} is below what {model} can reach: every item on its "
-                         f"cheapest choice executes {floor:.3f} of its full routed compute; set router.budget "
+        raise ValueError(f"router compute_target (the training budget) {float(target):g} is below what {model} "
+                         f"can reach: every item on its cheapest choice executes {floor:.3f} of its full routed "
+                         f"compute; set router.compute_target "
                          f">= {floor:.3f}")
 
 
@@ -224,7 +225,7 @@ class Router(nn.Module):
         self.items = 1  # items decided per model input (`set_costs`): weights routers in `budget_floor`
         self.execution: Optional[str] = None  # None: dense in training, sparse at eval
         self.forced: Optional[Policy] = None
-        # the inference budget knob (`zoo.routing.budget`): eval decisions are
+        # the FLOPs budget (`zoo.routing.flops_budget`): eval decisions are
         # argmax(logits - cost_shift * costs / max(costs)); 0 is plain argmax
         self.cost_shift: float = 0.0
         self.last: Optional[RouteRecord] = None  # detached, for zoo.routing.trace

@@ -2,7 +2,7 @@
 set how they execute, force their choices, set their temperature. `zoo.routing` is the public
 face of these; `zoo.flops` and `zoo.budget` use them from here (below both in the import order).
 
-Thread safety: the contexts (execution, force, and `zoo.routing.budget` through `setting`) act
+Thread safety: the contexts (execution, force, and `zoo.routing.flops_budget` through `setting`) act
 on the calling thread only, so one model can serve concurrent requests, each under its own
 controls; they nest, and exiting them in any order restores the defaults. `set_tau` changes a
 weight-like buffer and is process-wide; `trace` reads the last forward of whichever thread ran

@@ -23,7 +23,7 @@ sparse execution equals dense; in training dense execution runs every branch on 
 batch, so each branch's statistics cover every sample. (GroupNorm before the mean-pooled head
 left little for the head to read: per group the normalised channels average to a constant.)
 
-Routing is hard straight-through with the compute-aware objective (`RouterSpec.budget`): "both"
+Routing is hard straight-through with the compute-aware objective (`RouterSpec.compute_target`): "both"
 is a strict superset of the other two, so without a charge for compute it always wins, and a
 balance loss would pin every choice at 1/3.
 
@@ -69,7 +69,7 @@ class DHVNSpec(VisionSpec):
     conv: ConvBranchSpec = ConvBranchSpec(norm="batch")
     attn: AttentionSpec = AttentionSpec(head_dim=16, kv_pool=7)
     mlp: MlpSpec = MlpSpec(ratio=2.0)
-    router: RouterSpec = RouterSpec(mode="hard", budget=0.5, explore=0.1)
+    router: RouterSpec = RouterSpec(mode="hard", compute_target=0.5, explore=0.1)
     # None: routed; "conv" / "transformer" / "both": every block static on that choice; a tuple:
     # one fixed choice per hybrid block (encoder, then decoder), a static per-layer plan
     policy: Optional[Union[str, Tuple[str, ...]]] = None

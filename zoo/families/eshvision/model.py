@@ -21,7 +21,7 @@ Each router declares what each choice executes (`ESHBlock.choice_costs`, docs/DE
 "Declared costs"): attention alone costs less per patch than the SSM at every router of
 eshvision_xs and eshvision_s (14.5 k against 29.2 k FLOPs at eshvision_xs stage 0, 49 patches).
 Pondering, which only attention patches with alpha above the threshold do, is a cost of its own
-(`ESHBlock.ponder_costs`), charged by the ponder objective; with `RouterSpec.budget` the budget
+(`ESHBlock.ponder_costs`), charged by the ponder objective; with `RouterSpec.compute_target` the budget
 objective charges for the choices.
 
 Sparse execution (eval default, hard mode) skips part of the work a patch did not choose (per
@@ -264,7 +264,7 @@ _MNIST = dict(img_size=28, in_chans=1, num_classes=10, mean=(0.1307,), std=(0.30
 # of three collapsed (95.0 / 21.8 / 94.3 % top-1 at 04ec139).
 @register_model(static_form="eshvision_xs_soft", static_plans=("eshvision_xs_ssm", "eshvision_xs_attn"))
 def eshvision_xs(pretrained=False, **kwargs):
-    return build_model(ESHVision, ESHVisionSpec(**_MNIST, router=RouterSpec(mode="hard", budget=0.75, explore=0.1)),
+    return build_model(ESHVision, ESHVisionSpec(**_MNIST, router=RouterSpec(mode="hard", compute_target=0.75, explore=0.1)),
                        pretrained, **kwargs)
 
 

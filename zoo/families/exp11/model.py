@@ -33,7 +33,7 @@ queries are padded to the longest row (docs/DESIGN.md, "What sparse execution st
 execution (default in training) computes both branches for every token under the same
 semantics and combines them with the straight-through weights. The two agree to float rounding.
 
-`aux_losses()` gives the budget term (with `RouterSpec.budget`) and the Switch load-balance loss
+`aux_losses()` gives the budget term (with `RouterSpec.compute_target`) and the Switch load-balance loss
 N * sum_i f_i P_i, averaged over routed layers, with f from the routes actually taken. `forward`
 returns logits only and never adds either.
 """
@@ -69,7 +69,7 @@ class Exp11Spec(LMSpec):
     gdn: GDNSpec = GDNSpec(num_heads=12, chunk_size=32)
     attn: AttentionSpec = AttentionSpec(num_heads=12, qkv_bias=False, rope=True)
     mlp: MlpSpec = MlpSpec(act="swiglu", hidden=3072)
-    router: RouterSpec = RouterSpec(mode="hard", budget=0.75, explore=0.1)
+    router: RouterSpec = RouterSpec(mode="hard", compute_target=0.75, explore=0.1)
     tie_embeddings: bool = True
     norm_eps: float = 1e-6
     mix: str = "add"    # what a routed token's choice means (see RoutedMixer)
