@@ -14,7 +14,7 @@ from typing import Optional
 
 import torch.nn as nn
 
-from . import checkpoint as ckpt_mod
+from .engine import checkpoint as ckpt_mod
 from . import options
 from .errors import HarnessError
 
@@ -32,14 +32,16 @@ class SuiteNetwork:
 def suite_config(model: str, suite, model_kwargs: Optional[dict] = None, cfg_options: Optional[dict] = None,
                  data_root: Optional[str] = None, device: str = "cpu"):
     """The suite's config for `model`, as `run` resolves it (seed 0), after the shared checks."""
-    from .run import RunOptions, build_config, check_tasks, resolve_models
+    from .names import check_tasks, resolve_models
+    from .run import build_config
+    from .run_options import RunOptions
     from .suites import get_suite
     suite = get_suite(suite) if isinstance(suite, str) else suite
     resolve_models([model])          # unknown names: one line with the closest names
     check_tasks([model], suite)
     options.check_data_root(suite, data_root, cfg_options)
     opts = RunOptions(model_kwargs=dict(model_kwargs or {}), cfg_options=dict(cfg_options or {}),
-                      data_root=data_root, device=str(device))
+                      data_root=data_root)
     return build_config(suite, model, 0, opts, str(device)), suite
 
 
@@ -48,7 +50,7 @@ def network_from_config(cfg, model: str, checkpoint: Optional[str] = None, devic
     fit key for key and shape for shape), in eval mode."""
     from mmengine.registry import MODELS
 
-    from .wrappers import check_buildable
+    from .engine.wrappers import check_buildable
     if checkpoint:
         ckpt_mod.load_checkpoint_file(checkpoint)   # missing, corrupt or foreign: before building
     check_buildable(model, cfg.model["arch_kwargs"])

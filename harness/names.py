@@ -10,9 +10,10 @@ from . import options
 from .errors import HarnessError
 from .suites import Suite
 from .tasks import IMAGE_TASK
-from .wrappers import TIMM_PREFIX
 
-__all__ = ["IMAGE_TASK", "resolve_models", "model_task", "check_tasks", "default_work_dir"]
+__all__ = ["IMAGE_TASK", "TIMM_PREFIX", "resolve_models", "model_task", "check_tasks", "default_work_dir"]
+
+TIMM_PREFIX = "timm:"  # timm:NAME runs timm's own model NAME
 
 
 def _timm_names(pattern: str) -> List[str]:

@@ -13,8 +13,11 @@ from typing import Optional
 
 from .errors import HarnessError
 
-__all__ = ["add", "OPTIONS", "check_at_least_one", "check_data_root", "check_writable", "resolve_device",
-           "work_dir_name"]
+__all__ = ["add", "OPTIONS", "RESULTS_DIR", "LEADERBOARD_PAGE", "check_at_least_one", "check_data_root",
+           "check_writable", "resolve_device", "work_dir_name"]
+
+RESULTS_DIR = os.path.join("leaderboard", "results")           # one <suite>.jsonl per suite
+LEADERBOARD_PAGE = os.path.join("leaderboard", "LEADERBOARD.md")
 
 
 def _dict_action():
@@ -43,8 +46,9 @@ OPTIONS = {
     "compile": ("--compile", dict(action="store_true"),
                 "torch.compile the model's step (routing's data-dependent shapes recompile or break "
                 "graphs; see the README's measurement)"),
-    "results_dir": ("--results-dir", dict(metavar="DIR", default=os.path.join("leaderboard", "results")),
+    "results_dir": ("--results-dir", dict(metavar="DIR", default=RESULTS_DIR),
                     "the results store (one <suite>.jsonl per suite)"),
+    "leaderboard_page": ("--out", dict(default=LEADERBOARD_PAGE), None),
 }
 
 

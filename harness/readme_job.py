@@ -104,7 +104,7 @@ def plan(seeds: Sequence[int], staging: str, root: str = ROOT) -> List[Step]:
 
 
 def _checkpoint(work_dir: str) -> str:
-    from .checkpoint import latest_checkpoint
+    from .engine.checkpoint import latest_checkpoint
     return latest_checkpoint(work_dir)
 
 

@@ -1,7 +1,7 @@
 """The results record: what ran, on what, with which config, and what it measured.
 
 Everything here is measured or looked up; nothing is estimated. `flops` is counted by
-`harness.executed_flops.measure_flops` on a few evenly spaced eval samples (the task's
+`harness.measure.executed_flops.measure_flops` on a few evenly spaced eval samples (the task's
 `flops_items`, harness/tasks.py); it is null only when it was not measured.
 """
 from __future__ import annotations
@@ -100,7 +100,7 @@ def build_record(*, model: str, suite: str, seed: int, task: str, metrics: dict,
     record = dict(
         model=model, suite=suite, seed=int(seed), task=task, metrics=metrics, routing=routing,
         throughput=throughput,
-        flops=flops,  # measured by harness.executed_flops.measure_flops; None: not measured
+        flops=flops,  # measured by harness.measure.executed_flops.measure_flops; None: not measured
         params=int(params), train=train,
         config=dict(resolved=resolved_config, sha256=config_sha256(resolved_config)),
         env=env_info(device), data=data or {}, command=list(command), created=utc_now(),

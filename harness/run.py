@@ -10,27 +10,28 @@ import copy
 import itertools
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import List, Optional
 
 import torch
 from mmengine.config import Config
 
-from . import checkpoint as ckpt_mod
-from .config_checks import check_data_fits, check_option_keys, check_values
-from .distributed import launch_info
-from .hooks import StopAfterHook, TrainWallClockHook, unwrap_model
+from . import options
+from .engine import checkpoint as ckpt_mod
+from .engine.config_checks import check_data_fits, check_option_keys, check_values
+from .engine.distributed import launch_info
+from .engine.hooks import StopAfterHook, TrainWallClockHook, unwrap_model
+from .engine.resume import resolve_resume  # noqa: F401 (API)
+from .engine.schedule import finalize_schedule, follow_loop, loop_total, set_training_length
 from .errors import HarnessError
-from .budget_eval import calibration_inputs, fit_budgets
-from .names import IMAGE_TASK, check_tasks, default_work_dir, model_task, resolve_models  # noqa: F401 (API)
-from .resume import resolve_resume  # noqa: F401 (API)
-from .wrappers import TIMM_PREFIX
+from .measure.budget_eval import calibration_inputs, fit_budgets
+from .names import IMAGE_TASK, TIMM_PREFIX, check_tasks, default_work_dir, model_task, resolve_models  # noqa: F401 (API)
 from .records import build_record, jsonable_config
-from .schedule import finalize_schedule, follow_loop, loop_total, set_budget
+from .run_options import RunOptions
 from .suites import Suite
 
-__all__ = ["RunOptions", "RunPlan", "resolve_resume", "resolve_models", "model_task", "check_tasks", "build_config", "run_one",
-           "default_work_dir", "preflight"]
+__all__ = ["RunOptions", "RunPlan", "plan_runs", "resolve_resume", "resolve_models", "model_task", "check_tasks",
+           "build_config", "run_one", "default_work_dir", "preflight"]
 
 # model overrides that also shape the data: one value for both
 _SHARED_KEYS = ("img_size", "in_chans", "max_seq_len")
@@ -38,78 +39,87 @@ _run_counter = itertools.count()
 
 
 @dataclass
-class RunOptions:
-    epochs: Optional[int] = None
-    max_iters: Optional[int] = None
-    batch_size: Optional[int] = None
-    lr: Optional[float] = None
-    work_dir: Optional[str] = None
-    data_root: Optional[str] = None
-    cfg_options: dict = field(default_factory=dict)
-    model_kwargs: dict = field(default_factory=dict)
-    eval_only: bool = False
-    checkpoint: Optional[str] = None
-    resume: Optional[str] = None      # None, "auto" (latest in work dir) or a checkpoint path
-    device: Optional[str] = None
-    amp: bool = False
-    launcher: str = "none"
-    results: Optional[str] = None
-    budgets: Optional[List[float]] = None  # eval only: one record per compute budget (zoo.routing.budget)
-    device_flag: str = "auto"              # what --device said (`device` is what it resolved to)
-    verbose: bool = False                  # mmengine's full console output (config key `console`)
-    compile: bool = False                  # torch.compile the train step (mmengine's cfg.compile)
-
-
-def _kv(key: str, value) -> str:
-    """KEY=VALUE as mmengine's DictAction reads it back (lists a,b; tuples (a,b))."""
-    if isinstance(value, tuple):
-        return f"{key}=({','.join(map(str, value))})"
-    if isinstance(value, list):
-        return f"{key}=[{','.join(map(str, value))}]"
-    return f"{key}={value}"
-
-
-@dataclass
 class RunPlan:
-    """One (model, seed) run of a `run` invocation: what to build, and the config it resolved to."""
+    """One (model, seed) run of a `run` invocation: what to build, and the config it resolved to.
+    `opts` are the invocation's options narrowed to this run (its one model and seed, its work dir)."""
     suite: Suite
     model: str
     seed: int
     opts: RunOptions
     cfg: Config
+    device: str = "cpu"        # what --device resolved to
+    results: str = ""          # the results store its records go to
     finish_only: bool = False  # --resume from a checkpoint at the end of the budget: evaluate only
 
     def command(self) -> List[str]:
         """argv that reproduces this run alone (the results store aside)."""
-        o = self.opts
-        argv = ["python", "-m", "harness", "run", "--suite", self.suite.name]
-        if self.suite.config_file:
-            argv += ["--config", self.suite.config_file]
-        for flag, value in (("--epochs", o.epochs), ("--max-iters", o.max_iters), ("--batch-size", o.batch_size),
-                            ("--lr", o.lr), ("--work-dir", o.work_dir), ("--data-root", o.data_root),
-                            ("--checkpoint", o.checkpoint)):
-            if value is not None:
-                argv += [flag, str(value)]
-        for flag, kv in (("--cfg-options", o.cfg_options), ("--model-kwargs", o.model_kwargs)):
-            if kv:
-                argv += [flag, *(_kv(k, v) for k, v in kv.items())]
-        if o.eval_only:
-            argv.append("--eval-only")
-        if o.budgets:
-            argv += ["--budget", *(format(b, "g") for b in o.budgets)]
-        if o.resume:
-            argv += ["--resume"] + ([] if o.resume == "auto" else [o.resume])
-        if o.device_flag != "auto":
-            argv += ["--device", o.device_flag]
-        if o.amp:
-            argv.append("--amp")
-        if o.verbose:
-            argv.append("--verbose")
-        if o.compile:
-            argv.append("--compile")
-        if o.launcher != "none":
-            argv += ["--launcher", o.launcher]
-        return argv + ["--models", self.model, "--seeds", str(self.seed)]
+        return ["python", "-m", "harness", "run", *self.opts.argv()]
+
+
+def plan_runs(opts: RunOptions) -> List[RunPlan]:
+    """Every (model, seed) run of one `run` invocation, each checked before any of them trains:
+    the flags, the models and their task, the data, the model settings, --resume, and that the
+    results store and the work dirs can be written."""
+    from .engine.distributed import init_cpu_distributed
+    from .suites import get_suite, suite_of_config
+
+    if opts.config:
+        suite = suite_of_config(opts.config, opts.suite)
+    elif opts.suite:
+        suite = get_suite(opts.suite)
+    else:
+        raise HarnessError("run needs --suite (or --config)")
+    models = resolve_models(opts.models)
+    check_tasks(models, suite)
+    opts.check()
+    if opts.eval_only and len(models) > 1:
+        raise HarnessError(f"--eval-only evaluates one checkpoint; the patterns matched {len(models)} models")
+    options.check_data_root(suite, opts.data_root, opts.cfg_options)
+    device = options.resolve_device(opts.device)
+    init_cpu_distributed(opts.launcher, device)
+    results = opts.results or os.path.join(options.RESULTS_DIR, f"{suite.name}.jsonl")
+    many = len(models) * len(opts.seeds) > 1
+
+    def narrowed(model: str, seed: int) -> RunOptions:
+        work_dir = opts.work_dir
+        if work_dir and many:
+            work_dir = os.path.join(work_dir, options.work_dir_name(model), f"seed{seed}")
+        return replace(opts, models=[model], seeds=[seed], suite=suite.name, config=suite.config_file or None,
+                       work_dir=work_dir)
+
+    # data problems surface before the first model trains; the data may define num_classes
+    first = narrowed(models[0], opts.seeds[0])
+    num_classes = preflight(build_config(suite, models[0], opts.seeds[0], first, device), suite)
+    plans = [RunPlan(suite, model, seed, o, build_config(suite, model, seed, o, device, num_classes), device, results)
+             for model in models for seed in opts.seeds for o in [narrowed(model, seed)]]
+    _check_buildable(plans, budgeted=opts.budget is not None)
+    for plan in plans:
+        resolve_resume(plan)
+    # before any training: a store or work dir that cannot be written fails now, not after it
+    if not opts.no_record:
+        options.check_writable(results, "results store")
+    for plan in plans:
+        options.check_writable(plan.cfg.work_dir, "work dir", folder_only=True)
+    return plans
+
+
+def _check_buildable(plans: List[RunPlan], budgeted: bool = False) -> None:
+    """Bad --model-kwargs fail here, in one line, before any model trains; so does a --budget
+    for a model with no routing decisions to move."""
+    from .engine.wrappers import check_buildable
+    checked = set()
+    for plan in plans:
+        model = plan.model
+        if model not in checked:
+            net = check_buildable(model, plan.cfg.model["arch_kwargs"])
+            checked.add(model)
+            if budgeted:
+                import zoo
+                routers = zoo.routing.routers(net)
+                if not routers or all(r.spec.mode == "soft" for r in routers):
+                    kind = "routes softly (every branch merged)" if routers else "is static"
+                    raise HarnessError(f"--budget needs a routed model, and {model} {kind}: "
+                                       f"it has no routing decision to move")
 
 
 # ---------------------------------------------------------------- config
@@ -150,8 +160,8 @@ def build_config(suite: Suite, model: str, seed: int, opts: RunOptions, device: 
         if not isinstance(cfg.get(key), dict):
             raise HarnessError(f"config key {key} must be a dict, got {cfg.get(key)!r} (check --cfg-options)")
     cfg.model["arch"] = model
-    set_budget(cfg, opts.epochs, opts.max_iters,
-                user_ckpt_interval=any(k.startswith("default_hooks.checkpoint") for k in opts.cfg_options))
+    set_training_length(cfg, opts.epochs, opts.max_iters,
+                        user_ckpt_interval=any(k.startswith("default_hooks.checkpoint") for k in opts.cfg_options))
     if opts.batch_size is not None:
         cfg.train_dataloader["batch_size"] = int(opts.batch_size)
     if opts.lr is not None:
@@ -229,7 +239,7 @@ def _metric(runner, cls):
 
 def _measure_flops(net, dataset, eval_batch_size: int, task: str) -> dict:
     """Executed / dense FLOPs on a few evenly spaced eval samples (the record says how many)."""
-    from .executed_flops import measure_flops
+    from .measure.executed_flops import measure_flops
     from .tasks import get_task
     limit = get_task(task).flops_items
     with torch.no_grad():
@@ -241,7 +251,7 @@ def run_one(plan: RunPlan) -> Optional[List[dict]]:
     --budget. Returns None when the session was stopped early by `stop_after` (nothing to record).
     The work dir is locked for the whole run."""
     cfg, suite, model, seed, opts = plan.cfg, plan.suite, plan.model, plan.seed, plan.opts
-    command, device = plan.command(), opts.device
+    command, device = plan.command(), plan.device
     from mmengine.dist import is_main_process
     # one lock per run: under a distributed launcher the ranks share the work dir, rank 0 holds it
     lock = _work_dir_lock(cfg.work_dir) if is_main_process() else None
@@ -261,7 +271,7 @@ def _work_dir_lock(work_dir: str):
 
 
 def _run_locked(plan, cfg, suite, model, seed, opts, command, device):
-    from .console import HarnessRunner
+    from .engine.console import HarnessRunner
 
     ckpt_mod.install_safe_globals()
     if opts.eval_only or opts.checkpoint:
@@ -302,14 +312,14 @@ def _run_locked(plan, cfg, suite, model, seed, opts, command, device):
         params = sum(p.numel() for p in net_model.net.parameters())
         common = dict(model=model, suite=suite.name, seed=seed, task=suite.task, params=params, train=train,
                       resolved_config=resolved, command=command, device=device, **_zoo_info(model))
-        if not opts.budgets:
+        if not opts.budget:
             return [build_record(**common, **_evaluate(runner, cfg, suite))]
         import zoo
         runner.load_or_resume()  # test() would load the checkpoint lazily: fit on the trained weights
         net = net_model.net
         calibration = calibration_inputs(cfg, suite.task, next(net.parameters()).device)
         records = []
-        for fit in fit_budgets(net, opts.budgets, calibration, model):
+        for fit in fit_budgets(net, opts.budget, calibration, model):
             with zoo.routing.budget(net, fit):
                 measured = _evaluate(runner, cfg, suite)
             budget = dict(target=fit.target, shift=fit.shift, calibration_fraction=fit.fraction,
@@ -332,8 +342,8 @@ def _zoo_info(model: str) -> dict:
 
 def _evaluate(runner, cfg: Config, suite: Suite) -> dict:
     """Test loop metrics, routing mix, throughput and FLOPs of the runner's model as it is now."""
-    from .metrics import RoutingMetric, ThroughputMetric
-    from .recipe import ZooEMAHook
+    from .engine.metrics import RoutingMetric, ThroughputMetric
+    from .engine.recipe import ZooEMAHook
     metrics = runner.test()
     ema = _hook(runner, ZooEMAHook)
     if ema is not None:  # that was the average; the record's main figures are the raw weights'

@@ -1,1 +1,1 @@
-"""Routing pictures, one module per family (dhvn, eshvision, exp11), drawn by `harness.visualize`."""
+"""Routing pictures, one module per family (dhvn, eshvision, exp11), drawn by `harness.commands.visualize`."""

@@ -1,4 +1,4 @@
-"""The pictures and the table of `python -m harness compare` (see harness/compare.py)."""
+"""The pictures and the table of `python -m harness compare` (see harness/commands/compare.py)."""
 from __future__ import annotations
 
 import math

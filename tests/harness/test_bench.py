@@ -379,7 +379,7 @@ def test_reparam_times_the_folded_model_and_reference_with_the_same_decisions_an
 def test_reparam_uses_timms_own_walk_for_timm_models():
     """timm's reparameterize_model calls its blocks' fuse(): a timm RepVGG loses its branches."""
     import timm
-    from harness.bench import deploy_form
+    from harness.measure.bench_model import deploy_form
     net = timm.create_model("repvgg_a0", num_classes=10)
     before = sum(p.numel() for p in net.parameters())
     assert sum(p.numel() for p in deploy_form("timm:repvgg_a0", net).parameters()) < before

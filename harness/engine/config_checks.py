@@ -11,7 +11,7 @@ import difflib
 import math
 from typing import Mapping, Optional
 
-from .errors import HarnessError
+from ..errors import HarnessError
 
 __all__ = ["check_option_keys", "check_values", "check_data_fits"]
 

@@ -23,8 +23,8 @@ import json
 import os
 from typing import Dict, List, Optional, Sequence
 
-from . import options
-from .errors import HarnessError
+from .. import options
+from ..errors import HarnessError
 
 __all__ = ["add_parser", "cmd_compare", "compare", "find_runs", "read_training_log", "ROUTING_NOTE"]
 
@@ -150,9 +150,9 @@ def _infer_suite(models: Sequence[str], records: List[dict]) -> str:
 def compare(models: Sequence[str], suite: Optional[str] = None, work_dirs: Optional[Sequence[str]] = None,
             results_dir: str = os.path.join("leaderboard", "results"), out: Optional[str] = None) -> dict:
     from leaderboard.aggregate import load_results
-    from .run import resolve_models
-    from .suites import get_suite
-    from .viz.compare_plots import loss_curves, markdown_table, routing_training
+    from ..names import resolve_models
+    from ..suites import get_suite
+    from ..viz.compare_plots import loss_curves, markdown_table, routing_training
 
     if len(models) < 1:
         raise HarnessError("compare needs at least one model")

@@ -14,7 +14,7 @@ from typing import Optional
 
 import torch
 
-from .errors import HarnessError
+from ..errors import HarnessError
 
 __all__ = ["measure_flops", "sample_indices"]
 

@@ -1,7 +1,7 @@
 """The training schedule's length and the parameter schedulers that follow it.
 
 The suite configs are complete (every scheduler end is set), so `--epochs`, `--max-iters` and
-`--cfg-options` that change the loop's length must move the schedule with it: `set_budget`
+`--cfg-options` that change the loop's length must move the schedule with it: `set_training_length`
 replaces the loop, `follow_loop` releases the ends that followed the loaded loop, and
 `finalize_schedule` fills them (`end=None` in a config of one's own means the same).
 """
@@ -11,9 +11,9 @@ from typing import Optional
 
 from mmengine.config import Config
 
-from .errors import HarnessError
+from ..errors import HarnessError
 
-__all__ = ["loop_total", "set_budget", "follow_loop", "finalize_schedule"]
+__all__ = ["loop_total", "set_training_length", "follow_loop", "finalize_schedule"]
 
 
 def loop_total(train_cfg):
@@ -22,9 +22,11 @@ def loop_total(train_cfg):
     return train_cfg.get("max_epochs" if by_epoch else "max_iters")
 
 
-def set_budget(cfg: Config, epochs: Optional[int], max_iters: Optional[int],
-                user_ckpt_interval: bool = False) -> None:
-    """--epochs / --max-iters replace the suite's loop (`follow_loop` then moves the schedule)."""
+def set_training_length(cfg: Config, epochs: Optional[int], max_iters: Optional[int],
+                        user_ckpt_interval: bool = False) -> None:
+    """--epochs / --max-iters replace the suite's loop (`follow_loop` then moves the schedule).
+    The training length only: not the compute budget a routed model trains towards
+    (`RouterSpec.budget`), nor the inference knob (`zoo.routing.budget`)."""
     if epochs is not None and max_iters is not None:
         raise HarnessError("give --epochs or --max-iters, not both")
     if epochs is None and max_iters is None:

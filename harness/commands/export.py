@@ -12,8 +12,8 @@ from __future__ import annotations
 import hashlib
 import os
 
-from . import options
-from .errors import HarnessError
+from .. import options
+from ..errors import HarnessError
 
 __all__ = ["add_parser", "cmd_export"]
 
@@ -45,7 +45,7 @@ def cmd_export(args, argv=()) -> int:
 
     from leaderboard.atomic import atomic_path
 
-    from .checkpoint import load_checkpoint_file
+    from ..engine.checkpoint import load_checkpoint_file
 
     name = f"{args.model}.{args.tag}"
     if name not in pretrained.PRETRAINED:

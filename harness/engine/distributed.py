@@ -12,7 +12,7 @@ import shutil
 import subprocess
 from typing import List, Optional
 
-from .errors import HarnessError
+from ..errors import HarnessError
 
 __all__ = ["init_cpu_distributed", "check_launch_env", "launch_info", "SLURM_VARS", "TORCHRUN_VARS"]
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .errors import HarnessError
+from ..errors import HarnessError
 
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.registry import HOOKS

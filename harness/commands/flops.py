@@ -11,7 +11,7 @@ sample; LMs per token (and per sequence). Static and timm models: executed = den
 Both attention conventions are shown, labelled: [allowed] counts the (query, key) pairs the mask
 allows, [computed] the pairs the kernels multiply (`zoo.flops`, "Attention conventions").
 
-`harness.executed_flops.measure_flops` is also what `run` puts into each record's `flops` field.
+`harness.measure.executed_flops.measure_flops` is also what `run` puts into each record's `flops` field.
 """
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ import json
 
 import torch
 
-from . import options
-from .errors import HarnessError
-from .executed_flops import measure_flops
+from .. import options
+from ..errors import HarnessError
+from ..measure.executed_flops import measure_flops
 
 __all__ = ["add_parser", "cmd_flops"]
 
@@ -51,9 +51,9 @@ def add_parser(subparsers) -> str:
 def cmd_flops(args, argv=()) -> int:
     from tabulate import tabulate
 
-    from .loading import suite_network
-    from .run import resolve_models
-    from .suites import get_suite
+    from ..loading import suite_network
+    from ..names import resolve_models
+    from ..suites import get_suite
 
     suite = get_suite(args.suite)
     models = resolve_models(args.models)

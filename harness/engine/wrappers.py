@@ -19,13 +19,12 @@ from mmengine.registry import MODELS
 
 import zoo
 
-from .errors import HarnessError
+from ..errors import HarnessError
+from ..names import TIMM_PREFIX
 
 zoo.register_mmengine()  # a config's dict(type="dhvn_nano") builds the zoo model through MODELS
 
 __all__ = ["ZooClassifier", "ZooLM", "build_network", "TIMM_PREFIX", "routing_stats"]
-
-TIMM_PREFIX = "timm:"
 
 
 def build_network(arch: str, **kwargs) -> nn.Module:
@@ -50,7 +49,7 @@ def build_network(arch: str, **kwargs) -> nn.Module:
 def build_network_checked(arch: str, **kwargs) -> nn.Module:
     """`build_network`, with bad overrides (an unknown field, a value of the wrong type or
     shape) as one-line HarnessErrors."""
-    from .errors import HarnessError
+    from ..errors import HarnessError
     try:
         return build_network(arch, **kwargs)
     except (TypeError, ValueError) as e:

@@ -17,9 +17,9 @@ import importlib
 import os
 from typing import List, Optional
 
-from . import options
-from .checkpoint import latest_checkpoint
-from .errors import HarnessError
+from .. import options
+from ..engine.checkpoint import latest_checkpoint
+from ..errors import HarnessError
 
 __all__ = ["add_parser", "cmd_visualize", "load_routed", "visualize", "readme_figures", "families",
            "README_MODELS"]
@@ -86,8 +86,8 @@ def load_routed(model: str, checkpoint: str, suite_name: str, model_kwargs: Opti
     is a one-line HarnessError before any picture is drawn."""
     import zoo
 
-    from .loading import suite_network
-    from .wrappers import TIMM_PREFIX
+    from ..loading import suite_network
+    from ..names import TIMM_PREFIX
 
     if any(ch in model for ch in "*?["):
         raise HarnessError(f"--model takes one model name, not a pattern ({model!r})")
@@ -111,7 +111,7 @@ def families() -> list:
     """The families with pictures: one module of `harness.viz` each, named after the family."""
     import pkgutil
 
-    from . import viz
+    from .. import viz
     return sorted(m.name for m in pkgutil.iter_modules(viz.__path__) if m.name not in ("common", "compare_plots"))
 
 

@@ -5,7 +5,7 @@ import copy
 import os
 
 from . import checkpoint as ckpt_mod
-from .errors import HarnessError
+from ..errors import HarnessError
 
 __all__ = ["resolve_resume"]
 

@@ -17,7 +17,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
-from .errors import HarnessError
+from ..errors import HarnessError
 
 __all__ = ["TauScheduleHook", "AuxWeightScheduleHook", "NaNGuardHook", "StopAfterHook",
            "EvalProgressHook", "RNGStateHook", "tau_at", "ramp_weight"]

@@ -1,6 +1,6 @@
 """The measuring parts of `python -m harness bench`: inputs, fixed routing mixes, timing, memory.
 
-Kept apart from the CLI (`harness.bench`) so `benchmarks/` scripts time things the same way.
+Kept apart from the CLI (`harness.commands.bench`) so `benchmarks/` scripts time things the same way.
 
 * Fixed mixes. `skip=P` sends a random share P of the items at each router's granularity to the
   router's cheap choice and the rest to its full one (`Router.cheap_choice` / `full_choice`): DHVN sample -> conv only
@@ -38,8 +38,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import runtime
-from .errors import HarnessError
+from .. import runtime
+from ..errors import HarnessError
 
 __all__ = ["parse_policy", "FrozenPolicy", "policy_for", "alternate", "median_ratio", "pair_ratios", "spread",
            "LoadGate", "CpuWindow", "loadavg", "peak_memory_bytes", "routing_context", "step_fn", "conditions"]
@@ -313,7 +313,7 @@ def peak_memory_bytes(model: nn.Module, x: torch.Tensor, execution: Optional[str
 
 def conditions(device: str, dtype: torch.dtype) -> dict:
     import platform
-    from .records import git_label
+    from ..records import git_label
     return dict(device=device, dtype=str(dtype).replace("torch.", ""), threads=torch.get_num_threads(),
                 torch=torch.__version__, python=platform.python_version(),
                 cpu=platform.processor() or platform.machine(), cpu_count=os.cpu_count(),

@@ -17,7 +17,7 @@ from mmengine.hooks import EMAHook
 from mmengine.model import BaseDataPreprocessor
 from mmengine.registry import HOOKS, MODELS
 
-from .errors import HarnessError
+from ..errors import HarnessError
 from .hooks import unwrap_model
 
 

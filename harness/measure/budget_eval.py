@@ -6,8 +6,8 @@ from typing import Sequence
 
 import torch
 
-from .errors import HarnessError
-from .tasks import get_task
+from ..errors import HarnessError
+from ..tasks import get_task
 
 __all__ = ["calibration_inputs", "fit_budgets"]
 

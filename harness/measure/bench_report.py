@@ -2,8 +2,8 @@
 CSV columns (`--results-file`). The JSON (`--json-out`) is the results themselves."""
 from __future__ import annotations
 
-from . import options
-from .tasks import get_task
+from .. import options
+from ..tasks import get_task
 
 __all__ = ["csv_rows", "write_csv", "format_result"]
 
