@@ -12,10 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
-__all__ = ["Task", "ImageClassification", "CausalLM", "TASKS", "IMAGE_TASK", "LM_TASK", "get_task"]
+__all__ = ["Task", "ImageClassification", "CausalLM", "TASKS", "IMAGE_TASK", "LM_TASK", "IGNORE_INDEX", "get_task"]
 
 IMAGE_TASK = "image-classification"
 LM_TASK = "causal-lm"
+# an LM target the loss and the metrics skip (F.cross_entropy's default ignore_index): MQAR scores
+# only its query positions (docs/DESIGN.md, "Embedded suites")
+IGNORE_INDEX = -100
 
 
 @dataclass(frozen=True)

@@ -63,8 +63,9 @@ def check_values(cfg) -> None:
 
 
 def check_data_fits(arch_kwargs: Mapping[str, object], dataset, suite_name: str) -> Optional[int]:
-    """The model takes the data as the suite serves it: channels, image size and classes.
-    Returns the number of classes the data defines, if any."""
+    """The model takes the data as the suite serves it: channels, image size, classes, and every
+    token id (a vocabulary no larger than the model's). Returns the number of classes the data
+    defines, if any."""
     classes = getattr(dataset, "num_classes", None)
     if classes is not None and classes < 2:
         raise HarnessError(f"suite {suite_name}: the data has {classes} class(es); classification needs at least 2 "
@@ -74,6 +75,10 @@ def check_data_fits(arch_kwargs: Mapping[str, object], dataset, suite_name: str)
         if have is not None and want is not None and int(want) != int(have):
             raise HarnessError(f"suite {suite_name} serves images of {have} {what}, but the model is built for "
                                f"{key}={want}; this suite cannot change it (drop --model-kwargs {key}=...)")
+    have, want = getattr(dataset, "vocab_size", None), arch_kwargs.get("vocab_size")
+    if have is not None and want is not None and int(want) < int(have):
+        raise HarnessError(f"suite {suite_name} has a vocabulary of {have} tokens, but the model is built for "
+                           f"vocab_size={want}; build it for the data's (--model-kwargs vocab_size={have})")
     want = arch_kwargs.get("num_classes")
     if classes is not None and want is not None and int(want) != int(classes):
         raise HarnessError(f"suite {suite_name} has {classes} classes, but the model is built for "

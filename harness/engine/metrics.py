@@ -36,7 +36,8 @@ class ClassificationMetric(BaseMetric):
 
 @METRICS.register_module()
 class LMMetric(BaseMetric):
-    """loss (nats/token), perplexity, and bits per byte for byte-level tokens.
+    """loss (nats/token), perplexity, and bits per byte for byte-level tokens, over the scored
+    tokens (targets other than the ignore index: every token of a text, the queries of MQAR).
 
     bytes_per_token converts: bpb = loss / ln 2 / bytes_per_token (1 for byte tokens).
     """
@@ -48,7 +49,7 @@ class LMMetric(BaseMetric):
 
     def process(self, data_batch, data_samples: Sequence[dict]) -> None:
         for s in data_samples:
-            self.results.append((float(s["nll_sum"]), int(s["tokens"])))
+            self.results.append((float(s["nll_sum"]), int(s["scored"])))
 
     def compute_metrics(self, results: List[tuple]) -> Dict[str, float]:
         tokens = max(sum(r[1] for r in results), 1)

@@ -21,10 +21,11 @@ import zoo
 
 from ..errors import HarnessError
 from ..names import TIMM_PREFIX
+from ..tasks import IGNORE_INDEX
 
 zoo.register_mmengine()  # a config's dict(type="dhvn_nano") builds the zoo model through MODELS
 
-__all__ = ["ZooClassifier", "ZooLM", "build_network", "TIMM_PREFIX", "routing_stats"]
+__all__ = ["ZooClassifier", "ZooLM", "build_network", "TIMM_PREFIX", "routing_stats", "routes_at"]
 
 
 def build_network(arch: str, **kwargs) -> nn.Module:
@@ -80,6 +81,14 @@ def routing_stats(net: nn.Module) -> Dict[str, dict]:
         out[rec.layer] = dict(granularity=rec.granularity, choices=tuple(rec.choices),
                               counts=counts.cpu(), prob_sums=probs.sum(dim=1).cpu())
     return out
+
+
+def routes_at(net: nn.Module, mask: torch.Tensor) -> List[Dict[str, torch.Tensor]]:
+    """Per item of the last forward: for each router that decides every position of `mask` (B, T),
+    its choice counts at the positions `mask` marks (RecallMetric's routing precision)."""
+    per_layer = {rec.layer: (F.one_hot(rec.decisions, len(rec.choices)) * mask[..., None]).sum(dim=1).cpu()
+                 for rec in zoo.routing.trace(net) if rec.decisions.shape == mask.shape}
+    return [{layer: counts[i] for layer, counts in per_layer.items()} for i in range(mask.shape[0])]
 
 
 def aux_weight_table(objectives: dict, overrides: Optional[dict]) -> Dict[str, float]:
@@ -204,9 +213,15 @@ class ZooLM(_Wrapper):
         if mode == "predict":
             out, seconds = self._timed_forward(inputs)
             dtype, logits = _logits(out).dtype, _logits(out).float()
-            nll = F.cross_entropy(logits.transpose(1, 2), data_samples, reduction="none")  # (B, T)
+            nll = F.cross_entropy(logits.transpose(1, 2), data_samples, reduction="none")  # (B, T), 0 where ignored
+            # a target of IGNORE_INDEX is not scored (MQAR scores only its queries): `tokens` counts
+            # what the model read (throughput), `scored` what the loss and the accuracy are over
+            scored = data_samples != IGNORE_INDEX
+            hits = (logits.argmax(dim=-1) == data_samples) & scored
             extra = dict(nll_sum=nll.sum(dim=1).double().cpu(),
-                         tokens=torch.full((inputs.shape[0],), inputs.shape[1]))
+                         tokens=torch.full((inputs.shape[0],), inputs.shape[1]),
+                         scored=scored.sum(dim=1).cpu(), hits=hits.sum(dim=1).cpu(),
+                         scored_routes=routes_at(self.net, scored))
             return self._per_item(inputs, dtype, seconds, extra)
         raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
 

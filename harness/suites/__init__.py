@@ -1,9 +1,9 @@
 """The benchmark suites: what each one trains on, where its data comes from, its config.
 
 Importing this package registers every suite's dataset class in mmengine's DATASETS registry,
-so a config names them by `type=`. Dataset classes read through `datasets`, torchvision,
-pandas or the standard library; the embedded suites keep decoded tensors in memory, and the
-generated ones (cluttered digits) build theirs from a seed.
+so a config names them by `type=` (and RecallMetric in METRICS). Dataset classes read through
+`datasets`, torchvision, pandas or the standard library; the embedded suites keep decoded
+tensors in memory, and the generated ones (cluttered digits, MQAR) build theirs from a seed.
 """
 from __future__ import annotations
 
@@ -17,11 +17,14 @@ from .cifar import Cifar
 from .cluttered import ClutteredMnist
 from .imagefolder import ImageFolderSuite
 from .mnist5k import Mnist5k
+from .mqar import MQAR
 from .pydocs import PyDocs
+from .recall_metric import RecallMetric
 from .text import TextFiles
 
 __all__ = ["Suite", "SUITES", "get_suite", "CONFIG_DIR", "Mnist5k", "PyDocs", "ImageFolderSuite",
-           "Cifar", "TextFiles", "ClutteredMnist", "suite_of_config"]
+           "Cifar", "TextFiles", "ClutteredMnist", "MQAR", "RecallMetric",
+           "suite_of_config"]
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
@@ -48,6 +51,10 @@ SUITES = {s.name: s for s in (
           "(Mnih et al. 2014), 8,000 / 1,000, generated"),
     Suite("cluttered112", _IMAGE, "mnist5k digits at random on 112x112 canvases among 16 fragments of others, "
           "8,000 / 1,000, generated"),
+    Suite("mqar256", _LM, "multi-query associative recall (Zoology), 256 tokens, 32 pairs, vocab 512, "
+          "scored at the queries, generated"),
+    Suite("mqar1024", _LM, "multi-query associative recall (Zoology), 1,024 tokens, 128 pairs, vocab 512, "
+          "scored at the queries, generated"),
     Suite("imagenet", _IMAGE, "ILSVRC-2012 under --data-root", needs_root=True,
           layout=ImageFolderSuite.LAYOUT),
     Suite("imagefolder", _IMAGE, "any ImageFolder tree under --data-root; classes from folders",
