@@ -19,7 +19,7 @@ from .router import LastForward, Route, Router, check_budget_target
 from ..specs import Spec
 
 __all__ = ["VisionSpec", "LMSpec", "ZooVisionModel", "ZooCausalLM",
-           "IMAGENET_DEFAULT_MEAN", "IMAGENET_DEFAULT_STD"]
+           "IMAGENET_DEFAULT_MEAN", "IMAGENET_DEFAULT_STD", "init_linear", "drop_path_rates", "take_indices"]
 
 IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
@@ -350,6 +350,13 @@ def _stats_kept(block: nn.Module):
                 m.running_mean.copy_(mean)
                 m.running_var.copy_(var)
                 m.num_batches_tracked.copy_(count)
+
+
+def init_linear(m: nn.Linear, std: float = 0.02) -> None:
+    """timm's usual Linear init: truncated normal weights, zero bias."""
+    nn.init.trunc_normal_(m.weight, std=std)
+    if m.bias is not None:
+        nn.init.zeros_(m.bias)
 
 
 def drop_path_rates(rate: float, depth: int) -> List[float]:

@@ -18,8 +18,8 @@ from typing import Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import torch
 
-__all__ = ["Family", "Display", "Demo", "Bench", "OverheadCase", "Sweep", "register_family", "get_family",
-           "list_families", "FAMILIES", "MODULE_FLOPS", "UnknownFamilyError"]
+__all__ = ["Family", "Display", "Demo", "Bench", "OverheadCase", "image_case", "token_case", "Sweep",
+           "register_family", "get_family", "list_families", "FAMILIES", "MODULE_FLOPS", "UnknownFamilyError"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,21 @@ class OverheadCase:
     shape: str                                 # the input, in words
 
 
+def image_case(model: str, batch: int, img: int, branches: Tuple[str, ...], chans: int = 1,
+               classes: int = 10) -> OverheadCase:
+    """A vision model's case: `batch` random chans x img x img images, the model built for them."""
+    return OverheadCase(model, dict(num_classes=classes, in_chans=chans, img_size=img),
+                        lambda: torch.randn(batch, chans, img, img), tuple(branches),
+                        f"batch {batch}, {chans}x{img}x{img}")
+
+
+def token_case(model: str, batch: int, seq_len: int, branches: Tuple[str, ...], vocab: int = 256) -> OverheadCase:
+    """A language model's case: `batch` random sequences of `seq_len` token ids."""
+    return OverheadCase(model, dict(vocab_size=vocab, max_seq_len=seq_len),
+                        lambda: torch.randint(0, vocab, (batch, seq_len)), tuple(branches),
+                        f"batch {batch}, T={seq_len}")
+
+
 @dataclass(frozen=True)
 class Sweep:
     """Where sparse execution starts to pay (`benchmarks.crossover`): the routed model at growing sizes."""
@@ -57,6 +72,12 @@ class Sweep:
     size_flag: str                   # "--img-size" or "--seq-len"
     batches: Mapping[int, int]       # size -> batch (it shrinks as the input grows)
     native: Mapping[int, str] = field(default_factory=dict)  # size -> the suite whose inputs are native there
+
+    @classmethod
+    def images(cls, model: str) -> "Sweep":
+        """The vision families' sweep: 28 to 224 px, native on the digit suites up to 112."""
+        return cls(model, "mnist5k", "--img-size", {28: 64, 60: 64, 112: 32, 224: 8},
+                   native={28: "mnist5k", 60: "cluttered60", 112: "cluttered112"})
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ import torch
 import torch.nn as nn
 from timm.layers import DropPath
 
-from ...layers.base import VisionSpec, ZooVisionModel, drop_path_rates, take_indices
+from ...layers.base import VisionSpec, ZooVisionModel, drop_path_rates, init_linear, take_indices
 from ...layers.objectives import BUDGET, GATE_ENTROPY, LOAD_BALANCE
 from ...registry import build_model, register_model
 from ...specs import AttentionSpec, ConvBranchSpec, MlpSpec, RouterSpec
@@ -186,9 +186,7 @@ class DHVN(ZooVisionModel):
         # routers keep their own (zero) init: a fresh gate is uniform over the three choices
         for m in self.non_router_modules():
             if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+                init_linear(m)
             elif isinstance(m, nn.Conv2d):
                 fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
                 nn.init.normal_(m.weight, 0.0, (2.0 / fan_out) ** 0.5)

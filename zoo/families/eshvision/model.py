@@ -55,7 +55,7 @@ from typing import Optional, Tuple
 import torch
 import torch.nn as nn
 
-from ...layers.base import VisionSpec, ZooVisionModel, drop_path_rates
+from ...layers.base import VisionSpec, ZooVisionModel, drop_path_rates, init_linear
 from ...layers.objectives import ALPHA_VARIANCE, BUDGET, PONDER
 from ...ops.entropy import patch_entropy, pool_entropy, unnormalize
 from ...registry import build_model, register_model
@@ -231,9 +231,7 @@ class ESHVision(ZooVisionModel):
         # routers keep their own (zero) init: alpha starts at 0.5 for every patch
         for m in self.non_router_modules():
             if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+                init_linear(m)
             elif isinstance(m, nn.LayerNorm):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
