@@ -11,7 +11,7 @@ read it as a relative error), and each form's executed GFLOP/s as a share of the
 roof: a 1024 x 1024 matmul timed in the same run, at the same thread count, before and after
 the cases. Calls are interleaved (naive, fast, naive, fast, ...) so that a noisy neighbour slows
 both alike; the load average and other processes' CPU are recorded around every case
-(`harness.benchkit.LoadGate`; --max-load waits for quiet and marks disturbed figures).
+(`harness.measure.benchkit.LoadGate`; --max-load waits for quiet and marks disturbed figures).
 
 Peers: flash-linear-attention's pure-PyTorch `naive_recurrent_gated_delta_rule` and
 `naive_chunk_gated_delta_rule` (PyPI package fla-core or flash-linear-attention, CPU-importable)

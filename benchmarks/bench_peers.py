@@ -36,7 +36,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 import timm
 
 import zoo
-from harness import benchkit, runtime
+from harness import runtime
+from harness.measure import benchkit
 
 TARGET = 0.8
 # zoo model -> timm peers of similar executed FLOPs per image at 224 (zoo.flops.count_flops):

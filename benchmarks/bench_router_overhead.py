@@ -19,7 +19,7 @@ spread over rounds (min / max) and min(routed) / min(direct) - 1, the least dist
 each side. FLOPs+ is the same ratio in counted FLOPs (`zoo.flops.count_call_flops`): the routers'
 own Linear layers. It is the overhead's floor at equal GFLOP/s, so a row whose FLOPs+ is above
 the target cannot meet it without a cheaper router. `--threads 1 2` measures every row at each thread count; each row records the load
-around it (`harness.benchkit.LoadGate`: with --max-load it waits up to --max-wait seconds for
+around it (`harness.measure.benchkit.LoadGate`: with --max-load it waits up to --max-wait seconds for
 other processes to quiet down, and marks the row unreliable if they did not).
 
     python -m benchmarks.bench_router_overhead [--families dhvn esh exp11] [--rounds 15] [--threads 1 2]
@@ -39,7 +39,7 @@ import torch
 
 
 import zoo
-from harness.benchkit import LoadGate, conditions, spread
+from harness.measure.benchkit import LoadGate, conditions, spread
 from harness.runtime import tune_allocator_or_exit
 
 TARGET = 0.05

@@ -59,7 +59,7 @@ def runner_time(suite, model, warmup, iters, batch_size, seed) -> float:
 def plain_time(suite, model, warmup, iters, batch_size, seed) -> float:
     from mmengine.config import Config
     from torch.utils.data import DataLoader
-    from harness.wrappers import build_network
+    from harness.engine.wrappers import build_network
 
     torch.manual_seed(seed)
     cfg = Config.fromfile(suite.config)

@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     import torch
     import zoo
     from harness.errors import HarnessError
-    from harness.wrappers import ZooClassifier
+    from harness.engine.wrappers import ZooClassifier
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -34,7 +34,7 @@ def load(T: int):
 
 
 def windows(T: int, n: int) -> torch.Tensor:
-    from harness.executed_flops import sample_indices
+    from harness.measure.executed_flops import sample_indices
     from harness.suites.pydocs import PyDocs
     ds = PyDocs("test", max_seq_len=T)
     return torch.stack([ds[i]["inputs"] for i in sample_indices(len(ds), n)])

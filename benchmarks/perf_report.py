@@ -20,7 +20,7 @@ marked unreliable in its JSON and in the table.
 What runs (the targets of docs/DESIGN.md, "Performance targets"):
   * efficiency at forced skip 25/50/75 %: dhvn_nano and eshvision_xs at batch 64 on 1x28x28
     digits, exp11_dynamic_tiny at T=1024, B=1 on pydocs text, each against the routed model in
-    dense execution and against its static always-full form (harness/static_reference.py);
+    dense execution and against its static always-full form (harness/measure/static_reference.py);
   * one larger configuration per family at skip 50 %: dhvn_tiny and eshvision_s at batch 64 on
     32x32 (digits resized; 224x224 does not fit the time), exp11_dynamic at T=1024, B=1;
   * the trained embedded checkpoints (seed 0, work_dirs/embedded/...), routing by their own

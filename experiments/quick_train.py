@@ -54,7 +54,7 @@ def main():
     torch.manual_seed(args.seed)
 
     import zoo
-    from harness.wrappers import build_network
+    from harness.engine.wrappers import build_network
     lm = args.suite == "pydocs"
     if lm:
         from harness.suites.pydocs import PyDocs

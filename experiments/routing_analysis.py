@@ -18,9 +18,8 @@ import torch.nn.functional as F
 
 def load(work_dir: str, model: str):
     """The network of a harness run on mnist5k, with its trained weights, in eval mode."""
-    from harness.checkpoint import load_checkpoint_file
-    from harness.wrappers import build_network
-    from harness.visualize import latest_checkpoint
+    from harness.engine.checkpoint import latest_checkpoint, load_checkpoint_file
+    from harness.engine.wrappers import build_network
     ckpt = load_checkpoint_file(latest_checkpoint(work_dir))
     net = build_network(model, num_classes=10, in_chans=1, img_size=28, mean=(0.1307,), std=(0.3081,))
     net.load_state_dict({k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")})

@@ -10,7 +10,9 @@ mmengine's registries, so the configs under harness/configs can name them by `ty
 Its rooms are told in docs/DESIGN.md, "Layout".
 """
 import importlib as _importlib
+import importlib.util as _importlib_util
 import sys as _sys
+import warnings as _warnings
 
 from . import engine, suites  # noqa: F401  (registration)
 from .errors import HarnessError
@@ -28,8 +30,33 @@ MOVED = {
     **{name: f"commands.{name}" for name in ("bench", "compare", "export", "visualize")},
     "flops_cmd": "commands.flops",
 }
-for _old, _new in MOVED.items():
-    _sys.modules[f"{__name__}.{_old}"] = globals()[_old] = _importlib.import_module(f"{__name__}.{_new}")
+
+
+class _MovedFinder:
+    """Imports an old path of MOVED as the moved module itself (so a patch through either name
+    holds), with a DeprecationWarning naming the new path; nothing is imported before it is asked for."""
+
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        package, _, old = name.rpartition(".")
+        if package == __name__ and old in MOVED:
+            return _importlib_util.spec_from_loader(name, _MovedFinder)
+
+    @staticmethod
+    def create_module(spec):
+        new = f"{__name__}.{MOVED[spec.name.rpartition('.')[2]]}"
+        _warnings.warn(f"{spec.name} moved to {new}; the old path goes in the next release", DeprecationWarning,
+                       stacklevel=2)
+        module = _importlib.import_module(new)
+        spec.moved_spec = module.__spec__  # the import system sets __spec__ to the old path's
+        return module
+
+    @staticmethod
+    def exec_module(module):
+        module.__spec__ = module.__spec__.moved_spec
+
+
+_sys.meta_path.insert(0, _MovedFinder)
 
 
 def main(argv=None):

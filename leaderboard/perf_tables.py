@@ -2,7 +2,7 @@
 trust cells every row shares (threads, spread, load), ops, router overhead and timm peers.
 
 A figure's spread is min / median / max over its rounds; its load record comes from
-`harness.benchkit.LoadGate` (1-minute load average before and after, the cores' worth of CPU
+`harness.measure.benchkit.LoadGate` (1-minute load average before and after, the cores' worth of CPU
 other processes used while it ran, and whether that stayed under the run's threshold). Files
 written before these existed render with "–" where a field is absent.
 """

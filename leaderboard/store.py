@@ -18,7 +18,7 @@ Record schema (the harness writes it; only ``REQUIRED_FIELDS`` are enforced):
                       "load_balance": float}; {} for a static model
     throughput  dict  samples_per_s (classification) or tokens_per_s (LM),
                       batch_size, threads, load_avg_1m, device, dtype
-    flops       dict | null   executed FLOPs (harness.executed_flops.measure_flops; null: not
+    flops       dict | null   executed FLOPs (harness.measure.executed_flops.measure_flops; null: not
                       measured). unit "GFLOPs (2 x MACs)"; executed_gflops (hard routing,
                       sparse execution) and dense_gflops (same weights, dense execution,
                       full policy), both per sample: one image, or one sequence for an LM

@@ -173,7 +173,7 @@ def _exp11(T: int):
 
 def _pydocs(T: int, n: int = 16):
     """The windows `run` counts FLOPs on: n evenly spaced test windows (CausalLM's flops_items)."""
-    from harness.executed_flops import sample_indices
+    from harness.measure.executed_flops import sample_indices
     from harness.suites.pydocs import PyDocs
     ds = PyDocs("test", max_seq_len=T)
     return torch.stack([ds[i]["inputs"] for i in sample_indices(len(ds), n)])

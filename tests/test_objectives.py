@@ -2,7 +2,7 @@
 import torch
 
 import zoo
-from harness.wrappers import ZooClassifier
+from harness.engine.wrappers import ZooClassifier
 from zoo.layers.objectives import OBJECTIVES, Objective
 from zoo.families.dhvn.model import DHVN
 

@@ -122,7 +122,7 @@ def test_import_zoo_leaves_mmengine_out_until_it_is_bridged():
     subprocess.run([sys.executable, "-c", code], check=True)
     first = ("from mmengine.registry import MODELS; import zoo; assert MODELS.get('eshvision_xs') is not None")
     subprocess.run([sys.executable, "-c", first], check=True)
-    harness = "import harness.wrappers; from mmengine.registry import MODELS; assert MODELS.get('exp11_dynamic_tiny')"
+    harness = "import harness.engine.wrappers; from mmengine.registry import MODELS; assert MODELS.get('exp11_dynamic_tiny')"
     subprocess.run([sys.executable, "-c", harness], check=True)
 
 

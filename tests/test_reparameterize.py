@@ -11,7 +11,7 @@ import torch.nn as nn
 
 import zoo
 from benchmark_scripts import load_benchmark
-from harness import benchkit
+from harness.measure import benchkit
 
 KW = dict(num_classes=10, in_chans=1, img_size=28)
 

@@ -150,7 +150,7 @@ def case_nan_tau(tree, s):
     bad = os.path.join(s, "bad.pth")
     subprocess.run([sys.executable, "-c", f"""
 import torch, harness
-from harness.checkpoint import load_checkpoint_file
+from harness.engine.checkpoint import load_checkpoint_file
 c = load_checkpoint_file({os.path.join(s, 'r', 'iter_2.pth')!r})
 for k in c["state_dict"]:
     if k.endswith(".tau"):

@@ -46,7 +46,8 @@ def child(index: int, threads: int, forwards: int) -> None:
     import torch
 
     import zoo
-    from harness import benchkit, runtime
+    from harness import runtime
+    from harness.measure import benchkit
     runtime.tune_allocator()
     torch.set_num_threads(threads)
     torch.manual_seed(0)

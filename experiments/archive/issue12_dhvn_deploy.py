@@ -6,7 +6,7 @@
               convs on oneDNN (`PointwiseConv2d`, the default now).
 
 Each form is timed in sparse and dense execution and as its static always-full reference
-(`harness.static_reference`, the routed weights), all six runs in turn (A B C D E F ...), at
+(`harness.measure.static_reference`, the routed weights), all six runs in turn (A B C D E F ...), at
 mnist5k's 64 x 1 x 28² and fixed mixes skip=P. Efficiency = median over rounds of t_dense /
 t_sparse (or t_static / t_sparse) over the FLOPs ratio, as in `harness bench`; the FLOP counts
 are the same for both forms.
@@ -26,8 +26,8 @@ import torch.nn as nn
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from experiments._timing import prepare  # noqa: E402
-from harness import benchkit  # noqa: E402
-from harness.static_reference import static_reference  # noqa: E402
+from harness.measure import benchkit  # noqa: E402
+from harness.measure.static_reference import static_reference  # noqa: E402
 import zoo  # noqa: E402
 from zoo.families.dhvn.conv_branch import PointwiseConv2d  # noqa: E402
 

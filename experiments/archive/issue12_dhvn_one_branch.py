@@ -22,7 +22,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 import zoo  # noqa: E402
-from harness import benchkit, runtime  # noqa: E402
+from harness import runtime  # noqa: E402
+from harness.measure import benchkit  # noqa: E402
 from zoo.layers.routed import assemble, gather_samples, scaled, single_choice, taken_weight  # noqa: E402
 from zoo.families.dhvn import model as dhvn  # noqa: E402
 from zoo.ops.dispatch import select_items  # noqa: E402

@@ -3,7 +3,7 @@
     flock /tmp/cpu-heavy.lock python experiments/archive/issue12_dhvn_profile.py --threads 1 --skip 0.75
 
 dhvn_nano as the mnist5k suite builds it (1 x 28 x 28, 10 classes), eval, sparse, batch 64, with
-bench's fixed mix skip=P (harness.benchkit.FrozenPolicy: a share P of the samples at each router
+bench's fixed mix skip=P (harness.measure.benchkit.FrozenPolicy: a share P of the samples at each router
 takes conv only instead of both). Prints the top ops by self time and the wall time per forward
 (min / median / max over rounds).
 """
@@ -20,7 +20,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 import zoo  # noqa: E402
-from harness import benchkit  # noqa: E402
+from harness.measure import benchkit  # noqa: E402
 
 
 def main(argv=None):

@@ -39,7 +39,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 
 import zoo  # noqa: E402
 from experiments._timing import interleaved  # noqa: E402
-from harness import benchkit, runtime  # noqa: E402
+from harness import runtime  # noqa: E402
+from harness.measure import benchkit  # noqa: E402
 from zoo.layers.routed import gather_samples, rows_with, single_choice  # noqa: E402
 from zoo.ops.dispatch import gather_items, gather_rows, pack_rows, select_items  # noqa: E402
 

@@ -26,7 +26,7 @@ SHAPES = [(8, 32, 64, 112), (8, 64, 64, 112), (8, 192, 64, 112), (8, 64, 128, 56
 
 def whole_model(rounds: int) -> None:
     import zoo
-    from harness import benchkit
+    from harness.measure import benchkit
     from zoo.families.dhvn.conv_branch import PointwiseConv2d
     net = zoo.reparameterize_model(zoo.create_model("dhvn_tiny", in_chans=3, num_classes=1000, img_size=224).eval())
     x = torch.randn(8, 3, 224, 224)

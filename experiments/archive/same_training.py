@@ -31,7 +31,7 @@ def main() -> int:
     subprocess.run(["git", "-C", old, "checkout", "-q", a.at], check=True)
     sys.path.insert(0, HERE)
     import torch
-    from harness.checkpoint import load_checkpoint_file
+    from harness.engine.checkpoint import load_checkpoint_file
     same = True
     for suite, model, extra in RUNS:
         out = {}

@@ -117,7 +117,7 @@ class RoutingLogHook(Hook):
 
 @HOOKS.register_module()
 class AuxWeightScheduleHook(Hook):
-    """Ramps auxiliary-loss weights: each objective with a `ramp` (zoo.blocks.objectives, e.g.
+    """Ramps auxiliary-loss weights: each objective with a `ramp` (zoo.layers.objectives, e.g.
     ESH's ponder: 0 for the first quarter of training, then linear to its weight at the half)
     ramps to the model's configured weight for it. `schedules` adds or replaces ramps:
     schedules=dict(ponder=dict(value=0.01, begin=0.3, end=0.6)). Other weights stay constant."""

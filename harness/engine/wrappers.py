@@ -95,7 +95,7 @@ def aux_weight_table(objectives: dict, overrides: Optional[dict]) -> Dict[str, f
     """Every objective's default weight, with `overrides` (the config's `model.aux_weights`) on
     top. An override may name any registered objective, so one suite config serves every family;
     a name no objective has is refused (a typo would otherwise train silently without it)."""
-    from zoo.blocks.objectives import OBJECTIVES
+    from zoo.layers.objectives import OBJECTIVES
     unknown = sorted(set(overrides or {}) - set(OBJECTIVES))
     if unknown:
         raise HarnessError(f"model.aux_weights names no routing objective: {', '.join(unknown)}; "
@@ -111,7 +111,7 @@ class _Wrapper(BaseModel):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.arch = arch
         self.net = build_network(arch, **dict(arch_kwargs or {}))
-        # each objective's default weight (zoo.blocks.objectives), then the config's overrides;
+        # each objective's default weight (zoo.layers.objectives), then the config's overrides;
         # read by AuxWeightScheduleHook, which ramps them during training
         self.objectives = {o.name: o for o in getattr(self.net, "objectives", ())}
         self.aux_weights: Dict[str, float] = aux_weight_table(self.objectives, aux_weights)

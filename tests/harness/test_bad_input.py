@@ -134,7 +134,7 @@ def _truncated_checkpoint() -> bytes:
     _truncated_checkpoint(),
 ], ids=["text", "empty", "bytes", "empty-dict", "truncated"])
 def test_any_unreadable_checkpoint_is_a_one_line_error(content, tmp_path, capsys):
-    from harness.checkpoint import load_checkpoint_file
+    from harness.engine.checkpoint import load_checkpoint_file
     from harness.errors import HarnessError
     bad = tmp_path / "iter_3.pth"
     bad.write_bytes(content)
@@ -186,7 +186,7 @@ def test_foreign_checkpoints(tmp_path, capsys):
 
 
 def test_checkpoint_with_a_bad_router_temperature(tmp_path, capsys, trained_checkpoint):
-    from harness.checkpoint import latest_checkpoint, load_checkpoint_file
+    from harness.engine.checkpoint import latest_checkpoint, load_checkpoint_file
     work, _ = trained_checkpoint
     ckpt = load_checkpoint_file(latest_checkpoint(str(work)))
     key = next(k for k in ckpt["state_dict"] if k.endswith(".tau"))

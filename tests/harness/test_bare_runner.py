@@ -10,7 +10,7 @@ from mmengine.config import Config
 
 import harness
 from harness.errors import HarnessError
-from harness.schedule import finalize_schedule, follow_loop, loop_total
+from harness.engine.schedule import finalize_schedule, follow_loop, loop_total
 from harness_testutils import write_imagefolder
 
 CONFIGS = os.path.join(os.path.dirname(harness.__file__), "configs")

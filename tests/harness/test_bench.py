@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import zoo
-from harness import benchkit
+from harness.measure import benchkit
 from harness.errors import HarnessError
 from harness_testutils import assert_one_line_error, run_cli
 
@@ -38,7 +38,7 @@ def test_both_reports_speedup_flops_ratio_and_efficiency(tmp_path, capsys):
     assert r["input_shape"] == [8, 1, 28, 28]
     # the mix the model really took is the policy's draw, replayed: redraw it independently
     import zoo
-    from harness import benchkit
+    from harness.measure import benchkit
     model = zoo.create_model("dhvn_nano", num_classes=10, in_chans=1, img_size=28)
     policy = benchkit.FrozenPolicy(benchkit.policy_for(model, {"skip": 0.5}), seed=0)
     for router in zoo.routing.routers(model):
@@ -335,7 +335,7 @@ def test_threads_list_times_each_count_with_spread_load_and_static_reference(tmp
 def test_static_reference_computes_the_full_path(model, full):
     """The reference is the routed model's full choice without routing: with the routed weights it
     gives the routed model's output when every item is forced to the full path."""
-    from harness.static_reference import static_reference
+    from harness.measure.static_reference import static_reference
     kwargs = dict(num_classes=10, in_chans=1, img_size=28) if model.startswith("dhvn") else {}
     net = zoo.create_model(model, **kwargs).eval()
     name, ref = static_reference(model, net, lambda n: zoo.create_model(n, **kwargs))

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from harness.compare import read_training_log
+from harness.commands.compare import read_training_log
 from harness.viz.common import DPI, png_size
 from harness.viz.compare_plots import CURVES_SIZE, routing_size
 from harness_testutils import TINY_DATA, assert_one_line_error, read_jsonl, run_cli

@@ -11,9 +11,9 @@ from hypothesis import given, settings, strategies as st
 
 import harness  # noqa: F401  (registers everything)
 from harness.errors import HarnessError
-from harness.hooks import AuxWeightScheduleHook, NaNGuardHook, TauScheduleHook, ramp_weight, tau_at
-from harness.metrics import ClassificationMetric, LMMetric, RoutingMetric
-from harness.wrappers import ZooClassifier, ZooLM
+from harness.engine.hooks import AuxWeightScheduleHook, NaNGuardHook, TauScheduleHook, ramp_weight, tau_at
+from harness.engine.metrics import ClassificationMetric, LMMetric, RoutingMetric
+from harness.engine.wrappers import ZooClassifier, ZooLM
 
 VISION_KW = dict(num_classes=10, in_chans=1, img_size=28, mean=(0.1307,), std=(0.3081,))
 AUX = dict(load_balance=0.5, budget=1.0, ponder=0.01, alpha_variance=0.1, gate_entropy=0.01)
@@ -187,7 +187,7 @@ def test_routing_metric_shares_entropy_balance(counts):
 
 
 def test_checkpoints_load_with_exactly_the_allowlist(trained_checkpoint):
-    from harness.checkpoint import load_checkpoint_file, safe_globals
+    from harness.engine.checkpoint import load_checkpoint_file, safe_globals
     work, _ = trained_checkpoint
     path = str(work / "epoch_2.pth")
     needed = set(torch.serialization.get_unsafe_globals_in_checkpoint(path))
@@ -200,7 +200,7 @@ def test_checkpoints_load_with_exactly_the_allowlist(trained_checkpoint):
 
 def test_plain_mmengine_history_buffers_are_refused(tmp_path):
     from mmengine.logging.history_buffer import HistoryBuffer
-    from harness.checkpoint import load_checkpoint_file
+    from harness.engine.checkpoint import load_checkpoint_file
     buf = HistoryBuffer()
     buf.update(1.0)
     path = tmp_path / "plain.pth"
@@ -212,7 +212,7 @@ def test_plain_mmengine_history_buffers_are_refused(tmp_path):
 def test_a_checkpoint_from_before_the_decoder_rename_passes_the_check(tmp_path):
     """Harness checkpoints written while DHVN's decoder stage called its 1x1 conv `fuse` (now
     `merge`) load through check_checkpoint, weights and all."""
-    from harness.checkpoint import check_checkpoint
+    from harness.engine.checkpoint import check_checkpoint
     model = ZooClassifier("dhvn_nano", arch_kwargs=VISION_KW)
     old = {k.replace(".merge.", ".fuse."): v.clone() + 1 for k, v in model.state_dict().items()}
     assert any(".fuse." in k for k in old)

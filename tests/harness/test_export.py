@@ -9,7 +9,7 @@ from harness_testutils import assert_one_line_error, run_cli
 
 def test_export_then_load_gives_the_checkpoints_network(trained_checkpoint, tmp_path, capsys):
     import zoo
-    from harness.checkpoint import latest_checkpoint, load_checkpoint_file
+    from harness.engine.checkpoint import latest_checkpoint, load_checkpoint_file
     work, _ = trained_checkpoint
     ckpt = latest_checkpoint(str(work))
     out = tmp_path / "mine.safetensors"
@@ -29,7 +29,7 @@ def test_export_then_load_gives_the_checkpoints_network(trained_checkpoint, tmp_
 
 
 def test_export_mistakes_are_one_line(trained_checkpoint, tmp_path, capsys):
-    from harness.checkpoint import latest_checkpoint
+    from harness.engine.checkpoint import latest_checkpoint
     work, _ = trained_checkpoint
     ckpt = latest_checkpoint(str(work))
     code, _, err = run_cli(["export", "--model", "dhvn_nano", "--tag", "in1k", "--checkpoint", ckpt,

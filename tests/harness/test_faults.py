@@ -49,7 +49,7 @@ def _run(argv, env=None):
 
 
 def _weights(path):
-    from harness.checkpoint import load_checkpoint_file
+    from harness.engine.checkpoint import load_checkpoint_file
     return load_checkpoint_file(str(path))["state_dict"]
 
 

@@ -21,7 +21,7 @@ def _json(out: str) -> list:
 
 def test_flops_table_and_json_agree_with_the_counter(capsys):
     import zoo
-    from harness.executed_flops import sample_indices
+    from harness.measure.executed_flops import sample_indices
     from harness.suites import Mnist5k
 
     argv = ["flops", "--models", "dhvn_nano", "dhvn_nano_st*", "--suite", "mnist5k", "--limit", "8", "--batch-size", "4"]

@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from harness.errors import HarnessError
-from harness.recipe import MixupPreprocessor, ZooEMAHook
+from harness.engine.recipe import MixupPreprocessor, ZooEMAHook
 from harness_testutils import read_jsonl, run_cli, write_imagefolder
 
 
@@ -42,7 +42,7 @@ def test_mixup_odd_batch_and_missing_classes_are_one_line_errors():
 
 
 def test_channels_last_inputs_and_model():
-    from harness.wrappers import ZooClassifier
+    from harness.engine.wrappers import ZooClassifier
     pre = MixupPreprocessor(num_classes=5, channels_last=True)
     x = pre(_batch(), training=False)["inputs"]
     assert x.is_contiguous(memory_format=torch.channels_last)
@@ -54,7 +54,7 @@ def test_channels_last_inputs_and_model():
 
 
 def test_soft_target_loss_is_timms():
-    from harness.wrappers import ZooClassifier
+    from harness.engine.wrappers import ZooClassifier
     model = ZooClassifier(arch="dhvn_nano", arch_kwargs=dict(num_classes=10, in_chans=1, img_size=28),
                           label_smoothing=0.1)
     model.eval()

@@ -77,7 +77,7 @@ def test_same_seed_same_metrics(tmp_path, capsys, trained_checkpoint):
 
 
 def _state(path):
-    from harness.checkpoint import load_checkpoint_file
+    from harness.engine.checkpoint import load_checkpoint_file
     return load_checkpoint_file(str(path))
 
 

@@ -4,8 +4,8 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import METRICS, MODELS
 
-import harness.metrics  # noqa: F401  (registers the metrics)
-import harness.wrappers  # noqa: F401  (registers the wrappers)
+import harness.engine.metrics  # noqa: F401  (registers the metrics)
+import harness.engine.wrappers  # noqa: F401  (registers the wrappers)
 from harness.suites import SUITES
 from harness.tasks import TASKS, get_task
 from leaderboard.aggregate import TASK_SPECS

@@ -76,7 +76,7 @@ def _run(capsys, model, ckpt, suite, out, *extra):
 
 def _load(model, ckpt, suite):
     """The same network and eval inputs the command used."""
-    from harness.visualize import load_routed
+    from harness.commands.visualize import load_routed
     cfg = dict(kv.split("=") for kv in LIMITS[suite])
     cfg = {k: int(v) for k, v in cfg.items()}
     net, dataset, _, _ = load_routed(model, str(ckpt), suite, model_kwargs=KWARGS[suite], cfg_options=cfg,
