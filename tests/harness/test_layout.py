@@ -31,15 +31,15 @@ LEVEL = {"core": 0, "engine": 1, "measure": 1, "runs": 2, "commands": 3, "entry"
 ROOM_FLOOR = {room: floor for floor, rooms in FLOORS.items() for room in rooms}
 
 
-def _modules():
+def _modules(root: str = HARNESS):
     """harness-relative module name ("engine.hooks", "cli", "" for the package) -> path; configs are
     left out (mmengine configs, not modules)."""
     out = {}
-    for folder, dirs, files in os.walk(HARNESS):
+    for folder, dirs, files in os.walk(root):
         dirs[:] = [d for d in dirs if d not in ("configs", "__pycache__")]
         for name in files:
             if name.endswith(".py"):
-                rel = os.path.relpath(os.path.join(folder, name), HARNESS)[:-3].replace(os.sep, ".")
+                rel = os.path.relpath(os.path.join(folder, name), root)[:-3].replace(os.sep, ".")
                 if rel == "__init__" or rel.endswith(".__init__"):  # a package: its own name ("" for harness)
                     rel = rel[: -len("__init__")].rstrip(".")
                 out[rel] = os.path.join(folder, name)
@@ -49,7 +49,7 @@ def _modules():
 MODULES = _modules()
 
 
-def _imports(module: str, path: str):
+def _imports(module: str, path: str, modules=MODULES):
     """The harness modules `module` imports, anywhere in it (imports inside functions too)."""
     package = module if path.endswith("__init__.py") else module.rpartition(".")[0]
     found = set()
@@ -65,21 +65,25 @@ def _imports(module: str, path: str):
                 continue
             for alias in node.names:  # `from . import x` may name a module
                 sub = f"{target}.{alias.name}" if target else alias.name
-                found.add(sub if sub in MODULES else target)
+                found.add(sub if sub in modules else target)
         elif isinstance(node, ast.Import):
             found |= {a.name[len("harness."):] for a in node.names if a.name.startswith("harness.")}
-    return {m for m in found if m in MODULES and m != module}
+    return {m for m in found if m in modules and m != module}
 
 
 IMPORTS = {m: _imports(m, p) for m, p in MODULES.items()}
 
 
+def _room(module: str) -> str:
+    return module.split(".")[0] or "__init__"
+
+
 def _floor(module: str) -> str:
-    return ROOM_FLOOR[module.split(".")[0] or "__init__"]
+    return ROOM_FLOOR[_room(module)]
 
 
 def test_every_module_stands_on_a_floor():
-    assert sorted({m.split(".")[0] or "__init__" for m in MODULES} - set(ROOM_FLOOR)) == []
+    assert sorted({_room(m) for m in MODULES} - set(ROOM_FLOOR)) == []
 
 
 def test_imports_run_down_and_the_wings_stand_apart():
@@ -140,3 +144,13 @@ def test_a_config_may_import_an_old_path():
         hooks, = import_modules_from_strings(["harness.hooks"])
     from harness.engine.hooks import NaNGuardHook
     assert hooks.NaNGuardHook is NaNGuardHook
+
+
+if __name__ == "__main__":
+    # python tests/harness/test_layout.py [HARNESS_DIR]: its rooms (top-level modules and folders,
+    # configs/ among them) and the import arrows between two rooms
+    root = sys.argv[1] if len(sys.argv) > 1 else HARNESS
+    modules = _modules(root)
+    arrows = {(_room(m), _room(t)) for m, p in modules.items() for t in _imports(m, p, modules) if _room(m) != _room(t)}
+    rooms = {_room(m) for m in modules} | {"configs"}
+    print(f"{len(rooms)} rooms, {len(arrows)} arrows between rooms")
