@@ -25,7 +25,8 @@ from .engine.resume import resolve_resume  # noqa: F401 (API)
 from .engine.schedule import finalize_schedule, follow_loop, loop_total, set_training_length
 from .errors import HarnessError
 from .measure.budget_eval import calibration_inputs, fit_budgets
-from .names import IMAGE_TASK, TIMM_PREFIX, check_tasks, default_work_dir, model_task, resolve_models  # noqa: F401 (API)
+from .names import (IMAGE_TASK, TIMM_PREFIX, check_tasks, default_work_dir, model_task,  # noqa: F401 (API)
+                    resolve_models)
 from .records import build_record, jsonable_config
 from .run_options import RunOptions
 from .suites import Suite
@@ -320,7 +321,7 @@ def _run_locked(plan, cfg, suite, model, seed, opts, command, device):
         calibration = calibration_inputs(cfg, suite.task, next(net.parameters()).device)
         records = []
         for fit in fit_budgets(net, opts.budget, calibration, model):
-            with zoo.routing.budget(net, fit):
+            with zoo.routing.flops_budget(net, fit):
                 measured = _evaluate(runner, cfg, suite)
             budget = dict(target=fit.target, shift=fit.shift, calibration_fraction=fit.fraction,
                           reachable=list(fit.reachable), calibration_items=int(calibration.shape[0]),

@@ -114,8 +114,9 @@ class RunOptions:
     checkpoint: Optional[str] = shared("checkpoint", help="weights to evaluate (--eval-only) or to start training from")
     budget: Optional[List[float]] = flag(type=float, nargs="+", metavar="F", check=_budget,
                                          help="with --eval-only: evaluate a routed model once per compute budget F "
-                                              "in (0, 1], a fraction of its full form's FLOPs (zoo.routing.budget, "
-                                              "calibrated on the training split); one record per budget")
+                                              "in (0, 1], a fraction of its full form's FLOPs "
+                                              "(zoo.routing.flops_budget, calibrated on the training split); one "
+                                              "record per budget")
     resume: Optional[str] = flag(nargs="?", const="auto", metavar="CKPT",  # "auto": the latest in the work dir
                                  help="continue training from the latest checkpoint in the work dir (or from CKPT)")
     device: str = shared("device")

@@ -26,7 +26,7 @@ def set_training_length(cfg: Config, epochs: Optional[int], max_iters: Optional[
                         user_ckpt_interval: bool = False) -> None:
     """--epochs / --max-iters replace the suite's loop (`follow_loop` then moves the schedule).
     The training length only: not the compute budget a routed model trains towards
-    (`RouterSpec.budget`), nor the inference knob (`zoo.routing.budget`)."""
+    (`RouterSpec.compute_target`), nor the inference knob (`zoo.routing.flops_budget`)."""
     if epochs is not None and max_iters is not None:
         raise HarnessError("give --epochs or --max-iters, not both")
     if epochs is None and max_iters is None:

@@ -79,8 +79,9 @@ def test_a_new_flag_is_one_field():
 
     @dataclass
     class WithWarmup(RunOptions):
-        warmup_iters: Optional[int] = flag(type=int, help="warm-up iterations",
-                                           check=lambda name, value, opts: f"{name} must be >= 1" if value < 1 else None)
+        warmup_iters: Optional[int] = flag(
+            type=int, help="warm-up iterations",
+            check=lambda name, value, opts: None if value >= 1 else f"{name} must be >= 1")
 
     parser = argparse.ArgumentParser()
     WithWarmup.add_arguments(parser)
