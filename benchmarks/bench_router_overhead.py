@@ -1,18 +1,22 @@
 """Router overhead: a routed layer with every item forced to one branch, against that branch alone.
 
 Target (docs/DESIGN.md, "Performance targets"): router + gather/scatter <= 5 % of layer time.
-Per family, every routed layer of the model is fed the input it sees in a real forward (captured
-with hooks) and timed two ways, alternately (routed, direct, routed, direct ...), no grad:
+Per model, every routed block is fed the inputs it sees in a real forward (`routed_calls`,
+docs/DESIGN.md, "Routed blocks") and timed two ways, alternately (routed, direct, routed, direct
+...), no grad:
 
-  * routed: sparse execution, `zoo.routing.force(model, BRANCH)`: the router, the item
-    selection, gather / packing, the branch on every item and the scatter back;
-  * direct: the branch module called on the same input, as a static model would call it.
+  * routed: sparse execution, `zoo.routing.force(model, BRANCH)`: `call.routed()`, the router on
+    the features it read, then the block's item selection, gather / packing, the branch on every
+    item and the scatter back;
+  * direct: `call.block.run_choice(BRANCH, call.inputs)`, the branch on the same inputs as a
+    static model computes it.
 
-  DHVN (per sample)  HybridBlock(x)                     vs  block.finish(block.conv(x) | block.trans(x))
-  ESH  (per patch)   router([LN(x); H]) + sparse mix    vs  x + the branch's update of LN(x)
-  Exp11 (per token)  router(feats) + RoutedMixer(h)     vs  mixer.gdn(h) | mixer.gdn(h) + mixer.attn(h)
+  DHVN (per sample)  router(mean(x)) + routed mix of x     vs  the branch on x, fused and normed
+  ESH  (per patch)   router([LN(x); H]) + routed mix       vs  x + the branch's update of LN(x)
+  Exp11 (per token)  router(feats) + RoutedMixer(h)        vs  gdn(h) | gdn(h) + attn(h)
 
-(ESH's LN(x) is computed once outside both sides, as it is shared.) The outputs of both sides
+The models and inputs are each family's `bench.overhead` cases (`zoo.get_family(name)`). The
+block's inputs (ESH's LN(x) among them) are computed once, outside both sides. The outputs of both sides
 are compared (max abs difference printed) so the two really compute the same thing. The figure is
 the median over rounds of sum(routed) / sum(direct) - 1 over the model's routed layers, with the
 spread over rounds (min / max) and min(routed) / min(direct) - 1, the least disturbed round of
@@ -37,28 +41,17 @@ import time
 
 import torch
 
-
 import zoo
+from zoo.layers.routed_block import routed_calls
 from harness.measure.benchkit import LoadGate, conditions, spread
 from harness.runtime import tune_allocator_or_exit
 
 TARGET = 0.05
-# one small and one larger model per family: (family, model, create kwargs, input maker, branches,
-# input description). The router's cost per call is nearly fixed, so its share falls with scale.
-CONFIGS = [
-    ("dhvn", "dhvn_nano", dict(num_classes=10, in_chans=1, img_size=28),
-     lambda: torch.randn(64, 1, 28, 28), ("conv", "transformer"), "batch 64, 1x28x28"),
-    ("dhvn", "dhvn_tiny", dict(num_classes=10, in_chans=1, img_size=32),
-     lambda: torch.randn(64, 1, 32, 32), ("conv", "transformer"), "batch 64, 1x32x32"),
-    ("esh", "eshvision_xs", dict(num_classes=10, in_chans=1, img_size=28),
-     lambda: torch.randn(64, 1, 28, 28), ("ssm", "attention"), "batch 64, 1x28x28"),
-    ("esh", "eshvision_s", dict(num_classes=10, in_chans=1, img_size=224),
-     lambda: torch.randn(8, 1, 224, 224), ("ssm", "attention"), "batch 8, 1x224x224"),
-    ("exp11", "exp11_dynamic_tiny", dict(vocab_size=256, max_seq_len=1024),
-     lambda: torch.randint(0, 256, (1, 1024)), ("gdn", "softmax"), "batch 1, T=1024"),
-    ("exp11", "exp11_dynamic", dict(vocab_size=256, max_seq_len=1024),
-     lambda: torch.randint(0, 256, (1, 1024)), ("gdn", "softmax"), "batch 1, T=1024"),
-]
+# one small and one larger model per family, from its descriptor (docs/DESIGN.md, "Families"):
+# (family key, model, create kwargs, input maker, branches, input description). The router's cost
+# per call is nearly fixed, so its share falls with scale.
+CONFIGS = [(f.bench.key, c.model, dict(c.kwargs), c.make_input, c.branches, c.shape)
+           for f in map(zoo.get_family, zoo.list_families()) if f.bench for c in f.bench.overhead]
 FAMILIES = sorted({c[0] for c in CONFIGS})
 
 
@@ -70,57 +63,11 @@ def _timed(fn):
     return run
 
 
-def layer_pairs(family: str, model, x, branch: str):
-    """[(routed_fn, direct_fn)] per routed layer, on inputs captured from one forward."""
-    captured = []
-    hooks = []
-    if family == "dhvn":
-        blocks = [m for m in model.modules() if type(m).__name__ == "HybridBlock" and m.router is not None]
-        for b in blocks:
-            hooks.append(b.register_forward_pre_hook(lambda m, a: captured.append((m, a[0]))))
-    elif family == "esh":
-        blocks = [m for m in model.modules() if type(m).__name__ == "ESHBlock"]
-        for b in blocks:
-            hooks.append(b.register_forward_pre_hook(lambda m, a: captured.append((m, a))))
-    else:
-        mixers = [m for m in model.modules() if type(m).__name__ == "RoutedMixer"]
-        for mx in mixers:
-            hooks.append(mx.register_forward_pre_hook(lambda m, a: captured.append((m, a[0]))))
-        feats = []
-        hooks.append(model.routers[0].register_forward_pre_hook(lambda m, a: feats.append(a[0])))
-    with torch.no_grad():
-        model(x)
-    for h in hooks:
-        h.remove()
-    pairs = []
-    for i, (m, a) in enumerate(captured):
-        if family == "dhvn":
-            xi = a
-            pairs.append((lambda m=m, xi=xi: m(xi),
-                          lambda m=m, xi=xi: m.finish((m.conv if branch == "conv" else m.trans)(xi))))
-        elif family == "esh":
-            xi, entropy, hw = a
-            n = m.norm1(xi)
-            feats_i = torch.cat([n, entropy.unsqueeze(-1).to(n.dtype)], dim=-1)
-
-            def routed(m=m, xi=xi, n=n, f=feats_i, hw=hw):
-                return m._mix_sparse(xi, n, m.router(f), hw)
-
-            def direct(m=m, xi=xi, n=n, hw=hw):
-                if branch == "attention":
-                    return xi + m.attn_update(m.attn(n, hw), n)
-                return xi + m.ssm_update(m.ssm(n, hw), n)
-            pairs.append((routed, direct))
-        else:
-            router = model.routers[i]
-            h = a
-            def direct(m=m, h=h):
-                if branch == "gdn":
-                    return m.gdn(h)
-                # a softmax token reads attention; with mix="add" it keeps its GDN output too
-                return m.attn(h) + m.gdn(h) if m.mix == "add" else m.attn(h)
-            pairs.append((lambda m=m, h=h, r=router: m(h, r(feats[0])), direct))
-    return pairs
+def layer_pairs(model, x, branch: str):
+    """[(routed_fn, direct_fn)] per routed layer, on the inputs of one real forward
+    (`zoo.layers.routed_block.routed_calls`, docs/DESIGN.md, "Routed blocks")."""
+    return [(call.routed, lambda call=call: call.block.run_choice(branch, call.inputs))
+            for call in routed_calls(model, x)]
 
 
 def measure(config: tuple, branch: str, rounds: int, warmup: int, threads=(None,), gate=None, seed: int = 0,
@@ -136,7 +83,7 @@ def measure(config: tuple, branch: str, rounds: int, warmup: int, threads=(None,
     gate = gate or LoadGate()
     rows = []
     with zoo.routing.execution(model, "sparse"), zoo.routing.force(model, branch), torch.no_grad():
-        pairs = layer_pairs(family, model, x, branch)
+        pairs = layer_pairs(model, x, branch)
         err = max((r() - d()).abs().max().item() for r, d in pairs)
         # the routed side's counted extra work (the routers' Linear layers; gathers are not
         # FLOPs): at equal GFLOP/s the overhead cannot fall below this share

@@ -17,10 +17,11 @@ later jobs do not wait; the budget is checked between jobs, so one job may overr
 processes use at most --max-load cores' worth of CPU (default 0.5); a figure whose run still saw more is timed once more, and if that run saw more too it is
 marked unreliable in its JSON and in the table.
 
-What runs (the targets of docs/DESIGN.md, "Performance targets"):
+What runs (the targets of docs/DESIGN.md, "Performance targets"; each family's models, shapes and
+suite are its descriptor's `bench` and `suite`, docs/DESIGN.md, "Families"):
   * efficiency at forced skip 25/50/75 %: dhvn_nano and eshvision_xs at batch 64 on 1x28x28
     digits, exp11_dynamic_tiny at T=1024, B=1 on pydocs text, each against the routed model in
-    dense execution and against its static always-full form (harness/measure/static_reference.py);
+    dense execution and against its static always-full form (`zoo.static_reference`);
   * one larger configuration per family at skip 50 %: dhvn_tiny and eshvision_s at batch 64 on
     32x32 (digits resized; 224x224 does not fit the time), exp11_dynamic at T=1024, B=1;
   * the trained embedded checkpoints (seed 0, work_dirs/embedded/...), routing by their own
@@ -42,6 +43,8 @@ import os
 import sys
 import time
 
+import zoo
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PERF_DIR = os.path.join("leaderboard", "perf")
 # the embedded job's seed-0 work dir; its checkpoint is the one mmengine's last_checkpoint names
@@ -57,17 +60,6 @@ def trained_checkpoint(suite: str, model: str) -> str:
         return os.path.join(work_dir, "last_checkpoint")  # absent: the job reports it as skipped
     return os.path.join(work_dir, name)
 
-SMALL = {  # family -> (model, bench args)
-    "dhvn": ("dhvn_nano", ["--batch-size", "64"]),
-    "esh": ("eshvision_xs", ["--batch-size", "64"]),
-    "exp11": ("exp11_dynamic_tiny", ["--batch-size", "1", "--seq-len", "1024"]),
-}
-LARGE = {
-    "dhvn": ("dhvn_tiny", ["--batch-size", "64", "--img-size", "32"]),
-    "esh": ("eshvision_s", ["--batch-size", "64", "--img-size", "32"]),
-    "exp11": ("exp11_dynamic", ["--batch-size", "1", "--seq-len", "1024"]),
-}
-SUITE = {"dhvn": "mnist5k", "esh": "mnist5k", "exp11": "pydocs"}
 TIMING = ["--warmup", "2", "--iters", "9"]
 TIMING_LARGE = ["--warmup", "1", "--iters", "3"]
 THREADS = (1, 2)
@@ -83,19 +75,23 @@ def jobs(threads=THREADS, max_load=MAX_LOAD, max_wait=MAX_WAIT):
     # every model in its deploy form (BatchNorm folded into the conv before it), references and peers alike
     out.append(("router_overhead", "overhead", [*t, "--rounds", "11", "--warmup", "1", *gate, "--reparam"], None))
     both = ["--execution", "both", "--static-reference", "--reparam"]
-    for fam, (model, shape) in SMALL.items():
+    # each family's configurations and its embedded suite, from its descriptor (docs/DESIGN.md, "Families")
+    families = [f for f in map(zoo.get_family, zoo.list_families()) if f.bench]
+    for f in families:
+        model, shape = f.bench.small
         for skip in (25, 50, 75):
             extra = ["--memory"] if skip == 50 else []
             out.append((f"bench_{model}_skip{skip}", "bench",
-                        ["bench", "--models", model, "--suite", SUITE[fam], *shape, *both,
+                        ["bench", "--models", model, "--suite", f.suite, *shape, *both,
                          "--policy", f"skip={skip / 100:g}", *t, *TIMING, *gate, *extra], None))
-        ckpt = trained_checkpoint(SUITE[fam], model)
+        ckpt = trained_checkpoint(f.suite, model)
         out.append((f"bench_{model}_trained", "bench",
-                    ["bench", "--models", model, "--suite", SUITE[fam], *shape, *both,
+                    ["bench", "--models", model, "--suite", f.suite, *shape, *both,
                      "--checkpoint", ckpt, *t, *TIMING, *gate, "--memory"], ckpt))
-    for fam, (model, shape) in LARGE.items():
+    for f in families:
+        model, shape = f.bench.large
         out.append((f"bench_{model}_skip50", "bench",
-                    ["bench", "--models", model, "--suite", SUITE[fam], *shape, *both,
+                    ["bench", "--models", model, "--suite", f.suite, *shape, *both,
                      "--policy", "skip=0.5", *t, *TIMING_LARGE, *gate, "--memory"], None))
     # after the trained jobs: the peers read their routing shares
     out.append(("peers", "peers", [*t, "--rounds", "4", "--warmup", "1", *gate, "--reparam"], None))
