@@ -34,28 +34,36 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
-__all__ = ["JOBS", "BUDGET_CURVES", "Step", "plan", "run_embedded", "ROOT"]
+__all__ = ["jobs", "budget_curves", "TIMM_PEERS", "Step", "plan", "run_embedded", "ROOT"]
 
 ROOT = os.path.join("work_dirs", "embedded")
 
-# (suite, models): every model runs the suite's own recipe
-# each routed model beside its static plans (`zoo.model_info(name)["static_plans"]`), so the
-# leaderboard can hold it to the cheapest plan as good as it (docs/DESIGN.md, "Static plans")
-JOBS = (
-    ("mnist5k", ("dhvn_nano", "dhvn_nano_static", "dhvn_nano_ccc", "dhvn_nano_cbc",
-                 "eshvision_xs", "eshvision_xs_soft", "eshvision_xs_ssm", "eshvision_xs_attn", "timm:resnet18")),
-    ("pydocs", ("exp11_dynamic_tiny", "exp11_baseline_tiny", "exp11_ggbs_tiny", "exp11_gbbs_tiny",
-                "exp11_gggg_tiny", "exp11_ggss_tiny", "exp11_ssss_tiny")),
-)
-# routed model -> the budgets (fractions of its full form's FLOPs) its trained checkpoints are
-# evaluated at; each family's points lie inside what its routing can reach
-BUDGET_CURVES = {
-    "dhvn_nano": (0.3, 0.45, 0.6, 0.8, 1.0),
-    "eshvision_xs": (0.8, 0.85, 0.9, 0.95, 1.0),
-    "exp11_dynamic_tiny": (0.85, 0.9, 0.95, 1.0),
-}
+# suite -> the timm peers trained beside the zoo's models there (the zoo's models come from the families)
+TIMM_PEERS = {"mnist5k": ("timm:resnet18",)}
+
+
+def jobs() -> List[Tuple[str, Tuple[str, ...]]]:
+    """[(suite, models)]: each family's `embedded` models on its `suite` (docs/DESIGN.md,
+    "Families"), in display order, then the suite's timm peers. Every model runs the suite's own
+    recipe; each routed model beside its static plans (`zoo.model_info(name)["static_plans"]`),
+    so the leaderboard can hold it to the cheapest plan as good as it (docs/DESIGN.md, "Static plans")."""
+    import zoo
+    out: Dict[str, List[str]] = {}
+    for name in zoo.list_families():
+        family = zoo.get_family(name)
+        if family.embedded:
+            out.setdefault(family.suite, []).extend(family.embedded)
+    return [(suite, (*models, *TIMM_PEERS.get(suite, ()))) for suite, models in out.items()]
+
+
+def budget_curves() -> Dict[str, Tuple[float, ...]]:
+    """Routed model -> the FLOPs budgets (fractions of its full form's FLOPs) its trained
+    checkpoints are evaluated at: every family's `budget_curves`."""
+    import zoo
+    return {model: tuple(curve) for name in zoo.list_families()
+            for model, curve in zoo.get_family(name).budget_curves.items()}
 
 
 @dataclass
@@ -84,17 +92,18 @@ def step_store(staging: str, name: str) -> str:
 def plan(seeds: Sequence[int], staging: str, root: str = ROOT) -> List[Step]:
     """Training steps (longest first, so the pool drains evenly), then budget evaluations."""
     train, budget = [], []
-    for suite, models in JOBS:
+    curves = budget_curves()
+    for suite, models in jobs():
         for model in models:
             for seed in seeds:
                 wd = _work_dir(root, suite, model, seed)
                 name = f"{suite}/{model}/seed{seed}"
                 train.append(Step(name, ["run", "--suite", suite, "--models", model, "--seeds", str(seed),
                                          "--work-dir", wd, "--results", step_store(staging, name)], wd))
-                if model in BUDGET_CURVES:
+                if model in curves:
                     budget.append(Step(f"{name}/budget", [
                         "run", "--suite", suite, "--models", model, "--seeds", str(seed), "--eval-only",
-                        "--checkpoint", "{checkpoint}", "--budget", *map(str, BUDGET_CURVES[model]),
+                        "--checkpoint", "{checkpoint}", "--flops-budget", *map(str, curves[model]),
                         "--work-dir", os.path.join(wd, "budget"),
                         "--results", step_store(staging, f"{name}/budget")], wd, after=name))
     # the LM runs and the timm peer take longest: start them first

@@ -112,5 +112,5 @@ def build_record(*, model: str, suite: str, seed: int, task: str, metrics: dict,
     if static_plans:
         record["static_plans"] = list(static_plans)  # its static per-layer plans (zoo.model_info)
     if budget is not None:
-        record["budget"] = budget  # evaluated under zoo.routing.budget(target): a point of a budget curve
+        record["budget"] = budget  # evaluated under zoo.routing.flops_budget(target): a point of a budget curve
     return record

@@ -93,7 +93,7 @@ def plan_runs(opts: RunOptions) -> List[RunPlan]:
     num_classes = preflight(build_config(suite, models[0], opts.seeds[0], first, device), suite)
     plans = [RunPlan(suite, model, seed, o, build_config(suite, model, seed, o, device, num_classes), device, results)
              for model in models for seed in opts.seeds for o in [narrowed(model, seed)]]
-    _check_buildable(plans, budgeted=opts.budget is not None)
+    _check_buildable(plans, budgeted=opts.flops_budget is not None)
     for plan in plans:
         resolve_resume(plan)
     # before any training: a store or work dir that cannot be written fails now, not after it
@@ -105,7 +105,7 @@ def plan_runs(opts: RunOptions) -> List[RunPlan]:
 
 
 def _check_buildable(plans: List[RunPlan], budgeted: bool = False) -> None:
-    """Bad --model-kwargs fail here, in one line, before any model trains; so does a --budget
+    """Bad --model-kwargs fail here, in one line, before any model trains; so does a --flops-budget
     for a model with no routing decisions to move."""
     from .engine.wrappers import check_buildable
     checked = set()
@@ -119,7 +119,7 @@ def _check_buildable(plans: List[RunPlan], budgeted: bool = False) -> None:
                 routers = zoo.routing.routers(net)
                 if not routers or all(r.spec.mode == "soft" for r in routers):
                     kind = "routes softly (every branch merged)" if routers else "is static"
-                    raise HarnessError(f"--budget needs a routed model, and {model} {kind}: "
+                    raise HarnessError(f"--flops-budget needs a routed model, and {model} {kind}: "
                                        f"it has no routing decision to move")
 
 
@@ -249,7 +249,7 @@ def _measure_flops(net, dataset, eval_batch_size: int, task: str) -> dict:
 
 def run_one(plan: RunPlan) -> Optional[List[dict]]:
     """Train (unless eval-only), evaluate, and return the results records: one, or one per
-    --budget. Returns None when the session was stopped early by `stop_after` (nothing to record).
+    --flops-budget. Returns None when the session was stopped early by `stop_after` (nothing to record).
     The work dir is locked for the whole run."""
     cfg, suite, model, seed, opts = plan.cfg, plan.suite, plan.model, plan.seed, plan.opts
     command, device = plan.command(), plan.device
@@ -313,14 +313,14 @@ def _run_locked(plan, cfg, suite, model, seed, opts, command, device):
         params = sum(p.numel() for p in net_model.net.parameters())
         common = dict(model=model, suite=suite.name, seed=seed, task=suite.task, params=params, train=train,
                       resolved_config=resolved, command=command, device=device, **_zoo_info(model))
-        if not opts.budget:
+        if not opts.flops_budget:
             return [build_record(**common, **_evaluate(runner, cfg, suite))]
         import zoo
         runner.load_or_resume()  # test() would load the checkpoint lazily: fit on the trained weights
         net = net_model.net
         calibration = calibration_inputs(cfg, suite.task, next(net.parameters()).device)
         records = []
-        for fit in fit_budgets(net, opts.budget, calibration, model):
+        for fit in fit_budgets(net, opts.flops_budget, calibration, model):
             with zoo.routing.flops_budget(net, fit):
                 measured = _evaluate(runner, cfg, suite)
             budget = dict(target=fit.target, shift=fit.shift, calibration_fraction=fit.fraction,

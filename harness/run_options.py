@@ -9,10 +9,12 @@ how the command that reproduces one run carries it. The parser (`add_arguments`)
 """
 from __future__ import annotations
 
+import argparse
 import copy
 import math
+import sys
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 from . import options
 from .errors import HarnessError
@@ -24,12 +26,14 @@ Check = Callable[[str, object, "RunOptions"], Optional[str]]
 
 
 def flag(default=None, *, help: str, check: Optional[Check] = None, replay: bool = True, selects: bool = False,
-         option: Optional[str] = None, **argparse_kwargs):
+         option: Optional[str] = None, deprecated: Tuple[str, ...] = (), **argparse_kwargs):
     """A field that is a `run` flag. check: refuses a given value (None and False are not given).
     replay=False: the reproducing command leaves it out. selects: the flag selects runs
     (--models, --seeds); the command names its one model and seed last, even at the default.
-    option: the name of a shared option (`harness.options.OPTIONS`) whose grammar the flag takes."""
-    meta = dict(help=help, check=check, replay=replay, selects=selects, option=option, argparse=argparse_kwargs)
+    option: the name of a shared option (`harness.options.OPTIONS`) whose grammar the flag takes.
+    deprecated: old spellings the parser still takes, each with a one-line note on stderr."""
+    meta = dict(help=help, check=check, replay=replay, selects=selects, option=option, deprecated=deprecated,
+                argparse=argparse_kwargs)
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -50,6 +54,15 @@ def flag_name(f) -> str:
 
 def _default(f):
     return f.default_factory() if f.default is MISSING else f.default
+
+
+class _OldSpelling(argparse.Action):
+    """Stores the value as the flag's own spelling does; given by an old spelling, says so on stderr."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string != self.option_strings[0]:
+            print(f"harness: {option_string} is deprecated; use {self.option_strings[0]}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
 
 
 # ---------------------------------------------------------------- checks
@@ -112,11 +125,11 @@ class RunOptions:
     eval_only: bool = flag(False, action="store_true", check=_needs_checkpoint,
                            help="skip training; evaluate --checkpoint")
     checkpoint: Optional[str] = shared("checkpoint", help="weights to evaluate (--eval-only) or to start training from")
-    budget: Optional[List[float]] = flag(type=float, nargs="+", metavar="F", check=_budget,
-                                         help="with --eval-only: evaluate a routed model once per compute budget F "
-                                              "in (0, 1], a fraction of its full form's FLOPs "
-                                              "(zoo.routing.flops_budget, calibrated on the training split); one "
-                                              "record per budget")
+    flops_budget: Optional[List[float]] = flag(
+        type=float, nargs="+", metavar="F", check=_budget, deprecated=("--budget",),
+        help="with --eval-only: evaluate a routed model once per FLOPs budget F in (0, 1], a fraction of its "
+             "full form's FLOPs (zoo.routing.flops_budget, calibrated on the training split); one record per "
+             "budget. --budget is its deprecated old spelling")
     resume: Optional[str] = flag(nargs="?", const="auto", metavar="CKPT",  # "auto": the latest in the work dir
                                  help="continue training from the latest checkpoint in the work dir (or from CKPT)")
     device: str = shared("device")
@@ -142,7 +155,9 @@ class RunOptions:
                 kwargs = dict(meta["argparse"])
                 if kwargs.get("action") != "store_true":
                     kwargs.setdefault("default", _default(f))
-                parser.add_argument(flag_name(f), help=meta["help"], **kwargs)
+                if meta["deprecated"]:
+                    kwargs["action"] = _OldSpelling
+                parser.add_argument(flag_name(f), *meta["deprecated"], help=meta["help"], **kwargs)
 
     @classmethod
     def from_args(cls, args) -> "RunOptions":

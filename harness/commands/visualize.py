@@ -8,7 +8,9 @@ The model is rebuilt exactly as `run` builds it (the suite's config, then --mode
 --cfg-options), the checkpoint is loaded with the harness's safe loader (weights_only=True)
 and must fit that model key for key. Every picture is a PNG with a JSON of the numbers it
 draws beside it (`harness.viz.common.save_picture`); the numbers come from
-`zoo.routing.trace` and the models' documented outputs. One module per family in harness/viz.
+`zoo.routing.trace` and the models' documented outputs. One module per family in harness/viz; a
+family without one gets a one-line "no pictures for the <family> family". The README's pictures
+are each family's `demo` (docs/DESIGN.md, "Families").
 """
 from __future__ import annotations
 
@@ -22,12 +24,27 @@ from ..engine.checkpoint import latest_checkpoint
 from ..errors import HarnessError
 
 __all__ = ["add_parser", "cmd_visualize", "load_routed", "visualize", "readme_figures", "families",
-           "README_MODELS"]
+           "readme_models", "readme_compare"]
 
-# (suite, model, images or texts shown) of the README pictures: the routed small variants the embedded job trains
-README_MODELS = (("mnist5k", "dhvn_nano", 16), ("mnist5k", "eshvision_xs", 4), ("pydocs", "exp11_dynamic_tiny", 1))
-README_COMPARE = (("mnist5k", ("dhvn_nano", "dhvn_nano_static", "eshvision_xs", "eshvision_xs_soft")),
-                  ("pydocs", ("exp11_dynamic_tiny", "exp11_baseline_tiny")))
+
+def readme_models() -> list:
+    """[(suite, model, images or texts shown)] of the README pictures: each family's `demo`
+    (docs/DESIGN.md, "Families"), in display order."""
+    import zoo
+    demos = [zoo.get_family(name).demo for name in zoo.list_families()]
+    return [(d.suite, d.model, d.n) for d in demos if d]
+
+
+def readme_compare() -> list:
+    """[(suite, models)] of the README's comparison figures: the families' `demo.compare` models,
+    one figure per suite, in display order."""
+    import zoo
+    out: dict = {}
+    for name in zoo.list_families():
+        demo = zoo.get_family(name).demo
+        if demo and demo.compare:
+            out.setdefault(demo.suite, []).extend(demo.compare)
+    return [(suite, tuple(models)) for suite, models in out.items()]
 
 
 def add_parser(subparsers) -> str:
@@ -97,7 +114,8 @@ def load_routed(model: str, checkpoint: str, suite_name: str, model_kwargs: Opti
     if zoo.is_model(model):
         info = zoo.model_info(model)
         if info["family"] not in families():
-            raise HarnessError(f"{model} is a {info['family']} model; visualize knows {', '.join(families())}")
+            raise HarnessError(f"no pictures for the {info['family']} family ({model}): harness/viz draws "
+                               f"{', '.join(families())}")
         if info["routing"] == "static":
             raise HarnessError(f"{model} is a static model (no routers): there is no routing to draw; "
                                f"use its routed form")
@@ -155,10 +173,10 @@ def readme_figures(root: str = os.path.join("work_dirs", "embedded"),
     from .compare import compare
     options.check_writable(out, "output folder", done="nothing was drawn", folder_only=True)
     pictures = []
-    for suite, model, n in README_MODELS:
+    for suite, model, n in readme_models():
         work = os.path.join(root, suite, model, f"seed{seed}")
         pictures += visualize(model, latest_checkpoint(work), suite, n=n, out=os.path.join(out, model))
-    for suite, models in README_COMPARE:
+    for suite, models in readme_compare():
         pictures += compare(list(models), suite, work_dirs=[os.path.join(root, suite)],
                             out=os.path.join(out, f"compare_{suite}"))["pictures"]
     return pictures

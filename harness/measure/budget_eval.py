@@ -1,4 +1,4 @@
-"""`run --eval-only --budget`: the calibration batch and the threshold shift of each budget."""
+"""`run --eval-only --flops-budget`: the calibration batch and the threshold shift of each FLOPs budget."""
 from __future__ import annotations
 
 import copy
@@ -31,4 +31,4 @@ def fit_budgets(net, budgets: Sequence[float], calibration: torch.Tensor, model:
         try:
             return zoo.routing.fit_budgets(net, list(budgets), calibration)
         except ValueError as e:
-            raise HarnessError(f"--budget for {model}: {e}") from None
+            raise HarnessError(f"--flops-budget for {model}: {e}") from None

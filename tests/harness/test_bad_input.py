@@ -231,7 +231,7 @@ def test_help_on_every_command(capsys):
         assert code == 0 and "usage: python -m harness" in out
 
 
-# ---------------------------------------------------------------- --budget
+# ---------------------------------------------------------------- --flops-budget (old spelling --budget)
 
 
 def _checkpoint(trained_checkpoint):
@@ -242,14 +242,22 @@ def _checkpoint(trained_checkpoint):
 @pytest.mark.parametrize("bad", ["0", "1.5", "-0.2", "nan"])
 def test_budget_outside_the_unit_interval(tmp_path, capsys, trained_checkpoint, bad):
     code, _, err = run_cli(tiny_run_args(tmp_path, "--eval-only", "--checkpoint", _checkpoint(trained_checkpoint),
-                                         "--budget", "0.5", bad), capsys)
-    assert_one_line_error(code, err, "--budget", "(0, 1]")
+                                         "--flops-budget", "0.5", bad), capsys)
+    assert_one_line_error(code, err, "--flops-budget", "(0, 1]")
     assert not (tmp_path / "results.jsonl").exists()
 
 
 def test_budget_needs_eval_only(tmp_path, capsys):
+    code, _, err = run_cli(tiny_run_args(tmp_path, "--flops-budget", "0.5"), capsys)
+    assert_one_line_error(code, err, "--flops-budget", "--eval-only --checkpoint")
+
+
+def test_the_old_spelling_budget_still_works_with_a_note(tmp_path, capsys):
+    """--budget is the deprecated spelling of --flops-budget: the same flag, one note on stderr."""
     code, _, err = run_cli(tiny_run_args(tmp_path, "--budget", "0.5"), capsys)
-    assert_one_line_error(code, err, "--budget", "--eval-only --checkpoint")
+    note, error = err.strip().splitlines()
+    assert note == "harness: --budget is deprecated; use --flops-budget"
+    assert_one_line_error(code, error, "--flops-budget", "--eval-only --checkpoint")
 
 
 @pytest.mark.parametrize("model, what", [("dhvn_nano_static", "is static"),
@@ -257,14 +265,14 @@ def test_budget_needs_eval_only(tmp_path, capsys):
 def test_budget_on_a_model_without_decisions(tmp_path, capsys, model, what):
     ckpt = tmp_path / "fake.pth"
     torch.save({"state_dict": {}}, ckpt)
-    code, _, err = run_cli(tiny_run_args(tmp_path, "--eval-only", "--checkpoint", str(ckpt), "--budget", "0.5",
+    code, _, err = run_cli(tiny_run_args(tmp_path, "--eval-only", "--checkpoint", str(ckpt), "--flops-budget", "0.5",
                                          model=model), capsys)
-    assert_one_line_error(code, err, "--budget needs a routed model", model, what)
+    assert_one_line_error(code, err, "--flops-budget needs a routed model", model, what)
     assert not (tmp_path / "results.jsonl").exists()
 
 
 def test_budget_out_of_reach_writes_nothing(tmp_path, capsys, trained_checkpoint):
     code, _, err = run_cli(tiny_run_args(tmp_path, "--eval-only", "--checkpoint", _checkpoint(trained_checkpoint),
-                                         "--budget", "0.6", "0.01"), capsys)
-    assert_one_line_error(code, err, "--budget", "out of reach", "of its full form's FLOPs")
+                                         "--flops-budget", "0.6", "0.01"), capsys)
+    assert_one_line_error(code, err, "--flops-budget", "out of reach", "of its full form's FLOPs")
     assert not (tmp_path / "results.jsonl").exists()  # 0.6 was fine, but nothing is half-written

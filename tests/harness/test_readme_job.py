@@ -129,9 +129,9 @@ def test_every_routed_model_of_the_job_trains_beside_its_static_plans():
     """The leaderboard holds a routed model to the cheapest of its trained static plans as good as
     it; a plan missing from the job would leave that comparison out silently."""
     import zoo
-    from harness.readme_job import JOBS
+    from harness.readme_job import jobs
     routed = []
-    for suite, models in JOBS:
+    for suite, models in jobs():
         for model in models:
             plans = [] if model.startswith("timm:") else zoo.model_info(model)["static_plans"]
             assert set(plans) <= set(models), f"{suite}: {model}'s plans {sorted(set(plans) - set(models))} not trained"

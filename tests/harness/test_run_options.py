@@ -43,7 +43,7 @@ def test_every_run_flag_is_a_field_and_every_field_a_flag():
     actions = _flags(_run_parser(build_parser()))
     assert list(actions) == [f.name for f in fields(RunOptions)]  # same names, same order (the --help order)
     for f in fields(RunOptions):
-        assert actions[f.name].option_strings == [flag_name(f)]
+        assert actions[f.name].option_strings == [flag_name(f), *f.metadata["deprecated"]]
         assert actions[f.name].help == f.metadata["help"]
 
 
@@ -70,7 +70,19 @@ def test_the_reproducing_command_gives_every_replayed_flag_back():
 def test_defaults_replay_as_nothing_but_the_run():
     assert RunOptions(models=["dhvn_nano"], seeds=[1]).argv() == ["--models", "dhvn_nano", "--seeds", "1"]
     # floats in their shortest exact form, as the parser reads them back
-    assert RunOptions(lr=3e-4, budget=[0.3, 1.0]).argv()[:5] == ["--lr", "0.0003", "--budget", "0.3", "1"]
+    assert RunOptions(lr=3e-4, flops_budget=[0.3, 1.0]).argv()[:5] == ["--lr", "0.0003", "--flops-budget", "0.3", "1"]
+
+
+@pytest.mark.parametrize("spelling", ["--flops-budget", "--budget"])
+def test_flops_budget_and_its_deprecated_spelling_are_one_flag(spelling, capsys):
+    """--budget, the old name of --flops-budget, still parses to the same field, with a one-line
+    note on stderr; the help says so, and the reproducing command uses the new name."""
+    parser = _run_parser(build_parser())
+    opts = RunOptions.from_args(parser.parse_args(["--models", "m", spelling, "0.5", "1"]))
+    assert opts.flops_budget == [0.5, 1.0] and opts.argv()[:3] == ["--flops-budget", "0.5", "1"]
+    note = capsys.readouterr().err.strip()
+    assert note == ("" if spelling == "--flops-budget" else "harness: --budget is deprecated; use --flops-budget")
+    assert "--budget is its deprecated old spelling" in _flags(parser)["flops_budget"].help
 
 
 def test_a_new_flag_is_one_field():
@@ -99,9 +111,9 @@ def test_a_new_flag_is_one_field():
     (["--lr", "nan"], "--lr must be a finite number > 0, got nan"),
     (["--seeds", "0", "-1"], "--seeds must lie in [0, 2**32), got -1"),
     (["--eval-only"], "--eval-only needs --checkpoint PATH"),
-    (["--budget", "0.5"], "--budget evaluates a trained checkpoint: use it with --eval-only --checkpoint PATH"),
-    (["--eval-only", "--checkpoint", "c.pth", "--budget", "1.5"],
-     "--budget is a fraction of the full form's FLOPs in (0, 1], got 1.5"),
+    (["--flops-budget", "0.5"], "--flops-budget evaluates a trained checkpoint: use it with --eval-only --checkpoint PATH"),
+    (["--eval-only", "--checkpoint", "c.pth", "--flops-budget", "1.5"],
+     "--flops-budget is a fraction of the full form's FLOPs in (0, 1], got 1.5"),
     (["--results", "r.json"], "--results is a JSON Lines store and must end in .jsonl, got 'r.json'"),
 ])
 def test_each_check_is_the_fields_own(argv, message):

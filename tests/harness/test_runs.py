@@ -210,7 +210,8 @@ def test_amp_on_cpu_trains_and_evaluates_in_bfloat16(tmp_path, capsys):
 def test_embedded_job_gives_every_model_of_a_suite_the_same_budget(capsys):
     """The job passes no recipe of its own (the suite config holds it), so no model can get a
     different budget, lr or schedule; one run per (model, seed), then the budget curves."""
-    from harness.readme_job import BUDGET_CURVES, JOBS
+    from harness.readme_job import budget_curves, jobs
+    JOBS, BUDGET_CURVES = jobs(), budget_curves()
     code, out, _ = run_cli(["embedded", "--dry-run"], capsys)
     assert code == 0
     cmds = [line.split() for line in out.splitlines() if line.startswith("python -m harness run")]
@@ -224,7 +225,8 @@ def test_embedded_job_gives_every_model_of_a_suite_the_same_budget(capsys):
     assert seen == {(m, s) for _, models in JOBS for m in models for s in "012"}
     for cmd in evals:
         model = cmd[cmd.index("--models") + 1]
-        budgets = cmd[cmd.index("--budget") + 1:cmd.index("--budget") + 1 + len(BUDGET_CURVES[model])]
+        at = cmd.index("--flops-budget") + 1
+        budgets = cmd[at:at + len(BUDGET_CURVES[model])]
         assert [float(b) for b in budgets] == list(BUDGET_CURVES[model])
 
 
@@ -311,11 +313,11 @@ def test_training_logs_routing_shares_per_router(trained_checkpoint):
 
 
 def test_budget_curve_from_one_checkpoint(tmp_path, capsys, trained_checkpoint):
-    """--eval-only --budget: one record per budget, each at (about) its share of the full form's
+    """--eval-only --flops-budget: one record per budget, each at (about) its share of the full form's
     FLOPs on the calibration slice, and the leaderboard draws them as a curve, not as rows."""
     work, trained = trained_checkpoint
     ckpt = str(sorted(work.glob("*.pth"))[-1])
-    code, _, _ = run_cli(tiny_run_args(tmp_path, "--eval-only", "--checkpoint", ckpt, "--budget", "0.4", "1.0"), capsys)
+    code, _, _ = run_cli(tiny_run_args(tmp_path, "--eval-only", "--checkpoint", ckpt, "--flops-budget", "0.4", "1.0"), capsys)
     assert code == 0
     records = read_jsonl(tmp_path / "results.jsonl")
     assert [r["budget"]["target"] for r in records] == [0.4, 1.0]
