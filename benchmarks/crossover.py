@@ -29,18 +29,19 @@ from .perf_report import MAX_LOAD, MAX_WAIT, ROOT, THREADS, WAIT_BUDGET, _one_jo
 
 OUT_DIR = os.path.join("leaderboard", "perf", "crossover")
 SKIPS = (0.25, 0.5, 0.75)
-# family -> routed model, default suite, size flag, {size: batch}; the batch shrinks with the input
-# so a row takes seconds, not minutes, at 1 thread (batch 1 for the LM, as the seed asks)
-SWEEP = {
-    "dhvn": ("dhvn_nano", "mnist5k", "--img-size", {28: 64, 60: 64, 112: 32, 224: 8}),
-    "eshvision": ("eshvision_xs", "mnist5k", "--img-size", {28: 64, 60: 64, 112: 32, 224: 8}),
-    "exp11": ("exp11_dynamic_tiny", "pydocs", "--seq-len", {256: 1, 1024: 1, 4096: 1}),
-}
-# suites whose inputs are native at a size (their trained checkpoints route by their own decisions there)
-NATIVE = {("dhvn", 28): "mnist5k", ("eshvision", 28): "mnist5k", ("exp11", 256): "pydocs",
-          ("dhvn", 60): "cluttered60", ("eshvision", 60): "cluttered60",
-          ("dhvn", 112): "cluttered112", ("eshvision", 112): "cluttered112",
-          ("exp11", 1024): "shakespeare"}
+# each family's sweep (`bench.sweep` of its descriptor, docs/DESIGN.md, "Families"): its routed
+# model, default suite, size flag, {size: batch} (the batch shrinks with the input so a row takes
+# seconds, not minutes, at 1 thread; batch 1 for the LM) and the suites whose inputs are native at
+# a size (their trained checkpoints route by their own decisions there); rows are named by family
+
+
+def sweeps() -> dict:
+    """Family name -> its `Sweep`, in display order."""
+    import zoo
+    families = map(zoo.get_family, zoo.list_families())
+    return {f.name: f.bench.sweep for f in families if f.bench and f.bench.sweep}
+
+
 TIMING = {"small": ["--warmup", "1", "--iters", "7"], "large": ["--warmup", "1", "--iters", "4"]}
 
 
@@ -58,11 +59,12 @@ def jobs(threads=THREADS, max_load=MAX_LOAD, max_wait=MAX_WAIT, families=None):
     gate = ["--max-load", f"{max_load:g}", "--max-wait", f"{max_wait:g}"]
     both = ["--execution", "both", "--static-reference", "--reparam"]
     out = []
-    for fam, (model, suite, flag, sizes) in SWEEP.items():
+    for fam, sweep in sweeps().items():
         if families and fam not in families:
             continue
-        for size, batch in sizes.items():
-            native = NATIVE.get((fam, size))
+        model, suite, flag = sweep.model, sweep.suite, sweep.size_flag
+        for size, batch in sweep.batches.items():
+            native = sweep.native.get(size)
             on = native if native and _suite_exists(native) else suite
             timing = TIMING["large" if size >= 112 and flag == "--img-size" or size >= 4096 else "small"]
             base = ["bench", "--models", model, "--suite", on, flag, str(size), "--batch-size", str(batch),
@@ -78,7 +80,7 @@ def jobs(threads=THREADS, max_load=MAX_LOAD, max_wait=MAX_WAIT, families=None):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", nargs="+", metavar="FAMILY", choices=sorted(SWEEP), help="run only these families")
+    p.add_argument("--only", nargs="+", metavar="FAMILY", choices=sorted(sweeps()), help="run only these families")
     p.add_argument("--list", action="store_true", help="print the rows and exit")
     p.add_argument("--no-leaderboard", action="store_true", help="do not regenerate LEADERBOARD.md")
     p.add_argument("--threads", type=int, nargs="+", default=list(THREADS),

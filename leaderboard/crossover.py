@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from .families import family_name, rank
 from .perf_tables import DASH, UNRELIABLE, table
 
 __all__ = ["crossover_parts", "load_crossover", "CROSSOVER_DIRNAME", "pays"]
@@ -69,11 +70,11 @@ def _rows(docs: Dict[str, dict]) -> Tuple[List[dict], List[int]]:
             if "reference" not in r:
                 continue
             threads = (r.get("conditions") or {}).get("threads")
-            key = (r.get("family") or name.split("_")[0], r["model"], _mix(name, r), threads)
+            key = (family_name(r["model"], r.get("family")) or "", r["model"], _mix(name, r), threads)
             grid.setdefault(key, {})[_size(r)] = r
             sizes.add(_size(r))
-    return [dict(key=k, by_size=v) for k, v in sorted(grid.items(), key=lambda kv: (kv[0][0], kv[0][2] == "trained",
-                                                                                   kv[0][2], kv[0][3] or 0))], \
+    return [dict(key=k, by_size=v) for k, v in sorted(grid.items(), key=lambda kv: (
+        rank(kv[0][0]), kv[0][2] == "trained", kv[0][2], kv[0][3] or 0))], \
         sorted(sizes)
 
 
@@ -83,7 +84,7 @@ def crossover_parts(perf_dir) -> List[str]:
     if not docs:
         return []
     rows, _ = _rows(docs)
-    families = sorted({row["key"][0] for row in rows})
+    families = sorted({row["key"][0] for row in rows}, key=rank)   # display order (docs/DESIGN.md, "Families")
     parts = ["### Crossover: where sparse execution pays against the static form",
              "Each family's routed model against its static always-full form (as in the table above), across "
              "input sizes (vision: the image side in px; LM: tokens per sequence), at forced skips and, "

@@ -7,7 +7,7 @@ Per suite table it draws, from the same aggregated rows as the tables,
 every zoo and timm model as a point with its seed error bar (± sample std of the metric over
 seeds), and each dynamic model joined by a line to its static / always-both / soft form
 (`partner`). On the GFLOPs plot each routed model's compute-budget curve (its checkpoints
-evaluated under `zoo.routing.budget` at several fractions) is a dotted line of triangles. Images go to <results_dir>/../figures/ (leaderboard/figures/ by default), next to
+evaluated under `zoo.routing.flops_budget` at several fractions) is a dotted line of triangles. Images go to <results_dir>/../figures/ (leaderboard/figures/ by default), next to
 a JSON of the plotted numbers, and the markdown links them relative to LEADERBOARD.md.
 
 The markdown depends on the results only, never on whether pictures were written, so
@@ -23,6 +23,7 @@ from typing import List, Optional, Sequence
 
 from .aggregate import ModelRow, SuiteTable, load_results, summarize
 from .atomic import atomic_path, atomic_write
+from .families import color as family_color, family_name
 from .static_plans import frontier
 
 __all__ = ["figures_section", "partner", "figure_specs", "FIGURE_SIZE", "FIGURES_DIRNAME"]
@@ -30,7 +31,6 @@ __all__ = ["figures_section", "partner", "figure_specs", "FIGURE_SIZE", "FIGURES
 FIGURES_DIRNAME = "figures"
 FIGURE_SIZE = (8.0, 5.5)   # inches, at 100 dpi
 DPI = 100
-_FAMILY_COLORS = {"dhvn": "#4C72B0", "eshvision": "#55A868", "exp11": "#DD8452", "timm": "#8C8C8C"}
 _METRIC_LABEL = {"top1": "top-1 accuracy (%, higher is better)",
                  "perplexity": "perplexity (lower is better)"}
 _X = {"gflops": ("executed_gflops", "executed GFLOPs per {item} (FLOPs = 2 x MACs, log scale)"),
@@ -53,13 +53,14 @@ def partner(model: str, models: Sequence[str], static_forms: Optional[dict] = No
     return next((c for c in candidates if c in models and c != model), None)
 
 
-def _family(model: str, families: Optional[dict] = None) -> str:
-    """The recorded family; records written before they carried one: the name's prefix."""
-    if families and model in families:
-        return families[model]
-    if model.startswith("timm:"):
-        return "timm"
-    return model.split("_")[0]
+def _family(model: str, families: Optional[dict] = None) -> Optional[str]:
+    """The recorded family; for records written before they carried one, the zoo's."""
+    return family_name(model, (families or {}).get(model))
+
+
+def _color(model: str, families: Optional[dict] = None) -> str:
+    """The model's family colour (`display.color`, docs/DESIGN.md, "Families"; timm grey)."""
+    return family_color(_family(model, families))
 
 
 def _slug(table: SuiteTable, show_task: bool) -> str:
@@ -158,19 +159,19 @@ def _draw(spec: dict, path: Path) -> None:
         # the static plans' frontier as a staircase: below it in cost and above it in quality is
         # what routing has to reach (higher metric better for top-1; a perplexity axis is lower)
         pts = f["frontier"]
-        color = _FAMILY_COLORS.get(_family(f["model"], families), "black")
+        color = _color(f["model"], families)
         ax.step([p["x"] for p in pts], [p["y"] for p in pts], where="post", color=color, lw=2.2, alpha=0.35,
                 zorder=0, label=f"{f['model']}: frontier of its trained static plans")
     for dynamic, static in spec["pairs"]:
         if dynamic in by_model and static in by_model:
             a, b = by_model[dynamic], by_model[static]
-            ax.plot([a["x"], b["x"]], [a["y"], b["y"]], color=_FAMILY_COLORS.get(_family(dynamic, families), "black"),
+            ax.plot([a["x"], b["x"]], [a["y"], b["y"]], color=_color(dynamic, families),
                     lw=1, ls="--", alpha=0.7, zorder=1)
     for curve in spec.get("curves", []):
         pts = sorted(curve["points"], key=lambda p: p["x"])
         if not pts:
             continue
-        color = _FAMILY_COLORS.get(_family(curve["model"], families), "black")
+        color = _color(curve["model"], families)
         budgets = ", ".join(format(p["budget"], "g") for p in pts)
         ax.errorbar([p["x"] for p in pts], [p["y"] for p in pts],
                     yerr=[p["yerr"] or 0.0 for p in pts], color=color, lw=1.2, ls=":", marker="^", ms=5,
@@ -183,7 +184,7 @@ def _draw(spec: dict, path: Path) -> None:
         # hollow: a static plan, or the static / soft form, of a dynamic model on the board
         hollow = p["model"] in plan_names or partner(p["model"], list(by_model), spec.get("static_forms")) is not None
         ax.errorbar(p["x"], p["y"], yerr=p["yerr"] if p["yerr"] is not None else None, fmt="s" if fam == "timm" else "o",
-                    color=_FAMILY_COLORS.get(fam, "black"), ms=7, capsize=4, zorder=2,
+                    color=family_color(fam), ms=7, capsize=4, zorder=2,
                     mfc="white" if hollow else None,
                     label=f"{p['model']} (n={p['n']})")
         # a static form is labelled below its point, its dynamic model above, so a pair that

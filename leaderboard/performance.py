@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from .crossover import crossover_parts
+from .families import family_name, rank
 from .perf_tables import (DASH, UNRELIABLE, load_cell, ops_rows, overhead_rows, parity_rows, peers_rows, ranged,
                           run_ms, status, table, threads_of, trusted)
 
@@ -24,7 +25,6 @@ __all__ = ["performance_section", "load_perf", "EFFICIENCY_TARGET", "PERF_DIRNAM
 
 PERF_DIRNAME = "perf"
 EFFICIENCY_TARGET = 0.9
-FAMILY_ORDER = {"dhvn": 0, "eshvision": 1, "exp11": 2}
 REGENERATE = "python benchmarks/perf_report.py"
 
 
@@ -35,10 +35,6 @@ def load_perf(perf_dir) -> Dict[str, dict]:
         with open(path, encoding="utf-8") as f:
             out[path.stem] = json.load(f)
     return out
-
-
-def _family(model: str) -> str:
-    return model.split("_")[0]
 
 
 # choices in the order the families name them (the routers' cheap_choice first), whatever order the JSON has
@@ -74,7 +70,8 @@ def _bench_key(item):
     if r.get("policy", "") and r["policy"].startswith("skip="):
         order = float(r["policy"][5:])
     threads = (r.get("conditions") or {}).get("threads") or 0
-    return FAMILY_ORDER.get(_family(r["model"]), 9), r["model"], order, name, threads
+    # the families in their display order (docs/DESIGN.md, "Families")
+    return rank(family_name(r["model"], r.get("family"))), r["model"], order, name, threads
 
 
 def _target(eff: Optional[float]) -> Optional[bool]:
