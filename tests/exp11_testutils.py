@@ -1,4 +1,5 @@
-"""Helpers the Exp11 tests share: a tiny model with mixed routes and its routers' decisions."""
+"""Helpers the Exp11 tests share: a tiny model with mixed routes, its routers' decisions, and one
+forward in a given mode."""
 import torch
 
 import zoo
@@ -23,3 +24,30 @@ def decisions(model):
 
 
 MIXES = ["add", "replace", "hide"]
+
+
+def forward_in_mode(model, x, mode, seed):
+    """(logits, decisions) of one no-grad forward: mode "train" (dense, the same random draws for
+    every call with the same seed), or "sparse" / "dense" at eval."""
+    torch.manual_seed(seed)
+    if mode == "train":
+        model.train()
+        ctx = routing.execution(model, "dense")
+    else:
+        model.eval()
+        ctx = routing.execution(model, mode)
+    with ctx, torch.no_grad():
+        return model(x), decisions(model)
+
+
+def sparse_and_dense(model, x):
+    """(sparse, dense) eval logits of one input, after checking that both took the same routes."""
+    model.eval()
+    with torch.no_grad():
+        with routing.execution(model, "sparse"):
+            sparse, ds = model(x), decisions(model)
+        with routing.execution(model, "dense"):
+            dense, dd = model(x), decisions(model)
+    for a, b in zip(ds, dd):
+        assert torch.equal(a, b)
+    return sparse, dense

@@ -13,7 +13,7 @@ from zoo.ops.dispatch import pack_rows
 from zoo.ops.gating import load_balance_loss
 from zoo.specs import AttentionSpec, GDNSpec
 
-from exp11_testutils import MIXES, TINY, decisions, make
+from exp11_testutils import MIXES, TINY, decisions, forward_in_mode, make
 
 VARIANTS = ["exp11_baseline", "exp11_dynamic", "exp11_baseline_tiny", "exp11_dynamic_tiny"]
 
@@ -141,20 +141,6 @@ def test_blocked_sorted_queries_equal_full_attention(seed, B, T, block):
 
 # ----------------------------------------------------------------------------- causality
 
-def _forward(model, x, mode, seed):
-    torch.manual_seed(seed)  # the same Gumbel draw for both inputs in training
-    if mode == "train":
-        model.train()
-        ctx = routing.execution(model, "dense")
-    else:
-        model.eval()
-        ctx = routing.execution(model, mode)
-    with ctx, torch.no_grad():
-        return model(x), decisions(model)
-
-
-
-
 @pytest.mark.parametrize("mix", MIXES)
 @pytest.mark.parametrize("mode", ["train", "sparse", "dense"])
 @settings(max_examples=6)
@@ -168,8 +154,8 @@ def test_causal_in_every_mode(mode, mix, data):
     x = torch.randint(0, 64, (B, T), generator=torch.Generator().manual_seed(seed))
     y = x.clone()
     y[:, t + 1:] = torch.randint(0, 64, (B, T - t - 1))
-    lx, dx = _forward(model, x, mode, seed)
-    ly, dy = _forward(model, y, mode, seed)
+    lx, dx = forward_in_mode(model, x, mode, seed)
+    ly, dy = forward_in_mode(model, y, mode, seed)
     torch.testing.assert_close(ly[:, :t + 1], lx[:, :t + 1], atol=1e-5, rtol=0)
     for a, b in zip(dx, dy):
         assert torch.equal(a[:, :t + 1], b[:, :t + 1])

@@ -2,22 +2,10 @@
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
-from exp11_testutils import MIXES, TINY, decisions, make
+from exp11_testutils import MIXES, TINY, make, sparse_and_dense
 
 import zoo
 from zoo import routing
-
-
-def _sparse_and_dense(model, x):
-    model.eval()
-    with torch.no_grad():
-        with routing.execution(model, "sparse"):
-            sparse, ds = model(x), decisions(model)
-        with routing.execution(model, "dense"):
-            dense, dd = model(x), decisions(model)
-    for a, b in zip(ds, dd):
-        assert torch.equal(a, b)
-    return sparse, dense
 
 
 @pytest.mark.parametrize("mix", MIXES)
@@ -26,7 +14,7 @@ def _sparse_and_dense(model, x):
 def test_sparse_equals_dense_on_mixed_routes(mix, seed, B, T):
     model = make(seed=seed % 7, mix=mix)
     x = torch.randint(0, 64, (B, T), generator=torch.Generator().manual_seed(seed))
-    sparse, dense = _sparse_and_dense(model, x)
+    sparse, dense = sparse_and_dense(model, x)
     torch.testing.assert_close(sparse, dense, atol=1e-5, rtol=0)
 
 
@@ -43,7 +31,7 @@ def test_sparse_equals_dense_forced(choice, B, mix):
 
     policy = fixed_random if choice == "random" else choice
     with routing.force(model, policy):
-        sparse, dense = _sparse_and_dense(model, x)
+        sparse, dense = sparse_and_dense(model, x)
         shares = [rec.shares() for rec in routing.trace(model)]
     if choice != "random":
         assert all(s[choice] == 1.0 for s in shares)
@@ -94,7 +82,7 @@ def test_sparse_equals_dense_with_a_row_that_has_no_gdn_token(mix):
         return d
 
     with routing.force(model, policy):
-        sparse, dense = _sparse_and_dense(model, x)
+        sparse, dense = sparse_and_dense(model, x)
     torch.testing.assert_close(sparse, dense, atol=1e-5, rtol=0)
 
 

@@ -19,6 +19,7 @@ SMALL = {  # the routed small variant of each family, its create kwargs and one 
     "dhvn_nano": (dict(num_classes=10, in_chans=1, img_size=28), lambda: torch.randn(3, 1, 28, 28)),
     "eshvision_xs": (dict(num_classes=10, in_chans=1, img_size=28), lambda: torch.randn(2, 1, 28, 28)),
     "exp11_dynamic_tiny": (dict(), lambda: torch.randint(0, 256, (2, 40))),
+    "exp11_read_tiny": (dict(), lambda: torch.randint(0, 256, (2, 40))),   # a second Exp11 routed block
 }
 
 

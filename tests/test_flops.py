@@ -112,7 +112,8 @@ def _mixed_policy(router, shape):
 def test_thop_covers_every_variant():
     assert set(SMALL) | {"eshvision_xs", "eshvision_xs_soft", "eshvision_xs_ssm", "eshvision_xs_attn",
                          "exp11_baseline_tiny", "exp11_dynamic_tiny", "exp11_gggg_tiny", "exp11_ggss_tiny",
-                         "exp11_ssss_tiny", "exp11_ggbs_tiny", "exp11_gbbs_tiny"} == set(zoo.list_models())
+                         "exp11_ssss_tiny", "exp11_ggbs_tiny", "exp11_gbbs_tiny", "exp11_read_tiny", "exp11_read2_tiny",
+                         "exp11_gggn_tiny", "exp11_ggns_tiny", "exp11_ggnn_tiny"} == set(zoo.list_models())
 
 
 @pytest.mark.parametrize("name", zoo.list_models())
@@ -221,6 +222,9 @@ def test_causal_attention_by_hand():
     expected = 2 * B * T * dim * dim * 3 + 2 * 2 * B * (T * (T + 1) // 2) * dim + 2 * B * T * dim * dim
     assert _count(attn, torch.randn(B, T, dim)) == expected
     assert attn.flops_per_token(T) * B * T == expected
+    # keys_only: the key/value projection alone, what a token that skips a read layer still costs
+    # when its sequence has readers (`ReadBlock.choice_costs`)
+    assert attn.flops_per_token(T, keys_only=True) * B * T == 2 * B * T * dim * dim * 2
 
 
 @given(st.integers(1, 3), st.integers(1, 300), st.floats(0.0, 1.0), st.integers(0, 2**16))
@@ -280,7 +284,7 @@ def _fraction_policy(default, other, share):
     return policy
 
 
-@pytest.mark.parametrize("name", ["dhvn_nano", "eshvision_xs", "exp11_dynamic_tiny"])
+@pytest.mark.parametrize("name", ["dhvn_nano", "eshvision_xs", "exp11_dynamic_tiny", "exp11_read_tiny"])
 def test_saved_is_zero_for_the_full_policy_and_for_models_without_routing(name):
     model, x = _small_model(name)
     report = zf.flops_report(model, x)
@@ -288,7 +292,7 @@ def test_saved_is_zero_for_the_full_policy_and_for_models_without_routing(name):
         assert zf.count_flops(model, x) == report["dense"]
     assert report["executed"] <= report["dense"]
     static = {"dhvn_nano": "dhvn_nano_static", "eshvision_xs": "eshvision_xs_soft",
-              "exp11_dynamic_tiny": "exp11_baseline_tiny"}[name]
+              "exp11_dynamic_tiny": "exp11_baseline_tiny", "exp11_read_tiny": "exp11_baseline_tiny"}[name]
     static_model = _small_model(static)[0]
     if static == "eshvision_xs_soft":  # spread alpha so that some patches ponder (alpha > 0.7)
         torch.manual_seed(1)
@@ -316,9 +320,10 @@ def test_dhvn_saves_more_as_more_samples_skip_a_branch():
 # Which branch costs more per item depends on the sizes: at eshvision_xs (dims 32/64 over 49/16
 # patches) an SSM patch's z projection and out_proj cost more than an attention patch's query,
 # scores and output projection. In exp11_dynamic_tiny a softmax token runs the GDN too, plus
-# its attention read.
+# its attention read; in exp11_read_tiny a skipping token runs no read (its key/value projection only).
 @pytest.mark.parametrize("name, costly, cheap", [("eshvision_xs", "ssm", "attention"),
-                                                 ("exp11_dynamic_tiny", "softmax", "gdn")])
+                                                 ("exp11_dynamic_tiny", "softmax", "gdn"),
+                                                 ("exp11_read_tiny", "softmax", "skip")])
 def test_per_item_routing_saves_more_as_items_leave_the_costlier_branch(name, costly, cheap):
     # With both branches in use in every image / sequence, the shared work (keys and values of
     # every item; the scan over every patch) is fixed, and each item moved from the costlier

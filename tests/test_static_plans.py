@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import zoo
+from learned_scalars import randomize_learned_scalars
 from zoo import routing
 
 
@@ -36,7 +37,8 @@ def _transfer(routed, plan_name, **kw):
     return plan
 
 
-@pytest.mark.parametrize("name", ["dhvn_nano", "eshvision_xs", "exp11_dynamic_tiny"])
+@pytest.mark.parametrize("name", ["dhvn_nano", "eshvision_xs", "exp11_dynamic_tiny", "exp11_read_tiny",
+                                  "exp11_read2_tiny"])
 def test_every_plan_is_a_static_model_without_routers(name):
     plans = zoo.model_info(name)["static_plans"]
     assert len(plans) >= 2
@@ -91,6 +93,25 @@ def test_an_exp11_plan_computes_what_the_routed_network_forced_to_it_computes(pl
     with routing.force(routed, _plan_policy(dict(zip(("layers.1", "layers.2"), layers)))):
         want = routed(x)
     torch.testing.assert_close(static(x), want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name, plan_name, choices", [
+    ("exp11_read_tiny", "exp11_baseline_tiny", ("softmax",)),
+    ("exp11_read_tiny", "exp11_gggn_tiny", ("skip",)),
+    ("exp11_read2_tiny", "exp11_ggss_tiny", ("softmax", "softmax")),
+    ("exp11_read2_tiny", "exp11_ggns_tiny", ("skip", "softmax")),
+    ("exp11_read2_tiny", "exp11_ggnn_tiny", ("skip", "skip")),
+])
+def test_an_exp11_read_plan_computes_what_the_routed_network_forced_to_it_computes(name, plan_name, choices):
+    """A read layer with every token reading is a "softmax" layer, with every token skipping a
+    "none" layer (its MLP alone); the plans take the routed model's weights under their own names."""
+    routed = randomize_learned_scalars(zoo.create_model(name, max_seq_len=64)).eval()
+    static = _transfer(routed, plan_name, max_seq_len=64)
+    x = torch.randint(0, 256, (2, 64), generator=torch.Generator().manual_seed(3))
+    layers = [r.layer for r in routing.routers(routed)]
+    with routing.force(routed, _plan_policy(dict(zip(layers, choices)))):
+        want = routed(x)
+    torch.testing.assert_close(static(x), want, rtol=0, atol=0)
 
 
 def test_a_per_block_policy_of_the_wrong_length_or_choice_is_refused():
