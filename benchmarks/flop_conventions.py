@@ -20,7 +20,7 @@ import torch
 
 import zoo
 import zoo.flops as zf
-from zoo.blocks import causal_attention as ca
+from zoo.families.exp11 import causal_attention as ca
 from zoo.ops.counting import cpu_sdpa_pairs
 
 

@@ -8,7 +8,7 @@ model = dict(
     type='ZooClassifier',
     arch='dhvn_tiny',  # the CLI sets each run's model (--models)
     arch_kwargs=dict(num_classes=10, in_chans=3, img_size=32, mean=mean, std=std),
-    aux_weights=dict(),  # overrides of the routing objectives' default weights (zoo.blocks.objectives)
+    aux_weights=dict(),  # overrides of the routing objectives' default weights (zoo.layers.objectives)
     label_smoothing=0.0,
     data_preprocessor=dict(type='BaseDataPreprocessor'),
 )

@@ -17,7 +17,7 @@ model = dict(
     type='ZooClassifier',
     arch='dhvn_nano',  # the CLI sets each run's model (--models): a zoo name or timm:NAME
     arch_kwargs=dict(num_classes=10, in_chans=1, img_size=28, mean=(0.1307,), std=(0.3081,)),
-    # overrides of the routing objectives' default weights (zoo.blocks.objectives; each weighted
+    # overrides of the routing objectives' default weights (zoo.layers.objectives; each weighted
     # term is logged as loss_<name>): none on this suite
     aux_weights=dict(),
     label_smoothing=0.0,

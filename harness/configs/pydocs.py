@@ -14,7 +14,7 @@ model = dict(
     type='ZooLM',
     arch='exp11_dynamic_tiny',  # the CLI sets each run's model (--models)
     arch_kwargs=dict(vocab_size=256, max_seq_len=max_seq_len),
-    # overrides of the routing objectives' default weights (zoo.blocks.objectives; each weighted
+    # overrides of the routing objectives' default weights (zoo.layers.objectives; each weighted
     # term is logged as loss_<name>): none on this suite
     aux_weights=dict(),
     data_preprocessor=dict(type='BaseDataPreprocessor'),

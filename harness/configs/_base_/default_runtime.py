@@ -25,7 +25,7 @@ custom_hooks = [
     dict(type='TauScheduleHook', start=1.0, end=0.5, schedule='cosine'),
     # per-router choice shares of the training routes (and tau), logged at the logger interval
     dict(type='RoutingLogHook'),
-    # the routing objectives' warm-up ramps (zoo.blocks.objectives: ESH's ponder weight is 0 for
+    # the routing objectives' warm-up ramps (zoo.layers.objectives: ESH's ponder weight is 0 for
     # the first quarter of training, then ramps linearly to its weight at the half); other
     # auxiliary weights stay constant
     dict(type='AuxWeightScheduleHook'),
