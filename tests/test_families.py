@@ -1,19 +1,12 @@
 """Each family owns itself (docs/DESIGN.md, "Families"): its descriptor, its static reference and
 the routed-block protocol, and a new family registered from one place."""
-from dataclasses import dataclass
-
 import pytest
 import torch
-import torch.nn as nn
 
 import zoo
-from zoo import bridges, registry
-from zoo.layers.base import LMSpec, ZooCausalLM
-from zoo.layers.family import FAMILIES, Display, Family, UnknownFamilyError, register_family
-from zoo.layers.routed import dense_mix
-from zoo.layers.routed_block import RoutedBlock, routed_calls
-from zoo.layers.router import Router
-from zoo.specs import RouterSpec
+from toy_family import register_toy
+from zoo.layers.family import UnknownFamilyError
+from zoo.layers.routed_block import routed_calls
 
 SMALL = {  # the routed small variant of each family, its create kwargs and one input
     "dhvn_nano": (dict(num_classes=10, in_chans=1, img_size=28), lambda: torch.randn(3, 1, 28, 28)),
@@ -109,86 +102,15 @@ def test_each_routed_block_runs_one_choice_as_its_routed_mix_does(model):
 
 # ------------------------------------------------------------------ a fourth family, from one place
 
-@dataclass(frozen=True)
-class ToySpec(LMSpec):
-    hidden: int = 8
-    router: RouterSpec = RouterSpec(mode="hard")
-    static: bool = False
-
-
-class Doubling(nn.Module):
-    """Elementwise, so the FLOP counter needs the family's rule to see it."""
-
-    def forward(self, x):
-        return 2 * x
-
-
-class ToyBlock(RoutedBlock):
-    choices = ("cheap", "dear")
-
-    def __init__(self, dim):
-        super().__init__()
-        self.cheap, self.dear = Doubling(), nn.Linear(dim, dim, bias=False)
-
-    def static_choice(self, choice, inputs):
-        return (self.cheap if choice == "cheap" else self.dear)(inputs[0])
-
-    def run_routed(self, inputs, route):
-        if not route.sparse:
-            return dense_mix(route, {c: self.static_choice(c, inputs) for c in self.choices})
-        out, dear = self.cheap(inputs[0]), route.mask("dear")
-        out[dear] = self.dear(inputs[0][dear])
-        return out
-
-
-class ToyLM(ZooCausalLM):
-    family = "toy"
-
-    def __init__(self, spec=ToySpec()):
-        super().__init__(spec)
-        self.embed = nn.Embedding(spec.vocab_size, spec.hidden)
-        self.block = ToyBlock(spec.hidden)
-        if not spec.static:
-            self.router = Router(spec.hidden, ToyBlock.choices, "token", spec.router, layer="block")
-            self.router.set_costs(dict(cheap=1.0, dear=2.0 * spec.hidden))
-        self.head = nn.Linear(spec.hidden, spec.vocab_size, bias=False)
-
-    @classmethod
-    def routing_of(cls, spec):
-        return "static" if spec.static else "token"
-
-    def forward(self, ids):
-        x = self.embed(ids)
-        if self.spec.static:
-            return self.head(self.block.static_choice("dear", (x,)))
-        return self.head(self.block.dispatch((x,), self.router(x)))
-
-
 @pytest.fixture
 def toy_family(monkeypatch):
-    """The toy family's one package, as a test: its models and its descriptor, registered (and
-    taken out again afterwards; timm and mmengine never see them)."""
-    for table in ("_ENTRYPOINTS", "_INFO_CACHE", "_STATIC_FORMS", "_STATIC_PLANS"):
-        monkeypatch.setattr(registry, table, dict(getattr(registry, table)))
-    monkeypatch.setattr(bridges, "register_everywhere", lambda fn, timm_cfgs=None: None)
-    monkeypatch.setitem(FAMILIES, "toy", None)
-
-    def toy_static(pretrained=False, **kwargs):
-        return registry.build_model(ToyLM, ToySpec(vocab_size=32, max_seq_len=16, static=True), pretrained, **kwargs)
-
-    def toy_routed(pretrained=False, **kwargs):
-        return registry.build_model(ToyLM, ToySpec(vocab_size=32, max_seq_len=16), pretrained, **kwargs)
-    registry.register_model(toy_static)
-    registry.register_model(toy_routed, static_form="toy_static", static_plans=("toy_static",))
-    del FAMILIES["toy"]
-    return register_family(Family(name="toy", model_class=ToyLM, display=Display("Toy", "#000000", 3),
-                                  suite="pydocs", budget_curves={"toy_routed": (0.5, 1.0)},
-                                  module_flops={Doubling: lambda module, args, kwargs, out: out.numel()}))
+    """The toy family (tests/toy_family.py), registered for one test."""
+    return register_toy(monkeypatch)
 
 
 def test_a_new_family_is_one_package_that_registers_its_models_and_descriptor(toy_family):
     assert zoo.list_families()[-1] == "toy" and zoo.family_of("toy_routed") is toy_family
-    assert zoo.list_models(tags={"family": "toy"}) == ["toy_routed", "toy_static"]
+    assert zoo.list_models(tags={"family": "toy"}) == ["toy_routed", "toy_static", "toy_wide", "toy_wide_static"]
     net = zoo.create_model("toy_routed", vocab_size=48).eval()
     ids = torch.randint(0, 48, (2, 5))
     # its module FLOP rule counts the elementwise branch: head, router and, per token, 8 doublings
