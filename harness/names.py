@@ -9,7 +9,7 @@ from typing import List, Sequence
 from . import options
 from .errors import HarnessError
 from .suites import Suite
-from .tasks import IMAGE_TASK
+from .tasks import IMAGE_TASK, get_task
 
 __all__ = ["IMAGE_TASK", "TIMM_PREFIX", "resolve_models", "model_task", "check_tasks", "default_work_dir"]
 
@@ -57,11 +57,14 @@ def model_task(name: str) -> str:
 
 
 def check_tasks(names: Sequence[str], suite: Suite) -> None:
+    """Every model runs the suite's task: its class declares the task's `model_task` (a causal
+    LM runs associative recall, too)."""
+    wanted = get_task(suite.task).model_task
     for n in names:
         task = model_task(n)
-        if task != suite.task:
+        if task != wanted:
             raise HarnessError(f"{n} is a {task} model and cannot run on suite {suite.name} "
-                               f"({suite.task}); pick a {suite.task} model (`python -m harness list`)")
+                               f"({suite.task}); pick a {wanted} model (`python -m harness list`)")
 
 
 def default_work_dir(suite: str, model: str, seed: int) -> str:

@@ -4,7 +4,7 @@ Rules, in the order they apply:
 1. Files: every ``*.jsonl`` directly in the results directory, read in sorted name order;
    malformed lines are skipped and reported (see ``leaderboard.store.read_records``).
 2. Task: the record's ``task``, else inferred from its metrics (``top1`` -> classification,
-   ``perplexity`` -> causal LM). Records of an unknown task are reported and skipped.
+   ``query_accuracy`` -> associative recall, ``perplexity`` -> causal LM). Records of an unknown task are reported and skipped.
 3. One record per (suite, model, seed): when a seed was run more than once, the newest by
    ``created`` wins (a missing or unparseable ``created`` counts as oldest). Exact ties are
    broken by the record's canonical JSON, so the winner never depends on file order.
@@ -39,6 +39,7 @@ class TaskSpec:
     flops_key: str = "executed_gflops"   # key in the record's `flops`: per image, or per token
     quality: str = ""             # the metric static plans are held to (same direction as the primary)
     quality_name: str = ""
+    note: str = ""                # what the metric columns mean, under the table
 
 
 TASK_SPECS = {
@@ -48,6 +49,15 @@ TASK_SPECS = {
     # evaluated at different sequence lengths stay comparable
     "causal-lm": TaskSpec("causal-lm", ("perplexity", "bits_per_byte"), False, "tokens_per_s",
                           "executed_gflops_per_token", quality="bits_per_byte", quality_name="bits/byte"),
+    # scored at the queries only (MQAR), where bits/byte would be bits per query token: query accuracy,
+    # and where a routed model's softmax reads fall (docs/DESIGN.md, "Embedded suites")
+    "associative-recall": TaskSpec(
+        "associative-recall", ("query_accuracy", "routing_precision", "routing_recall", "query_share"), True,
+        "tokens_per_s", "executed_gflops_per_token", quality="query_accuracy", quality_name="query accuracy",
+        note="Query accuracy: argmax hits at the query positions, the only scored ones. Routing precision: of the "
+             "tokens that read softmax in the routed layers, the share at query positions (a router blind to the "
+             "queries reads at the query share, one that reads exactly them reaches 1); routing recall: the share "
+             "of query positions that read softmax. Static models have neither."),
 }
 _ALL_METRICS = sorted({m for spec in TASK_SPECS.values() for m in spec.metrics})
 
@@ -127,6 +137,8 @@ def infer_task(record: dict) -> Optional[str]:
     metrics = record["metrics"]
     if "top1" in metrics:
         return "image-classification"
+    if "query_accuracy" in metrics:   # before perplexity: recall records carry the LM loss too
+        return "associative-recall"
     if "perplexity" in metrics or "bits_per_byte" in metrics:
         return "causal-lm"
     return None

@@ -33,6 +33,10 @@ _METRICS = {
     "top1": ("Top-1 %", 2, "top-1 accuracy %, higher is better"),
     "perplexity": ("Perplexity", 2, "perplexity, lower is better"),
     "bits_per_byte": ("Bits/byte", 3, "bits/byte, lower is better"),
+    "query_accuracy": ("Query accuracy", 3, "query accuracy, higher is better"),
+    "routing_precision": ("Routing precision", 3, "routing precision"),
+    "routing_recall": ("Routing recall", 3, "routing recall"),
+    "query_share": ("Query share", 3, "query share"),
 }
 _THROUGHPUT_HEADER = {"samples_per_s": "Samples/s", "tokens_per_s": "Tokens/s"}
 # executed FLOPs (2 x MACs, hard routing, sparse execution) per image / per token
@@ -143,7 +147,7 @@ def _render_table(table: SuiteTable, show_task: bool) -> str:
              "Saved vs dense reference: 1 - executed / FLOPs of the same weights with every branch "
              "run for every item (dense execution, every router on its full choice, no budget shift): "
              "a reference nobody would deploy, shown for scale.")
-    parts = [title, caption, _conditions_line(table), grid, saved]
+    parts = [title, caption, _conditions_line(table), grid] + ([spec.note] if spec.note else []) + [saved]
     lines = verdicts(table.rows, spec, lambda r: _stat_cell(r.metrics[spec.quality], _METRICS[spec.quality][1]))
     if lines:
         parts.append("Routing against its static plans:\n\n" + "\n".join(lines))

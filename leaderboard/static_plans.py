@@ -12,7 +12,8 @@ against the cheapest of them that is as good:
 
 When no plan on the board is as good, there is no saving to state: routing is better than
 every static plan, and the page says so. Quality is the task's `quality` metric (top-1 for
-images, bits/byte for LMs).
+images, bits/byte for LMs, query accuracy for associative recall), in the direction of its
+primary metric.
 """
 from __future__ import annotations
 

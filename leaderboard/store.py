@@ -12,7 +12,10 @@ Record schema (the harness writes it; only ``REQUIRED_FIELDS`` are enforced):
     metrics     dict  evaluation metrics                                            (required)
                       image-classification: top1, top5 (percent, 0-100), loss
                       causal-lm: loss (nats/token), perplexity, bits_per_byte
-    task        str   "image-classification" or "causal-lm"
+                      associative-recall: query_accuracy (0-1), query_share, and for a
+                      routed model routing_precision and routing_recall (0-1); loss,
+                      perplexity and bits_per_byte over the query tokens
+    task        str   "image-classification", "causal-lm" or "associative-recall"
     routing     dict  router layer name -> {"granularity": str, "choices": [str, ...],
                       "share": {choice: fraction 0-1}, "entropy": float (nats),
                       "load_balance": float}; {} for a static model
@@ -57,7 +60,7 @@ from filelock import FileLock
 __all__ = ["REQUIRED_FIELDS", "TASKS", "append_record", "read_records", "record_problems"]
 
 REQUIRED_FIELDS = ("model", "suite", "seed", "metrics")
-TASKS = ("image-classification", "causal-lm")
+TASKS = ("image-classification", "causal-lm", "associative-recall")
 
 PathLike = Union[str, os.PathLike]
 

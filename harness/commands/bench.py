@@ -158,13 +158,12 @@ def _bench(arch: str, suite, args, shares, model_kwargs: dict, strict: bool, dev
     from ..measure.bench_model import bench_model
     from ..names import model_task
 
-    task = model_task(arch)
-    t = get_task(task)
+    t = get_task(suite.task)   # check_tasks held the model to it: the suite's task sizes and feeds it
     for option in size_options():
         if getattr(args, option) and option != t.size_option:
-            takers = " and ".join(n for n, other in TASKS.items() if other.size_option == option)
-            raise HarnessError(f"--{option.replace('_', '-')} applies to {takers} models; {arch} is a {task} "
-                               f"model (use --{t.size_option.replace('_', '-')})")
+            takers = " and ".join(sorted({o.model_task for o in TASKS.values() if o.size_option == option}))
+            raise HarnessError(f"--{option.replace('_', '-')} applies to {takers} models; {arch} is a "
+                               f"{model_task(arch)} model (use --{t.size_option.replace('_', '-')})")
     overrides = {}
     base_kwargs = suite_config(arch, suite, device=device)[0].model["arch_kwargs"]
     if t.size_option == "seq_len" and args.seq_len:
@@ -177,4 +176,4 @@ def _bench(arch: str, suite, args, shares, model_kwargs: dict, strict: bool, dev
 
     def build(name):  # a static reference, on the same config
         return network_from_config(suite_config(name, suite, overrides, device=device)[0], name, None, device)
-    return bench_model(arch, suite, task, net, cfg.model["arch_kwargs"], build, args, shares, strict, device, gate)
+    return bench_model(arch, suite, t.name, net, cfg.model["arch_kwargs"], build, args, shares, strict, device, gate)

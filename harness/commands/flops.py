@@ -22,6 +22,7 @@ import torch
 from .. import options
 from ..errors import HarnessError
 from ..measure.executed_flops import measure_flops
+from ..tasks import get_task
 
 __all__ = ["add_parser", "cmd_flops"]
 
@@ -73,7 +74,7 @@ def cmd_flops(args, argv=()) -> int:
     if args.json:
         print(json.dumps(results, indent=2, sort_keys=True))
         return 0
-    lm = suite.task == "causal-lm"
+    lm = get_task(suite.task).per == "token"
     unit = "token" if lm else "sample"
     key = "_per_token" if lm else ""
     def cells(r, c):

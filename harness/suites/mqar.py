@@ -108,6 +108,15 @@ class MQAR(Dataset):
                              power_a=float(power_a), seed=seed, generator_version=GENERATOR_VERSION,
                              query_share=num_kv_pairs / max_seq_len, tokens="synthetic")
 
+    @staticmethod
+    def at_length(kwargs: dict, max_seq_len: int):
+        """These dataset arguments at another length with the same share of pairs (at least 1, at
+        most the vocabulary's (V - 2) // 2 distinct keys and values), and a note saying how many:
+        a suite's data at another `bench --seq-len` (docs/DESIGN.md, "Embedded suites")."""
+        pairs = kwargs["num_kv_pairs"] * max_seq_len // kwargs["max_seq_len"]
+        pairs = max(1, min(pairs, (kwargs["vocab_size"] - 2) // 2))
+        return dict(kwargs, max_seq_len=max_seq_len, num_kv_pairs=pairs), f" ({pairs} pairs)"
+
     def __len__(self) -> int:
         return len(self.tokens)
 

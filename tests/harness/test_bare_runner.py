@@ -50,6 +50,27 @@ def test_bare_runner_trains_and_tests_pydocs(tmp_path):
     assert _bare_run(cfg, tmp_path)["loss"] > 0
 
 
+def test_pydocs1024_is_pydocs_at_1024_tokens_with_as_many_tokens_per_step(tmp_path, capsys):
+    from mmengine.registry import DATASETS
+    from harness_testutils import run_cli
+    base, cfg = (Config.fromfile(os.path.join(CONFIGS, f"{name}.py")) for name in ("pydocs", "pydocs1024"))
+    for split in ("train_dataloader", "test_dataloader"):
+        item = DATASETS.build(cfg[split]["dataset"])[0]
+        assert item["inputs"].shape == item["data_samples"].shape == (1024,)
+    assert cfg.model["arch_kwargs"]["max_seq_len"] == 1024 and cfg.suite == "pydocs1024"
+    tokens = lambda c: c.train_dataloader["batch_size"] * c.train_dataloader["dataset"]["max_seq_len"]
+    assert tokens(cfg) == tokens(base)
+    # nothing else differs from pydocs: the same recipe
+    for key in ("optim_wrapper", "param_scheduler", "train_cfg", "test_evaluator"):
+        assert cfg[key] == base[key], key
+    cfg.merge_from_dict({"train_cfg.max_iters": 1, "param_scheduler.0.end": 1, "param_scheduler.1.end": 1,
+                         "param_scheduler.1.T_max": 1, "test_dataloader.dataset.limit": 2,
+                         "test_dataloader.batch_size": 2})
+    assert _bare_run(cfg, tmp_path)["loss"] > 0
+    code, out, _ = run_cli(["list"], capsys)
+    assert code == 0 and "pydocs1024" in out
+
+
 def test_bare_runner_runs_the_imagenet_recipe(tmp_path):
     write_imagefolder(tmp_path / "tree", per_class=2, classes=range(4))
     cfg = Config.fromfile(os.path.join(CONFIGS, "imagenet.py"))

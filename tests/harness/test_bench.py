@@ -66,6 +66,18 @@ def test_lm_tokens_per_s_and_json_stdout(capsys):
     assert r["flops"]["dense"] > r["flops"]["sparse"]
 
 
+@pytest.mark.parametrize("model, suite, shape, desc", [
+    ("dhvn_nano", "cluttered112", [2, 1, 112, 112], "cluttered112 test images, 2x1x112x112"),
+    ("exp11_dynamic_tiny", "mqar256", [2, 256], "mqar256 test sequences, 2x256 tokens"),
+])
+def test_a_generated_suite_is_timed_on_its_own_test_items(model, suite, shape, desc, capsys):
+    code, out, err = run_cli(["bench", "--models", model, "--suite", suite, "--batch-size", "2", *FAST, "--json"],
+                             capsys)
+    assert code == 0, err
+    (r,) = json.loads(out)
+    assert r["suite"] == suite and r["input_shape"] == shape and r["inputs"] == desc
+
+
 def test_static_model_and_train_mode(capsys):
     code, out, err = run_cli(["bench", "--models", "dhvn_nano_static", "--batch-size", "4", *FAST], capsys)
     assert code == 0, err

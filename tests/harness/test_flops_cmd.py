@@ -63,6 +63,13 @@ def test_flops_lm_reports_per_token(capsys):
     assert code == 0 and "MFLOPs/token" in out
 
 
+def test_flops_on_associative_recall_reports_per_token(capsys):
+    code, out, err = run_cli(["flops", "--models", "exp11_dynamic_tiny", "--suite", "mqar256", "--limit", "1"],
+                             capsys)
+    assert code == 0, err
+    assert "MFLOPs/token" in out and "sequences" in out and "mqar256 eval set" in out
+
+
 def test_flops_of_a_timm_peer_has_nothing_to_save(capsys):
     code, out, err = run_cli(["flops", "--models", "timm:resnet18", "--suite", "mnist5k", "--limit", "2",
                               "--json"], capsys)

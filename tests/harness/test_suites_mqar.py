@@ -167,3 +167,20 @@ def test_data_with_a_larger_vocabulary_than_the_model_is_refused(tmp_path, capsy
     assert_one_line_error(code, err, "suite mqar256 has a vocabulary of 1024 tokens", "vocab_size=512",
                           "--model-kwargs vocab_size=1024")
     assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_a_run_records_the_associative_recall_task_with_query_accuracy(tmp_path, capsys):
+    from harness_testutils import read_jsonl
+    results = tmp_path / "r.jsonl"
+    code, out, err = run_cli(["run", "--models", "exp11_dynamic_tiny", "--suite", "mqar256", "--max-iters", "1",
+                              "--batch-size", "2", "--work-dir", str(tmp_path / "w"), "--results", str(results),
+                              "--cfg-options", "test_dataloader.dataset.limit=4", "test_dataloader.batch_size=2"],
+                             capsys)
+    assert code == 0, err
+    (rec,) = read_jsonl(results)
+    assert rec["task"] == "associative-recall" and rec["data"]["query_share"] == 32 / 256
+    m = rec["metrics"]
+    assert 0 <= m["query_accuracy"] <= 1 and m["query_share"] == pytest.approx(32 / 256)
+    assert 0 <= m["routing_precision"] <= 1 and m["loss"] > 0
+    assert rec["flops"]["executed_gflops_per_token"] > 0 and rec["throughput"]["tokens_per_s"] > 0
+    assert "query accuracy" in out and "bpb" not in out
