@@ -40,18 +40,15 @@ from harness import runtime
 from harness.measure import benchkit
 
 TARGET = 0.8
-# zoo model -> timm peers of similar executed FLOPs per image at 224 (zoo.flops.count_flops):
-# eshvision_s 1.1 G: convnext_atto 1.1, efficientnet_b0 0.8, deit_tiny 2.5; dhvn_tiny 3.6 (skip 75)
-# to 7.4 (skip 50; 1.8 all conv, 13.8 static): resnet10t 2.2, convnext_femto 1.6, resnet18 3.6,
-# resnet34 7.3. (fastvit_t8 and convnext_pico, also near, were below the best peer's GFLOP/s in a
-# trial run; left out to keep the run short.)
-PEERS = {
-    "eshvision_s": ["convnext_atto", "efficientnet_b0", "deit_tiny_patch16_224"],
-    "dhvn_tiny": ["resnet10t", "convnext_femto", "resnet18", "resnet34"],
-}
+# zoo model -> timm peers of similar executed FLOPs per image at 224 (zoo.flops.count_flops): each
+# family's `bench.peers` for its `bench.large` model (docs/DESIGN.md, "Families"). (fastvit_t8 and
+# convnext_pico, also near, were below the best peer's GFLOP/s in a trial run; left out to keep
+# the run short.)
+_FAMILIES = [f.bench for f in map(zoo.get_family, zoo.list_families()) if f.bench and f.bench.peers]
+PEERS = {bench.large[0]: list(bench.peers) for bench in _FAMILIES}
 MIXES = ["skip=0.5", "skip=0.75"]
 # the small sibling whose trained routing shares stand in for a trained mix at this input
-TRAINED_SIBLING = {"eshvision_s": "eshvision_xs", "dhvn_tiny": "dhvn_nano"}
+TRAINED_SIBLING = {bench.large[0]: bench.small[0] for bench in _FAMILIES}
 
 
 def trained_shares(model: str, perf_dir: str):

@@ -1,6 +1,7 @@
 """Each family owns itself (docs/DESIGN.md, "Families"): its descriptor, its static reference and
 the routed-block protocol, and a new family registered from one place."""
 import pytest
+import timm
 import torch
 
 import zoo
@@ -30,10 +31,12 @@ def test_every_family_declares_its_display_demo_curves_and_benchmarks():
         for model in models:
             assert zoo.family_of(model) is family, model
         assert all(0 < b <= 1 for curve in family.budget_curves.values() for b in curve)
+        assert all(timm.is_model(peer) for peer in family.bench.peers)
         for case in family.bench.overhead:
             router = zoo.routing.routers(zoo.create_model(case.model, **case.kwargs, device="meta"))[0]
             assert set(case.branches) <= set(router.choices)
     assert zoo.get_family("eshvision").bench.key == "esh" and zoo.get_family("exp11").suite == "pydocs"
+    assert zoo.get_family("dhvn").bench.peers[0] == "resnet10t" and not zoo.get_family("exp11").bench.peers
     with pytest.raises(UnknownFamilyError, match="unknown family 'esh'; the zoo has dhvn, eshvision, exp11"):
         zoo.get_family("esh")
 

@@ -88,6 +88,10 @@ class Bench:
     large: Tuple[str, Tuple[str, ...]]        # one larger configuration at skip 50 %
     overhead: Tuple[OverheadCase, ...] = ()
     sweep: Optional[Sweep] = None
+    # timm models of about `large`'s executed FLOPs per 3x224x224 image that a user would pick
+    # instead (`benchmarks.bench_peers`: GFLOP/s parity, `small`'s trained mix standing in for a
+    # trained one); none: the family is not timed against peers
+    peers: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
