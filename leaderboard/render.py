@@ -19,7 +19,7 @@ from .atomic import atomic_write
 from .static_plans import verdicts
 
 __all__ = ["build_leaderboard", "write_leaderboard", "check_leaderboard", "EXTRA_BEGIN",
-           "EXTRA_END"]
+           "EXTRA_END", "METRIC_COLUMNS"]
 
 DASH = "–"   # "not measured": shown instead of ever inventing a value
 LOADED = "†"  # a throughput measured under load
@@ -29,7 +29,7 @@ EXTRA_BEGIN = ("<!-- extra-sections:begin (Performance, figures: "
 EXTRA_END = "<!-- extra-sections:end -->"
 
 # metric key -> (column header, decimals, what "better" means for the caption)
-_METRICS = {
+METRIC_COLUMNS = {
     "top1": ("Top-1 %", 2, "top-1 accuracy %, higher is better"),
     "perplexity": ("Perplexity", 2, "perplexity, lower is better"),
     "bits_per_byte": ("Bits/byte", 3, "bits/byte, lower is better"),
@@ -130,9 +130,9 @@ def _header() -> str:
 def _render_table(table: SuiteTable, show_task: bool) -> str:
     spec = table.task
     title = f"## {table.suite}" + (f" ({spec.name})" if show_task else "")
-    primary = _METRICS[spec.metrics[0]][2]
+    primary = METRIC_COLUMNS[spec.metrics[0]][2]
     caption = f"Task: {spec.name}. Ranked by {primary}; ties by model name."
-    headers = (["Model"] + [_METRICS[m][0] for m in spec.metrics]
+    headers = (["Model"] + [METRIC_COLUMNS[m][0] for m in spec.metrics]
                + ["Params", _THROUGHPUT_HEADER[spec.throughput_key], _FLOPS_HEADER[spec.flops_key],
                   "Saved vs best static plan", "Saved vs dense reference", "Routing mix"])
     body = [_row_cells(row, spec) for row in table.rows]
@@ -148,7 +148,7 @@ def _render_table(table: SuiteTable, show_task: bool) -> str:
              "run for every item (dense execution, every router on its full choice, no budget shift): "
              "a reference nobody would deploy, shown for scale.")
     parts = [title, caption, _conditions_line(table), grid] + ([spec.note] if spec.note else []) + [saved]
-    lines = verdicts(table.rows, spec, lambda r: _stat_cell(r.metrics[spec.quality], _METRICS[spec.quality][1]))
+    lines = verdicts(table.rows, spec, lambda r: _stat_cell(r.metrics[spec.quality], METRIC_COLUMNS[spec.quality][1]))
     if lines:
         parts.append("Routing against its static plans:\n\n" + "\n".join(lines))
     if any(r.loaded for r in table.rows):
@@ -166,13 +166,13 @@ def _curves(table: SuiteTable) -> str:
     under `zoo.routing.budget` at several fractions of its full form's FLOPs."""
     spec = table.task
     metric = spec.metrics[0]
-    headers = ["Model", "Budget", _METRICS[metric][0], _FLOPS_HEADER[spec.flops_key],
+    headers = ["Model", "Budget", METRIC_COLUMNS[metric][0], _FLOPS_HEADER[spec.flops_key],
                "Saved vs best static plan", "Saved vs dense reference"]
     plans = {r.model: r.plans_on_board for r in table.rows}
     body = []
     for curve in table.curves:
         for p in curve.points:
-            body.append([curve.model, f"{p.target:g}", _stat_cell(p.metric, _METRICS[metric][1]),
+            body.append([curve.model, f"{p.target:g}", _stat_cell(p.metric, METRIC_COLUMNS[metric][1]),
                          DASH if p.executed_gflops is None else _gflops(p.executed_gflops),
                          _plan_cell(bool(plans.get(curve.model)), p.best_static, p.saved_vs_best_static),
                          DASH if p.flops_saved is None else f"{100 * p.flops_saved:.1f}%"])
@@ -190,7 +190,7 @@ def _curves(table: SuiteTable) -> str:
 
 def _row_cells(row: ModelRow, spec: TaskSpec) -> List[str]:
     cells = [row.model]
-    cells += [_stat_cell(row.metrics[m], _METRICS[m][1]) for m in spec.metrics]
+    cells += [_stat_cell(row.metrics[m], METRIC_COLUMNS[m][1]) for m in spec.metrics]
     cells += [
         DASH if row.params is None else human_count(row.params),
         DASH if row.throughput is None else f"{row.throughput:,.1f}" + (f" {LOADED}" if row.loaded else ""),

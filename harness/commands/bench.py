@@ -46,7 +46,7 @@ def add_parser(subparsers) -> str:
                "work_dirs/embedded/mnist5k/eshvision_xs/seed0/iter_400.pth")
     options.add(p, "models")
     options.add(p, "suite", help="input shapes (and model kwargs) of this suite; default mnist5k for "
-                                 "image models, pydocs for LMs. Embedded suites feed their real test data")
+                                 "image models, pydocs for LMs. A suite without --data-root feeds its own test items")
     options.add(p, "batch_size", default=64, help="items per step (default 64)")
     p.add_argument("--seq-len", type=int, help="LM tokens per sequence (default: the suite's max_seq_len)")
     p.add_argument("--img-size", type=int, help="image side (default: the suite's)")

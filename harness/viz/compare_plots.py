@@ -124,7 +124,7 @@ def markdown_table(models: Sequence[str], suite: str, records: List[dict]) -> Tu
     """Final numbers per model from the results store (mean ± std over seeds), and notes."""
     import pandas as pd
     from leaderboard.aggregate import summarize
-    from leaderboard.render import human_count
+    from leaderboard.render import METRIC_COLUMNS, human_count
 
     tables, _ = summarize([r for r in records if r.get("suite") == suite and r.get("model") in models])
     table = tables[0] if tables else None
@@ -139,7 +139,7 @@ def markdown_table(models: Sequence[str], suite: str, records: List[dict]) -> Tu
         row = rows_by_model.get(m)
         cells = {"model": m}
         for key in metrics:
-            cells[key] = _cell(row.metrics.get(key) if row else None, 2 if key != "bits_per_byte" else 3)
+            cells[key] = _cell(row.metrics.get(key) if row else None, METRIC_COLUMNS[key][1])
         cells["params"] = human_count(row.params) if row and row.params is not None else "–"
         cells[tp_key.replace("_per_s", "/s")] = f"{row.throughput:,.1f}" if row and row.throughput else "–"
         cells[flops_header] = f"{row.executed_gflops:.4g}" if row and row.executed_gflops is not None else "–"
