@@ -163,7 +163,7 @@ def _render_table(table: SuiteTable, show_task: bool) -> str:
 
 def _curves(table: SuiteTable) -> str:
     """Each routed model's compute-budget curve: one trained checkpoint per seed, evaluated
-    under `zoo.routing.budget` at several fractions of its full form's FLOPs."""
+    under `zoo.routing.flops_budget` at several fractions of its full form's FLOPs."""
     spec = table.task
     metric = spec.metrics[0]
     headers = ["Model", "Budget", METRIC_COLUMNS[metric][0], _FLOPS_HEADER[spec.flops_key],
@@ -180,8 +180,8 @@ def _curves(table: SuiteTable) -> str:
                     colalign=["left"] + ["right"] * 5)
     return "\n\n".join([
         f"### {table.suite}: compute-budget curves",
-        "One trained checkpoint per seed, evaluated with `--eval-only --budget F`: every router's "
-        "threshold moved (`zoo.routing.budget`) so that the model executes about F of its dense "
+        "One trained checkpoint per seed, evaluated with `--eval-only --flops-budget F`: every router's "
+        "threshold moved (`zoo.routing.flops_budget`) so that the model executes about F of its dense "
         "reference's FLOPs on a calibration slice of the training split. Each point is held to the "
         "static plans as the rows above are. Points within one seed std of each other are not "
         "told apart by these runs.",
