@@ -32,8 +32,8 @@ def load_crossover(perf_dir) -> Dict[str, dict]:
 
 
 def _size(r: dict) -> int:
-    shape = r["input_shape"]
-    return shape[-1] if r.get("task") != "causal-lm" else shape[1]
+    shape = r["input_shape"]  # (B, T) token ids for any LM task, (B, C, H, W) images
+    return shape[1] if len(shape) == 2 else shape[-1]
 
 
 def pays(r: dict) -> Optional[bool]:
