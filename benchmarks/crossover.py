@@ -22,10 +22,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
-from .perf_report import MAX_LOAD, MAX_WAIT, ROOT, THREADS, WAIT_BUDGET, _one_job, _waited, _with_max_wait, \
-    trained_checkpoint
+from .perf_report import MAX_LOAD, MAX_WAIT, ROOT, THREADS, add_run_options, run_jobs, trained_checkpoint
 
 OUT_DIR = os.path.join("leaderboard", "perf", "crossover")
 SKIPS = (0.25, 0.5, 0.75)
@@ -82,15 +80,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", nargs="+", metavar="FAMILY", choices=sorted(sweeps()), help="run only these families")
     p.add_argument("--list", action="store_true", help="print the rows and exit")
-    p.add_argument("--no-leaderboard", action="store_true", help="do not regenerate LEADERBOARD.md")
-    p.add_argument("--threads", type=int, nargs="+", default=list(THREADS),
-                   help=f"thread counts of every row (default {' '.join(map(str, THREADS))})")
-    p.add_argument("--max-load", type=float, default=MAX_LOAD,
-                   help=f"cores' worth of CPU other processes may use during a row (default {MAX_LOAD:g})")
-    p.add_argument("--max-wait", type=float, default=MAX_WAIT,
-                   help=f"seconds to wait before a row for them to drop below it (default {MAX_WAIT:g})")
-    p.add_argument("--wait-budget", type=float, default=WAIT_BUDGET,
-                   help=f"seconds of waiting after which later rows do not wait (default {WAIT_BUDGET:g})")
+    add_run_options(p, "row")
     a = p.parse_args(argv)
     os.chdir(ROOT)
     todo = jobs(a.threads, a.max_load, a.max_wait, a.only)
@@ -98,29 +88,7 @@ def main(argv=None) -> int:
         for name, _, args, _ in todo:
             print(f"{name:24s} {' '.join(args)}")
         return 0
-    from harness.cli import main as harness_main
-    from harness.progress import job_progress
-    from harness.runtime import tune_allocator_or_exit
-    tune_allocator_or_exit("crossover")
-    os.makedirs(OUT_DIR, exist_ok=True)
-    start, skipped, failed = time.perf_counter(), [], []
-    with job_progress() as bar:
-        overall = bar.add_task("crossover", total=len(todo))
-        budget = a.wait_budget
-        for name, kind, args, needs in todo:
-            bar.update(overall, description=f"crossover {name}")
-            wait = max(0.0, min(a.max_wait, budget))
-            _one_job(bar, name, kind, _with_max_wait(args, wait), needs, harness_main, skipped, failed,
-                     out_dir=OUT_DIR)
-            if name not in failed:
-                budget -= _waited(os.path.join(OUT_DIR, f"{name}.json"))
-            bar.advance(overall)
-    print(f"crossover: {len(todo) - len(skipped) - len(failed)} rows in {time.perf_counter() - start:.0f} s"
-          + (f"; skipped {', '.join(skipped)}" if skipped else "")
-          + (f"; FAILED {', '.join(failed)}" if failed else ""))
-    if not a.no_leaderboard:
-        harness_main(["leaderboard"])
-    return 1 if failed else 0
+    return run_jobs(todo, a, "crossover", OUT_DIR)
 
 
 if __name__ == "__main__":

@@ -163,20 +163,52 @@ def _one_job(bar, name, kind, args, needs, harness_main, skipped, failed, out_di
     say(f"perf_report: {name} done in {time.perf_counter() - t0:.0f} s")
 
 
+def add_run_options(p, what: str = "figure") -> None:
+    """The options every job runner here shares: --no-leaderboard, --threads and the load gate."""
+    p.add_argument("--no-leaderboard", action="store_true", help="do not regenerate LEADERBOARD.md")
+    p.add_argument("--threads", type=int, nargs="+", default=list(THREADS),
+                   help=f"thread counts of every {what} (default {' '.join(map(str, THREADS))})")
+    p.add_argument("--max-load", type=float, default=MAX_LOAD,
+                   help=f"cores' worth of CPU other processes may use during a {what} (default {MAX_LOAD:g})")
+    p.add_argument("--max-wait", type=float, default=MAX_WAIT,
+                   help=f"seconds to wait before a {what} for them to drop below it (default {MAX_WAIT:g})")
+    p.add_argument("--wait-budget", type=float, default=WAIT_BUDGET,
+                   help=f"seconds of waiting after which later jobs do not wait (default {WAIT_BUDGET:g}); "
+                        f"checked between jobs, so one job may overrun it")
+
+
+def run_jobs(todo, a, label: str, out_dir: str = PERF_DIR) -> int:
+    """Run `todo` ([(name, kind, argv, needs)]) one after the other in this process, each writing
+    <out_dir>/<name>.json, then (unless a.no_leaderboard) regenerate the leaderboard; 1 if any failed."""
+    from harness.cli import main as harness_main
+    from harness.runtime import tune_allocator_or_exit
+    tune_allocator_or_exit(label)  # a bad setting stops the run here, not every job in turn
+    from harness.progress import job_progress
+    os.makedirs(out_dir, exist_ok=True)
+    start, skipped, failed = time.perf_counter(), [], []
+    with job_progress() as bar:
+        overall = bar.add_task(label, total=len(todo))
+        budget = a.wait_budget
+        for name, kind, args, needs in todo:
+            bar.update(overall, description=f"{label} {name}")
+            wait = max(0.0, min(a.max_wait, budget))
+            _one_job(bar, name, kind, _with_max_wait(args, wait), needs, harness_main, skipped, failed, out_dir)
+            if name not in failed:  # a failed job left the previous run's file
+                budget -= _waited(os.path.join(out_dir, f"{name}.json"))
+            bar.advance(overall)
+    print(f"{label}: {len(todo) - len(skipped) - len(failed)} jobs in {time.perf_counter() - start:.0f} s"
+          + (f"; skipped {', '.join(skipped)}" if skipped else "")
+          + (f"; FAILED {', '.join(failed)}" if failed else ""))
+    if not a.no_leaderboard:
+        harness_main(["leaderboard"])
+    return 1 if failed else 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", nargs="+", metavar="JOB", help="run only these jobs (see --list)")
     p.add_argument("--list", action="store_true", help="print the jobs and exit")
-    p.add_argument("--no-leaderboard", action="store_true", help="do not regenerate LEADERBOARD.md")
-    p.add_argument("--threads", type=int, nargs="+", default=list(THREADS),
-                   help=f"thread counts of every figure (default {' '.join(map(str, THREADS))})")
-    p.add_argument("--max-load", type=float, default=MAX_LOAD,
-                   help=f"cores' worth of CPU other processes may use during a figure (default {MAX_LOAD:g})")
-    p.add_argument("--max-wait", type=float, default=MAX_WAIT,
-                   help=f"seconds to wait before a figure for them to drop below it (default {MAX_WAIT:g})")
-    p.add_argument("--wait-budget", type=float, default=WAIT_BUDGET,
-                   help=f"seconds of waiting after which later jobs do not wait (default {WAIT_BUDGET:g}); "
-                        f"checked between jobs, so one job may overrun it")
+    add_run_options(p)
     a = p.parse_args(argv)
     os.chdir(ROOT)
     todo = jobs(a.threads, a.max_load, a.max_wait)
@@ -189,27 +221,7 @@ def main(argv=None) -> int:
         if unknown:
             p.error(f"unknown job(s) {', '.join(unknown)}; see --list")
         todo = [j for j in todo if j[0] in a.only]
-    from harness.cli import main as harness_main
-    from harness.runtime import tune_allocator_or_exit
-    tune_allocator_or_exit("perf_report")  # a bad setting stops the run here, not every job in turn
-    from harness.progress import job_progress
-    start, skipped, failed = time.perf_counter(), [], []
-    with job_progress() as bar:
-        overall = bar.add_task("perf_report", total=len(todo))
-        budget = a.wait_budget
-        for name, kind, args, needs in todo:
-            bar.update(overall, description=f"perf_report {name}")
-            wait = max(0.0, min(a.max_wait, budget))
-            _one_job(bar, name, kind, _with_max_wait(args, wait), needs, harness_main, skipped, failed)
-            if name not in failed:  # a failed job left the previous run's file
-                budget -= _waited(os.path.join(PERF_DIR, f"{name}.json"))
-            bar.advance(overall)
-    print(f"perf_report: {len(todo) - len(skipped) - len(failed)} jobs in {time.perf_counter() - start:.0f} s"
-          + (f"; skipped {', '.join(skipped)}" if skipped else "")
-          + (f"; FAILED {', '.join(failed)}" if failed else ""))
-    if not a.no_leaderboard:
-        harness_main(["leaderboard"])
-    return 1 if failed else 0
+    return run_jobs(todo, a, "perf_report")
 
 
 if __name__ == "__main__":

@@ -8,12 +8,11 @@ load threshold: a figure taken under load cannot say that a size pays.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from .families import family_name, rank
-from .perf_tables import DASH, UNRELIABLE, table
+from .perf_tables import DASH, UNRELIABLE, load_perf, table
 
 __all__ = ["crossover_parts", "load_crossover", "CROSSOVER_DIRNAME", "pays"]
 
@@ -24,11 +23,7 @@ REGENERATE = "python -m benchmarks.crossover"
 
 def load_crossover(perf_dir) -> Dict[str, dict]:
     """name -> document for every crossover/*.json under perf_dir, sorted by name."""
-    out = {}
-    for path in sorted((Path(perf_dir) / CROSSOVER_DIRNAME).glob("*.json")):
-        with open(path, encoding="utf-8") as f:
-            out[path.stem] = json.load(f)
-    return out
+    return load_perf(Path(perf_dir) / CROSSOVER_DIRNAME)
 
 
 def _size(r: dict) -> int:

@@ -8,12 +8,23 @@ written before these existed render with "–" where a field is absent.
 """
 from __future__ import annotations
 
-from typing import List, Optional
+import json
+from pathlib import Path
+from typing import Dict, List, Optional
 
 import pandas as pd
 
 DASH = "–"
 UNRELIABLE = "**unreliable**"
+
+
+def load_perf(perf_dir) -> Dict[str, dict]:
+    """name (file stem) -> document, for every *.json in perf_dir, sorted by name."""
+    out = {}
+    for path in sorted(Path(perf_dir).glob("*.json")):
+        with open(path, encoding="utf-8") as f:
+            out[path.stem] = json.load(f)
+    return out
 
 
 def status(met: Optional[bool]) -> str:

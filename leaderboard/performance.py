@@ -12,29 +12,19 @@ processes is marked **unreliable** (cells in `leaderboard.perf_tables`).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Dict, List, Optional
 
 from .crossover import crossover_parts
 from .families import family_name, rank
-from .perf_tables import (DASH, UNRELIABLE, load_cell, ops_rows, overhead_rows, parity_rows, peers_rows, ranged,
-                          run_ms, status, table, threads_of, trusted)
+from .perf_tables import (DASH, UNRELIABLE, load_cell, load_perf, ops_rows, overhead_rows, parity_rows,
+                          peers_rows, ranged, run_ms, status, table, threads_of, trusted)
 
 __all__ = ["performance_section", "load_perf", "EFFICIENCY_TARGET", "PERF_DIRNAME"]
 
 PERF_DIRNAME = "perf"
 EFFICIENCY_TARGET = 0.9
 REGENERATE = "python benchmarks/perf_report.py"
-
-
-def load_perf(perf_dir) -> Dict[str, dict]:
-    """name (file stem) -> document, for every *.json in perf_dir, sorted by name."""
-    out = {}
-    for path in sorted(Path(perf_dir).glob("*.json")):
-        with open(path, encoding="utf-8") as f:
-            out[path.stem] = json.load(f)
-    return out
 
 
 # choices in the order the families name them (the routers' cheap_choice first), whatever order the JSON has

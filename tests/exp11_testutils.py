@@ -1,6 +1,7 @@
 """Helpers the Exp11 tests share: a tiny model with mixed routes, its routers' decisions, and one
 forward in a given mode."""
 import torch
+from hypothesis import strategies as st
 
 import zoo
 from learned_scalars import randomize_learned_scalars
@@ -51,3 +52,17 @@ def sparse_and_dense(model, x):
     for a, b in zip(ds, dd):
         assert torch.equal(a, b)
     return sparse, dense
+
+
+def check_causal(model, data, mode):
+    """Logits and routes at t are unchanged when tokens after t change (hypothesis draws B, T, t)."""
+    B, T = data.draw(st.integers(1, 3)), data.draw(st.integers(2, 40))
+    t, seed = data.draw(st.integers(0, T - 2)), data.draw(st.integers(0, 1000))
+    x = torch.randint(0, 64, (B, T), generator=torch.Generator().manual_seed(seed))
+    y = x.clone()
+    y[:, t + 1:] = torch.randint(0, 64, (B, T - t - 1))
+    lx, dx = forward_in_mode(model, x, mode, seed)
+    ly, dy = forward_in_mode(model, y, mode, seed)
+    torch.testing.assert_close(ly[:, :t + 1], lx[:, :t + 1], atol=1e-5, rtol=0)
+    for a, b in zip(dx, dy):
+        assert torch.equal(a[:, :t + 1], b[:, :t + 1])

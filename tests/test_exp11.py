@@ -13,7 +13,7 @@ from zoo.ops.dispatch import pack_rows
 from zoo.ops.gating import load_balance_loss
 from zoo.specs import AttentionSpec, GDNSpec
 
-from exp11_testutils import MIXES, TINY, decisions, forward_in_mode, make
+from exp11_testutils import MIXES, TINY, check_causal, decisions, make
 
 VARIANTS = ["exp11_baseline", "exp11_dynamic", "exp11_baseline_tiny", "exp11_dynamic_tiny"]
 
@@ -147,18 +147,7 @@ def test_blocked_sorted_queries_equal_full_attention(seed, B, T, block):
 @given(data=st.data())
 def test_causal_in_every_mode(mode, mix, data):
     model = make(mix=mix)
-    B = data.draw(st.integers(1, 3))
-    T = data.draw(st.integers(2, 40))
-    t = data.draw(st.integers(0, T - 2))
-    seed = data.draw(st.integers(0, 1000))
-    x = torch.randint(0, 64, (B, T), generator=torch.Generator().manual_seed(seed))
-    y = x.clone()
-    y[:, t + 1:] = torch.randint(0, 64, (B, T - t - 1))
-    lx, dx = forward_in_mode(model, x, mode, seed)
-    ly, dy = forward_in_mode(model, y, mode, seed)
-    torch.testing.assert_close(ly[:, :t + 1], lx[:, :t + 1], atol=1e-5, rtol=0)
-    for a, b in zip(dx, dy):
-        assert torch.equal(a[:, :t + 1], b[:, :t + 1])
+    check_causal(model, data, mode)
 
 
 # ----------------------------------------------------------------------------- load balance

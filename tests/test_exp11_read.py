@@ -4,7 +4,7 @@ plans"). Its static plans and their forced equivalence are in tests/test_static_
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
-from exp11_testutils import decisions, forward_in_mode, make, sparse_and_dense
+from exp11_testutils import check_causal, decisions, make, sparse_and_dense
 
 import zoo
 import zoo.flops as zf
@@ -149,16 +149,7 @@ def test_eval_is_deterministic_and_independent_of_batch_mates(name):
 def test_causal_in_every_mode(name, mode, data):
     """Logits and routes at t are unchanged when tokens after t change."""
     model = make(name)
-    B, T = data.draw(st.integers(1, 3)), data.draw(st.integers(2, 40))
-    t, seed = data.draw(st.integers(0, T - 2)), data.draw(st.integers(0, 1000))
-    x = torch.randint(0, 64, (B, T), generator=torch.Generator().manual_seed(seed))
-    y = x.clone()
-    y[:, t + 1:] = torch.randint(0, 64, (B, T - t - 1))
-    lx, dx = forward_in_mode(model, x, mode, seed)
-    ly, dy = forward_in_mode(model, y, mode, seed)
-    torch.testing.assert_close(ly[:, :t + 1], lx[:, :t + 1], atol=1e-5, rtol=0)
-    for a, b in zip(dx, dy):
-        assert torch.equal(a[:, :t + 1], b[:, :t + 1])
+    check_causal(model, data, mode)
 
 
 # ----------------------------------------------------------------------------- training
