@@ -49,8 +49,9 @@ def test_flops_table_and_json_agree_with_the_counter(capsys):
     assert "executed MFLOPs/sample" in out and "FLOPs = 2 x MACs" in out and "dhvn_nano_static" in out
 
 
-def test_flops_lm_reports_per_token(capsys):
-    code, out, err = run_cli(["flops", "--models", "exp11_dynamic_tiny", "--suite", "pydocs", "--limit", "2",
+@pytest.mark.parametrize("suite", ["pydocs", "mqar256"])  # causal-lm and associative-recall
+def test_flops_lm_reports_per_token(suite, capsys):
+    code, out, err = run_cli(["flops", "--models", "exp11_dynamic_tiny", "--suite", suite, "--limit", "2",
                               "--json"], capsys)
     assert code == 0, err
     (row,) = _json(out)
@@ -58,16 +59,10 @@ def test_flops_lm_reports_per_token(capsys):
     assert row["executed_gflops_per_token"] == pytest.approx(row["executed_gflops"] / 256)
     assert row["dense_gflops_per_token"] == pytest.approx(row["dense_gflops"] / 256)
     assert 0 < row["saved"] < 1
-    code, out, err = run_cli(["flops", "--models", "exp11_dynamic_tiny", "--suite", "pydocs", "--limit", "1"],
-                             capsys)
-    assert code == 0 and "MFLOPs/token" in out
-
-
-def test_flops_on_associative_recall_reports_per_token(capsys):
-    code, out, err = run_cli(["flops", "--models", "exp11_dynamic_tiny", "--suite", "mqar256", "--limit", "1"],
+    code, out, err = run_cli(["flops", "--models", "exp11_dynamic_tiny", "--suite", suite, "--limit", "1"],
                              capsys)
     assert code == 0, err
-    assert "MFLOPs/token" in out and "sequences" in out and "mqar256 eval set" in out
+    assert "MFLOPs/token" in out and "sequences" in out and f"{suite} eval set" in out
 
 
 def test_flops_of_a_timm_peer_has_nothing_to_save(capsys):
