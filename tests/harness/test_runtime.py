@@ -60,20 +60,35 @@ def test_bad_allocator_value_is_a_one_line_error():
     assert proc.stdout == ""
 
 
-@pytest.mark.parametrize("script", ["bench_router_overhead.py", "bench_ops.py", "bench_peers.py", "perf_report.py"])
+def _perf_files(perf: str) -> dict:
+    """Every file under leaderboard/perf (the crossover rows in their folder too) -> its bytes."""
+    out = {}
+    for folder, _, names in os.walk(perf):
+        for n in sorted(names):
+            path = os.path.join(folder, n)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, perf)] = f.read()
+    return out
+
+
+@pytest.mark.parametrize("script", ["bench_router_overhead.py", "bench_ops.py", "bench_peers.py", "perf_report.py",
+                                    "crossover.py"])
 def test_benchmark_scripts_refuse_a_bad_allocator_value_in_one_line(script, tmp_path):
-    env = dict(os.environ, ROUTING_ZOO_ALLOCATOR="jemalloc")
-    args = {"perf_report.py": ["--only", "ops", "--no-leaderboard"]}.get(script, [])
+    env = dict(os.environ, ROUTING_ZOO_ALLOCATOR="jemalloc", PYTHONPATH=ROOT)
+    args = {"perf_report.py": ["--only", "ops", "--no-leaderboard"],
+            "crossover.py": ["--only", "exp11", "--no-leaderboard"]}.get(script, [])
     perf = os.path.join(ROOT, "leaderboard", "perf")
-    before = {n: open(os.path.join(perf, n), "rb").read() for n in sorted(os.listdir(perf))}
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", script), *args], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
+    before = _perf_files(perf)
     prog = script[:-3]
+    # the crossover sweep imports perf_report's runner: it runs as a module, as the README says
+    command = ["-m", f"benchmarks.{prog}"] if script == "crossover.py" else [os.path.join(ROOT, "benchmarks", script)]
+    proc = subprocess.run([sys.executable, *command, *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith(f"{prog}: error: ROUTING_ZOO_ALLOCATOR='jemalloc'"), proc.stderr
     # nothing measured, nothing written
-    assert {n: open(os.path.join(perf, n), "rb").read() for n in sorted(os.listdir(perf))} == before
+    assert _perf_files(perf) == before
 
 
 def test_bench_records_the_allocator(tmp_path):
