@@ -5,7 +5,7 @@ the harness.
 A task owns its mmengine wrapper and metrics, the models it accepts (by the task their zoo class
 declares), the inputs bench times models on, its unit, its default bench suite, the sizes of its
 budget-calibration and FLOP samples, and the one-line summary of a record. The leaderboard's
-display twin (`leaderboard.aggregate.TASK_SPECS`) is keyed by the same names;
+display twin (`leaderboard.task_specs.TASK_SPECS`) is keyed by the same names;
 `tests/harness/test_tasks.py` holds the two to one contract. A new task is a subclass here, its
 wrapper and metric, a suite, and its TaskSpec (docs/DESIGN.md, "Tasks").
 """
