@@ -28,7 +28,7 @@ REGENERATE = "python benchmarks/perf_report.py"
 
 
 # choices in the order the families name them (the routers' cheap_choice first), whatever order the JSON has
-CHOICE_ORDER = ("conv", "transformer", "both", "ssm", "attention", "gdn", "softmax")
+CHOICE_ORDER = ("conv", "transformer", "both", "ssm", "attention", "skip", "gdn", "softmax")
 
 
 def _ordered(shares: dict) -> dict:
