@@ -34,7 +34,41 @@ def _local_files(root: str) -> dict:
                   if glob.glob(os.path.join(root, f"{p}*.txt"))), [])
     if not train or not evals:
         raise HarnessError(f"no train*.txt and val*.txt files in {root}; suite text expects {TextFiles.LAYOUT}")
+    for split, files in (("train", train), ("test", evals)):
+        for path in files:
+            _check_text_file(path)
+        if not any(os.path.getsize(p) for p in files):
+            raise HarnessError(f"the {split} split of {root} is empty ({', '.join(os.path.basename(p) for p in files)}: "
+                               f"0 bytes); suite text expects {TextFiles.LAYOUT}")
     return {"train": train, "test": evals}
+
+
+def _check_text_file(path: str, chunk: int = 1 << 20) -> None:
+    """A corpus file must be UTF-8 text: `datasets` decodes it strictly and fails deep inside its
+    builder with a traceback, and a binary file would be trained on as if it were text. Read in
+    chunks so a large corpus costs no memory; the offset named is the first bad byte's."""
+    import codecs
+    decoder, offset = codecs.getincrementaldecoder("utf-8")(), 0
+    try:
+        with open(path, "rb") as f:
+            while True:
+                data = f.read(chunk)
+                pending = len(decoder.getstate()[0])  # bytes of a character cut by the last chunk
+                nul = data.find(b"\0")
+                if nul >= 0:
+                    raise HarnessError(f"{path} is not a text file (a NUL byte at offset {offset + nul}); "
+                                       f"suite text reads UTF-8 text files")
+                try:
+                    decoder.decode(data, final=not data)
+                except UnicodeDecodeError as e:
+                    raise HarnessError(f"{path} is not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset "
+                                       f"{offset - pending + e.start}); save it as UTF-8, e.g. "
+                                       f"iconv -f latin1 -t utf-8") from None
+                if not data:
+                    return
+                offset += len(data)
+    except OSError as e:
+        raise HarnessError(f"cannot read {path} ({e.strerror or e}); suite text expects {TextFiles.LAYOUT}") from None
 
 
 @functools.lru_cache(maxsize=4)
@@ -54,7 +88,11 @@ def _load(root: str) -> Tuple[dict, str]:
         splits = {"train": dd["train"], "test": dd[evals]}
     else:
         files = _local_files(root)
-        dd = load_dataset("text", data_files=files)
+        try:
+            dd = load_dataset("text", data_files=files)
+        except Exception as e:  # the files were checked above; whatever is left, in one line
+            raise HarnessError(f"could not read the text files in {root} ({type(e).__name__}: "
+                               f"{str(e).splitlines()[0] if str(e) else ''}); suite text expects {TextFiles.LAYOUT}") from None
         splits = {"train": dd["train"], "test": dd["test"]}
     data, digest = {}, hashlib.sha256()
     for k in ("train", "test"):

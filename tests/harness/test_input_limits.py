@@ -1,0 +1,58 @@
+"""Issue 25, "Input that ends in a traceback or is accepted silently": each case ends as one line
+on stderr, exit status 2, no traceback, and nothing written (no work dir, no record)."""
+from __future__ import annotations
+
+import pytest
+
+from harness_testutils import assert_one_line_error, run_cli
+
+# ---------------------------------------------------------------- text suite: files that are not UTF-8 text
+
+
+def _text_run(tmp_path, root) -> list:
+    return ["run", "--models", "exp11_baseline_tiny", "--suite", "text", "--data-root", str(root),
+            "--max-iters", "2", "--work-dir", str(tmp_path / "work"), "--results", str(tmp_path / "r.jsonl")]
+
+
+@pytest.mark.parametrize("train, fragments", [
+    (b"", ["the train split of", "is empty", "train.txt: 0 bytes"]),
+    ("caf\u00e9 na\u00efve\n".encode("latin-1") * 50, ["train.txt is not UTF-8 text", "byte 0xe9 at offset 3",
+                                                        "iconv"]),
+    (b"PK\x03\x04" + bytes(range(256)) * 8, ["train.txt is not a text file", "a NUL byte at offset 4"]),
+], ids=["empty", "latin-1", "binary"])
+def test_text_files_that_are_not_utf8_text(tmp_path, capsys, train, fragments):
+    root = tmp_path / "corpus"
+    root.mkdir()
+    (root / "train.txt").write_bytes(train)
+    (root / "val.txt").write_text("plain text " * 100)
+    code, _, err = run_cli(_text_run(tmp_path, root), capsys)
+    assert_one_line_error(code, err, *fragments)
+    assert not (tmp_path / "work").exists() and not (tmp_path / "r.jsonl").exists()
+    assert (root / "train.txt").read_bytes() == train  # the corpus is only read
+
+
+def test_a_folder_named_like_a_text_file(tmp_path, capsys):
+    root = tmp_path / "corpus"
+    (root / "train.txt").mkdir(parents=True)
+    (root / "val.txt").write_text("plain text " * 100)
+    code, _, err = run_cli(_text_run(tmp_path, root), capsys)
+    assert_one_line_error(code, err, "cannot read", "train.txt", "Is a directory")
+
+
+def test_the_bad_byte_offset_across_chunks(tmp_path):
+    """The check reads in chunks; a character cut by a chunk's end is no error, and the offset
+    named is the bad byte's in the file, whatever the chunk size."""
+    from harness.errors import HarnessError
+    from harness.suites.text import _check_text_file
+    good = tmp_path / "good.txt"
+    good.write_text("\u00e9\u2603" * 50 + "\n")  # 2- and 3-byte characters cut at every chunk size
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes("\u2603\u2603ab".encode() + b"\xff" + b"tail")
+    for chunk in (1, 2, 3, 5, 7, 1 << 20):
+        _check_text_file(str(good), chunk=chunk)
+        with pytest.raises(HarnessError, match="byte 0xff at offset 8"):
+            _check_text_file(str(bad), chunk=chunk)
+    cut = tmp_path / "cut.txt"
+    cut.write_bytes("ok \u2603".encode()[:-1])  # a file ending inside a character
+    with pytest.raises(HarnessError, match="not UTF-8 text"):
+        _check_text_file(str(cut), chunk=2)
