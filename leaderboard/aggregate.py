@@ -5,9 +5,10 @@ Rules, in the order they apply:
    malformed lines are skipped and reported (see ``leaderboard.store.read_records``).
 2. Task: the record's ``task``, else inferred from its metrics (``top1`` -> classification,
    ``query_accuracy`` -> associative recall, ``perplexity`` -> causal LM). Records of an unknown task are reported and skipped.
-3. One record per (suite, model, seed): when a seed was run more than once, the newest by
-   ``created`` wins (a missing or unparseable ``created`` counts as oldest). Exact ties are
-   broken by the record's canonical JSON, so the winner never depends on file order.
+3. One record per (suite, model, training mode, seed): when a seed was run more than once, the
+   newest by ``created`` wins (a missing or unparseable ``created`` counts as oldest). Exact ties are
+   broken by the record's canonical JSON, so the winner never depends on file order. A routed model
+   trained in another mode than plain dense is a row of its own (``leaderboard.train_modes``).
 4. Over seeds: mean, sample std (ddof=1; undefined for one seed) and n. Null or missing values
    are skipped, never filled in, so n counts the seeds that actually have the value.
 """
@@ -26,6 +27,7 @@ import pandas as pd
 from .static_plans import best_static_plan, with_static_plan_savings
 from .task_specs import TASK_SPECS, TaskSpec
 from .store import read_records
+from .train_modes import mode_label, row_name
 
 __all__ = ["TaskSpec", "TASK_SPECS", "Stat", "ModelRow", "SuiteTable", "BudgetPoint", "BudgetCurve",
            "load_results", "summarize", "infer_task", "natural_key"]
@@ -44,7 +46,7 @@ class Stat:
 
 @dataclass(frozen=True)
 class ModelRow:
-    model: str
+    model: str                                 # the row: the model, with its training mode unless dense
     seeds: Tuple[int, ...]
     metrics: Dict[str, Stat]
     params: Optional[int]                      # first seed's count
@@ -61,6 +63,7 @@ class ModelRow:
     saved_vs_best_static: Optional[float] = None  # 1 - executed / best_static's executed
     max_load: Optional[float] = None           # the highest 1-minute load average of its throughput runs
     loaded: bool = False                       # some seed's throughput ran with load above the core count
+    train_mode: Optional[str] = None           # "train: sparse / cap 0.5"; None: trained dense (train_modes.py)
 
 
 @dataclass(frozen=True)
@@ -177,7 +180,7 @@ def summarize(records: List[dict]) -> Tuple[List[SuiteTable], List[str]]:
                 static_form=next((r["static_form"] for r in recs if isinstance(r.get("static_form"), str)), None),
                 static_plans=_static_plans(recs),
                 family=next((r["family"] for r in recs if isinstance(r.get("family"), str)), None),
-                max_load=_max_load(recs), loaded=_loaded(recs),
+                max_load=_max_load(recs), loaded=_loaded(recs), train_mode=mode_label(recs[0]),
             ))
         rows = with_static_plan_savings(rows, spec)
         rows.sort(key=lambda row: _rank_key(row, spec))
@@ -279,7 +282,7 @@ def _created_key(value) -> str:
 
 def _flat_row(task: str, rec: dict, index: int) -> dict:
     row = {
-        "index": index, "suite": rec["suite"], "task": task, "model": rec["model"],
+        "index": index, "suite": rec["suite"], "task": task, "model": row_name(rec["model"], mode_label(rec)),
         "seed": rec["seed"],
         "created": _created_key(rec.get("created")),
         "canon": json.dumps(rec, sort_keys=True),

@@ -17,6 +17,7 @@ from tabulate import tabulate
 from .aggregate import ModelRow, Stat, SuiteTable, TaskSpec, load_results, summarize
 from .atomic import atomic_write
 from .static_plans import verdicts
+from .train_modes import LABEL_NOTE as TRAIN_MODE_NOTE
 
 __all__ = ["build_leaderboard", "write_leaderboard", "check_leaderboard", "EXTRA_BEGIN",
            "EXTRA_END", "METRIC_COLUMNS"]
@@ -148,6 +149,8 @@ def _render_table(table: SuiteTable, show_task: bool) -> str:
              "run for every item (dense execution, every router on its full choice, no budget shift): "
              "a reference nobody would deploy, shown for scale.")
     parts = [title, caption, _conditions_line(table), grid] + ([spec.note] if spec.note else []) + [saved]
+    if any(r.train_mode for r in table.rows):
+        parts.append(TRAIN_MODE_NOTE)
     lines = verdicts(table.rows, spec, lambda r: _stat_cell(r.metrics[spec.quality], METRIC_COLUMNS[spec.quality][1]))
     if lines:
         parts.append("Routing against its static plans:\n\n" + "\n".join(lines))

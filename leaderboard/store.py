@@ -31,7 +31,10 @@ Record schema (the harness writes it; only ``REQUIRED_FIELDS`` are enforced):
     params      int   parameter count
     train       dict  epochs, iters, wall_s (every session of a resumed run), sessions, lr,
                       batch_size (per rank), launcher, world_size, nnodes, per_rank_batch_size,
-                      global_batch_size (nproc_per_node under torchrun)
+                      global_batch_size (nproc_per_node under torchrun), routing_mode
+                      ({"train_execution": "dense" | "sparse", "capacity": null | 0-1}: how the
+                      routers trained, harness/engine/routing_mode.py; null without routers;
+                      absent in older records, which read as dense)
     config      dict  resolved (the fully resolved config dict) and sha256 (of it, without the
                       volatile keys experiment_name, work_dir, resume and load_from)
     env         dict  git_sha, git_dirty, python, torch, timm, mmengine, device, cpu, threads
