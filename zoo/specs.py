@@ -176,6 +176,15 @@ class RouterSpec(Spec):
     # learning on some items whatever the router prefers, so the inference budget knob can move
     # items onto a branch the router rarely picks and still find it trained
     explore: float = 0.0
+    # how routed blocks execute in training when no `zoo.routing.execution` context says:
+    # "sparse" leaves out the branches no item chose, as eval does (docs/DESIGN.md, "Training
+    # execution and fixed capacity"); a soft router merges every branch, so it stays dense
+    train_execution: str = "dense"
+    # fixed capacity: in training, a share `capacity` of each router's items (per batch for
+    # samples, per image or sequence for patches and tokens) takes the expensive path, chosen
+    # by top-k of its scores; at eval a calibrated threshold decides each item alone
+    # (docs/DESIGN.md, "Training execution and fixed capacity"). None: threshold routing.
+    capacity: Optional[float] = None
 
     def __post_init__(self):
         if self.mode not in ("gumbel", "hard", "soft"):
@@ -187,6 +196,15 @@ class RouterSpec(Spec):
                              f"{self.compute_target}")
         if not 0 <= self.explore < 1:
             raise ValueError(f"router explore must lie in [0, 1), got {self.explore}")
+        if self.train_execution not in ("dense", "sparse"):
+            raise ValueError(f"router train_execution must be 'dense' or 'sparse', got {self.train_execution!r}")
+        if self.capacity is not None:
+            if isinstance(self.capacity, bool) or not isinstance(self.capacity, (int, float)) \
+                    or not 0 < self.capacity < 1:
+                raise ValueError(f"router capacity must be None or a number in (0, 1), got {self.capacity!r}")
+            if self.mode == "soft":
+                raise ValueError("router capacity needs hard decisions: a soft router (mode='soft') runs every "
+                                 "branch on every item, so it has no capacity to fix")
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,13 @@ def static_reference(arch: str, net: nn.Module,
             raise ValueError(f"{arch} has no registered static form")
         if build is not None:
             return build(form)
-        return create_model(form, **net.spec.changes_from(resolve_spec(arch)[1]))
+        changes = net.spec.changes_from(resolve_spec(arch)[1])
+        if isinstance(changes.get("router"), dict):
+            # how the routed model trains (docs/DESIGN.md, "Training execution and fixed capacity")
+            # is no part of its static form, whose routers may not take it (ESH's soft form
+            # refuses a capacity); the reference is timed at eval either way
+            router = {k: v for k, v in changes["router"].items() if k not in ("train_execution", "capacity")}
+            changes = {**changes, "router": router} if router else {k: v for k, v in changes.items() if k != "router"}
+        return create_model(form, **changes)
     ref = net.static_reference(build_static_form)
     return type(net).static_reference_label.format(arch=arch, static_form=form), ref.eval()

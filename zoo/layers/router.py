@@ -24,6 +24,7 @@ from ..ops.gating import (
     routing_entropy, straight_through, straight_through_at,
 )
 from ..specs import RouterSpec
+from . import capacity
 from .router_state import Control
 
 __all__ = ["Router", "Route", "RouteRecord", "EvalProbs", "probabilities", "LastForward", "GRANULARITIES",
@@ -119,6 +120,7 @@ class Route:
     _probs: Union[torch.Tensor, EvalProbs]
     sparse: bool              # True: compute each branch only for its own items
     costs: Optional[torch.Tensor] = None  # (choices,) FLOPs per item of each choice (the router's)
+    selected: Optional[torch.Tensor] = None  # fixed-capacity training: sorted (B, k) / (k,) non-cheap items
 
     @property
     def probs(self) -> torch.Tensor:
@@ -183,6 +185,7 @@ class Router(nn.Module):
     Training (mode="gumbel"): one Gumbel draw, straight-through. mode="hard": straight-through
     on the noise-free probabilities. mode="soft": the probabilities weight every branch.
     Eval: argmax of the logits, no noise, so an item's decision depends on that item alone.
+    `spec.capacity`: top-k per row in training, a calibrated threshold at eval (`zoo.layers.capacity`).
 
     `binary=True` gives one logit s for `choices[1]` against a fixed 0 for `choices[0]`, so
     probs[..., 1] = sigmoid(s): ESH-Vision's alpha, and argmax is "alpha > 0.5".
@@ -204,13 +207,9 @@ class Router(nn.Module):
             raise ValueError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
         if binary and len(choices) != 2:
             raise ValueError("a binary router needs exactly two choices")
-        self.choices = tuple(choices)
-        self.granularity = granularity
-        self.spec = spec
-        self.layer = layer
-        self.binary = binary
-        n_in = in_features + extra_features
-        n_out = 1 if binary else len(self.choices)
+        self.choices, self.granularity, self.layer = tuple(choices), granularity, layer
+        self.spec, self.binary = spec, binary
+        n_in, n_out = in_features + extra_features, 1 if binary else len(self.choices)
         if spec.hidden:
             self.net = nn.Sequential(nn.Linear(n_in, spec.hidden), nn.GELU(), nn.Linear(spec.hidden, n_out))
         else:
@@ -219,11 +218,12 @@ class Router(nn.Module):
             nn.init.zeros_(self.net[-1].weight)
             nn.init.zeros_(self.net[-1].bias)
         self.register_buffer("tau", torch.tensor(float(spec.tau)))
+        capacity.attach(self)  # with RouterSpec.capacity, the calibrated eval threshold (`zoo.layers.capacity`)
         # what each choice costs, declared by the routed block (`set_costs`); derived from the
         # spec, so not part of the state dict
         self.register_buffer("costs", torch.ones(len(self.choices)), persistent=False)
         self.items = 1  # items decided per model input (`set_costs`): weights routers in `budget_floor`
-        self.execution: Optional[str] = None  # None: dense in training, sparse at eval
+        self.execution: Optional[str] = None  # None: sparse at eval, `spec.train_execution` in training
         self.forced: Optional[Policy] = None
         # the FLOPs budget (`zoo.routing.flops_budget`): eval decisions are
         # argmax(logits - cost_shift * costs / max(costs)); 0 is plain argmax
@@ -279,9 +279,7 @@ class Router(nn.Module):
     @property
     def cheap_choice(self) -> str:
         """The cheapest choice other than the full one (the first of equals)."""
-        full, c = self.full_choice, self.costs.tolist()
-        others = [i for i, name in enumerate(self.choices) if name != full]
-        return self.choices[min(others, key=lambda i: c[i])]
+        return self.choices[int(capacity.cheap_index(self))]
 
     def set_tau(self, tau: float) -> None:
         tau = float(tau)
@@ -312,7 +310,7 @@ class Router(nn.Module):
             return False  # a continuous merge needs every branch
         if self.execution is not None:
             return self.execution == "sparse"
-        return not self.training
+        return not self.training or self.spec.train_execution == "sparse"
 
     def logits(self, feats: torch.Tensor) -> torch.Tensor:
         """Per-choice logits (..., len(choices)); a binary router's first column is its fixed 0."""
@@ -360,10 +358,12 @@ class Router(nn.Module):
             probs = probabilities(logits, tau, self.binary)
         else:  # eval without a graph: built if read (a trace, ESH's ponder threshold)
             probs = EvalProbs(logits, tau, self.binary)
-        n = len(self.choices)
+        n, selected = len(self.choices), None
         if self.forced is not None:
             decisions = self._forced_decisions(logits.shape[:-1], logits.device)
             weights = None  # one-hot, built if read
+        elif self.spec.capacity is not None:  # docs/DESIGN.md, "Training execution and fixed capacity"
+            decisions, weights, selected = capacity.decide(self, logits, probs)
         elif self.spec.mode == "soft":
             decisions, weights = probs.argmax(dim=-1), probs
         elif self.training:
@@ -382,7 +382,7 @@ class Router(nn.Module):
         # integer decisions never carry a graph, so they need no detach
         self.last = RouteRecord(self.layer, self.granularity, self.choices, decisions,
                                 probs if isinstance(probs, EvalProbs) else probs.detach())
-        route = Route(self.choices, decisions, weights, probs, self.is_sparse(), self.costs)
+        route = Route(self.choices, decisions, weights, probs, self.is_sparse(), self.costs, selected)
         self._graph.route = route
         return route
 

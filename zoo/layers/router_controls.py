@@ -16,11 +16,12 @@ from typing import Callable, Iterator, List, Optional, Union
 import torch
 import torch.nn as nn
 
-from . import router_state
+from . import capacity, router_state
 from .router import EXECUTION_MODES, RouteRecord, Router
 from .router_state import Control
 
-__all__ = ["routers", "trace", "execution", "force", "random_policy", "set_tau", "get_tau", "summarize", "setting"]
+__all__ = ["routers", "trace", "execution", "force", "random_policy", "set_tau", "get_tau", "summarize", "setting",
+           "training_mode", "capacity_agreement"]
 
 
 def routers(model: nn.Module) -> List[Router]:
@@ -110,3 +111,48 @@ def summarize(model_or_records) -> dict:
                         share=rec.shares(), entropy=rec.entropy(), load_balance=rec.load_balance())
         for rec in records
     }
+
+
+def training_mode(model: nn.Module) -> dict:
+    """How the model's routers train when no context overrides them (docs/DESIGN.md, "Training
+    execution and fixed capacity"): {"train_execution": "dense" | "sparse", "capacity": float or
+    None}. A soft router trains dense whatever its spec says; a model with no routers gives
+    {"train_execution": None, "capacity": None}. Routers that disagree: ValueError."""
+    modes = {(("dense" if r.spec.mode == "soft" else r.spec.train_execution), r.spec.capacity): r.layer
+             for r in routers(model)}
+    if len(modes) > 1:
+        listed = "; ".join(f"{layer}: train_execution={m[0]}, capacity={m[1]}" for m, layer in modes.items())
+        raise ValueError(f"the routers of {type(model).__name__} train in different modes ({listed})")
+    execution_mode, share = next(iter(modes), (None, None))
+    return {"train_execution": execution_mode, "capacity": share}
+
+
+@torch.no_grad()
+def capacity_agreement(model: nn.Module, *inputs) -> dict:
+    """One eval forward of `model(*inputs)`; per fixed-capacity router (by layer): `disagree`, the
+    share of items whose threshold decision (the expensive path or not) differs from the top-k the
+    router would take in training on the same scores (k per row, `zoo.layers.capacity.capacity_k`);
+    `above`, the share of items above the threshold; `capacity` and `threshold`. Under a FLOPs
+    budget the scores are the shifted ones. The model's train/eval state is restored."""
+    rs = [r for r in routers(model) if r.spec.capacity is not None]
+    if not rs:
+        raise ValueError(f"{type(model).__name__} has no fixed-capacity routers (RouterSpec.capacity is None)")
+    for r in rs:
+        r._graph.capacity_scores = None  # left by `zoo.layers.capacity.decide` at eval
+    was_training = model.training
+    model.eval()
+    try:
+        model(*inputs)
+    finally:
+        model.train(was_training)
+    out = {}
+    for r in rs:
+        score = getattr(r._graph, "capacity_scores", None)
+        if score is None:
+            continue  # not run by this forward (or forced to a choice)
+        chosen = torch.zeros_like(score, dtype=torch.bool)
+        chosen.scatter_(-1, capacity.topk_selected(score, capacity.capacity_k(r.spec.capacity, score.shape[-1])), True)
+        above = r.last.decisions != r.choices.index(r.cheap_choice)
+        out[r.layer] = dict(disagree=float((above != chosen).float().mean()), above=float(above.float().mean()),
+                            capacity=float(r.spec.capacity), threshold=float(getattr(r, capacity.THRESHOLD)))
+    return out
