@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import itertools
 import os
+import sys
 import time
 from dataclasses import dataclass, replace
 from typing import List, Optional
@@ -20,6 +21,7 @@ from . import options
 from .engine import checkpoint as ckpt_mod
 from .engine.config_checks import check_data_fits, check_option_keys, check_values
 from .engine.distributed import launch_info
+from .engine.hook_set import keep_harness_hooks
 from .engine.hooks import StopAfterHook, TrainWallClockHook, unwrap_model
 from .engine.resume import resolve_resume  # noqa: F401 (API)
 from .engine.schedule import finalize_schedule, follow_loop, loop_total, set_training_length
@@ -66,10 +68,13 @@ def plan_runs(opts: RunOptions) -> List[RunPlan]:
 
     if opts.config:
         suite = suite_of_config(opts.config, opts.suite)
+        opts = _own_config_defaults(opts)
     elif opts.suite:
         suite = get_suite(opts.suite)
     else:
         raise HarnessError("run needs --suite (or --config)")
+    if not opts.models:
+        raise HarnessError("run needs --models (or a --config whose model.arch names one)")
     models = resolve_models(opts.models)
     check_tasks(models, suite)
     opts.check()
@@ -89,8 +94,10 @@ def plan_runs(opts: RunOptions) -> List[RunPlan]:
                        work_dir=work_dir)
 
     # data problems surface before the first model trains; the data may define num_classes
-    first = narrowed(models[0], opts.seeds[0])
-    num_classes = preflight(build_config(suite, models[0], opts.seeds[0], first, device), suite)
+    first, notes = narrowed(models[0], opts.seeds[0]), []
+    num_classes = preflight(build_config(suite, models[0], opts.seeds[0], first, device, notes=notes), suite)
+    for note in notes:  # once per invocation, not once per run
+        print(note, file=sys.stderr)
     plans = [RunPlan(suite, model, seed, o, build_config(suite, model, seed, o, device, num_classes), device, results)
              for model in models for seed in opts.seeds for o in [narrowed(model, seed)]]
     _check_buildable(plans, budgeted=opts.flops_budget is not None)
@@ -102,6 +109,15 @@ def plan_runs(opts: RunOptions) -> List[RunPlan]:
     for plan in plans:
         options.check_writable(plan.cfg.work_dir, "work dir", folder_only=True)
     return plans
+
+
+def _own_config_defaults(opts: RunOptions) -> RunOptions:
+    """A config of one's own speaks where the flags are silent, as an mmengine config does under
+    tools/train.py: its `work_dir`, and its `model.arch` in place of --models."""
+    cfg = Config.fromfile(opts.config)  # suite_of_config has read it: it loads
+    arch = (cfg.get("model") or {}).get("arch")
+    return replace(opts, models=opts.models or ([arch] if isinstance(arch, str) and arch else []),
+                   work_dir=opts.work_dir or cfg.get("work_dir") or None)
 
 
 def _check_buildable(plans: List[RunPlan], budgeted: bool = False) -> None:
@@ -146,9 +162,10 @@ def _set_device(cfg: Config, device: str, amp: bool) -> None:
 
 
 def build_config(suite: Suite, model: str, seed: int, opts: RunOptions, device: str,
-                 num_classes: Optional[int] = None) -> Config:
+                 num_classes: Optional[int] = None, notes: Optional[list] = None) -> Config:
     """The suite's config with this run's options applied. num_classes: what the data defines
-    (ImageFolder trees, CIFAR), for a config that leaves it open (None)."""
+    (ImageFolder trees, CIFAR), for a config that leaves it open (None). notes: gets the one-line
+    notes on the config's hooks (`keep_harness_hooks`), for the caller to print."""
     cfg = Config.fromfile(suite.config)
     loaded_total = loop_total(cfg.get("train_cfg") or {})
     if opts.cfg_options:
@@ -160,6 +177,9 @@ def build_config(suite: Suite, model: str, seed: int, opts: RunOptions, device: 
     for key in ("model", "train_cfg", "optim_wrapper", "train_dataloader", "test_dataloader"):
         if not isinstance(cfg.get(key), dict):
             raise HarnessError(f"config key {key} must be a dict, got {cfg.get(key)!r} (check --cfg-options)")
+    hook_notes = keep_harness_hooks(cfg)
+    if notes is not None:
+        notes.extend(hook_notes)
     cfg.model["arch"] = model
     set_training_length(cfg, opts.epochs, opts.max_iters,
                         user_ckpt_interval=any(k.startswith("default_hooks.checkpoint") for k in opts.cfg_options))

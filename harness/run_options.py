@@ -104,7 +104,9 @@ def _jsonl(name, value, opts):
 
 @dataclass
 class RunOptions:
-    models: List[str] = shared("models", selects=True)
+    models: List[str] = shared("models", selects=True, required=False,  # a --config's model.arch serves
+                               help="zoo names or fnmatch patterns (quote them), or timm:NAME for timm's own "
+                                    "models; with --config, the config's model.arch unless given")
     suite: Optional[str] = shared("suite", help="benchmark suite (see `python -m harness list`); with --config, "
                                                 "the config's own `suite` unless given")
     config: Optional[str] = flag(metavar="PY", help="an mmengine config of your own instead of the suite's; its "

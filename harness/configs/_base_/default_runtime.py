@@ -3,6 +3,10 @@ default_scope = 'mmengine'
 # the harness's datasets, wrappers, hooks and metrics, for a bare `Runner.from_cfg` too
 custom_imports = dict(imports=['harness'], allow_failed_imports=False)
 
+# Every hook the harness needs is a named default hook, not a custom one: mmengine merges a child
+# config's `default_hooks` by key but replaces a `custom_hooks` list whole, so a config of one's own
+# that writes `custom_hooks = [...]` keeps all of these (docs/DESIGN.md, "Hooks a config cannot
+# lose"). Tune one by key (`default_hooks.tau_schedule.end=0.3`), drop one with `=None`.
 default_hooks = dict(
     runtime_info=dict(type='RuntimeInfoHook'),
     timer=dict(type='IterTimerHook'),
@@ -12,24 +16,24 @@ default_hooks = dict(
     # one checkpoint per epoch (or per `interval` iters in iteration mode), only the last kept
     # written to a temporary name and renamed into place; the old one is removed only after
     checkpoint=dict(type='AtomicCheckpointHook', interval=1, max_keep_ckpts=1, save_last=True),
-)
-
-custom_hooks = [
-    dict(type='NaNGuardHook'),
-    dict(type='SafeCheckpointHook'),  # checkpoints that load with weights_only=True
-    dict(type='RNGStateHook'),  # --resume continues the random streams exactly
-    dict(type='TrainWallClockHook'),  # train.wall_s sums every session of a resumed run
-    dict(type='EvalProgressHook'),
-    dict(type='ConsoleProgressHook'),  # the short console's line per logger interval
+    nan_guard=dict(type='NaNGuardHook'),
+    safe_checkpoint=dict(type='SafeCheckpointHook'),  # checkpoints that load with weights_only=True
+    rng_state=dict(type='RNGStateHook'),  # --resume continues the random streams exactly
+    train_wall_clock=dict(type='TrainWallClockHook'),  # train.wall_s sums every session of a resumed run
+    eval_progress=dict(type='EvalProgressHook'),
+    console_progress=dict(type='ConsoleProgressHook'),  # the short console's line per logger interval
     # Gumbel temperature of every router; a no-op for static and timm models
-    dict(type='TauScheduleHook', start=1.0, end=0.5, schedule='cosine'),
+    tau_schedule=dict(type='TauScheduleHook', start=1.0, end=0.5, schedule='cosine'),
     # per-router choice shares of the training routes (and tau), logged at the logger interval
-    dict(type='RoutingLogHook'),
+    routing_log=dict(type='RoutingLogHook'),
     # the routing objectives' warm-up ramps (zoo.layers.objectives: ESH's ponder weight is 0 for
     # the first quarter of training, then ramps linearly to its weight at the half); other
     # auxiliary weights stay constant
-    dict(type='AuxWeightScheduleHook'),
-]
+    aux_weight_schedule=dict(type='AuxWeightScheduleHook'),
+)
+
+# a config's own hooks; the harness adds a StopAfterHook here for `stop_after`
+custom_hooks = []
 
 # `stop_after.epochs=N` (or `.iters=N`) ends this session after N epochs with the schedule
 # unchanged; `--resume` then continues it (the harness adds a StopAfterHook for it).
