@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from .crossover import crossover_parts
+from .training_perf import TRAINING_FILE, training_parts
 from .families import family_name, rank
 from .perf_tables import (DASH, UNRELIABLE, load_cell, load_perf, ops_rows, overhead_rows, parity_rows,
                           peers_rows, ranged, run_ms, status, table, threads_of, trusted)
@@ -236,6 +237,7 @@ def performance_section(results_dir, write: bool = False) -> Optional[str]:
                  else f"_{DASH} not measured._")
     parts += _conventions_parts(docs.get("flop_conventions"))
     parts += _peers_parts(docs.get("peers"))
+    parts += training_parts(docs.get(TRAINING_FILE))
     parts += crossover_parts(perf_dir)
     parts += ["### Commands and conditions", "\n".join(_conditions(n, d) for n, d in docs.items())]
     return "\n\n".join(parts) + "\n"
