@@ -11,14 +11,39 @@ Its rooms are told in docs/DESIGN.md, "Layout".
 """
 import importlib as _importlib
 import importlib.util as _importlib_util
+import os as _os
 import sys as _sys
 import warnings as _warnings
 
-from . import engine, suites  # noqa: F401  (registration)
 from .errors import HarnessError
-from zoo import __version__  # one version for the distribution (routing-zoo)
 
 __all__ = ["HarnessError", "main", "__version__"]
+
+
+def _cli_starting() -> bool:
+    """True while `python -m harness` (Python sets sys.argv[0] to "-m" while it locates the module)
+    or the `routing-zoo` script imports this package. The CLI then registers the harness's parts
+    itself once its arguments parse (`harness.cli.main`), so --help, --version and a mistyped flag
+    answer without torch, timm, mmengine or cv2 (docs/DESIGN.md, "CLI startup")."""
+    if _os.path.basename(_sys.argv[0] if _sys.argv else "") == "routing-zoo":
+        return True
+    argv = list(getattr(_sys, "orig_argv", ()))
+    return _sys.argv[:1] == ["-m"] and "-m" in argv and argv[argv.index("-m") + 1:][:1] == [__name__]
+
+
+if not _cli_starting():
+    from . import engine, suites  # noqa: F401  (registration)
+    from zoo import __version__  # one version for the distribution (routing-zoo)
+
+
+def __getattr__(name):
+    """What the CLI's start left out, on first use: the version, the registering subpackages."""
+    if name == "__version__":
+        from zoo import __version__
+        return __version__
+    if name in ("engine", "suites"):
+        return _importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # the module paths from before the harness had wings, kept importable for one release (configs'
 # custom_imports, scripts of one's own): `harness.hooks` is `harness.engine.hooks`, the same module

@@ -8,6 +8,7 @@ each raising the harness's one-line error.
 """
 from __future__ import annotations
 
+import argparse
 import os
 from typing import Optional
 
@@ -20,9 +21,17 @@ RESULTS_DIR = os.path.join("leaderboard", "results")           # one <suite>.jso
 LEADERBOARD_PAGE = os.path.join("leaderboard", "LEADERBOARD.md")
 
 
+class _DictAction(argparse.Action):
+    """mmengine's DictAction, imported when a KEY=VALUE option is given, not when the parser is
+    built: --help and argument errors answer without mmengine (docs/DESIGN.md, "CLI startup")."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from mmengine.config import DictAction
+        DictAction(self.option_strings, self.dest, nargs=self.nargs)(parser, namespace, values, option_string)
+
+
 def _dict_action():
-    from mmengine.config import DictAction
-    return DictAction
+    return _DictAction
 
 
 # name -> (flag, argparse keywords, default help)

@@ -17,12 +17,8 @@ from __future__ import annotations
 
 import json
 
-import torch
-
 from .. import options
 from ..errors import HarnessError
-from ..measure.executed_flops import measure_flops
-from ..tasks import get_task
 
 __all__ = ["add_parser", "cmd_flops"]
 
@@ -50,11 +46,14 @@ def add_parser(subparsers) -> str:
 
 
 def cmd_flops(args, argv=()) -> int:
+    import torch  # here, not at the top: --help answers without it (harness/cli.py)
     from tabulate import tabulate
 
     from ..loading import suite_network
+    from ..measure.executed_flops import measure_flops
     from ..names import resolve_models
     from ..suites import get_suite
+    from ..tasks import get_task
 
     suite = get_suite(args.suite)
     models = resolve_models(args.models)

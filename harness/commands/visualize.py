@@ -20,7 +20,6 @@ import os
 from typing import List, Optional
 
 from .. import options
-from ..engine.checkpoint import latest_checkpoint
 from ..errors import HarnessError
 
 __all__ = ["add_parser", "cmd_visualize", "load_routed", "visualize", "readme_figures", "families",
@@ -145,6 +144,7 @@ def visualize(model: str, checkpoint: str, suite: str, n: int = 8, out: Optional
               limit: int = 0, model_kwargs: Optional[dict] = None, cfg_options: Optional[dict] = None,
               data_root: Optional[str] = None, device: str = "auto") -> list:
     """Draw every picture of the model's family; returns [{name, png, json, size}, ...]."""
+    from ..engine.checkpoint import latest_checkpoint  # here: --help answers without mmengine
     if n < 1:
         raise HarnessError(f"--n must be >= 1, got {n}")
     if limit < 0:
@@ -170,6 +170,7 @@ def readme_figures(root: str = os.path.join("work_dirs", "embedded"),
                    out: str = os.path.join("docs", "figures"), seed: int = 0) -> list:
     """One picture of each kind for the README, from the embedded job's work dirs (seed 0):
     out/<model>/... for visualize, out/compare_<suite>/... for compare."""
+    from ..engine.checkpoint import latest_checkpoint
     from .compare import compare
     options.check_writable(out, "output folder", done="nothing was drawn", folder_only=True)
     pictures = []
