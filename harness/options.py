@@ -99,16 +99,21 @@ def work_dir_name(model: str) -> str:
     return model.replace(":", "-").replace("/", "-")
 
 
-def check_writable(path: str, what: str, done: str = "nothing was run", folder_only: bool = False) -> str:
+def check_writable(path: str, what: str, done: str = "nothing was run", folder_only: bool = False,
+                   owns=None, ours: str = "") -> str:
     """`path` (a file to append to or create; with folder_only, a folder to write into) can be
     written: it is writable if it exists, else a file can be created in its nearest existing
     folder. An existing path that is not a regular file (a folder, a fifo, a device node) or not
-    a folder (folder_only), and a dangling symlink, are refused (`leaderboard.atomic`). Returns
-    the path with symlinks resolved: what the command writes. Creates nothing: a refused
-    command leaves no empty folders behind."""
-    from leaderboard.atomic import UnsafeOutput, resolve_output
+    a folder (folder_only), and a dangling symlink, are refused (`leaderboard.atomic`); so is an
+    existing non-empty file that `owns(path)` does not recognise as the command's own (`ours`
+    says what that is; `leaderboard.atomic.refuse_foreign`). Returns the path with symlinks
+    resolved: what the command writes. Creates nothing: a refused command leaves no empty
+    folders behind."""
+    from leaderboard.atomic import UnsafeOutput, refuse_foreign, resolve_output
     try:
         real = resolve_output(path, folder=folder_only)
+        if owns is not None:
+            refuse_foreign(path, owns, ours)
     except UnsafeOutput as e:
         raise HarnessError(f"the {what} cannot be written: {e}; {done}") from None
     probe = os.path.join(real, ".harness-write-check") if folder_only else real

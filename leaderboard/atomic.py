@@ -11,6 +11,10 @@ What an existing path may be:
 - anything else (a folder where a file is expected, a fifo, a device node such as /dev/null, a
   socket): refused, since a rename would replace it with a regular file.
 `UnsafeOutput` says why, in words that follow the path ("... /dev/null is a character device").
+
+A regular file is replaced only when it is one the command itself writes (`refuse_foreign`, with
+the command's own test on the file's first bytes): `export --out README.md` must not turn the
+README into weights. An empty file holds nothing to lose and may be replaced.
 """
 from __future__ import annotations
 
@@ -18,9 +22,9 @@ import contextlib
 import os
 import stat
 import tempfile
-from typing import Iterator, Union
+from typing import Callable, Iterator, Union
 
-__all__ = ["UnsafeOutput", "resolve_output", "atomic_path", "atomic_write", "cut_files"]
+__all__ = ["UnsafeOutput", "resolve_output", "refuse_foreign", "file_head", "atomic_path", "atomic_write", "cut_files"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -59,6 +63,33 @@ def resolve_output(path: PathLike, folder: bool = False) -> str:
         via = f" (through a symlink, {real})" if linked else ""
         raise UnsafeOutput(f"{path} is {_kind(mode)}{via}, not a {'folder' if folder else 'regular file'} to write")
     return real
+
+
+def file_head(path: PathLike, size: int = 4096) -> bytes:
+    """The first `size` bytes of a file: enough for an owner test, bounded whatever the file."""
+    with open(path, "rb") as f:
+        return f.read(size)
+
+
+def refuse_foreign(path: PathLike, owns: Callable[[str], bool], ours: str) -> None:
+    """Raises UnsafeOutput when `path` (symlinks resolved) is a non-empty regular file that
+    `owns(real_path)` does not recognise as its command's own output (`ours` names what that is,
+    e.g. "a weights file written by export"). A missing or empty file passes; so does anything
+    `resolve_output` refuses on its own, which its caller checks."""
+    real = os.path.realpath(os.fspath(path))
+    try:
+        st = os.stat(real)
+    except OSError:
+        return
+    if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
+        return
+    try:
+        mine = owns(real)
+    except (OSError, ValueError):  # unreadable, or not what the test parses: not ours
+        mine = False
+    if not mine:
+        raise UnsafeOutput(f"{path} exists and is not {ours}, so it is left as it was "
+                           f"(remove it or choose another path)")
 
 
 def _check_components(path: str) -> None:

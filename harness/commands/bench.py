@@ -29,7 +29,7 @@ import shlex
 
 from .. import options
 from ..errors import HarnessError
-from ..measure.bench_report import format_result, write_csv
+from ..measure.bench_report import format_result, is_bench_csv, write_csv
 from ..tasks import TASKS, get_task, size_options
 
 __all__ = ["add_parser", "cmd_bench"]
@@ -97,9 +97,17 @@ def _validate(args) -> None:
     if getattr(args, "reparam", False) and args.train:
         raise HarnessError("--reparam folds BatchNorm statistics for inference; it cannot be timed with --train")
     # before any timing: an output that cannot or must not be written loses no measurement
-    for path, what in ((args.results_file, "results file"), (args.json_out, "JSON output")):
+    # and an existing file is replaced only when bench wrote it (leaderboard/atomic.py)
+    for path, what, owns, ours in ((args.results_file, "results file", is_bench_csv, "a CSV file written by bench"),
+                                   (args.json_out, "JSON output", _is_bench_json, "a JSON file written by bench")):
         if path:
-            options.check_writable(path, what, done="nothing was timed")
+            options.check_writable(path, what, done="nothing was timed", owns=owns, ours=ours)
+
+
+def _is_bench_json(path: str) -> bool:
+    """bench's --json-out (and every benchmark's JSON) opens with its "benchmark" key (sorted keys)."""
+    from leaderboard.atomic import file_head
+    return file_head(path, 256).lstrip().startswith(b'{\n  "benchmark":')
 
 
 def cmd_bench(args, argv=()) -> int:

@@ -138,6 +138,13 @@ def read_training_log(work_dir: str) -> List[dict]:
 # ----------------------------------------------------------------------------- comparison
 
 
+def _is_compare_page(path: str) -> bool:
+    """compare.md as `compare` writes it: a heading, then its table, then the two pictures' links."""
+    from leaderboard.atomic import file_head
+    text = file_head(path, 1 << 20)
+    return text.startswith(b"# ") and b"![loss curves](loss_curves.png)" in text
+
+
 def _infer_suite(models: Sequence[str], records: List[dict]) -> str:
     suites = sorted({r["suite"] for r in records if r["model"] == models[0]})
     common = [s for s in suites if all(any(r["suite"] == s and r["model"] == m for r in records) for m in models)]
@@ -169,6 +176,8 @@ def compare(models: Sequence[str], suite: Optional[str] = None, work_dirs: Optio
                            f"{', '.join(work_dirs or [f'work_dirs/{suite}', f'work_dirs/embedded/{suite}'])}")
     out = out or os.path.join("comparisons", suite)
     options.check_writable(out, "output folder", done="nothing was drawn", folder_only=True)
+    options.check_writable(os.path.join(out, "compare.md"), "comparison page", done="nothing was drawn",
+                           owns=_is_compare_page, ours="a page written by compare")
     meta = dict(suite=suite, models=list(names), results_dir=results_dir,
                 work_dirs={m: {str(s): d for s, d in runs[m].items()} for m in names})
     pictures = [loss_curves(logs, out, meta), routing_training(logs, out, meta, ROUTING_NOTE)]

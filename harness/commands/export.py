@@ -37,6 +37,19 @@ def _sha256(path: str) -> str:
     return h.hexdigest()
 
 
+def _is_export_file(path: str) -> bool:
+    """A safetensors file whose metadata names a model, a tag and a source (what cmd_export
+    writes): the only kind of existing file --out may replace (`leaderboard.atomic`)."""
+    import json
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        if not 2 <= n <= 100 << 20:  # safetensors' own header limit; a text file reads as a huge n
+            return False
+        header = json.loads(f.read(n).decode("utf-8"))
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    return isinstance(meta, dict) and {"model", "tag", "source_sha256"} <= set(meta)
+
+
 def cmd_export(args, argv=()) -> int:
     import torch
     import zoo
@@ -52,7 +65,8 @@ def cmd_export(args, argv=()) -> int:
         raise HarnessError(f"{name} is not a declared pretrained tag; declared: {', '.join(pretrained.PRETRAINED)}")
     tag = pretrained.PRETRAINED[name]
     out = args.out or tag.file
-    options.check_writable(out, "weights file", done="nothing was written")
+    options.check_writable(out, "weights file", done="nothing was written", owns=_is_export_file,
+                           ours="a weights file written by export")
     state = load_checkpoint_file(args.checkpoint).get("state_dict") or {}
     net = {k[len("net."):]: v.contiguous() for k, v in state.items() if k.startswith("net.")}
     model = zoo.create_model(args.model, **tag.kwargs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .. import options
 from ..tasks import get_task
 
-__all__ = ["csv_rows", "write_csv", "format_result"]
+__all__ = ["csv_rows", "write_csv", "is_bench_csv", "format_result"]
 
 
 def csv_rows(results: list) -> list:
@@ -33,10 +33,19 @@ def csv_rows(results: list) -> list:
     return rows
 
 
+def is_bench_csv(path: str) -> bool:
+    """A CSV this module wrote: its header opens with `model,` and names param_count. Only such a
+    file may be replaced by --results-file (leaderboard.atomic.refuse_foreign)."""
+    from leaderboard.atomic import file_head
+    header = file_head(path).split(b"\n", 1)[0]
+    return header.startswith(b"model,") and b",param_count," in header
+
+
 def write_csv(results: list, path: str) -> None:
     import pandas as pd
     from leaderboard.atomic import atomic_write
-    options.check_writable(path, "results file", done="nothing was written")
+    options.check_writable(path, "results file", done="nothing was written", owns=is_bench_csv,
+                           ours="a CSV file written by bench")
     atomic_write(path, pd.DataFrame(csv_rows(results)).to_csv(index=False))
 
 

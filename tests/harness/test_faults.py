@@ -204,11 +204,12 @@ def test_outputs_that_cannot_be_written_fail_before_drawing(tmp_path, capsys, tr
     code, _, err = run_cli(["leaderboard", "--results-dir", str(results), "--out", str(blocker / "PAGE.md")], capsys)
     assert_one_line_error(code, err, "the leaderboard page", "cannot be written", "nothing was written")
     # the figures go beside the results dir: when they cannot be written, the page is kept as it was
-    page.write_text("the page as committed\n")
+    committed = "# Leaderboard\n<!-- GENERATED FILE: do not edit by hand. -->\nthe page as committed\n"
+    page.write_text(committed)  # a page the leaderboard wrote: the only kind it replaces
     (tmp_path / "board" / "figures").write_text("a file where the figures folder would be")
     code, _, err = run_cli(["leaderboard", "--results-dir", str(results), "--out", str(page)], capsys)
     assert_one_line_error(code, err, "the figures folder", "cannot be written")
-    assert page.read_text() == "the page as committed\n"
+    assert page.read_text() == committed
     (tmp_path / "board" / "figures").unlink()
     code, _, err = run_cli(["leaderboard", "--results-dir", str(results), "--out", str(page)], capsys)
     assert code == 0, err

@@ -20,6 +20,9 @@ RECORD = dict(model="dhvn_nano", suite="mnist5k", seed=0, task="image-classifica
               metrics=dict(top1=50.0, top5=90.0, loss=1.0))
 
 
+OLD_PAGE = "# Leaderboard\n\n<!-- GENERATED FILE: do not edit by hand. -->\nold page\n"
+
+
 def _harness(*argv):
     """(exit code, stderr) of a real `python -m harness` process."""
     p = subprocess.run([sys.executable, "-m", "harness", *map(str, argv)], cwd=REPO, capture_output=True, text=True,
@@ -59,7 +62,7 @@ def test_leaderboard_out_that_is_a_fifo_or_a_folder_is_refused_and_kept(tmp_path
 def test_leaderboard_writes_through_a_symlink_and_refuses_a_dangling_one(tmp_path, capsys):
     results = _results(tmp_path, records=())
     target = tmp_path / "real.md"
-    target.write_text("old page\n")
+    target.write_text(OLD_PAGE)  # a page the leaderboard wrote: the only kind it replaces
     link = tmp_path / "link.md"
     link.symlink_to(target)
     code, _, err = run_cli(["leaderboard", "--results-dir", str(results), "--out", str(link)], capsys)
@@ -138,3 +141,79 @@ def test_run_results_that_is_a_fifo_is_refused_before_training(tmp_path):
                          "--cfg-options", "train_dataloader.dataset.limit=16", "test_dataloader.dataset.limit=16")
     assert_one_line_error(code, err, "results store", "is a fifo")
     assert _still_fifo(fifo) and not (tmp_path / "w").exists()
+
+
+# ---------------------------------------------------------------- files the command did not write
+
+
+def test_no_command_replaces_a_file_it_did_not_write(tmp_path, capsys):
+    """export, leaderboard and bench refuse an --out that is someone else's file (a README, a
+    script, notes), in one line, and leave it byte for byte; an empty file holds nothing to lose."""
+    results = _results(tmp_path, records=())
+    ckpt = tmp_path / "none.pth"
+    (tmp_path / "README.md").write_text("precious\n")
+    cases = [
+        (["export", "--model", "dhvn_nano", "--tag", "mnist5k", "--checkpoint", ckpt, "--out"], "notes.safetensors",
+         ["weights file", "is not a weights file written by export", "left as it was", "nothing was written"]),
+        (["leaderboard", "--results-dir", results, "--out"], "README.md",
+         ["leaderboard page", "is not a leaderboard page", "left as it was"]),
+        (["bench", "--models", "dhvn_nano", "--json-out"], "config.json",
+         ["JSON output", "is not a JSON file written by bench", "nothing was timed"]),
+        (["bench", "--models", "dhvn_nano", "--results-file"], "data.csv",
+         ["results file", "is not a CSV file written by bench", "nothing was timed"]),
+    ]
+    code, err = _harness(*cases[0][0], tmp_path / "README.md")  # and once as a real process
+    assert_one_line_error(code, err, "is not a weights file written by export")
+    assert (tmp_path / "README.md").read_text() == "precious\n"
+    for argv, name, fragments in cases:
+        theirs = tmp_path / name
+        theirs.write_bytes(b"# someone's own file\n\xff not ours\n")
+        code, _, err = run_cli([*map(str, argv), str(theirs)], capsys)
+        assert_one_line_error(code, err, str(theirs), *fragments)
+        assert theirs.read_bytes() == b"# someone's own file\n\xff not ours\n"
+        # through a symlink too: the link's target is what would be replaced
+        link = tmp_path / f"link-{name}"
+        link.symlink_to(theirs)
+        code, _, err = run_cli([*map(str, argv), str(link)], capsys)
+        assert_one_line_error(code, err, "left as it was")
+        assert link.is_symlink() and theirs.read_bytes() == b"# someone's own file\n\xff not ours\n"
+
+
+def test_a_command_replaces_its_own_file_and_an_empty_one(tmp_path, capsys):
+    results = _results(tmp_path, records=())
+    page = tmp_path / "page.md"
+    page.write_bytes(b"")
+    for _ in range(2):  # an empty file, then the page it wrote
+        code, _, err = run_cli(["leaderboard", "--results-dir", str(results), "--out", str(page)], capsys)
+        assert code == 0, err
+        assert "GENERATED FILE" in page.read_text()
+
+
+def test_owner_tests_read_only_a_bounded_head(tmp_path):
+    """The export test reads a safetensors header length first: a text file's first 8 bytes make
+    an absurd length, refused without reading (or allocating) it."""
+    from harness.commands.export import _is_export_file
+    from harness.measure.bench_report import is_bench_csv
+    text = tmp_path / "t"
+    text.write_text("model,a,b\n" + "x" * 100)
+    assert not _is_export_file(str(text)) and not is_bench_csv(str(text))
+    shipped = os.path.join(REPO, "zoo", "weights", "dhvn_nano.mnist5k.safetensors")
+    if os.path.exists(shipped):  # the shipped weights were written by export: re-exporting may replace them
+        assert _is_export_file(shipped)
+
+
+def test_compare_keeps_a_compare_md_it_did_not_write(tmp_path, capsys):
+    results = _results(tmp_path)
+    out = tmp_path / "notes"
+    out.mkdir()
+    (out / "compare.md").write_text("my own notes\n")
+    code, _, err = run_cli(["compare", "--models", "dhvn_nano", "--suite", "mnist5k", "--results-dir", str(results),
+                            "--out", str(out)], capsys)
+    assert_one_line_error(code, err, "comparison page", "is not a page written by compare", "nothing was drawn")
+    assert sorted(p.name for p in out.iterdir()) == ["compare.md"]
+    assert (out / "compare.md").read_text() == "my own notes\n"
+    (out / "compare.md").unlink()
+    for _ in range(2):  # a new page, then its own page again
+        code, _, err = run_cli(["compare", "--models", "dhvn_nano", "--suite", "mnist5k", "--results-dir",
+                                str(results), "--out", str(out)], capsys)
+        assert code == 0, err
