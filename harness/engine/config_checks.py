@@ -60,6 +60,26 @@ def check_values(cfg) -> None:
     lr = cfg.optim_wrapper.get("optimizer", {}).get("lr")
     if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not (math.isfinite(lr) and lr > 0):
         raise HarnessError(f"optim_wrapper.optimizer.lr must be a finite number > 0, got {lr!r}")
+    _check_sequence_lengths(cfg)
+
+
+def _check_sequence_lengths(cfg) -> None:
+    """A dataset's windows no longer than the model's max_seq_len. Set apart (--cfg-options
+    test_dataloader.dataset.max_seq_len=512 under a model built for 256), the model would fail on
+    the first longer batch: for the test set, only after the whole training (issue 25)."""
+    arch = cfg.model.get("arch_kwargs") or {}
+    want = arch.get("max_seq_len")
+    for loader in ("train_dataloader", "test_dataloader"):
+        ds = cfg[loader].get("dataset")
+        have = ds.get("max_seq_len") if hasattr(ds, "get") else None
+        if have is None:
+            continue
+        _positive_int(have, f"{loader}.dataset.max_seq_len")
+        if want is not None:
+            _positive_int(want, "the model's max_seq_len")
+            if have > want:
+                raise HarnessError(f"{loader}.dataset.max_seq_len={have} is longer than the model's "
+                                   f"max_seq_len={want}; --model-kwargs max_seq_len={have} sets both")
 
 
 def check_data_fits(arch_kwargs: Mapping[str, object], dataset, suite_name: str) -> Optional[int]:

@@ -64,7 +64,12 @@ class PyDocs(Dataset):
             raise ValueError(f"pydocs split must be 'train' or 'test', got {split!r}")
         c = corpus()
         self.split, self.max_seq_len = split, max_seq_len
-        self.windows = byte_windows(c["data"][split], max_seq_len)[:limit]
+        try:
+            self.windows = byte_windows(c["data"][split], max_seq_len)[:limit]
+        except ValueError as e:  # a max_seq_len longer than the split: one line, not a traceback
+            from ..errors import HarnessError
+            raise HarnessError(f"suite pydocs, {split} split: {e} (at most "
+                               f"{len(c['data'][split]) - 1})") from None
         self.metainfo = dict(python=c["python"], corpus_sha256=c["sha256"], corpus_bytes=c["bytes"],
                              split_topics=len(c["topics"][split]), tokens="bytes")
 

@@ -56,3 +56,30 @@ def test_the_bad_byte_offset_across_chunks(tmp_path):
     cut.write_bytes("ok \u2603".encode()[:-1])  # a file ending inside a character
     with pytest.raises(HarnessError, match="not UTF-8 text"):
         _check_text_file(str(cut), chunk=2)
+
+
+# ---------------------------------------------------------------- sequence length past the model's or the data's
+
+
+def _lm_run(tmp_path, *extra) -> list:
+    return ["run", "--models", "exp11_baseline_tiny", "--suite", "pydocs", "--max-iters", "1",
+            "--work-dir", str(tmp_path / "work"), "--results", str(tmp_path / "r.jsonl"), *extra]
+
+
+@pytest.mark.parametrize("loader", ["test_dataloader", "train_dataloader"])
+def test_data_longer_than_the_model_is_refused_before_training(tmp_path, capsys, loader):
+    """Before: the test set's longer windows failed in the final evaluation, after all of training
+    (ValueError: sequence length 512 exceeds max_seq_len=256, a traceback, exit 1)."""
+    code, _, err = run_cli(_lm_run(tmp_path, "--cfg-options", f"{loader}.dataset.max_seq_len=512"), capsys)
+    assert_one_line_error(code, err, f"{loader}.dataset.max_seq_len=512 is longer than the model's max_seq_len=256",
+                          "--model-kwargs max_seq_len=512")
+    assert not (tmp_path / "work").exists() and not (tmp_path / "r.jsonl").exists()
+
+
+def test_a_window_longer_than_the_corpus(tmp_path, capsys):
+    code, _, err = run_cli(_lm_run(tmp_path, "--model-kwargs", "max_seq_len=100000"), capsys)
+    assert_one_line_error(code, err, "suite pydocs", "too few for one window of max_seq_len=100000", "at most")
+    assert not (tmp_path / "work").exists() and not (tmp_path / "r.jsonl").exists()
+    code, out, err = run_cli(["bench", "--models", "exp11_baseline_tiny", "--seq-len", "100000"], capsys)
+    assert_one_line_error(code, err, "suite pydocs", "max_seq_len=100000")
+    assert out == ""
