@@ -57,7 +57,20 @@ def network_from_config(cfg, model: str, checkpoint: Optional[str] = None, devic
     wrapper = MODELS.build(copy.deepcopy(cfg.model))
     if checkpoint:
         wrapper.load_state_dict(ckpt_mod.check_checkpoint(checkpoint, wrapper, arch=model)["state_dict"])
+    _say_if_untrained(wrapper.net, model)
     return wrapper.net.to(device).eval()
+
+
+def _say_if_untrained(net: nn.Module, model: str) -> None:
+    """flops, bench and visualize report routing figures of this network: a fresh routed model's
+    routers send every item to the cheapest choice, so they say so first (docs/DESIGN.md,
+    "Untrained routers"). On stderr, so --json output stays one document."""
+    import sys
+
+    from .measure.untrained import untrained_note
+    note = untrained_note(net, model)
+    if note:
+        print(note, file=sys.stderr)
 
 
 def suite_network(model: str, suite, checkpoint: Optional[str] = None, model_kwargs: Optional[dict] = None,

@@ -18,7 +18,8 @@ Record schema (the harness writes it; only ``REQUIRED_FIELDS`` are enforced):
     task        str   "image-classification", "causal-lm" or "associative-recall"
     routing     dict  router layer name -> {"granularity": str, "choices": [str, ...],
                       "share": {choice: fraction 0-1}, "entropy": float (nats),
-                      "load_balance": float}; {} for a static model
+                      "load_balance": float, and "untrained": true where the gate was evaluated at its
+                      zero init, never trained: harness/measure/untrained.py}; {} for a static model
     throughput  dict  samples_per_s (classification) or tokens_per_s (LM),
                       batch_size, threads, load_avg_1m, device, dtype
     flops       dict | null   executed FLOPs (harness.measure.executed_flops.measure_flops; null: not

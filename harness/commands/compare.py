@@ -145,6 +145,21 @@ def _is_compare_page(path: str) -> bool:
     return text.startswith(b"# ") and b"![loss curves](loss_curves.png)" in text
 
 
+def _untrained_notes(names: Sequence[str], suite: str, records: List[dict]) -> List[str]:
+    """A record whose routers were evaluated untrained (`"untrained": true` in its routing, set by
+    `run`; docs/DESIGN.md, "Untrained routers") is said so on stderr and on the page, in one line."""
+    import sys
+    fresh = [m for m in names if any(r["suite"] == suite and r["model"] == m and
+                                     any(v.get("untrained") for v in (r.get("routing") or {}).values())
+                                     for r in records)]
+    if not fresh:
+        return []
+    line = (f"{', '.join(fresh)}: routing figures from routers that were never trained (gates at their zero "
+            f"init, every item on the cheapest choice)")
+    print(f"harness: note: {line}", file=sys.stderr)
+    return [line + "."]
+
+
 def _infer_suite(models: Sequence[str], records: List[dict]) -> str:
     suites = sorted({r["suite"] for r in records if r["model"] == models[0]})
     common = [s for s in suites if all(any(r["suite"] == s and r["model"] == m for r in records) for m in models)]
@@ -182,6 +197,7 @@ def compare(models: Sequence[str], suite: Optional[str] = None, work_dirs: Optio
                 work_dirs={m: {str(s): d for s, d in runs[m].items()} for m in names})
     pictures = [loss_curves(logs, out, meta), routing_training(logs, out, meta, ROUTING_NOTE)]
     table, notes = markdown_table(names, suite, records)
+    notes += _untrained_notes(names, suite, records)
     missing_logs = [m for m in names if not any(logs[m].values())]
     if missing_logs:
         notes.append(f"No training log found for {', '.join(missing_logs)} (curves left out).")
