@@ -24,6 +24,7 @@ from .engine.distributed import launch_info
 from .engine.hook_set import keep_harness_hooks
 from .engine.hooks import StopAfterHook, TrainWallClockHook, unwrap_model
 from .engine.resume import resolve_resume  # noqa: F401 (API)
+from .engine import routing_mode as modes
 from .engine.schedule import finalize_schedule, follow_loop, loop_total, set_training_length
 from .errors import HarnessError
 from .measure.budget_eval import calibration_inputs, fit_budgets
@@ -100,6 +101,7 @@ def plan_runs(opts: RunOptions) -> List[RunPlan]:
         print(note, file=sys.stderr)
     plans = [RunPlan(suite, model, seed, o, build_config(suite, model, seed, o, device, num_classes), device, results)
              for model in models for seed in opts.seeds for o in [narrowed(model, seed)]]
+    modes.prepare(plans, opts)  # router settings checked; eval-only: the checkpoint's routing mode
     _check_buildable(plans, budgeted=opts.flops_budget is not None)
     for plan in plans:
         resolve_resume(plan)
@@ -168,6 +170,7 @@ def build_config(suite: Suite, model: str, seed: int, opts: RunOptions, device: 
     notes on the config's hooks (`keep_harness_hooks`), for the caller to print."""
     cfg = Config.fromfile(suite.config)
     loaded_total = loop_total(cfg.get("train_cfg") or {})
+    modes.declare_router_settings((cfg.get("model") or {}).get("arch_kwargs"))  # for --cfg-options ...router.*
     if opts.cfg_options:
         check_option_keys(cfg, opts.cfg_options)
         try:
@@ -295,8 +298,8 @@ def _run_locked(plan, cfg, suite, model, seed, opts, command, device):
     from .engine.console import HarnessRunner
 
     ckpt_mod.install_safe_globals()
-    if opts.eval_only or opts.checkpoint:
-        ckpt_mod.load_checkpoint_file(opts.checkpoint)  # corrupt/foreign: fail before building
+    # corrupt/foreign: fail before building; its meta says in which routing mode it trained
+    meta = ckpt_mod.load_checkpoint_file(opts.checkpoint).get("meta") if opts.eval_only or opts.checkpoint else None
     resolved = jsonable_config(cfg.to_dict())
     runner = HarnessRunner.from_cfg(cfg)
     try:
@@ -324,7 +327,7 @@ def _run_locked(plan, cfg, suite, model, seed, opts, command, device):
                      wall_s=wall, sessions=sessions, lr=cfg.optim_wrapper["optimizer"]["lr"],
                      batch_size=cfg.train_dataloader["batch_size"],
                      loop=cfg.train_cfg.get("type"), amp=bool(opts.amp), compile=bool(cfg.get("compile")),
-                     **launch)
+                     routing_mode=modes.recorded(net_model, opts, meta), **launch)
         scale = cfg.get("auto_scale_lr") or {}
         if scale.get("enable"):  # mmengine scaled the lr to the global batch: lr x global / base
             train["lr_scaled"] = train["lr"] * train["global_batch_size"] / scale["base_batch_size"]

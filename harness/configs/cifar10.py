@@ -7,7 +7,8 @@ mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 model = dict(
     type='ZooClassifier',
     arch='dhvn_tiny',  # the CLI sets each run's model (--models)
-    arch_kwargs=dict(num_classes=10, in_chans=3, img_size=32, mean=mean, std=std),
+    # router: RouterSpec fields of a routed model (harness/engine/routing_mode.py); empty: each variant's own
+    arch_kwargs=dict(num_classes=10, in_chans=3, img_size=32, mean=mean, std=std, router=dict()),
     aux_weights=dict(),  # overrides of the routing objectives' default weights (zoo.layers.objectives)
     label_smoothing=0.0,
     data_preprocessor=dict(type='BaseDataPreprocessor'),

@@ -10,7 +10,8 @@ model = dict(
     type='ZooClassifier',
     arch='dhvn_tiny',  # the CLI sets each run's model (--models)
     # num_classes=None: taken from the class folders before the model is built
-    arch_kwargs=dict(num_classes=None, in_chans=3, img_size=img_size, mean=mean, std=std),
+    # router: RouterSpec fields of a routed model (harness/engine/routing_mode.py); empty: each variant's own
+    arch_kwargs=dict(num_classes=None, in_chans=3, img_size=img_size, mean=mean, std=std, router=dict()),
     aux_weights=dict(),  # overrides of the routing objectives' default weights (zoo.layers.objectives)
     label_smoothing=0.1,
     data_preprocessor=dict(type='BaseDataPreprocessor'),

@@ -16,7 +16,9 @@ max_iters = 400
 model = dict(
     type='ZooClassifier',
     arch='dhvn_nano',  # the CLI sets each run's model (--models): a zoo name or timm:NAME
-    arch_kwargs=dict(num_classes=10, in_chans=1, img_size=28, mean=(0.1307,), std=(0.3081,)),
+    # router: RouterSpec fields of a routed model, e.g. how it trains (train_execution='sparse',
+    # capacity=0.5; harness/engine/routing_mode.py); empty: each variant's own
+    arch_kwargs=dict(num_classes=10, in_chans=1, img_size=28, mean=(0.1307,), std=(0.3081,), router=dict()),
     # overrides of the routing objectives' default weights (zoo.layers.objectives; each weighted
     # term is logged as loss_<name>): none on this suite
     aux_weights=dict(),

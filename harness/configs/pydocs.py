@@ -13,7 +13,9 @@ max_iters = 300
 model = dict(
     type='ZooLM',
     arch='exp11_dynamic_tiny',  # the CLI sets each run's model (--models)
-    arch_kwargs=dict(vocab_size=256, max_seq_len=max_seq_len),
+    # router: RouterSpec fields of a routed model, e.g. how it trains (train_execution='sparse',
+    # capacity=0.5; harness/engine/routing_mode.py); empty: each variant's own
+    arch_kwargs=dict(vocab_size=256, max_seq_len=max_seq_len, router=dict()),
     # overrides of the routing objectives' default weights (zoo.layers.objectives; each weighted
     # term is logged as loss_<name>): none on this suite
     aux_weights=dict(),

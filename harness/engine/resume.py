@@ -5,6 +5,7 @@ import copy
 import os
 
 from . import checkpoint as ckpt_mod
+from .routing_mode import check_resume_mode
 from ..errors import HarnessError
 
 __all__ = ["resolve_resume"]
@@ -41,6 +42,9 @@ def resolve_resume(plan) -> None:
                                f"(delete the marker to start anew)")
     with torch.device("meta"):
         wrapper = MODELS.build(copy.deepcopy(cfg.model))
+    # a run continues in the routing mode it trained in; checked before the keys, which differ between
+    # modes (a fixed-capacity router's threshold buffer)
+    check_resume_mode(ckpt_mod.load_checkpoint_file(path), wrapper, path)
     ckpt = ckpt_mod.check_checkpoint(path, wrapper, arch=plan.model)  # safe load + keys and shapes
     meta = ckpt.get("meta") or {}
     by_iter = cfg.train_cfg.get("type") == "IterBasedTrainLoop"

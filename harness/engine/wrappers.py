@@ -34,7 +34,9 @@ def build_network(arch: str, **kwargs) -> nn.Module:
         import timm
 
         name = arch[len(TIMM_PREFIX):]
-        kwargs = {k: v for k, v in kwargs.items() if k not in ("mean", "std")}  # zoo-only metadata
+        # zoo-only metadata, and router settings a timm model has no routers for (the run checks them,
+        # harness/engine/routing_mode.py)
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("mean", "std", "router")}
         try:
             return timm.create_model(name, pretrained=False, **kwargs)
         except TypeError as e:

@@ -20,6 +20,8 @@ default_hooks = dict(
     safe_checkpoint=dict(type='SafeCheckpointHook'),  # checkpoints that load with weights_only=True
     rng_state=dict(type='RNGStateHook'),  # --resume continues the random streams exactly
     train_wall_clock=dict(type='TrainWallClockHook'),  # train.wall_s sums every session of a resumed run
+    # the routing mode that trained the weights, in checkpoint meta (harness/engine/routing_mode.py)
+    routing_mode=dict(type='RoutingModeHook'),
     eval_progress=dict(type='EvalProgressHook'),
     console_progress=dict(type='ConsoleProgressHook'),  # the short console's line per logger interval
     # Gumbel temperature of every router; a no-op for static and timm models
