@@ -105,18 +105,39 @@ def find_runs(models: Sequence[str], suite: str, work_dirs: Optional[Sequence[st
 
 
 def _session(path: str) -> List[dict]:
+    """The rows of one mmengine scalars.json with a numeric `iter` and `loss`. A line that does not
+    parse is skipped (a session killed mid-write leaves a partial last line); a log that cannot be
+    one (a folder, bytes that are not UTF-8, nesting past the parser, an `iter` that is no whole
+    number) is a one-line error naming the file and the line: plotting it would fail in a traceback."""
     rows = []
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
+    if not os.path.isfile(path):
+        raise HarnessError(f"training log {path} is {'a folder' if os.path.isdir(path) else 'not a file'}, "
+                           f"not mmengine's scalars.json; nothing was drawn")
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                raise HarnessError(f"training log {path}, line {number}: not UTF-8 text; nothing was drawn") from None
             if not line:
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a session killed mid-write leaves a partial last line
-            if isinstance(row, dict) and "iter" in row and "loss" in row:
-                rows.append(row)
+            except RecursionError:
+                raise HarnessError(f"training log {path}, line {number}: nested too deeply to read; "
+                                   f"nothing was drawn") from None
+            if not (isinstance(row, dict) and "iter" in row and "loss" in row):
+                continue
+            it, loss = row["iter"], row["loss"]
+            if not isinstance(it, int) or isinstance(it, bool):
+                raise HarnessError(f"training log {path}, line {number}: iter is {it!r}, not a whole number; "
+                                   f"nothing was drawn")
+            if not isinstance(loss, (int, float)) or isinstance(loss, bool):
+                raise HarnessError(f"training log {path}, line {number}: loss is {loss!r}, not a number; "
+                                   f"nothing was drawn")
+            rows.append(row)
     return rows
 
 

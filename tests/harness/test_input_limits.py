@@ -2,6 +2,8 @@
 on stderr, exit status 2, no traceback, and nothing written (no work dir, no record)."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from harness_testutils import assert_one_line_error, run_cli
@@ -83,3 +85,55 @@ def test_a_window_longer_than_the_corpus(tmp_path, capsys):
     code, out, err = run_cli(["bench", "--models", "exp11_baseline_tiny", "--seq-len", "100000"], capsys)
     assert_one_line_error(code, err, "suite pydocs", "max_seq_len=100000")
     assert out == ""
+
+
+# ---------------------------------------------------------------- compare: training logs it cannot read
+
+
+def _log(tmp_path, content) -> str:
+    d = tmp_path / "work" / "dhvn_nano" / "seed0" / "20260101_000000" / "vis_data"
+    d.mkdir(parents=True)
+    if content is None:
+        (d / "scalars.json").mkdir()  # a folder named like the log
+    else:
+        (d / "scalars.json").write_bytes(content)
+    return str(d / "scalars.json")
+
+
+_GOOD = b'{"iter": 1, "loss": 2.0}\n{"iter": 2, "loss": 1.5}\n'
+
+
+@pytest.mark.parametrize("content, fragments", [
+    (_GOOD + b'{"iter": 3, "loss": 1.\xff}\n', ["line 3: not UTF-8 text"]),
+    (_GOOD + b'{"iter": "3", "loss": 1.0}\n', ["line 3: iter is '3', not a whole number"]),
+    (_GOOD + b'{"iter": 3, "loss": [1]}\n', ["line 3: loss is [1], not a number"]),
+    (_GOOD + b'{"iter": 3, "loss": ' + b"[" * 100000 + b"]" * 100000 + b"}\n", ["line 3: nested too deeply"]),
+    (None, ["is a folder, not mmengine's scalars.json"]),
+], ids=["latin-1", "str-iter", "list-loss", "deep", "folder"])
+def test_compare_refuses_a_training_log_it_cannot_read(tmp_path, capsys, content, fragments):
+    """Before (719c74b): a traceback and exit 1 for the bytes, the nesting and the folder
+    (UnicodeDecodeError, RecursionError, IsADirectoryError); a str iter or a list loss was drawn
+    into the curves without a word, exit 0."""
+    log = _log(tmp_path, content)
+    out = tmp_path / "cmp"
+    code, stdout, err = run_cli(["compare", "--models", "dhvn_nano", "--suite", "mnist5k", "--work-dirs",
+                                 str(tmp_path / "work"), "--results-dir", str(tmp_path / "none"), "--out", str(out)],
+                                capsys)
+    assert_one_line_error(code, err, f"training log {log}", *fragments)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"\n\n", _GOOD + b'{"iter": 3, "lo'], ids=["empty", "blank", "cut"])
+def test_compare_reads_an_empty_or_cut_log_as_what_it_holds(tmp_path, capsys, content):
+    """A log killed mid-write keeps its whole lines; an empty one is a run with no log."""
+    _log(tmp_path, content)
+    out = tmp_path / "cmp"
+    code, stdout, err = run_cli(["compare", "--models", "dhvn_nano", "--suite", "mnist5k", "--work-dirs",
+                                 str(tmp_path / "work"), "--results-dir", str(tmp_path / "none"), "--out", str(out)],
+                                capsys)
+    if content.strip():
+        assert code == 0, err
+        curves = json.loads((out / "loss_curves.json").read_text())
+        assert "Traceback" not in err and curves
+    else:
+        assert_one_line_error(code, err, "nothing to compare for dhvn_nano")
