@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import statistics
 import tempfile
@@ -228,10 +229,12 @@ class LoadGate:
 
     def __init__(self, max_load: Optional[float] = None, max_wait_s: float = 0.0, probe_s: float = 0.5,
                  window: Callable[[], CpuWindow] = CpuWindow, sleep: Callable[[float], None] = time.sleep):
-        if max_load is not None and max_load < 0:
-            raise HarnessError(f"--max-load must be >= 0, got {max_load}")
-        if max_wait_s < 0:
-            raise HarnessError(f"--max-wait must be >= 0, got {max_wait_s}")
+        # nan compares false both ways: as --max-load it judged every figure reliable and wrote NaN
+        # into the JSON; as --max-wait, a loaded machine would have been waited on for ever
+        if max_load is not None and not (math.isfinite(max_load) and max_load >= 0):
+            raise HarnessError(f"--max-load must be >= 0 and finite, got {max_load}")
+        if not (math.isfinite(max_wait_s) and max_wait_s >= 0):
+            raise HarnessError(f"--max-wait must be >= 0 and finite, got {max_wait_s}")
         self.max_load, self.max_wait_s, self.probe_s = max_load, max_wait_s, probe_s
         self.window, self.sleep = window, sleep
 

@@ -87,6 +87,21 @@ def test_a_window_longer_than_the_corpus(tmp_path, capsys):
     assert out == ""
 
 
+# ---------------------------------------------------------------- bench: load thresholds that judge nothing
+
+
+@pytest.mark.parametrize("flag, value", [("--max-load", "nan"), ("--max-load", "inf"), ("--max-load", "-1"),
+                                         ("--max-wait", "nan"), ("--max-wait", "inf")])
+def test_bench_load_thresholds_must_be_finite(tmp_path, capsys, flag, value):
+    """Before: --max-load nan marked every figure reliable and wrote NaN into the JSON (exit 0);
+    --max-wait nan would wait for ever on a loaded machine."""
+    out = tmp_path / "bench.json"
+    code, stdout, err = run_cli(["bench", "--models", "dhvn_nano", "--iters", "1", "--warmup", "0", flag, value,
+                                 "--json-out", str(out)], capsys)
+    assert_one_line_error(code, err, f"{flag} must be >= 0 and finite")
+    assert stdout == "" and not out.exists()
+
+
 # ---------------------------------------------------------------- compare: training logs it cannot read
 
 
