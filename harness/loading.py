@@ -50,9 +50,12 @@ def network_from_config(cfg, model: str, checkpoint: Optional[str] = None, devic
     fit key for key and shape for shape), in eval mode."""
     from mmengine.registry import MODELS
 
+    from .engine.routing_mode import adopt_checkpoint_mode
     from .engine.wrappers import check_buildable
     if checkpoint:
-        ckpt_mod.load_checkpoint_file(checkpoint)   # missing, corrupt or foreign: before building
+        meta = ckpt_mod.load_checkpoint_file(checkpoint).get("meta")   # missing, corrupt or foreign: before building
+        # the network the weights trained: in its routing mode (a fixed-capacity router's threshold is a weight)
+        adopt_checkpoint_mode(cfg, meta, checkpoint)
     check_buildable(model, cfg.model["arch_kwargs"])
     wrapper = MODELS.build(copy.deepcopy(cfg.model))
     if checkpoint:

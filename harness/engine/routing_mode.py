@@ -83,7 +83,10 @@ def adopt_checkpoint_mode(cfg, meta: Optional[dict], path: str) -> None:
     if not mode:
         return
     kwargs = cfg.model["arch_kwargs"]
-    router = dict(kwargs.get("router") or {})
+    router = kwargs.get("router") or {}
+    if not isinstance(router, dict):
+        raise HarnessError(f"model.arch_kwargs.router must be a dict of RouterSpec fields, got {router!r}")
+    router = dict(router)
     for key, value in mode.items():
         if key in router and router[key] != value:
             raise HarnessError(f"checkpoint {path} was trained with router {key}={value!r}, but this run sets "

@@ -104,3 +104,23 @@ def test_an_own_config_without_router_settings_still_takes_them(tmp_path, capsys
                             "model.arch_kwargs.router.train_execution=sparse"], capsys)
     assert code == 0, err
     assert read_jsonl(results)[0]["train"]["routing_mode"] == {"train_execution": "sparse", "capacity": None}
+
+
+def test_flops_and_bench_load_a_fixed_capacity_checkpoint_as_it_trained(sparse_run, tmp_path, capsys):
+    """Its routers' eval thresholds are weights: the commands that load weights build them too."""
+    work, _ = sparse_run
+    ckpt = str(work / "iter_3.pth")
+    code, out, err = run_cli(["flops", "--models", "dhvn_nano", "--suite", "mnist5k", "--checkpoint", ckpt,
+                              "--limit", "8", "--json"], capsys)
+    assert code == 0, err
+    code, out, err = run_cli(["bench", "--models", "dhvn_nano", "--checkpoint", ckpt, "--batch-size", "4",
+                              "--warmup", "0", "--iters", "1", "--json"], capsys)
+    assert code == 0, err
+
+
+def test_evaluating_a_checkpoint_in_another_mode_is_one_line(sparse_run, tmp_path, capsys):
+    work, _ = sparse_run
+    code, _, err = run_cli(tiny_run_args(tmp_path, "--eval-only", "--checkpoint", str(work / "iter_3.pth"),
+                                         cfg=["model.arch_kwargs.router.capacity=0.25"]), capsys)
+    assert_one_line_error(code, err, "trained with router capacity=0.5", "this run sets capacity=0.25")
+    assert not (tmp_path / "results.jsonl").exists()
