@@ -330,6 +330,11 @@ class ZooCausalLM(_ZooModel):
                              f"{tuple(input_ids.shape)} {input_ids.dtype}")
         if input_ids.shape[1] > self.max_seq_len:
             raise ValueError(f"sequence length {input_ids.shape[1]} exceeds max_seq_len={self.max_seq_len}")
+        if torch.compiler.is_compiling():
+            # reading the ids on the host would break a traced graph: checked on the device instead
+            torch._assert_async((input_ids.min() >= 0) & (input_ids.max() < self.vocab_size)
+                                if input_ids.numel() else torch.ones((), dtype=torch.bool))
+            return
         if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= self.vocab_size):
             raise ValueError(f"token ids must lie in [0, {self.vocab_size}), got "
                              f"[{int(input_ids.min())}, {int(input_ids.max())}]")

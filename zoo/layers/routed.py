@@ -16,6 +16,9 @@ architecture). The mechanics below are the same in all of them:
 * `rows_with(mask)`: the images (or sequences) that hold at least one item of a branch.
 * the lower-level gathers and scatters live in `zoo.ops.dispatch` (`select_items`, `pack_rows`,
   `packed_rows_index`, which writes packed rows and their padding into one buffer).
+* static shapes (docs/DESIGN.md, "Compiled execution"): `unselected(selected, n)` and
+  `fixed_rows(index)` for a fixed-capacity route's `selected` items, and `dense_under_compile`,
+  whether a block runs its dense form because a compiler is tracing an eval forward.
 
 Every routed block is a `RoutedBlock` (`zoo.layers.routed_block`): its choices, its routed mix,
 and one choice run as a static model would (docs/DESIGN.md, "Routed blocks").
@@ -26,11 +29,11 @@ from typing import Mapping, Optional, Sequence, Tuple
 
 import torch
 
-from ..ops.dispatch import gather_items, select_items
+from ..ops.dispatch import Packed, gather_items, select_items
 from .router import Route
 
 __all__ = ["single_choice", "taken_weight", "scaled", "dense_mix", "weight_of", "gather_samples", "assemble",
-           "rows_with", "memory_format"]
+           "rows_with", "memory_format", "unselected", "fixed_rows", "dense_under_compile"]
 
 
 def single_choice(route: Route) -> Optional[str]:
@@ -111,3 +114,30 @@ def rows_with(mask: torch.Tensor):
         return None, mask
     rows = select_items(has)
     return rows, mask.index_select(0, rows)
+
+
+def unselected(selected: torch.Tensor, n: int) -> torch.Tensor:
+    """The sorted positions along the last dim that `selected` (sorted (..., k) indices into n)
+    leaves out: (..., n - k), a shape known before the data (no `nonzero`, no host sync)."""
+    taken = torch.zeros(*selected.shape[:-1], n, dtype=torch.int8, device=selected.device)
+    taken = taken.scatter(-1, selected, torch.ones_like(selected, dtype=torch.int8))
+    # a stable sort puts the untaken positions (0) first, in their order
+    return torch.sort(taken, dim=-1, stable=True).indices[..., :n - selected.shape[-1]]
+
+
+def fixed_rows(index: torch.Tensor) -> Packed:
+    """A packing whose every row holds exactly index.shape[1] chosen items, no padding: what
+    `pack_rows` gives for a fixed-capacity route, built without reading the counts on the host."""
+    B, k = index.shape
+    return Packed(index, torch.ones(B, k, dtype=torch.bool, device=index.device),
+                  torch.full((B,), k, dtype=torch.long, device=index.device))
+
+
+def dense_under_compile(route: Route, capacity: Optional[float]) -> bool:
+    """Whether a fixed-capacity block runs its dense form: at eval (no `selected`) while
+    torch.compile traces it. Eval decisions come from a per-item threshold, so the number of
+    items on each branch is only known from the data; a compiled graph (fullgraph=True) cannot
+    gather them without a host sync, so it runs every branch on every item and keeps each item's
+    own (one-hot weights: the values of sparse execution). docs/DESIGN.md, "Compiled execution"."""
+    return (capacity is not None and route.sparse and route.selected is None
+            and torch.compiler.is_compiling())

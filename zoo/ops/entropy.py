@@ -48,7 +48,14 @@ def patch_entropy(pixels: torch.Tensor, patch_size: int, bins: int = 32) -> torc
                 + torch.arange(w, device=q.device).repeat_interleave(p).view(1, w * p))
     image_id = torch.arange(B, device=q.device).view(B, 1, 1) * (h * w)
     key = ((image_id + patch_id) * bins + q).reshape(-1)
-    counts = torch.bincount(key, minlength=B * h * w * bins).view(B, h, w, bins).float()
+    n = B * h * w * bins
+    if torch.compiler.is_compiling():
+        # bincount's length depends on the data (its largest key), so a traced graph would break
+        # there; every key is below n, and a scatter-add of ones gives the same exact counts
+        counts = torch.zeros(n, device=q.device).index_add_(0, key, torch.ones(key.shape, device=q.device))
+    else:
+        counts = torch.bincount(key, minlength=n).float()
+    counts = counts.view(B, h, w, bins)
     prob = counts / float(p * p)
     ent = -(prob * torch.log(prob.clamp_min(1e-12))).sum(-1)
     return (ent / math.log(bins)).clamp(0.0, 1.0)

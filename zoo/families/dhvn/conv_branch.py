@@ -9,11 +9,15 @@ trained clearly worse on mnist5k under the same recipe (docs/DESIGN.md, "Measure
 Being an affine map at eval, a BatchNorm right after a conv folds into that conv's weights and
 bias. `reparameterize()` does it in place, in timm's convention (RepVGG, MobileOne), and
 `zoo.reparameterize_model(model)` calls it on every block; a folded block is for inference only.
+
+In training a fixed-capacity route runs the branch on the whole batch, some of whose samples
+do not use it (`HybridBlock`'s static path): `keep` then names the samples whose statistics a
+training BatchNorm takes (`norm_over`), the batch sparse execution would have given it.
 """
 from __future__ import annotations
 
 import math
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -21,7 +25,8 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ...specs import ConvBranchSpec
 
-__all__ = ["group_norm", "fold_norm", "PointwiseConv2d", "ConvNormAct", "DepthwiseSeparableBlock", "ConvBranch"]
+__all__ = ["group_norm", "fold_norm", "norm_over", "PointwiseConv2d", "ConvNormAct", "DepthwiseSeparableBlock",
+           "ConvBranch"]
 
 
 # a property of the torch build; `torch.backends.mkldnn.enabled` is a switch a user may flip at any time
@@ -42,7 +47,8 @@ class PointwiseConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (x.device.type == "cpu" and x.dtype == torch.float32 and self.weight.dtype == torch.float32
-                and not torch.is_grad_enabled() and _ONEDNN_BUILT and torch.backends.mkldnn.enabled):
+                and not torch.is_grad_enabled() and _ONEDNN_BUILT and torch.backends.mkldnn.enabled
+                and not torch.compiler.is_compiling()):  # a traced graph chooses its own conv kernel
             return torch.mkldnn_convolution(x, self.weight, self.bias, self.padding, self.stride,
                                             self.dilation, self.groups)
         return super().forward(x)
@@ -62,6 +68,28 @@ def conv_norm(kind: str, channels: int, groups: int = 8) -> nn.Module:
         from timm.layers import LayerNorm2d
         return LayerNorm2d(channels)
     raise ValueError(f"conv norm must be 'group', 'batch' or 'layer', got {kind!r}")
+
+
+def norm_over(norm: nn.Module, x: torch.Tensor, keep: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """norm(x); a BatchNorm in training with `keep` ((B,) 0/1 per sample) normalises every sample
+    by the statistics of the kept samples alone, and moves its running statistics by them: what
+    it computes on the kept samples as a batch of their own (the other samples' outputs are
+    meant to be dropped). Any other norm is per sample, and `keep` changes nothing."""
+    if keep is None or not (isinstance(norm, nn.BatchNorm2d) and norm.training):
+        return norm(x)
+    w = keep.to(x.dtype).view(-1, 1, 1, 1)
+    count = keep.to(x.dtype).sum() * (x.shape[2] * x.shape[3])
+    mean = (x * w).sum(dim=(0, 2, 3)) / count
+    centred = x - mean.view(1, -1, 1, 1)
+    var = (centred.square() * w).sum(dim=(0, 2, 3)) / count   # biased, as BatchNorm normalises
+    if norm.track_running_stats:
+        with torch.no_grad():
+            norm.num_batches_tracked.add_(1)
+            m = norm.momentum if norm.momentum is not None else 1.0 / norm.num_batches_tracked
+            norm.running_mean.mul_(1 - m).add_(m * mean.detach())
+            norm.running_var.mul_(1 - m).add_(m * var.detach() * count / (count - 1))  # unbiased, as BatchNorm
+    y = centred * torch.rsqrt(var + norm.eps).view(1, -1, 1, 1)
+    return y * norm.weight.view(1, -1, 1, 1) + norm.bias.view(1, -1, 1, 1) if norm.affine else y
 
 
 def fold_norm(conv: nn.Conv2d, norm: nn.Module) -> Tuple[nn.Module, nn.Module]:
@@ -128,10 +156,16 @@ class DepthwiseSeparableBlock(nn.Module):
         if not isinstance(self.shortcut, nn.Identity):
             self.shortcut[1], self.shortcut[2] = fold_norm(self.shortcut[1], self.shortcut[2])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.act(self.norm1(self.dw(x)))
-        y = self.norm2(self.pw(y))
-        return self.act(self.drop_path(y) + self.shortcut(x))
+    def forward(self, x: torch.Tensor, keep: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """keep: the samples whose statistics a training BatchNorm takes (`norm_over`)."""
+        y = self.act(norm_over(self.norm1, self.dw(x), keep))
+        y = norm_over(self.norm2, self.pw(y), keep)
+        if keep is None or isinstance(self.shortcut, nn.Identity):
+            short = self.shortcut(x)
+        else:
+            pool, proj, norm = self.shortcut
+            short = norm_over(norm, proj(pool(x)), keep)
+        return self.act(self.drop_path(y) + short)
 
 
 class ConvBranch(nn.Sequential):
@@ -145,6 +179,12 @@ class ConvBranch(nn.Sequential):
         blocks += [DepthwiseSeparableBlock(out_chs, out_chs, 1, spec.kernel_size, spec.groups, spec.norm)
                    for _ in range(spec.num_blocks - 1)]
         super().__init__(*blocks)
+
+    def forward(self, x: torch.Tensor, keep: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """keep: the samples whose statistics a training BatchNorm takes (`norm_over`)."""
+        for block in self:
+            x = block(x, keep)
+        return x
 
     def flops(self, hw: Tuple[int, int]) -> int:
         """FLOPs per sample at input size hw."""

@@ -8,7 +8,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ...layers.routed import assemble, dense_mix, gather_samples, scaled, single_choice, taken_weight
+from ...layers.routed import (
+    assemble, dense_mix, dense_under_compile, gather_samples, scaled, single_choice, taken_weight,
+)
 from ...layers.routed_block import RoutedBlock
 from ...layers.router import Route, Router
 from ...ops.dispatch import select_items
@@ -45,11 +47,15 @@ class HybridBlock(RoutedBlock):
         if policy in (None, "both"):
             self.mix_logit = nn.Parameter(torch.zeros(out_chs))
         self.fuse_norm = conv_norm(spec.conv.norm, out_chs, spec.conv.groups)
+        self.capacity = spec.router.capacity
         self.router = Router(in_chs, CHOICES, "sample", spec.router, layer) if policy is None else None
         if self.router is not None:
             # what a sample spends on each choice at the model's img_size (the fusion is elementwise)
             c, t = self.conv.flops(in_hw), self.trans.flops(in_hw)
             self.router.set_costs(dict(conv=c, transformer=t, both=c + t))
+        # the router's cheap choice (`Router.cheap_choice`: the cheapest but "both", the first of
+        # equals), which a fixed-capacity route gives every unselected sample (`_fixed_pre`)
+        self.cheap = "conv" if self.router is None or c <= t else "transformer"
 
     def mix(self, c: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The "both" pre-activation: a * conv + (1 - a) * trans, a per channel in (0.1, 0.9)."""
@@ -66,9 +72,11 @@ class HybridBlock(RoutedBlock):
 
     def run_routed(self, inputs: tuple, route: Route) -> torch.Tensor:
         (x,) = inputs
-        if not route.sparse:
+        if not route.sparse or dense_under_compile(route, self.capacity):
             c, t = self.conv(x), self.trans(x)
             return self.finish(dense_mix(route, {"conv": c, "transformer": t, "both": self.mix(c, t)}))
+        if route.selected is not None:
+            return self.finish(self._fixed_pre(x, route))
         return self.finish(self._sparse_pre(x, route))
 
     def static_choice(self, choice: str, inputs: tuple) -> torch.Tensor:
@@ -105,6 +113,32 @@ class HybridBlock(RoutedBlock):
             parts.append((both, self.mix(c[n_c:], t[n_t:])))
         # every sample took exactly one choice: each output row is written once
         return assemble([(items, scaled(v, None if w is None else w[items])) for items, v in parts], B)
+
+    def _fixed_pre(self, x: torch.Tensor, route: Route) -> torch.Tensor:
+        """Sparse execution of a fixed-capacity route in training, in shapes known before the data
+        (docs/DESIGN.md, "Compiled execution"): the k `selected` samples took the other single
+        branch or "both", every other sample the cheap branch. The other branch runs on the k
+        selected samples; the cheap branch on the whole batch, since which selected samples also
+        need it ("both") is only known from the data. So it also runs, and is dropped, on the
+        selected samples that took the other branch alone: that is the extra compute. A training
+        BatchNorm in the conv branch takes its statistics from the samples that use the conv only
+        (`norm_over`), so each sample's values are those of `_sparse_pre` on the same route."""
+        sel = route.selected                                   # (k,) sorted sample indices
+        both = CHOICES.index("both")
+        took = route.decisions.index_select(0, sel)            # the other branch, or both
+        cheap_conv = self.cheap == "conv"
+        other = (self.trans if cheap_conv else self.conv)(gather_samples(x, sel))
+        if cheap_conv:
+            # the conv's samples: all but the selected ones on the transformer alone
+            alone = (took != both).to(x.dtype)
+            keep = torch.ones(x.shape[0], dtype=x.dtype, device=x.device).index_copy(0, sel, 1 - alone)
+            cheap = self.conv(x, keep)
+        else:
+            cheap = self.trans(x)   # per-sample norms: nothing depends on the batch
+        cheap_sel = gather_samples(cheap, sel)
+        mixed = self.mix(cheap_sel, other) if cheap_conv else self.mix(other, cheap_sel)
+        pre_sel = torch.where((took == both).view(-1, 1, 1, 1), mixed, other)
+        return scaled(cheap.index_copy(0, sel, pre_sel.to(cheap.dtype)), taken_weight(route))
 
     def _one_branch_for_all(self, x: torch.Tensor, both: torch.Tensor, conv_for_all: bool) -> torch.Tensor:
         """Every sample took "both" or one single branch (conv under a fixed skip mix): that branch

@@ -12,6 +12,13 @@ remainder R = 1 - sum_{k<N} h_k and earlier states get h_k, so the halting weigh
 The output is the halting-weighted sum of the states. The same rule runs in training and at
 eval (the seed pondered in training only, so it evaluated a different network).
 
+With `rows` (B, k), positions per image that hold every patch allowed to ponder, the steps run
+on those rows of every image instead of on a packing of the running patches: shapes known
+before the data, for fixed-capacity training and compiled eval (docs/DESIGN.md, "Compiled
+execution"). A row that is not running keeps its state, so every value is the packed form's;
+the rows that are not running, and the images with no pondering patch, are computed and dropped,
+and every step runs (no early stop when all have halted).
+
 Ponder cost, per patch: Graves' N + R, with N the number of states used (1 .. 1 + max steps).
 One departure, for patches that stop at their first state (including every patch not allowed
 to ponder): R there is 1 - h_0, the halting mass that wanted to continue, instead of Graves'
@@ -23,12 +30,13 @@ n extra steps always costs more than one that takes fewer.
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Optional
 
 import torch
 import torch.nn as nn
 
-from ...ops.dispatch import Packed, pack_rows, scatter_items, select_items, unpack_rows
+from ...layers.routed import fixed_rows
+from ...ops.dispatch import Packed, gather_rows, pack_rows, scatter_items, select_items, unpack_rows
 from ...specs import ACTSpec
 
 __all__ = ["ACTPonder", "ACTOutput"]
@@ -59,8 +67,10 @@ class ACTPonder(nn.Module):
     def halting(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.halt(x).squeeze(-1).float())
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, step: Step) -> ACTOutput:
-        """x (B, N, D) state 0 of every patch; mask (B, N) patches allowed to ponder."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, step: Step,
+                rows: Optional[torch.Tensor] = None) -> ACTOutput:
+        """x (B, N, D) state 0 of every patch; mask (B, N) patches allowed to ponder; rows
+        (B, k) sorted positions holding every patch of mask, to ponder in fixed shapes."""
         K, eps = self.spec.max_extra_steps, self.spec.eps
         h = self.halting(x)
         stop = ~mask | (h >= 1 - eps) | (K < 1)
@@ -71,6 +81,9 @@ class ACTPonder(nn.Module):
         spent = torch.where(stop, torch.zeros_like(h), h)   # halting mass given to earlier states
         steps = torch.zeros_like(mask, dtype=torch.long)
         running = ~stop
+        if rows is not None:
+            out, cost, mass, steps = self._ponder(x, out, cost, mass, spent, steps, running, step, rows)
+            return ACTOutput(out, cost, steps, mass)
         if not bool(running.any()):
             return ACTOutput(out, cost, steps, mass)
         # ponder on the images that have pondering patches only; the rest keep state 0
@@ -81,13 +94,20 @@ class ACTPonder(nn.Module):
                                   for full, part in zip((out, cost, mass, steps), sub))
         return ACTOutput(out, cost, steps, mass)
 
-    def _ponder(self, states, out, cost, mass, spent, steps, running, step: Step):
+    def _ponder(self, states, out, cost, mass, spent, steps, running, step: Step,
+                rows: Optional[torch.Tensor] = None):
         K, eps = self.spec.max_extra_steps, self.spec.eps
+        fixed = None if rows is None else fixed_rows(rows)
         for k in range(1, K + 1):
-            if not bool(running.any()):
-                break
-            packed = pack_rows(running)
+            if fixed is None:
+                if not bool(running.any()):
+                    break
+                packed = pack_rows(running)
+            else:
+                packed = fixed
             new = step(states, packed)                                   # (b, M, D)
+            if fixed is not None:  # rows that are not running keep their state
+                new = torch.where(running.gather(1, rows).unsqueeze(-1), new, gather_rows(states, rows))
             states = unpack_rows(states, packed, new)
             h = unpack_rows(torch.zeros_like(spent), packed, self.halting(new))
             stop = running & ((spent + h >= 1 - eps) | (k == K))

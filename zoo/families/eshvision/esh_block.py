@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 from timm.layers import DropPath, Mlp, SwiGLU
 
-from ...layers.routed import dense_mix, rows_with, single_choice, taken_weight
+from ...layers.routed import dense_mix, dense_under_compile, rows_with, single_choice, taken_weight, unselected
 from ...layers.routed_block import RoutedBlock
 from ...layers.router import Route, Router
 from ...ops.dispatch import Packed, gather_items, gather_rows, pack_rows, packed_rows_index, select_items, unpack_rows
@@ -55,6 +55,7 @@ class ESHBlock(RoutedBlock):
                                  binary=True, extra_features=1, full="attention")
         else:
             self.router = None
+        self.capacity = spec.router.capacity if policy is None else None
         use_attn, use_ssm = policy in (None, "attention"), policy in (None, "ssm")
         self.attn = RelPosAttention(dim, num_heads, grid, spec.attention.qkv_bias) if use_attn else None
         self.ssm = BidirectionalVSSM(dim, spec.ssm) if use_ssm else None
@@ -122,8 +123,20 @@ class ESHBlock(RoutedBlock):
         if self.act is None:
             return out, route, None
         ponder = route.mask("attention") & (route.probs[..., route.index("attention")] > self.ponder_threshold)
-        res = self.act(out, ponder, _PonderStep(self, hw))
+        res = self.act(out, ponder, _PonderStep(self, hw), rows=self._ponder_rows(route, out))
         return res.output, route, res
+
+    def _ponder_rows(self, route: Route, out: torch.Tensor) -> Optional[torch.Tensor]:
+        """Fixed rows for ACT to ponder on in shapes known before the data (docs/DESIGN.md,
+        "Compiled execution"), or None for its packing: in fixed-capacity training the k
+        attention patches of each image (pondering patches are attention patches); at eval
+        under torch.compile every patch."""
+        if route.selected is not None:
+            return route.selected
+        if self.capacity is not None and torch.compiler.is_compiling():
+            B, N = out.shape[:2]
+            return torch.arange(N, device=out.device).expand(B, N)
+        return None
 
     def _static(self, x, n, hw):
         mixed = self.static_choice(self.policy, (x, n, hw))
@@ -142,7 +155,9 @@ class ESHBlock(RoutedBlock):
 
     def run_routed(self, inputs: tuple, route: Route) -> torch.Tensor:
         x, n, hw = inputs
-        return self._mix_sparse(x, n, route, hw) if route.sparse else self._mix_dense(x, n, route, hw)
+        if route.sparse and not dense_under_compile(route, self.capacity):
+            return self._mix_sparse(x, n, route, hw)
+        return self._mix_dense(x, n, route, hw)
 
     def static_choice(self, choice: str, inputs: tuple) -> torch.Tensor:
         x, n, hw = inputs
@@ -157,11 +172,13 @@ class ESHBlock(RoutedBlock):
     def _mix_sparse(self, x, n, route: Route, hw):
         """Each patch's update comes from its own branch only; one multiply by the taken
         weight and one add finish the block, as in the dense combine."""
-        only = single_choice(route)
+        only = None if route.selected is not None else single_choice(route)
         if only == "attention":
             update = self.attn_update(self.attn(n, hw), n)
         elif only == "ssm":
             update = self.ssm_update(self.ssm(n, hw), n)
+        elif route.selected is not None:
+            update = self._fixed_update(x, n, route.selected, hw)
         else:
             update = self._split_update(x, n, route.mask("attention"), hw)
         update = self.drop_path(update)
@@ -198,6 +215,27 @@ class ESHBlock(RoutedBlock):
         update.index_copy_(0, index, a.reshape(b * M, D).to(x.dtype))
         update.index_copy_(0, ssm_index, s.to(x.dtype))
         return update[:rows].view(B, N, D)
+
+
+    def _fixed_update(self, x, n, selected, hw):
+        """`_split_update` for a fixed-capacity route in training, in shapes known before the
+        data (docs/DESIGN.md, "Compiled execution"): the k `selected` patches of each image on
+        attention, the other N - k on the SSM. Every image holds patches of both branches (k is
+        at least 1 and at most N - 1), so the scan and the keys/values span every image, as
+        `_split_update` computes them then; the same ops in the same order, with no padding."""
+        B, N, D = x.shape
+        start = (torch.arange(B, device=x.device) * N).unsqueeze(1)
+        ssm_index = (unselected(selected, N) + start).reshape(-1)
+        y = gather_items(self.ssm.scan(n, hw), ssm_index, item_dims=2)
+        n_items = gather_items(n, ssm_index, item_dims=2)
+        s = self.ssm_update(self.ssm.gate(y, n_items), n_items)
+        del y, n_items
+        nq = gather_rows(n, selected)
+        a = self.attn_update(self.attn.attend(nq, self.attn.kv(n), hw, selected), nq)
+        update = x.new_empty(B * N, D)   # every row written once (autograd-safe: index_copy_ saves no values)
+        update.index_copy_(0, (selected + start).reshape(-1), a.reshape(-1, D).to(x.dtype))
+        update.index_copy_(0, ssm_index, s.to(x.dtype))
+        return update.view(B, N, D)
 
 
 class _PonderStep:

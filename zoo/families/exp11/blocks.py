@@ -14,10 +14,12 @@ import torch
 import torch.nn as nn
 from timm.layers import Mlp, SwiGLU
 
-from ...layers.routed import rows_with, scaled, single_choice, taken_weight, weight_of
+from ...layers.routed import (
+    dense_under_compile, fixed_rows, rows_with, scaled, single_choice, taken_weight, weight_of,
+)
 from ...layers.routed_block import RoutedBlock
 from ...layers.router import Route, Router
-from ...ops.dispatch import gather_rows, pack_rows, packed_rows_index
+from ...ops.dispatch import gather_rows, pack_rows, packed_rows_index, unpack_rows
 from .causal_attention import CausalSelfAttention
 from .gdn import GatedDeltaNet
 from .mixers import BothMixer, RoutedMixer
@@ -114,10 +116,12 @@ class ReadBlock(Exp11Block, RoutedBlock):
 
     def run_routed(self, inputs: tuple, route: Route) -> torch.Tensor:
         (h,) = inputs
-        if not route.sparse:
+        if not route.sparse or dense_under_compile(route, self.spec.router.capacity):
             a = self.mixer(h)
             return weight_of(route, "softmax", a) * a
         w = taken_weight(route, h.dtype)  # None at eval: the multiply by an exact 1 is skipped
+        if route.selected is not None:
+            return self._fixed_read(h, route.selected, w)
         only = single_choice(route)
         if only is not None:
             # one choice everywhere: no reader (no keys/values either) or the plain causal kernel
@@ -133,6 +137,17 @@ class ReadBlock(Exp11Block, RoutedBlock):
         out = h.new_zeros(B * T + a.shape[0] * a.shape[1], C)
         out.index_copy_(0, packed_rows_index(packed, T, rows, B * T), a.reshape(-1, C).to(out.dtype))
         return out[:B * T].view(B, T, C)
+
+    def _fixed_read(self, h: torch.Tensor, selected: torch.Tensor, w) -> torch.Tensor:
+        """The sparse read of a fixed-capacity route in training, in shapes known before the data
+        (docs/DESIGN.md, "Compiled execution"): the k `selected` readers of every sequence (each
+        has readers, so keys and values span every sequence, as the packed read computes them
+        then), their queries in one causal kernel, written into a zero output."""
+        packed = fixed_rows(selected)
+        a = self.mixer(h, queries=packed, fixed=True)
+        if w is not None:
+            a = scaled(a, gather_rows(w, selected))
+        return unpack_rows(torch.zeros_like(h), packed, a)
 
     def plain(self) -> Exp11Block:
         """This layer on its full choice as a plain "softmax" layer with no router: this layer's

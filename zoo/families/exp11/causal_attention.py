@@ -23,7 +23,7 @@ from ...ops.counting import check_convention, convention_pairs, current_conventi
 from ...ops.dispatch import Packed, gather_rows
 from ...specs import AttentionSpec
 
-__all__ = ["apply_rope", "sorted_query_attention", "sorted_query_pairs", "CausalSelfAttention"]
+__all__ = ["apply_rope", "sorted_query_attention", "fixed_query_attention", "sorted_query_pairs", "CausalSelfAttention"]
 
 
 def apply_rope(x: torch.Tensor, pos: torch.Tensor, theta: float = 10000.0) -> torch.Tensor:
@@ -66,6 +66,16 @@ def sorted_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, in
             q[:, :, b * block:(b + 1) * block], k[:, :, :stop], v[:, :, :stop],
             attn_mask=mask.unsqueeze(1)))
     return outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
+
+
+def fixed_query_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """`sorted_query_attention` in shapes known before the data (docs/DESIGN.md, "Compiled
+    execution"): every query over every key under the causal mask, one SDPA call, with no host
+    sync for the key ranges. A masked key adds nothing, so the values are those of the blocked
+    form; it computes more (query, key) pairs when the last query sits well before the end."""
+    pos = torch.arange(k.shape[2], device=q.device)
+    mask = pos.view(1, 1, -1) <= index.unsqueeze(-1)                    # (B, M, T)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask.unsqueeze(1))
 
 
 def _query_blocks(index: torch.Tensor, block: int):
@@ -125,8 +135,9 @@ class CausalSelfAttention(nn.Module):
     def _rope(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         return apply_rope(x, pos, self.spec.rope_theta) if self.spec.rope else x
 
-    def forward(self, x: torch.Tensor, queries: Optional[Packed] = None) -> torch.Tensor:
-        """x (B, T, dim) -> (B, T, dim); with `queries`, outputs (B, M, dim) at queries.index."""
+    def forward(self, x: torch.Tensor, queries: Optional[Packed] = None, fixed: bool = False) -> torch.Tensor:
+        """x (B, T, dim) -> (B, T, dim); with `queries`, outputs (B, M, dim) at queries.index
+        (`fixed`: by `fixed_query_attention`, with no host sync)."""
         B, T, _ = x.shape
         H, D = self.num_heads, self.head_dim
         pos = torch.arange(T, device=x.device)
@@ -140,7 +151,8 @@ class CausalSelfAttention(nn.Module):
             index = queries.index                                          # (B, M)
             q = self.q_proj(gather_rows(x, index)).reshape(B, index.shape[1], H, D)
             q = self._rope(q, index).transpose(1, 2)
-            out = sorted_query_attention(q, k, v, index, self.query_block)
+            out = fixed_query_attention(q, k, v, index) if fixed else \
+                sorted_query_attention(q, k, v, index, self.query_block)
         return self.o_proj(out.transpose(1, 2).reshape(B, -1, H * D))
 
     def extra_repr(self) -> str:

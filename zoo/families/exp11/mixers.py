@@ -6,7 +6,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ...layers.routed import dense_mix, scaled, single_choice, taken_weight, weight_of
+from ...layers.routed import (
+    dense_mix, dense_under_compile, fixed_rows, scaled, single_choice, taken_weight, unselected, weight_of,
+)
 from ...layers.routed_block import RoutedBlock
 from ...layers.router import Route
 from ...ops.dispatch import Packed, gather_rows, pack_rows, unpack_rows
@@ -38,8 +40,14 @@ class RoutedMixer(RoutedBlock):
     def __init__(self, dim: int, spec: "Exp11Spec"):
         super().__init__()
         self.mix = spec.mix
+        self.capacity = spec.router.capacity
         self.gdn = GatedDeltaNet(dim, spec.gdn)
         self.attn = CausalSelfAttention(dim, spec.attn)
+        # the router's cheap choice (`Router.cheap_choice` on these costs, which the model declares:
+        # the dearer is the full choice, softmax of equals), given to a fixed-capacity route's
+        # unselected tokens: gdn, but under "hide" attention alone may cost less than the GDN
+        costs = self.choice_costs(spec.max_seq_len)
+        self.cheap = "softmax" if costs["softmax"] < costs["gdn"] else "gdn"
 
     def choice_costs(self, seq_len: int) -> dict:
         gdn, attn = self.gdn.flops_per_token(seq_len), self.attn.flops_per_token(seq_len)
@@ -60,13 +68,14 @@ class RoutedMixer(RoutedBlock):
         if self.mix == "hide":
             return self._hide(x, route)
         y = self.gdn(x)  # every token writes the state and is in the conv window
-        if not route.sparse:
+        if not route.sparse or dense_under_compile(route, self.capacity):
             a = self.attn(x)
             if self.mix == "add":
                 return y + weight_of(route, "softmax", a) * a
             return dense_mix(route, {"gdn": y, "softmax": a})
         w = taken_weight(route, x.dtype)  # None at eval: the multiply by an exact 1 is skipped
-        only = single_choice(route)
+        fixed = route.selected is not None  # fixed capacity in training: k softmax tokens per row
+        only = None if fixed else single_choice(route)
         if only == "gdn":
             return scaled(y, w) if self.mix == "replace" else y
         if only == "softmax":
@@ -76,8 +85,9 @@ class RoutedMixer(RoutedBlock):
             return a + y if self.mix == "add" else a
         if self.mix == "replace":
             y = scaled(y, w)
-        packed = pack_rows(route.mask("softmax"))
-        a = self.attn(x, queries=packed)
+        # a fixed-capacity route's k tokens per row are its packing (docs/DESIGN.md, "Compiled execution")
+        packed = fixed_rows(route.selected) if fixed else pack_rows(route.mask("softmax"))
+        a = self.attn(x, queries=packed, fixed=fixed)
         if w is not None:
             a = scaled(a, gather_rows(w, packed.index))
         if self.mix == "add":
@@ -89,15 +99,20 @@ class RoutedMixer(RoutedBlock):
         if not route.sparse:
             return dense_mix(route, {"gdn": self.gdn(x, visible=to_gdn), "softmax": self.attn(x)})
         w = taken_weight(route, x.dtype)  # None at eval: the multiply by an exact 1 is skipped
-        only = single_choice(route)
+        fixed = route.selected is not None
+        only = None if fixed else single_choice(route)
         if only is not None:
             # every token on one branch: that mixer on the whole batch, no packing or scatter
             return scaled((self.gdn if only == "gdn" else self.attn)(x), w)
         # Every token is in exactly one branch, so the two scatters fill the whole output.
         out = x.new_empty(x.shape)
-        for mask, branch in ((to_gdn, self._gdn_packed), (~to_gdn, self._attn_packed)):
-            packed = pack_rows(mask)
-            y = branch(x, packed)
+        if fixed:  # the k selected tokens of each row on the dearer branch, the other T - k on the cheap one
+            selected, rest = fixed_rows(route.selected), fixed_rows(unselected(route.selected, x.shape[1]))
+            packings = (rest, selected) if self.cheap == "gdn" else (selected, rest)
+        else:
+            packings = (pack_rows(to_gdn), pack_rows(~to_gdn))
+        for packed, branch in zip(packings, ("gdn", "softmax")):
+            y = self._gdn_packed(x, packed) if branch == "gdn" else self.attn(x, queries=packed, fixed=fixed)
             if w is not None:
                 y = scaled(y, gather_rows(w, packed.index))
             out = unpack_rows(out, packed, y)
@@ -106,9 +121,6 @@ class RoutedMixer(RoutedBlock):
     def _gdn_packed(self, x: torch.Tensor, packed: Packed) -> torch.Tensor:
         # padding at the end of a short row runs after all of its real tokens: causal, harmless
         return self.gdn(gather_rows(x, packed.index))
-
-    def _attn_packed(self, x: torch.Tensor, packed: Packed) -> torch.Tensor:
-        return self.attn(x, queries=packed)
 
 
 class BothMixer(nn.Module):
