@@ -15,7 +15,7 @@ from typing import Optional
 from .errors import HarnessError
 
 __all__ = ["add", "OPTIONS", "RESULTS_DIR", "LEADERBOARD_PAGE", "check_at_least_one", "check_data_root",
-           "check_writable", "resolve_device", "work_dir_name"]
+           "check_writable", "check_page", "check_seeds", "resolve_device", "work_dir_name"]
 
 RESULTS_DIR = os.path.join("leaderboard", "results")           # one <suite>.jsonl per suite
 LEADERBOARD_PAGE = os.path.join("leaderboard", "LEADERBOARD.md")
@@ -82,6 +82,32 @@ def check_data_root(suite, data_root: Optional[str], cfg_options: Optional[dict]
     """A suite that reads from disk needs --data-root (or a --cfg-options that points it somewhere)."""
     if suite.needs_root and not data_root and not cfg_options:
         raise HarnessError(f"suite {suite.name} needs --data-root: {suite.layout}")
+
+
+def check_seeds(seeds, flag: str = "--seeds") -> None:
+    """Seeds torch and numpy accept, each once: a seed named twice would give two runs one work dir."""
+    bad = [s for s in seeds if not 0 <= s < 2**32]
+    if bad:
+        raise HarnessError(f"{flag} must lie in [0, 2**32), got {bad[0]}; nothing was run")
+    twice = sorted({s for s in seeds if list(seeds).count(s) > 1})
+    if twice:
+        raise HarnessError(f"{flag} names seed {twice[0]} more than once; nothing was run")
+
+
+def _is_page(path: str) -> bool:
+    """A page the leaderboard wrote carries its GENERATED FILE line near the top (leaderboard.render)."""
+    from leaderboard.atomic import file_head
+    return b"GENERATED FILE: do not edit by hand" in file_head(path)
+
+
+def check_page(out: str, done: str = "nothing was written") -> str:
+    """The leaderboard page `out` may be written: not a *.jsonl name (the leaderboard would read it
+    back as results), and not an existing file the leaderboard did not write (a README)."""
+    if out.endswith(".jsonl"):
+        raise HarnessError(f"--out {out} would be read back as results (the store is *.jsonl): the page is "
+                           f"markdown; {done}")
+    return check_writable(out, "leaderboard page", done=done, owns=_is_page,
+                          ours="a leaderboard page (its GENERATED FILE line)")
 
 
 def resolve_device(requested: str = "auto") -> str:

@@ -25,4 +25,11 @@ def add_parser(subparsers) -> str:
 
 def cmd_embedded(args, argv=()) -> int:
     from ..readme_job import run_embedded
+    # before the first of ~60 steps: a bad seed failed every step one by one (`--seeds -1`), and
+    # the page is written only at the end, an hour in (docs/DESIGN.md, "Bad input")
+    options.check_seeds(args.seeds)
+    options.check_at_least_one(args, "jobs")
+    if not args.dry_run:
+        options.check_page(args.out, done="nothing was run")
+        options.check_writable(args.results_dir, "results dir", folder_only=True)
     return run_embedded(args)

@@ -42,18 +42,11 @@ def cmd_leaderboard(args, argv=()) -> int:
         return 0
     # before anything is drawn: a page or figures folder that cannot be written loses nothing
     # a symlinked page is written through: its target is replaced, the link stays
-    page = options.check_writable(args.out, "leaderboard page", done="nothing was written", owns=_is_page,
-                                  ours="a leaderboard page (its GENERATED FILE line)")
+    page = options.check_page(args.out)
     options.check_writable(figures, "figures folder", done="nothing was written", folder_only=True)
     write_leaderboard(args.results_dir, page, extra_sections(args.results_dir, write=True))
     print(f"harness: wrote {args.out}")
     return 0
-
-
-def _is_page(path: str) -> bool:
-    """A page this command wrote carries the GENERATED FILE line near its top (leaderboard.render)."""
-    from leaderboard.atomic import file_head
-    return b"GENERATED FILE: do not edit by hand" in file_head(path)
 
 
 def _check_leaderboard_paths(results_dir: str, out: str) -> None:

@@ -87,6 +87,28 @@ def test_a_window_longer_than_the_corpus(tmp_path, capsys):
     assert out == ""
 
 
+# ---------------------------------------------------------------- embedded: what every step would trip on
+
+
+@pytest.mark.parametrize("extra, fragments", [
+    (["--seeds", "-1"], ["--seeds must lie in [0, 2**32), got -1", "nothing was run"]),
+    (["--seeds", "0", "0"], ["--seeds names seed 0 more than once"]),
+    (["--jobs", "0"], ["--jobs must be >= 1, got 0"]),
+    (["--out", "PAGE.jsonl"], ["would be read back as results"]),
+    (["--out", "README.md"], ["leaderboard page", "is not a leaderboard page", "left as it was", "nothing was run"]),
+    (["--results-dir", "README.md"], ["results dir", "is a regular file, not a folder"]),
+])
+def test_embedded_refuses_before_its_first_step(tmp_path, capsys, monkeypatch, extra, fragments):
+    """Before: `--seeds -1` ran the job and failed each of its steps in turn; `--out README.md`
+    trained for an hour and then replaced the README with the leaderboard page."""
+    monkeypatch.chdir(tmp_path)  # the job's work_dirs/ would land here
+    (tmp_path / "README.md").write_text("precious\n")
+    code, out, err = run_cli(["embedded", *extra], capsys)
+    assert_one_line_error(code, err, *fragments)
+    assert out == "" and sorted(p.name for p in tmp_path.iterdir()) == ["README.md"]
+    assert (tmp_path / "README.md").read_text() == "precious\n"
+
+
 # ---------------------------------------------------------------- bench: load thresholds that judge nothing
 
 
