@@ -15,6 +15,7 @@ Decisions stay deterministic and per item: the shift is a constant, not noise.
 from __future__ import annotations
 
 import contextlib
+import math
 import warnings
 from dataclasses import dataclass
 from typing import Iterator, List, Optional, Sequence, Tuple
@@ -62,13 +63,18 @@ def _full(model: nn.Module, inputs: torch.Tensor) -> int:
 
 def _extreme_shift(rs) -> float:
     """A shift that sends every item to its cheapest choice: logits are clamped to
-    +-logit_clamp, so a relative cost gap g needs a shift of 2 * clamp / g."""
+    +-logit_clamp, so a relative cost gap g needs a shift of 2 * clamp / g. A fixed-capacity
+    router compares a score (a logsumexp of logits minus a logit, within +-(2 clamp + log C))
+    with a threshold in the same range (`zoo.layers.capacity`), so it needs (4 clamp + log C) / g."""
     shift = 1.0
     for r in rs:
         c = (r.costs / r.costs.max()).tolist()
         gaps = [abs(a - b) for a in c for b in c if abs(a - b) > 0]
+        span = 2.0 * r.spec.logit_clamp
+        if r.spec.capacity is not None:
+            span = 4.0 * r.spec.logit_clamp + math.log(len(c))
         if gaps:
-            shift = max(shift, 2.0 * r.spec.logit_clamp / min(gaps) + 1.0)
+            shift = max(shift, span / min(gaps) + 1.0)
     return shift
 
 
