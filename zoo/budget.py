@@ -37,6 +37,23 @@ class BudgetFit:
     reachable: Tuple[float, float]  # (all cheapest, all dearest) fractions on those inputs
     full_flops: int         # the full form's FLOPs on the calibration inputs
 
+    def __post_init__(self):
+        # a NaN shift makes every logit NaN, and argmax then sends every item to choice 0 without
+        # a word; a fit is applied as it is (flops_budget), so it is checked where it is made
+        if not _finite(self.shift):
+            raise ValueError(f"BudgetFit.shift must be a finite number, got {self.shift!r}")
+        if not (_finite(self.target) and 0.0 < float(self.target) <= 1.0):
+            raise ValueError(f"BudgetFit.target is a fraction of the full form's FLOPs in (0, 1], "
+                             f"got {self.target!r}")
+
+
+def _finite(x) -> bool:
+    """A finite real number (a numpy or 0-d torch scalar too)."""
+    try:
+        return math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
+
 
 def _routers(model: nn.Module):
     rs = routing.routers(model)
@@ -78,6 +95,14 @@ def _extreme_shift(rs) -> float:
     return shift
 
 
+def _check_inputs(inputs) -> None:
+    """Calibration needs at least one item: a batch of 0 has no FLOPs to divide by (it failed deep
+    in a block's reshape)."""
+    if not isinstance(inputs, torch.Tensor) or inputs.dim() == 0 or inputs.shape[0] == 0:
+        shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
+        raise ValueError(f"a budget is fitted on a batch of calibration inputs with at least one item, got {shape}")
+
+
 def budget_range(model: nn.Module, inputs: torch.Tensor) -> Tuple[float, float]:
     """(fraction with every item at its cheapest declared choice, with every item at its dearest).
 
@@ -87,6 +112,7 @@ def budget_range(model: nn.Module, inputs: torch.Tensor) -> Tuple[float, float]:
     about 1.14 of its dense reference at the "cheapest" end and 0.79 at the "dearest". `fit_budget`
     scans the whole range either way."""
     rs = _routers(model)
+    _check_inputs(inputs)
     full, big = _full(model, inputs), _extreme_shift(rs)
     return _executed(model, rs, inputs, big) / full, _executed(model, rs, inputs, -big) / full
 
@@ -114,6 +140,7 @@ def fit_budgets(model: nn.Module, fractions: Sequence[float], inputs: torch.Tens
         if not (isinstance(fraction, (int, float)) and 0.0 < float(fraction) <= 1.0):
             raise ValueError(f"a budget is a fraction of the full form's FLOPs in (0, 1], got {fraction!r}")
     rs = _routers(model)
+    _check_inputs(inputs)
     full, big = _full(model, inputs), _extreme_shift(rs)
     f = lambda shift: _executed(model, rs, inputs, shift) / full  # noqa: E731
     shifts = [big * (2.0 * k / (grid - 1) - 1.0) ** 3 for k in range(grid)]

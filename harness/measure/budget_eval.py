@@ -19,6 +19,8 @@ def calibration_inputs(cfg, task: str, device) -> torch.Tensor:
 
     from .executed_flops import sample_indices
     dataset = DATASETS.build(copy.deepcopy(cfg.train_dataloader["dataset"]))
+    if len(dataset) == 0:  # (a train_dataloader.dataset.limit=0): nothing to fit the shift on
+        raise HarnessError("--flops-budget fits each budget on items of the training split, and it is empty")
     n = get_task(task).calibration_items  # evenly spaced training items (no labels are used)
     batch = default_collate([dataset[i] for i in sample_indices(len(dataset), n)])
     return batch["inputs"].to(device)

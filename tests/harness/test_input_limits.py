@@ -174,3 +174,41 @@ def test_compare_reads_an_empty_or_cut_log_as_what_it_holds(tmp_path, capsys, co
         assert "Traceback" not in err and curves
     else:
         assert_one_line_error(code, err, "nothing to compare for dhvn_nano")
+
+
+# ---------------------------------------------------------------- FLOPs budgets: a NaN fit, no calibration items
+
+
+def test_a_budget_fit_with_a_nan_shift_is_refused_where_it_is_made():
+    """Before: flops_budget applied it, every logit became NaN and argmax sent every item to
+    choice 0, without a word."""
+    from zoo.budget import BudgetFit
+    with pytest.raises(ValueError, match="BudgetFit.shift must be a finite number, got nan"):
+        BudgetFit(target=0.5, shift=float("nan"), fraction=0.5, reachable=(0.1, 1.0), full_flops=100)
+    with pytest.raises(ValueError, match="BudgetFit.target is a fraction"):
+        BudgetFit(target=float("nan"), shift=0.0, fraction=0.5, reachable=(0.1, 1.0), full_flops=100)
+    BudgetFit(target=1.0, shift=-3.0, fraction=0.9, reachable=(0.1, 1.0), full_flops=100)  # a real fit
+
+
+def test_an_empty_calibration_batch_is_a_value_error():
+    """Before: a RuntimeError from a block's reshape ("cannot reshape tensor of 0 elements")."""
+    import torch
+
+    import zoo
+    model = zoo.create_model("dhvn_nano", img_size=28, in_chans=1, num_classes=10).eval()
+    empty = torch.zeros(0, 1, 28, 28)
+    for fit in (lambda: zoo.budget.fit_budgets(model, [0.5], empty), lambda: zoo.budget.budget_range(model, empty)):
+        with pytest.raises(ValueError, match=r"at least one item, got \(0, 1, 28, 28\)"):
+            fit()
+
+
+def test_a_budget_on_an_empty_training_split_is_one_line(tmp_path, capsys, trained_checkpoint):
+    """Before: IndexError from collating no items, a traceback."""
+    work, _ = trained_checkpoint
+    ckpt = str(sorted(work.glob("*.pth"))[-1])
+    code, _, err = run_cli(["run", "--models", "dhvn_nano", "--suite", "mnist5k", "--eval-only", "--checkpoint", ckpt,
+                            "--flops-budget", "0.6", "--work-dir", str(tmp_path / "w"),
+                            "--results", str(tmp_path / "r.jsonl"), "--cfg-options",
+                            "train_dataloader.dataset.limit=0", "test_dataloader.dataset.limit=30"], capsys)
+    assert_one_line_error(code, err, "--flops-budget fits each budget on items of the training split", "empty")
+    assert not (tmp_path / "r.jsonl").exists()
