@@ -163,13 +163,12 @@ def test_compute_target_and_explore_keep_k():
                              router=dict(capacity=0.25, explore=0.5, compute_target=0.5)).train()
     for r in routing.routers(model):
         torch.nn.init.normal_(r.net[-1].weight, std=2.0)
-    out = model(dhvn_testutils.images(8))
+    model(dhvn_testutils.images(8))
     for rec in routing.trace(model):
         assert int((rec.decisions != 0).sum()) == capacity.capacity_k(0.25, 8)
     budget = model.aux_losses()["budget"]
     budget.backward()
     assert all(r.net[-1].weight.grad.abs().sum() > 0 for r in routing.routers(model))
-    assert out.shape == (8, 5)
 
 
 # ----------------------------------------------------------------------------- the threshold
@@ -330,21 +329,9 @@ def test_sparse_equals_dense_at_eval_with_capacity(family):
         model = exp11_testutils.make(router=dict(zero_init=False, capacity=0.5))
         x = torch.randint(0, 64, (3, 33), generator=torch.Generator().manual_seed(2))
     _calibrated(model, x)
-    sparse, dense = exp11_testutils.sparse_and_dense(model, x) if family == "exp11" else _esh_both(model, x)
+    sparse, dense = exp11_testutils.sparse_and_dense(model, x)  # any model(x); checks the decisions agree
+    assert any(0 < int(rec.decisions.sum()) < rec.decisions.numel() for rec in routing.trace(model))
     torch.testing.assert_close(sparse, dense, atol=1e-5, rtol=0)
-
-
-def _esh_both(model, x):
-    outs, decisions = [], []
-    with torch.no_grad():
-        for mode in ("sparse", "dense"):
-            with routing.execution(model, mode):
-                outs.append(model(x))
-                decisions.append([rec.decisions for rec in routing.trace(model)])
-    for a, b in zip(*decisions):
-        assert torch.equal(a, b)
-    assert any(0 < int(d.sum()) < d.numel() for d in decisions[0])
-    return outs
 
 
 def test_esh_ponders_only_patches_the_capacity_sent_to_attention():
