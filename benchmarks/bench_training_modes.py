@@ -72,11 +72,13 @@ def bench_case(case: dict, a, gate) -> list:
     variants = tv.build_variants(case["model"], cfg, x, weights)
     fns = [tv.step_fn(v, x, y, cfg) for v in variants]
     roles = {role: v.name for v in variants for role in v.roles}
+    flops = {v.name: tv.forward_flops(v, x, y) for v in variants}  # the same at any thread count
     out = []
     for threads in a.threads:
         torch.set_num_threads(threads)
         times, load = gate.run(lambda: alternate(fns, a.warmup, a.rounds))
-        flops = {v.name: tv.forward_flops(v, x, y) for v in variants}
+        a.wait_budget -= load.get("waited_s") or 0.0  # once the waits add up to it, later timings do not wait
+        gate.max_wait_s = max(0.0, min(a.max_wait, a.wait_budget))
         timed = dict(zip((v.name for v in variants), times))
         rows = []
         for v in variants:
