@@ -5,6 +5,8 @@
 so every command refuses the same mistakes the same way, in one line and before any work:
 an unknown model, a model for another task, a suite that needs --data-root, bad --model-kwargs,
 an empty eval split, a corrupt or foreign checkpoint, or one that does not fit the model.
+A shipped tag (`dhvn_nano.mnist5k`) is a model name here, built with its own weights
+(`harness.names`), so each of those verbs takes one with no --checkpoint.
 """
 from __future__ import annotations
 
@@ -52,6 +54,8 @@ def network_from_config(cfg, model: str, checkpoint: Optional[str] = None, devic
 
     from .engine.routing_mode import adopt_checkpoint_mode
     from .engine.wrappers import check_buildable
+    from .names import check_weights
+    check_weights(model, checkpoint)  # a shipped tag builds with its own weights (harness/names.py)
     if checkpoint:
         meta = ckpt_mod.load_checkpoint_file(checkpoint).get("meta")   # missing, corrupt or foreign: before building
         # the network the weights trained: in its routing mode (a fixed-capacity router's threshold is a weight)

@@ -37,8 +37,9 @@ def _dict_action():
 # name -> (flag, argparse keywords, default help)
 OPTIONS = {
     "models": ("--models", dict(nargs="+", required=True, metavar="PAT"),
-               "zoo names or fnmatch patterns (quote them), or timm:NAME for timm's own models"),
-    "model": ("--model", dict(metavar="NAME"), "one zoo model name"),
+               "zoo names or fnmatch patterns (quote them), shipped tags such as dhvn_nano.mnist5k (their "
+               "weights, on their suite), or timm:NAME for timm's own models"),
+    "model": ("--model", dict(metavar="NAME"), "one zoo model name, or a shipped tag such as dhvn_nano.mnist5k"),
     "suite": ("--suite", dict(), "benchmark suite (see `python -m harness list`)"),
     "checkpoint": ("--checkpoint", dict(metavar="PTH"), "a checkpoint the harness wrote (work_dir/iter_N.pth)"),
     "data_root": ("--data-root", dict(metavar="DIR"), "dataset location for suites that need one"),

@@ -45,7 +45,7 @@ def add_parser(subparsers) -> str:
                "  python -m harness bench --models eshvision_xs --execution both --checkpoint "
                "work_dirs/embedded/mnist5k/eshvision_xs/seed0/iter_400.pth")
     options.add(p, "models")
-    options.add(p, "suite", help="input shapes (and model kwargs) of this suite; default mnist5k for "
+    options.add(p, "suite", help="input shapes (and model kwargs) of this suite; default a shipped tag's own, mnist5k for "
                                  "image models, pydocs for LMs. A suite without --data-root feeds its own test items")
     options.add(p, "batch_size", default=64, help="items per step (default 64)")
     p.add_argument("--seq-len", type=int, help="LM tokens per sequence (default: the suite's max_seq_len)")
@@ -123,8 +123,9 @@ def cmd_bench(args, argv=()) -> int:
         suites = {m: get_suite(args.suite) for m in models}
         check_tasks(models, suites[models[0]])
     else:
-        from ..names import model_task
-        suites = {m: get_suite(get_task(model_task(m)).bench_suite) for m in models}
+        from ..names import model_task, tag_suite
+        # a shipped tag is timed on the suite it was trained on, any other model on its task's
+        suites = {m: get_suite(tag_suite(m) or get_task(model_task(m)).bench_suite) for m in models}
     shares = benchkit.parse_policy(args.policy) if args.policy else None
     gate = benchkit.LoadGate(args.max_load, args.max_wait)
     model_kwargs = dict(args.model_kwargs)

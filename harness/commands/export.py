@@ -21,7 +21,7 @@ __all__ = ["add_parser", "cmd_export"]
 def add_parser(subparsers) -> str:
     p = subparsers.add_parser("export", help="a trained checkpoint as a pretrained tag's safetensors file",
                               description=__doc__.split("\n\n")[0])
-    options.add(p, "model", required=True)
+    options.add(p, "model", required=True, help="one zoo model name")
     p.add_argument("--tag", required=True, help="the tag, e.g. mnist5k (zoo.pretrained.PRETRAINED lists them)")
     options.add(p, "checkpoint", required=True)
     p.add_argument("--out", help="output file (default: zoo/weights/<model>.<tag>.safetensors)")

@@ -20,7 +20,7 @@ from mmengine.registry import MODELS
 import zoo
 
 from ..errors import HarnessError
-from ..names import TIMM_PREFIX
+from ..names import TIMM_PREFIX, shipped_tag
 from ..tasks import IGNORE_INDEX
 
 zoo.register_mmengine()  # a config's dict(type="dhvn_nano") builds the zoo model through MODELS
@@ -46,6 +46,10 @@ def build_network(arch: str, **kwargs) -> nn.Module:
                 return timm.create_model(name, pretrained=False, **kwargs)
             raise
     import zoo
+    if shipped_tag(arch) is not None:
+        # a shipped tag is its weights: the suite's kwargs must match the ones it trained with
+        # (zoo.pretrained.plan refuses any other in one line); init_weights below keeps them
+        return zoo.create_model(arch, pretrained=True, **kwargs)
     return zoo.create_model(arch, **kwargs)
 
 
@@ -63,7 +67,10 @@ def build_network_checked(arch: str, **kwargs) -> nn.Module:
 def check_buildable(arch: str, arch_kwargs: dict) -> nn.Module:
     """Build `arch` once on the meta device (no memory, no init), so that bad overrides fail
     before any work, where the real build happens later inside mmengine. Returns that model."""
-    with torch.device("meta"):
+    import warnings
+    with torch.device("meta"), warnings.catch_warnings():
+        # a tag's weights are copied into meta tensors here, which torch says is a no-op
+        warnings.filterwarnings("ignore", message=".*copying from a non-meta parameter")
         return build_network_checked(arch, **arch_kwargs)
 
 

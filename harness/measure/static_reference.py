@@ -23,4 +23,6 @@ def static_reference(arch: str, net: nn.Module,
     """(description, module) of `arch`'s always-full static reference (`zoo.static_reference`).
     `build(name)` builds a registered model at the routed model's input shapes (same suite and overrides)."""
     import zoo
-    return zoo.static_reference(arch, net, build)
+
+    from ..names import base_model
+    return zoo.static_reference(base_model(arch), net, build)  # a shipped tag: its model's reference
