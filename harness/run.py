@@ -28,8 +28,8 @@ from .engine import routing_mode as modes
 from .engine.schedule import finalize_schedule, follow_loop, loop_total, set_training_length
 from .errors import HarnessError
 from .measure.budget_eval import calibration_inputs, fit_budgets
-from .names import (IMAGE_TASK, TIMM_PREFIX, check_tasks, default_work_dir, model_task,  # noqa: F401 (API)
-                    resolve_models)
+from .names import (IMAGE_TASK, TIMM_PREFIX, check_tasks, check_weights, default_work_dir,  # noqa: F401 (API)
+                    model_task, resolve_models, shipped_tag, tag_provenance)
 from .records import build_record, jsonable_config
 from .run_options import RunOptions
 from .suites import Suite
@@ -77,10 +77,12 @@ def plan_runs(opts: RunOptions) -> List[RunPlan]:
     if not opts.models:
         raise HarnessError("run needs --models (or a --config whose model.arch names one)")
     models = resolve_models(opts.models)
-    check_tasks(models, suite)
+    check_tasks(models, suite)  # a shipped tag on its own suite only
     opts.check()
     if opts.eval_only and len(models) > 1:
         raise HarnessError(f"--eval-only evaluates one checkpoint; the patterns matched {len(models)} models")
+    for model in models:  # a tag trains from, or is evaluated with, its own weights (harness/names.py)
+        check_weights(model, opts.checkpoint)
     options.check_data_root(suite, opts.data_root, opts.cfg_options)
     device = options.resolve_device(opts.device)
     init_cpu_distributed(opts.launcher, device)
@@ -299,7 +301,7 @@ def _run_locked(plan, cfg, suite, model, seed, opts, command, device):
 
     ckpt_mod.install_safe_globals()
     # corrupt/foreign: fail before building; its meta says in which routing mode it trained
-    meta = ckpt_mod.load_checkpoint_file(opts.checkpoint).get("meta") if opts.eval_only or opts.checkpoint else None
+    meta = ckpt_mod.load_checkpoint_file(opts.checkpoint).get("meta") if opts.checkpoint else None
     resolved = jsonable_config(cfg.to_dict())
     runner = HarnessRunner.from_cfg(cfg)
     try:
@@ -333,6 +335,7 @@ def _run_locked(plan, cfg, suite, model, seed, opts, command, device):
             train["lr_scaled"] = train["lr"] * train["global_batch_size"] / scale["base_batch_size"]
         if opts.eval_only:
             train.update(eval_only=True, checkpoint=opts.checkpoint)
+        train.update(tag_provenance(model))  # a shipped tag: which weights it evaluated or started from
         params = sum(p.numel() for p in net_model.net.parameters())
         common = dict(model=model, suite=suite.name, seed=seed, task=suite.task, params=params, train=train,
                       resolved_config=resolved, command=command, device=device, **_zoo_info(model))
@@ -360,6 +363,8 @@ def _zoo_info(model: str) -> dict:
     if model.startswith(TIMM_PREFIX):
         return dict(family="timm")
     import zoo
+    if shipped_tag(model):  # a row of its own; its model's static plans are that model's rows
+        return dict(family=zoo.model_info(shipped_tag(model).model)["family"])
     info = zoo.model_info(model)
     return dict(family=info["family"], static_form=info.get("static_form"), static_plans=info.get("static_plans"))
 

@@ -82,7 +82,10 @@ def _seed_range(name, values, opts):
 
 
 def _needs_checkpoint(name, value, opts):
-    return None if opts.checkpoint else f"{name} needs --checkpoint PATH"
+    from .names import shipped_tag  # a shipped tag brings its weights (harness/names.py)
+    if opts.checkpoint or (opts.models and all(shipped_tag(m) for m in opts.models)):
+        return None
+    return f"{name} needs --checkpoint PATH"
 
 
 def _budget(name, values, opts):
@@ -125,8 +128,10 @@ class RunOptions:
     cfg_options: dict = shared("cfg_options")
     model_kwargs: dict = shared("model_kwargs")
     eval_only: bool = flag(False, action="store_true", check=_needs_checkpoint,
-                           help="skip training; evaluate --checkpoint")
-    checkpoint: Optional[str] = shared("checkpoint", help="weights to evaluate (--eval-only) or to start training from")
+                           help="skip training; evaluate --checkpoint, or a shipped tag's weights (--models "
+                                "dhvn_nano.mnist5k)")
+    checkpoint: Optional[str] = shared("checkpoint", help="weights to evaluate (--eval-only) or to start training "
+                                                          "from; a shipped tag in --models starts from its own")
     flops_budget: Optional[List[float]] = flag(
         type=float, nargs="+", metavar="F", check=_budget, deprecated=("--budget",),
         help="with --eval-only: evaluate a routed model once per FLOPs budget F in (0, 1], a fraction of its "

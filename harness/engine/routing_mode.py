@@ -68,9 +68,10 @@ def prepare(plans, opts) -> None:
     """Before a run's models are built: every plan's router settings checked (a timm peer's too), and
     an --eval-only plan set to the routing mode its checkpoint trained in."""
     from .checkpoint import load_checkpoint_file
-    meta = load_checkpoint_file(opts.checkpoint).get("meta") if opts.eval_only else None
+    # a shipped tag has no checkpoint meta: its weights trained dense, the mode it builds in
+    meta = load_checkpoint_file(opts.checkpoint).get("meta") if opts.eval_only and opts.checkpoint else None
     for plan in plans:
-        if opts.eval_only:
+        if opts.eval_only and opts.checkpoint:
             adopt_checkpoint_mode(plan.cfg, meta, opts.checkpoint)
         check_router_settings(plan.model, plan.cfg.model["arch_kwargs"].get("router"))
 
