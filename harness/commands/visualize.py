@@ -2,6 +2,7 @@
 
     python -m harness visualize --model dhvn_nano --suite mnist5k \\
         --checkpoint work_dirs/embedded/mnist5k/dhvn_nano/seed0/iter_400.pth [--n 16] [--out DIR]
+    python -m harness visualize --model dhvn_nano.mnist5k   # a shipped tag: its weights, on its suite
     python -m harness visualize --readme      # one picture of each kind into docs/figures/
 
 The model is rebuilt exactly as `run` builds it (the suite's config, then --model-kwargs and
@@ -56,10 +57,12 @@ def add_parser(subparsers) -> str:
                "--checkpoint work_dirs/mnist5k/dhvn_nano/seed0/iter_400.pth --n 16\n"
                "  python -m harness visualize --readme   # README pictures from work_dirs/embedded",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    options.add(p, "model", help="one routed zoo model (dhvn_*, eshvision_*, exp11_dynamic_*)")
+    options.add(p, "model", help="one routed zoo model (dhvn_*, eshvision_*, exp11_dynamic_*), or a shipped tag "
+                                 "(dhvn_nano.mnist5k: its weights, no --checkpoint)")
     options.add(p, "checkpoint", help="an mmengine checkpoint the harness wrote (work_dir/iter_N.pth), "
                                       "or a work dir (its last checkpoint)")
-    options.add(p, "suite", help="suite whose eval split is drawn (see `python -m harness list`)")
+    options.add(p, "suite", help="suite whose eval split is drawn (see `python -m harness list`; "
+                                 "default for a shipped tag: its own)")
     p.add_argument("--n", type=int, default=8,
                    help="images (vision) or eval texts (LM, at most 4) drawn one by one (default 8)")
     p.add_argument("--limit", type=int, default=0,
@@ -82,10 +85,15 @@ def cmd_visualize(args, argv=()) -> int:
     if args.readme:
         pictures = readme_figures(args.work_dirs_root, args.out or os.path.join("docs", "figures"))
     else:
-        missing = [f"--{k}" for k in ("model", "checkpoint", "suite") if not getattr(args, k)]
+        # a shipped tag brings its weights and its suite (harness/names.py); a name with a dot can
+        # only be a tag, so an unknown one is named with its closest tags first
+        tagged = bool(args.model and "." in args.model and _tag_suite(args.model))
+        needed = ("model",) if tagged else ("model", "checkpoint", "suite")
+        missing = [f"--{k}" for k in needed if not getattr(args, k)]
         if missing:
-            raise HarnessError(f"visualize needs {', '.join(missing)} (or --readme)")
-        pictures = visualize(args.model, args.checkpoint, args.suite, n=args.n, out=args.out,
+            raise HarnessError(f"visualize needs {', '.join(missing)} (or --readme, or a shipped tag as --model)")
+        suite = args.suite or _tag_suite(args.model)
+        pictures = visualize(args.model, args.checkpoint, suite, n=args.n, out=args.out,
                              limit=args.limit, model_kwargs=dict(args.model_kwargs),
                              cfg_options=dict(args.cfg_options), data_root=args.data_root,
                              device=args.device)
@@ -94,7 +102,13 @@ def cmd_visualize(args, argv=()) -> int:
     return 0
 
 
-def load_routed(model: str, checkpoint: str, suite_name: str, model_kwargs: Optional[dict] = None,
+def _tag_suite(model: str):
+    from ..names import resolve_models, tag_suite
+    resolve_models([model])  # no such model or tag: one line with the closest names
+    return tag_suite(model)
+
+
+def load_routed(model: str, checkpoint: Optional[str], suite_name: str, model_kwargs: Optional[dict] = None,
                 cfg_options: Optional[dict] = None, data_root: Optional[str] = None, device="cpu"):
     """(network in eval mode, eval dataset, family, resolved config) for one routed zoo model.
 
@@ -103,15 +117,15 @@ def load_routed(model: str, checkpoint: str, suite_name: str, model_kwargs: Opti
     import zoo
 
     from ..loading import suite_network
-    from ..names import TIMM_PREFIX
+    from ..names import TIMM_PREFIX, base_model
 
     if any(ch in model for ch in "*?["):
         raise HarnessError(f"--model takes one model name, not a pattern ({model!r})")
     if model.startswith(TIMM_PREFIX):
         raise HarnessError(f"{model} is a timm model and has no routers; visualize draws routed zoo models "
                            f"({', '.join(f + '_*' for f in families())})")
-    if zoo.is_model(model):
-        info = zoo.model_info(model)
+    if zoo.is_model(base_model(model)):
+        info = zoo.model_info(base_model(model))
         if info["family"] not in families():
             raise HarnessError(f"no pictures for the {info['family']} family ({model}): harness/viz draws "
                                f"{', '.join(families())}")
@@ -121,7 +135,7 @@ def load_routed(model: str, checkpoint: str, suite_name: str, model_kwargs: Opti
     loaded = suite_network(model, suite_name, checkpoint, model_kwargs, cfg_options, data_root, str(device))
     if not zoo.routing.routers(loaded.net):  # a --model-kwargs override can make a routed variant static
         raise HarnessError(f"{model} has no routers with these settings: there is no routing to draw")
-    return loaded.net, loaded.dataset, zoo.model_info(model)["family"], loaded.cfg
+    return loaded.net, loaded.dataset, zoo.model_info(base_model(model))["family"], loaded.cfg
 
 
 def families() -> list:
@@ -140,7 +154,7 @@ def _classes(dataset) -> List[str]:
     return [str(i) for i in range(n)]
 
 
-def visualize(model: str, checkpoint: str, suite: str, n: int = 8, out: Optional[str] = None,
+def visualize(model: str, checkpoint: Optional[str], suite: str, n: int = 8, out: Optional[str] = None,
               limit: int = 0, model_kwargs: Optional[dict] = None, cfg_options: Optional[dict] = None,
               data_root: Optional[str] = None, device: str = "auto") -> list:
     """Draw every picture of the model's family; returns [{name, png, json, size}, ...]."""
@@ -152,12 +166,13 @@ def visualize(model: str, checkpoint: str, suite: str, n: int = 8, out: Optional
     dev = options.resolve_device(device)
     out = out or os.path.join("visualizations", suite, options.work_dir_name(model))
     options.check_writable(out, "output folder", done="nothing was drawn", folder_only=True)
-    if os.path.isdir(checkpoint):  # a work dir: the checkpoint mmengine saved last
+    if checkpoint and os.path.isdir(checkpoint):  # a work dir: the checkpoint mmengine saved last
         checkpoint = latest_checkpoint(checkpoint)
     net, dataset, family, cfg = load_routed(model, checkpoint, suite, model_kwargs, cfg_options,
                                             data_root, dev)
+    from ..names import tag_provenance
     meta = dict(model=model, suite=suite, checkpoint=checkpoint, split="test",
-                routing="argmax (eval), sparse execution")
+                routing="argmax (eval), sparse execution", **tag_provenance(model))
     batch_size = int(cfg.test_dataloader.get("batch_size") or 64)
     pictures = importlib.import_module(f"harness.viz.{family}")
     return pictures.draw_all(net, dataset, _classes(dataset), n, out, meta, batch_size, limit, dev)
