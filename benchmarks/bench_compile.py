@@ -146,7 +146,17 @@ def main(argv=None) -> int:
     t0 = time.time()
     results = []
     for case in cases:
-        results.extend(bench_case(case, a, gate))
+        try:
+            results.extend(bench_case(case, a, gate))
+        except Exception as e:  # a compiler failure is a result too: say which and why, go on
+            results.append(dict(family=case["family"], model=case["model"], error=f"{type(e).__name__}: "
+                                f"{str(e).splitlines()[0][:400]}"))
+            print(f"{case['model']}: {results[-1]['error']}", flush=True)
+        _write(a, argv, t0, results)
+    return 0
+
+
+def _write(a, argv, t0, results) -> None:
     doc = dict(benchmark="bench_compile", command="python -m benchmarks.bench_compile " + " ".join(argv or sys.argv[1:]),
                wall_s=round(time.time() - t0, 1), backend="inductor", rounds=a.rounds, warmup=a.warmup,
                results=results)
@@ -154,7 +164,6 @@ def main(argv=None) -> int:
     with open(a.json_out, "w") as f:
         json.dump(doc, f, indent=1)
     print(f"wrote {a.json_out} ({doc['wall_s']} s)")
-    return 0
 
 
 if __name__ == "__main__":

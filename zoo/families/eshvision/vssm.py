@@ -46,7 +46,8 @@ def _from_order(seq: torch.Tensor, direction: int, hw: Tuple[int, int]) -> torch
         seq = seq.flip(1)
     if direction >= 2:
         B, L, C = seq.shape
-        seq = seq.view(B, w, h, C).transpose(1, 2).reshape(B, L, C)
+        # reshape, not view: eager's flip is contiguous, but inductor may lower it to a strided view
+        seq = seq.reshape(B, w, h, C).transpose(1, 2).reshape(B, L, C)
     return seq
 
 
