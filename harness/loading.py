@@ -47,9 +47,11 @@ def suite_config(model: str, suite, model_kwargs: Optional[dict] = None, cfg_opt
     return build_config(suite, model, 0, opts, str(device)), suite
 
 
-def network_from_config(cfg, model: str, checkpoint: Optional[str] = None, device: str = "cpu") -> nn.Module:
+def network_from_config(cfg, model: str, checkpoint: Optional[str] = None, device: str = "cpu",
+                        say_untrained: bool = True) -> nn.Module:
     """The wrapper's network built from `cfg`, with `checkpoint`'s weights when given (they must
-    fit key for key and shape for shape), in eval mode."""
+    fit key for key and shape for shape), in eval mode. say_untrained=False leaves the untrained
+    note to the caller, who checks its own input first (a refused command prints one line)."""
     from mmengine.registry import MODELS
 
     from .engine.routing_mode import adopt_checkpoint_mode
@@ -64,11 +66,12 @@ def network_from_config(cfg, model: str, checkpoint: Optional[str] = None, devic
     wrapper = MODELS.build(copy.deepcopy(cfg.model))
     if checkpoint:
         wrapper.load_state_dict(ckpt_mod.check_checkpoint(checkpoint, wrapper, arch=model)["state_dict"])
-    _say_if_untrained(wrapper.net, model)
+    if say_untrained:
+        say_if_untrained(wrapper.net, model)
     return wrapper.net.to(device).eval()
 
 
-def _say_if_untrained(net: nn.Module, model: str) -> None:
+def say_if_untrained(net: nn.Module, model: str) -> None:
     """flops, bench and visualize report routing figures of this network: a fresh routed model's
     routers send every item to the cheapest choice, so they say so first (docs/DESIGN.md,
     "Untrained routers"). On stderr, so --json output stays one document."""

@@ -163,7 +163,10 @@ def cmd_bench(args, argv=()) -> int:
 
 def _bench(arch: str, suite, args, shares, model_kwargs: dict, strict: bool, device: str, gate) -> list:
     """`bench_model` on the network `run` would build for `arch` on `suite`, at the sizes asked for."""
-    from ..loading import network_from_config, suite_config
+    from zoo.routing import routers
+
+    from ..loading import network_from_config, say_if_untrained, suite_config
+    from ..measure import benchkit
     from ..measure.bench_model import bench_model
     from ..names import model_task
 
@@ -181,7 +184,10 @@ def _bench(arch: str, suite, args, shares, model_kwargs: dict, strict: bool, dev
         overrides["img_size"] = args.img_size
     overrides.update(model_kwargs)
     cfg, _ = suite_config(arch, suite, overrides, device=device)
-    net = network_from_config(cfg, arch, args.checkpoint, device)
+    net = network_from_config(cfg, arch, args.checkpoint, device, say_untrained=False)
+    if shares and routers(net):
+        benchkit.policy_for(net, shares)  # a --policy the routers cannot take: its one line, and no note before it
+    say_if_untrained(net, arch)
 
     def build(name):  # a static reference, on the same config
         return network_from_config(suite_config(name, suite, overrides, device=device)[0], name, None, device)
