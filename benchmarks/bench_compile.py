@@ -17,7 +17,8 @@ For each family's routed model of the main job at capacity 0.5 with sparse train
   items takes the expensive path at eval, as in a trained model; an untrained gate ties every score.
 
 Compilation happens in the warm-up calls, timed apart (`compile_s`: the first call, which traces
-and generates code; later warm-up calls are dropped). Each thread count compiles afresh (inductor's
+and generates code, with inductor's on-disk caches off, so a cold compile; later warm-up calls are
+dropped). Each thread count compiles afresh (inductor's
 CPU kernels fix their thread count when generated). Eager and compiled alternate step by step
 (A B A B ...); per figure the median with min–max over rounds, and the load gate of the other
 benchmarks (load average before and after, other processes' CPU while timing). `fullgraph=True` is
@@ -82,6 +83,11 @@ def _compiled(model, x, call, warmup: int) -> dict:
     compile time. Returns dict(fn, fullgraph, compile_s, why)."""
     import torch
     import torch._dynamo as dynamo
+    import torch._functorch.config
+    import torch._inductor.config
+    # a cold compile every time: inductor's on-disk caches would give a rerun's compile in seconds
+    torch._inductor.config.fx_graph_cache = False
+    torch._functorch.config.enable_autograd_cache = False
     why = None
     for fullgraph in (True, False):
         dynamo.reset()

@@ -20,6 +20,7 @@ import torch._dynamo as dynamo
 import dhvn_testutils
 import esh_testutils
 import exp11_testutils
+import zoo
 from zoo import routing
 
 CAP = dict(capacity=0.5, explore=0.0)  # no exploration: the decisions are a pure top-k, so repeatable
@@ -156,3 +157,21 @@ def test_fixed_capacity_training_step_compiles_fullgraph(family, execution):
     assert set(grads_c) == set(grads_e)
     for name, g in grads_e.items():
         torch.testing.assert_close(grads_c[name], g, msg=name)
+
+
+@pytest.mark.slow  # the registered size: 28x28 digits through the conv stem and SSD stages
+def test_eshvision_xs_at_its_registered_size_compiles_whole_at_eval():
+    """The tests' tiny ESH has a patch stem and Mamba-1 scans; eshvision_xs has the conv stem and
+    SSD scans, whose in-place carry (addcmul into a slice) a traced graph cannot hold: under compile
+    the scan takes its out-of-place path. (Its training step compiles with breaks only: AOT autograd
+    fails on replication_pad2d_backward's meta strides in the conv stem, a torch bug.)"""
+    torch.manual_seed(0)
+    model = esh_testutils.mix_routers(zoo.create_model("eshvision_xs", num_classes=10, in_chans=1, img_size=28,
+                                                       router=dict(CAP, zero_init=False))).eval()
+    x = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert _breaks(model, x) == []
+        eager = model(x)
+        dynamo.reset()
+        compiled = torch.compile(model, fullgraph=True, backend="eager", dynamic=False)(x)
+    torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=0)

@@ -228,6 +228,9 @@ def ssd_scan(u, delta, A_head, B, C, D=None, z=None, reverse=False, head_dim=Non
     z = None if z is None else z.float()
     inputs = (u, delta, A_head, B, C) + tuple(t for t in (D, z) if t is not None)
     inplace = not (torch.is_grad_enabled() and any(t.requires_grad for t in inputs))
+    # a traced graph (torch.compile) cannot hold addcmul(out=<a strided slice>): the out-of-place
+    # path, the same values (tested), lets the compiler plan the buffers
+    inplace = inplace and not torch.compiler.is_compiling()
     if reverse:
         u, delta, B, C = (x.flip(1) for x in (u, delta, B, C))
         z = None if z is None else z.flip(1)
