@@ -369,19 +369,9 @@ def _zoo_info(model: str) -> dict:
     return dict(family=info["family"], static_form=info.get("static_form"), static_plans=info.get("static_plans"))
 
 
-def _mark_untrained(routing: dict, net, model: str) -> dict:
-    """Routers evaluated with their gates still at init (`harness.measure.untrained`, e.g. --eval-only
-    of a fresh checkpoint) get `"untrained": true` in the record's routing, for `compare` to say so
-    too, and the run says so once (docs/DESIGN.md, "Untrained routers")."""
-    from .measure.untrained import untrained_note, untrained_routers
-    fresh = set(untrained_routers(net)) & set(routing)
-    if fresh:
-        print(untrained_note(net, model), file=sys.stderr)
-    return {layer: dict(r, untrained=True) if layer in fresh else r for layer, r in routing.items()}
-
-
 def _evaluate(runner, cfg: Config, suite: Suite) -> dict:
     """Test loop metrics, routing mix, throughput and FLOPs of the runner's model as it is now."""
+    from .measure.untrained import mark_untrained
     from .engine.metrics import RoutingMetric, ThroughputMetric
     from .engine.recipe import ZooEMAHook
     metrics = runner.test()
@@ -394,7 +384,7 @@ def _evaluate(runner, cfg: Config, suite: Suite) -> dict:
             ema.swap = True
         metrics = {**raw, **{f"ema_{k}": v for k, v in metrics.items() if "/" not in k}}
     routing_metric, throughput_metric = _metric(runner, RoutingMetric), _metric(runner, ThroughputMetric)
-    routing = _mark_untrained(routing_metric.summary if routing_metric else {}, unwrap_model(runner.model).net,
+    routing = mark_untrained(routing_metric.summary if routing_metric else {}, unwrap_model(runner.model).net,
                               cfg.model["arch"])
     tp = dict(throughput_metric.summary) if throughput_metric else {}
     tp["batch_size"] = cfg.test_dataloader["batch_size"]

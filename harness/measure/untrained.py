@@ -11,9 +11,10 @@ never reported.
 """
 from __future__ import annotations
 
+import sys
 from typing import List, Optional
 
-__all__ = ["untrained_routers", "untrained_note", "LEAN_MARGIN"]
+__all__ = ["untrained_routers", "untrained_note", "mark_untrained", "LEAN_MARGIN"]
 
 LEAN_MARGIN = 1e-6  # the tie-breaking bias of a fresh gate (zoo/layers/router.py, _lean_to_cheapest)
 
@@ -45,3 +46,12 @@ def untrained_note(net, model: str) -> Optional[str]:
     return (f"harness: note: {model}: {which} never been trained (gates at their zero init, so every item "
             f"takes the cheapest choice); its routing figures describe no trained model: give trained "
             f"weights (--checkpoint)")
+
+
+def mark_untrained(routing: dict, net, model: str) -> dict:
+    """A record's routing with `"untrained": true` on each router still at init (e.g. --eval-only of
+    a fresh checkpoint), for `compare` to say so too; the note is printed once when any is."""
+    fresh = set(untrained_routers(net)) & set(routing)
+    if fresh:
+        print(untrained_note(net, model), file=sys.stderr)
+    return {layer: dict(r, untrained=True) if layer in fresh else r for layer, r in routing.items()}

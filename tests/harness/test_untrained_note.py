@@ -40,7 +40,8 @@ def checkpoints(tmp_path_factory):
     except SystemExit as e:
         assert not e.code
     trained = tmp / "work" / "iter_2.pth"
-    ckpt = torch.load(trained, map_location="cpu", weights_only=False)
+    from harness.engine.checkpoint import load_checkpoint_file
+    ckpt = load_checkpoint_file(str(trained))  # weights_only=True with mmengine's classes allowlisted
     fresh_net = zoo.create_model("dhvn_nano", **MNIST)
     for name, module in fresh_net.named_modules():
         if isinstance(module, zoo.routing.Router):
