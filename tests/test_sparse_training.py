@@ -46,6 +46,16 @@ def _exp11(**router):
 # ----------------------------------------------------------------------------- DHVN
 
 
+def _forward_hooked(model, x, undo, ctx=None):
+    """model(x) under `ctx` (else with gradients on), then every hook or wrapper in `undo` removed."""
+    try:
+        with ctx if ctx is not None else torch.enable_grad():
+            return model(x)
+    finally:
+        for u in undo:
+            u.remove()
+
+
 def _dhvn_calls(model, x, ctx=None):
     seen = {"conv": [], "transformer": []}
     undo = []
@@ -53,12 +63,7 @@ def _dhvn_calls(model, x, ctx=None):
         if isinstance(block, HybridBlock):
             undo.append(block.conv.register_forward_hook(lambda m, i, o: seen["conv"].append(i[0].shape[0])))
             undo.append(block.trans.register_forward_hook(lambda m, i, o: seen["transformer"].append(i[0].shape[0])))
-    try:
-        with ctx if ctx is not None else torch.enable_grad():
-            out = model(x)
-    finally:
-        for u in undo:
-            u.remove()
+    out = _forward_hooked(model, x, undo, ctx)
     return out, seen, routing.trace(model)
 
 
@@ -93,12 +98,7 @@ def _esh_calls(model, x, ctx=None):
         if isinstance(block, ESHBlock) and block.router is not None:
             undo.append(_wrap(block.attn, "kv", kv, lambda x: x.shape[0]))
             undo.append(_wrap(block.ssm, "gate", gated, lambda y, n: n.shape[:-1].numel()))
-    try:
-        with ctx if ctx is not None else torch.enable_grad():
-            out = model(x)
-    finally:
-        for u in undo:
-            u.remove()
+    out = _forward_hooked(model, x, undo, ctx)
     return out, kv, gated, routing.trace(model)
 
 
@@ -140,12 +140,7 @@ def _exp11_calls(model, x, ctx=None):
         packed = kw.get("queries", queries_)
         return int(packed.valid.sum()) if packed is not None else x.shape[0] * x.shape[1]
     undo = [_wrap(m.attn, "forward", queries, count) for m in model.modules() if isinstance(m, RoutedMixer)]
-    try:
-        with ctx if ctx is not None else torch.enable_grad():
-            out = model(x)
-    finally:
-        for u in undo:
-            u.remove()
+    out = _forward_hooked(model, x, undo, ctx)
     return out, queries, routing.trace(model)
 
 
